@@ -1,0 +1,2 @@
+// Command strata is the Strata command-line tool.
+package main

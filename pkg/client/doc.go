@@ -1,0 +1,2 @@
+// Package client is the Go client library for Strata.
+package client

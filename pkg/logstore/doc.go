@@ -1,0 +1,2 @@
+// Package logstore is Strata's storage engine: the segmented, CRC-checked log of one partition.
+package logstore

@@ -1,0 +1,2 @@
+// Package pki is Strata's small certificate authority and TLS configuration loader.
+package pki

@@ -1,0 +1,3 @@
+module github.com/strata-log/strata/pkg/proto
+
+go 1.26

@@ -1,0 +1,2 @@
+// Command strata-admin serves the admin HTTP API.
+package main

@@ -1,0 +1,3 @@
+module github.com/strata-log/strata/services/broker
+
+go 1.26

@@ -1,0 +1,2 @@
+// Command strata-replicator is the control-plane sidecar of a broker.
+package main
