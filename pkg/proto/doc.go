@@ -1,2 +1,0 @@
-// Package proto holds the strata.v1 protobuf and gRPC definitions and their generated Go code.
-package proto
