@@ -1,0 +1,136 @@
+package client
+
+import (
+	"crypto/tls"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// Config configures a Client. Zero values mean the documented defaults.
+type Config struct {
+	// Brokers are bootstrap addresses (host:port); at least one is required.
+	Brokers []string
+	// TLS is the client's TLS configuration (mutual TLS: set Certificates
+	// and RootCAs). Required unless Insecure is set.
+	TLS *tls.Config
+	// Insecure allows plaintext connections. It must be set explicitly.
+	Insecure bool
+	// DialTimeout bounds connecting to a broker; default 5s.
+	DialTimeout time.Duration
+	// RequestTimeout bounds one unary request; default 10s.
+	RequestTimeout time.Duration
+	// MetadataMinInterval is the minimum time between two metadata
+	// refreshes triggered by errors; default 100ms.
+	MetadataMinInterval time.Duration
+	// MaxMessageBytes is the largest gRPC message sent or received;
+	// default 64 MiB.
+	MaxMessageBytes int
+	// Logger receives debug logs; nil means none.
+	Logger *zap.Logger
+	// DialOptions are appended to the client's own gRPC dial options.
+	DialOptions []grpc.DialOption
+}
+
+func (c *Config) setDefaults() {
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.MetadataMinInterval <= 0 {
+		c.MetadataMinInterval = 100 * time.Millisecond
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 64 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return &ConfigError{Field: "Brokers", Msg: "at least one broker address is required"}
+	}
+	for _, b := range c.Brokers {
+		if b == "" {
+			return &ConfigError{Field: "Brokers", Msg: "empty address"}
+		}
+	}
+	if c.TLS == nil && !c.Insecure {
+		return &ConfigError{Field: "TLS", Msg: "a TLS config is required unless Insecure is set"}
+	}
+	if c.TLS != nil && c.Insecure {
+		return &ConfigError{Field: "Insecure", Msg: "set either TLS or Insecure, not both"}
+	}
+	return nil
+}
+
+// ProducerOptions configures a Producer. Zero values mean the defaults.
+type ProducerOptions struct {
+	// Acks is the acknowledgement policy; default AcksLeader.
+	Acks Acks
+	// Linger is how long a partition's batch waits for more records before
+	// it is sent while nothing else is in flight for that partition; 0
+	// sends at once (records still accumulate while a batch is in flight).
+	Linger time.Duration
+	// MaxBatchBytes closes a batch at about this many bytes; default 1 MiB.
+	MaxBatchBytes int
+	// MaxBatchRecords closes a batch at this many records; default 10000.
+	MaxBatchRecords int
+	// MaxInFlightPerBroker bounds the batches awaiting an answer from one
+	// broker (at most one per partition); default 16.
+	MaxInFlightPerBroker int
+	// MaxBufferedBytes bounds the records waiting to be acknowledged;
+	// Produce blocks beyond it. Default 64 MiB.
+	MaxBufferedBytes int
+	// DeliveryTimeout bounds the time from Produce to the record's result,
+	// retries included; default 30s.
+	DeliveryTimeout time.Duration
+	// RequestTimeout bounds the wait for one batch's answer; default 10s.
+	RequestTimeout time.Duration
+	// RetryBackoff is the first retry delay, doubled up to RetryBackoffMax;
+	// defaults 20ms and 1s.
+	RetryBackoff    time.Duration
+	RetryBackoffMax time.Duration
+	// NoAmbiguousRetry fails a batch whose outcome is unknown (connection
+	// lost or deadline passed after it was sent) instead of resending it.
+	// Resending may duplicate records; failing may lose them.
+	NoAmbiguousRetry bool
+	// Partitioner picks partitions; default a HashPartitioner.
+	Partitioner Partitioner
+}
+
+func (o *ProducerOptions) setDefaults() {
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = 1 << 20
+	}
+	if o.MaxBatchRecords <= 0 {
+		o.MaxBatchRecords = 10000
+	}
+	if o.MaxInFlightPerBroker <= 0 {
+		o.MaxInFlightPerBroker = 16
+	}
+	if o.MaxBufferedBytes <= 0 {
+		o.MaxBufferedBytes = 64 << 20
+	}
+	if o.DeliveryTimeout <= 0 {
+		o.DeliveryTimeout = 30 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 10 * time.Second
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = 20 * time.Millisecond
+	}
+	if o.RetryBackoffMax <= 0 {
+		o.RetryBackoffMax = time.Second
+	}
+	if o.Partitioner == nil {
+		o.Partitioner = &HashPartitioner{}
+	}
+}

@@ -1,0 +1,161 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var (
+	// ErrClosed is returned by calls on a closed Client, Producer or Consumer.
+	ErrClosed = errors.New("client: closed")
+	// ErrTopicNotFound is returned when the cluster does not know a topic.
+	ErrTopicNotFound = errors.New("client: topic not found")
+	// ErrPartitionNotFound is returned for a partition the topic does not have.
+	ErrPartitionNotFound = errors.New("client: partition not found")
+	// ErrNoLeader is returned when a partition has no leader (it is offline).
+	ErrNoLeader = errors.New("client: partition has no leader")
+	// ErrNoBrokers is returned when no bootstrap broker answered.
+	ErrNoBrokers = errors.New("client: no broker reachable")
+	// ErrDeliveryTimeout is returned for a record not acknowledged within
+	// ProducerOptions.DeliveryTimeout.
+	ErrDeliveryTimeout = errors.New("client: delivery timeout")
+)
+
+// ConfigError reports an invalid option.
+type ConfigError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return "client: " + e.Field + ": " + e.Msg }
+
+// NotLeaderError is a broker's answer "not the leader" with its leader hint.
+type NotLeaderError struct {
+	Topic         string
+	Partition     int32
+	LeaderID      int32
+	LeaderAddress string
+	LeaderEpoch   int32
+}
+
+func (e *NotLeaderError) Error() string {
+	return fmt.Sprintf("client: %s/%d: broker is not the leader (leader %d at %q, epoch %d)",
+		e.Topic, e.Partition, e.LeaderID, e.LeaderAddress, e.LeaderEpoch)
+}
+
+// OffsetRangeError is a broker's answer OutOfRange with the valid range.
+type OffsetRangeError struct {
+	Requested      int64
+	LogStartOffset int64
+	// EndOffset is one past the last readable offset.
+	EndOffset int64
+}
+
+func (e *OffsetRangeError) Error() string {
+	return fmt.Sprintf("client: offset %d out of range [%d, %d)", e.Requested, e.LogStartOffset, e.EndOffset)
+}
+
+// BrokerError is any other error a broker answered with.
+type BrokerError struct {
+	Code    codes.Code
+	Message string
+}
+
+func (e *BrokerError) Error() string { return "client: " + e.Code.String() + ": " + e.Message }
+
+// fromStatus converts a gRPC error into the package's typed errors, keeping
+// the status reachable with status.FromError through Unwrap where possible.
+func fromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	return fromCode(st.Code(), st.Message(), st.Details(), err)
+}
+
+func fromWireError(e *stratav1.Error) error {
+	if e == nil || codes.Code(e.GetCode()) == codes.OK {
+		return nil
+	}
+	var details []any
+	if e.GetNotLeader() != nil {
+		details = append(details, e.GetNotLeader())
+	}
+	if e.GetOffsetRange() != nil {
+		details = append(details, e.GetOffsetRange())
+	}
+	return fromCode(codes.Code(e.GetCode()), e.GetMessage(), details, nil)
+}
+
+func fromCode(code codes.Code, msg string, details []any, orig error) error {
+	for _, d := range details {
+		switch d := d.(type) {
+		case *stratav1.NotLeader:
+			return &NotLeaderError{Topic: d.GetTopic(), Partition: d.GetPartition(), LeaderID: d.GetLeaderId(),
+				LeaderAddress: d.GetLeaderAddress(), LeaderEpoch: d.GetLeaderEpoch()}
+		case *stratav1.OffsetRange:
+			return &OffsetRangeError{Requested: d.GetRequested(), LogStartOffset: d.GetLogStartOffset(), EndOffset: d.GetEndOffset()}
+		}
+	}
+	switch code {
+	case codes.NotFound:
+		return fmt.Errorf("%w: %s", ErrTopicNotFound, msg)
+	case codes.Canceled:
+		if orig != nil {
+			return fmt.Errorf("%w (%s)", context.Canceled, msg)
+		}
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%w (%s)", context.DeadlineExceeded, msg)
+	}
+	return &BrokerError{Code: code, Message: msg}
+}
+
+// Code returns the gRPC code behind a client error (codes.Unknown when none).
+func Code(err error) codes.Code {
+	var be *BrokerError
+	var nl *NotLeaderError
+	var or *OffsetRangeError
+	switch {
+	case err == nil:
+		return codes.OK
+	case errors.As(err, &nl):
+		return codes.FailedPrecondition
+	case errors.As(err, &or):
+		return codes.OutOfRange
+	case errors.Is(err, ErrTopicNotFound), errors.Is(err, ErrPartitionNotFound):
+		return codes.NotFound
+	case errors.As(err, &be):
+		return be.Code
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	}
+	return codes.Unknown
+}
+
+// IsRetriable reports whether err is transient: Unavailable, not the leader,
+// no leader, or a lost connection. DeadlineExceeded is not included: whether
+// it may be retried depends on the caller (a produce may have been applied).
+func IsRetriable(err error) bool {
+	var nl *NotLeaderError
+	if errors.As(err, &nl) || errors.Is(err, ErrNoLeader) {
+		return true
+	}
+	var be *BrokerError
+	if errors.As(err, &be) {
+		return be.Code == codes.Unavailable || be.Code == codes.Aborted
+	}
+	return false
+}
+
+func quote(s string) string { return strconv.Quote(s) }

@@ -1,0 +1,162 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+)
+
+// errProtocol is a broker answer that does not match the request stream.
+var errProtocol = errors.New("client: produce stream out of sync")
+
+// brokerStreams carries one Producer's batches to one broker on a
+// ProduceStream. Requests are answered in order, so pending calls are a FIFO.
+// A broken stream fails every pending call; the next call opens a new one.
+type brokerStreams struct {
+	p    *Producer
+	addr string
+	// sem bounds the batches in flight to this broker.
+	sem    chan struct{}
+	sendMu sync.Mutex // orders Send with the FIFO; guards cur
+	cur    *produceStream
+	corr   atomic.Uint64
+}
+
+type produceStream struct {
+	stream grpc.BidiStreamingClient[stratav1.ProduceRequest, stratav1.ProduceResponse]
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	pending []*call
+	dead    bool
+}
+
+type call struct {
+	corr uint64
+	ch   chan callResult // buffered 1; receives exactly one result
+}
+
+type callResult struct {
+	resp *stratav1.ProduceResponse
+	err  error
+	// ambiguous is set when the batch may or may not have been appended.
+	ambiguous bool
+}
+
+// open starts a stream and its receiving goroutine. Caller holds sendMu.
+func (b *brokerStreams) openLocked() (*produceStream, error) {
+	cc, err := b.p.c.conn(b.addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(b.p.ctx)
+	st, err := stratav1.NewLogClient(cc).ProduceStream(ctx)
+	if err != nil {
+		cancel()
+		return nil, fromStatus(err)
+	}
+	s := &produceStream{stream: st, cancel: cancel}
+	b.p.wg.Add(1)
+	go func() {
+		defer b.p.wg.Done()
+		s.recvLoop()
+	}()
+	return s, nil
+}
+
+func (s *produceStream) recvLoop() {
+	for {
+		resp, err := s.stream.Recv()
+		if err != nil {
+			s.fail(fromStatus(err))
+			return
+		}
+		s.mu.Lock()
+		if len(s.pending) == 0 {
+			s.mu.Unlock()
+			s.fail(fmt.Errorf("%w: answer without a request", errProtocol))
+			return
+		}
+		cl := s.pending[0]
+		if resp.GetCorrelationId() != 0 && resp.GetCorrelationId() != cl.corr {
+			s.mu.Unlock()
+			s.fail(fmt.Errorf("%w: answer for %d, expected %d", errProtocol, resp.GetCorrelationId(), cl.corr))
+			return
+		}
+		s.pending = s.pending[1:]
+		s.mu.Unlock()
+		cl.ch <- callResult{resp: resp, err: fromWireError(resp.GetError())}
+	}
+}
+
+// fail ends the stream: every pending call gets err, marked ambiguous.
+func (s *produceStream) fail(err error) {
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return
+	}
+	s.dead = true
+	pend := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	s.cancel()
+	for _, cl := range pend {
+		cl.ch <- callResult{err: err, ambiguous: true}
+	}
+}
+
+func (s *produceStream) isDead() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dead
+}
+
+// produce sends req and waits for its answer, at most timeout.
+func (b *brokerStreams) produce(req *stratav1.ProduceRequest, timeout time.Duration) callResult {
+	b.sendMu.Lock()
+	s := b.cur
+	if s == nil || s.isDead() {
+		var err error
+		s, err = b.openLocked()
+		if err != nil {
+			b.sendMu.Unlock()
+			return callResult{err: err}
+		}
+		b.cur = s
+	}
+	cl := &call{corr: b.corr.Add(1), ch: make(chan callResult, 1)}
+	req.CorrelationId = cl.corr
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		b.sendMu.Unlock()
+		return callResult{err: &BrokerError{Code: codes.Unavailable, Message: "produce stream closed"}}
+	}
+	s.pending = append(s.pending, cl)
+	s.mu.Unlock()
+	err := s.stream.Send(req)
+	b.sendMu.Unlock()
+	if err != nil {
+		// The real error, if any, comes from Recv; Send only says "broken".
+		s.fail(&BrokerError{Code: codes.Unavailable, Message: "produce stream broken: " + err.Error()})
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-cl.ch:
+		return r
+	case <-t.C:
+		s.fail(fmt.Errorf("%w: no answer within %v", context.DeadlineExceeded, timeout))
+	case <-b.p.ctx.Done():
+		s.fail(ErrClosed)
+	}
+	return <-cl.ch
+}
