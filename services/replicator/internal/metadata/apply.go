@@ -1,0 +1,212 @@
+package metadata
+
+import (
+	"fmt"
+	"slices"
+)
+
+// apply validates cmd against s and, only if it is valid, changes s.
+// On error s is untouched.
+func (s *State) apply(cmd Command) error {
+	switch cmd.Type {
+	case CmdInitCluster:
+		return withPayload(cmd.InitCluster, cmd.Type, s.initCluster)
+	case CmdRegisterBroker:
+		return withPayload(cmd.RegisterBroker, cmd.Type, s.registerBroker)
+	case CmdSetBrokerAlive:
+		return withPayload(cmd.SetBrokerAlive, cmd.Type, s.setBrokerAlive)
+	case CmdCreateTopic:
+		return withPayload(cmd.CreateTopic, cmd.Type, s.createTopic)
+	case CmdDeleteTopic:
+		return withPayload(cmd.DeleteTopic, cmd.Type, s.deleteTopic)
+	case CmdAlterTopic:
+		return withPayload(cmd.AlterTopic, cmd.Type, s.alterTopic)
+	case CmdElectLeader:
+		return withPayload(cmd.ElectLeader, cmd.Type, s.electLeader)
+	case CmdChangeISR:
+		return withPayload(cmd.ChangeISR, cmd.Type, s.changeISR)
+	default:
+		return fmt.Errorf("%w: unknown type %q", ErrInvalidCommand, cmd.Type)
+	}
+}
+
+func withPayload[T any](p *T, typ CommandType, f func(*T) error) error {
+	if p == nil {
+		return fmt.Errorf("%w: %s without payload", ErrInvalidCommand, typ)
+	}
+	return f(p)
+}
+
+func (s *State) initCluster(c *InitCluster) error {
+	if c.ClusterID == "" {
+		return fmt.Errorf("%w: empty cluster id", ErrInvalidCommand)
+	}
+	if s.ClusterID != "" {
+		return fmt.Errorf("%w: %s", ErrClusterIDSet, s.ClusterID)
+	}
+	s.ClusterID = c.ClusterID
+	return nil
+}
+
+func (s *State) registerBroker(c *RegisterBroker) error {
+	if c.ID <= 0 {
+		return fmt.Errorf("%w: broker id must be > 0, got %d", ErrInvalidCommand, c.ID)
+	}
+	if c.BrokerAddress == "" || c.ReplicatorAddress == "" || c.RaftAddress == "" {
+		return fmt.Errorf("%w: broker %d: broker, replicator and raft addresses are required", ErrInvalidCommand, c.ID)
+	}
+	s.Brokers[c.ID] = &Broker{ID: c.ID, BrokerAddress: c.BrokerAddress,
+		ReplicatorAddress: c.ReplicatorAddress, RaftAddress: c.RaftAddress, Alive: c.Alive}
+	return nil
+}
+
+func (s *State) setBrokerAlive(c *SetBrokerAlive) error {
+	b, ok := s.Brokers[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: %d", ErrBrokerNotFound, c.ID)
+	}
+	b.Alive = c.Alive
+	return nil
+}
+
+func (s *State) createTopic(c *CreateTopic) error {
+	if err := ValidateTopicName(c.Name); err != nil {
+		return err
+	}
+	if _, ok := s.Topics[c.Name]; ok {
+		return fmt.Errorf("%w: %s", ErrTopicExists, c.Name)
+	}
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if len(c.Assignment) != int(c.Config.Partitions) {
+		return fmt.Errorf("%w: %d partitions but %d assignments", ErrInvalidAssignment, c.Config.Partitions, len(c.Assignment))
+	}
+	t := &Topic{Name: c.Name, Config: c.Config, Partitions: make([]Partition, len(c.Assignment))}
+	for p, replicas := range c.Assignment {
+		if len(replicas) != int(c.Config.ReplicationFactor) {
+			return fmt.Errorf("%w: partition %d has %d replicas, replication factor is %d",
+				ErrInvalidAssignment, p, len(replicas), c.Config.ReplicationFactor)
+		}
+		if err := s.validateReplicaSet(replicas); err != nil {
+			return fmt.Errorf("partition %d: %w", p, err)
+		}
+		t.Partitions[p] = Partition{ID: int32(p), Replicas: slices.Clone(replicas),
+			Leader: replicas[0], ISR: slices.Clone(replicas)}
+	}
+	s.Topics[c.Name] = t
+	return nil
+}
+
+func (s *State) deleteTopic(c *DeleteTopic) error {
+	if _, ok := s.Topics[c.Name]; !ok {
+		return fmt.Errorf("%w: %s", ErrTopicNotFound, c.Name)
+	}
+	delete(s.Topics, c.Name)
+	return nil
+}
+
+func (s *State) alterTopic(c *AlterTopic) error {
+	t, ok := s.Topics[c.Name]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrTopicNotFound, c.Name)
+	}
+	in, cfg := c.Config, t.Config
+	if in.Partitions != 0 && in.Partitions != cfg.Partitions {
+		return fmt.Errorf("%w: partitions cannot be changed (%d -> %d)", ErrInvalidConfig, cfg.Partitions, in.Partitions)
+	}
+	if in.ReplicationFactor != 0 && in.ReplicationFactor != cfg.ReplicationFactor {
+		return fmt.Errorf("%w: replication_factor cannot be changed (%d -> %d)", ErrInvalidConfig, cfg.ReplicationFactor, in.ReplicationFactor)
+	}
+	setIf(&cfg.RetentionBytes, in.RetentionBytes)
+	setIf(&cfg.RetentionMs, in.RetentionMs)
+	setIf(&cfg.SegmentBytes, in.SegmentBytes)
+	setIf(&cfg.SegmentMs, in.SegmentMs)
+	setIf(&cfg.MaxRecordBytes, in.MaxRecordBytes)
+	setIf(&cfg.Fsync, in.Fsync)
+	setIf(&cfg.MinInsyncReplicas, in.MinInsyncReplicas)
+	if in.UncleanLeaderElection || c.SetUncleanLeaderElection {
+		cfg.UncleanLeaderElection = in.UncleanLeaderElection
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	t.Config = cfg
+	return nil
+}
+
+func setIf[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
+}
+
+func (s *State) partition(topic string, id int32) (*Topic, *Partition, error) {
+	t, ok := s.Topics[topic]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
+	}
+	if id < 0 || int(id) >= len(t.Partitions) {
+		return nil, nil, fmt.Errorf("%w: %s/%d", ErrPartitionNotFound, topic, id)
+	}
+	return t, &t.Partitions[id], nil
+}
+
+func (s *State) electLeader(c *ElectLeader) error {
+	t, p, err := s.partition(c.Topic, c.Partition)
+	if err != nil {
+		return err
+	}
+	if c.ExpectedEpoch != p.LeaderEpoch {
+		return fmt.Errorf("%w: %s/%d is at epoch %d, election based on %d", ErrStaleEpoch, c.Topic, c.Partition, p.LeaderEpoch, c.ExpectedEpoch)
+	}
+	if len(c.ISR) == 0 || hasDuplicates(c.ISR) || !subsetOf(c.ISR, p.Replicas) {
+		return fmt.Errorf("%w: ISR %v must be a non-empty set of replicas %v", ErrInvalidAssignment, c.ISR, p.Replicas)
+	}
+	if c.Leader != NoLeader {
+		if !slices.Contains(p.Replicas, c.Leader) || !s.IsAlive(c.Leader) {
+			return fmt.Errorf("%w: broker %d is not an alive replica of %s/%d", ErrIneligibleLeader, c.Leader, c.Topic, c.Partition)
+		}
+		if !slices.Contains(c.ISR, c.Leader) {
+			return fmt.Errorf("%w: new ISR %v does not contain leader %d", ErrInvalidAssignment, c.ISR, c.Leader)
+		}
+		if c.Unclean {
+			if !t.Config.UncleanLeaderElection {
+				return fmt.Errorf("%w: topic %s does not allow unclean leader election", ErrIneligibleLeader, c.Topic)
+			}
+		} else if !slices.Contains(p.ISR, c.Leader) {
+			return fmt.Errorf("%w: broker %d is not in the ISR %v of %s/%d", ErrIneligibleLeader, c.Leader, p.ISR, c.Topic, c.Partition)
+		}
+	} else if !subsetOf(c.ISR, p.ISR) {
+		return fmt.Errorf("%w: an offline partition's ISR %v may only shrink from %v", ErrInvalidAssignment, c.ISR, p.ISR)
+	}
+	p.Leader = c.Leader
+	p.LeaderEpoch++
+	p.ISR = slices.Clone(c.ISR)
+	p.Offline = c.Leader == NoLeader
+	return nil
+}
+
+func (s *State) changeISR(c *ChangeISR) error {
+	_, p, err := s.partition(c.Topic, c.Partition)
+	if err != nil {
+		return err
+	}
+	if c.LeaderEpoch != p.LeaderEpoch {
+		return fmt.Errorf("%w: %s/%d is at epoch %d, ISR change based on %d", ErrStaleEpoch, c.Topic, c.Partition, p.LeaderEpoch, c.LeaderEpoch)
+	}
+	if p.Leader == NoLeader || c.LeaderID != p.Leader {
+		return fmt.Errorf("%w: broker %d, leader is %d", ErrNotPartitionLeader, c.LeaderID, p.Leader)
+	}
+	if hasDuplicates(c.ISR) || !subsetOf(c.ISR, p.Replicas) || !slices.Contains(c.ISR, p.Leader) {
+		return fmt.Errorf("%w: ISR %v must be a set of replicas %v containing leader %d", ErrInvalidAssignment, c.ISR, p.Replicas, p.Leader)
+	}
+	for _, id := range c.ISR {
+		if !slices.Contains(p.ISR, id) && !s.IsAlive(id) {
+			return fmt.Errorf("%w: cannot add broker %d to the ISR: not alive", ErrIneligibleLeader, id)
+		}
+	}
+	p.ISR = slices.Clone(c.ISR)
+	return nil
+}

@@ -1,0 +1,116 @@
+package metadata
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// CommandType names one kind of metadata change.
+type CommandType string
+
+// The command types. Each has its payload struct of the same name.
+const (
+	CmdInitCluster    CommandType = "init_cluster"
+	CmdRegisterBroker CommandType = "register_broker"
+	CmdSetBrokerAlive CommandType = "set_broker_alive"
+	CmdCreateTopic    CommandType = "create_topic"
+	CmdDeleteTopic    CommandType = "delete_topic"
+	CmdAlterTopic     CommandType = "alter_topic"
+	CmdElectLeader    CommandType = "elect_leader"
+	CmdChangeISR      CommandType = "change_isr"
+)
+
+// Command is one entry of the Raft log: a type and exactly one payload.
+type Command struct {
+	Type           CommandType     `json:"type"`
+	InitCluster    *InitCluster    `json:"init_cluster,omitempty"`
+	RegisterBroker *RegisterBroker `json:"register_broker,omitempty"`
+	SetBrokerAlive *SetBrokerAlive `json:"set_broker_alive,omitempty"`
+	CreateTopic    *CreateTopic    `json:"create_topic,omitempty"`
+	DeleteTopic    *DeleteTopic    `json:"delete_topic,omitempty"`
+	AlterTopic     *AlterTopic     `json:"alter_topic,omitempty"`
+	ElectLeader    *ElectLeader    `json:"elect_leader,omitempty"`
+	ChangeISR      *ChangeISR      `json:"change_isr,omitempty"`
+}
+
+// InitCluster sets the cluster id once.
+type InitCluster struct {
+	ClusterID string `json:"cluster_id"`
+}
+
+// RegisterBroker adds a broker or updates its addresses and liveness.
+type RegisterBroker struct {
+	ID                int32  `json:"id"`
+	BrokerAddress     string `json:"broker_address"`
+	ReplicatorAddress string `json:"replicator_address"`
+	RaftAddress       string `json:"raft_address"`
+	Alive             bool   `json:"alive"`
+}
+
+// SetBrokerAlive marks a registered broker alive or dead.
+type SetBrokerAlive struct {
+	ID    int32 `json:"id"`
+	Alive bool  `json:"alive"`
+}
+
+// CreateTopic creates a topic with the controller's replica assignment:
+// Assignment[p] is partition p's replica list, preferred leader first.
+// Every partition starts with Replicas[0] as leader, epoch 0, and the full
+// replica set as ISR.
+type CreateTopic struct {
+	Name       string      `json:"name"`
+	Config     TopicConfig `json:"config"`
+	Assignment [][]int32   `json:"assignment"`
+}
+
+// DeleteTopic removes a topic.
+type DeleteTopic struct {
+	Name string `json:"name"`
+}
+
+// AlterTopic replaces the non-zero fields of a topic's config (booleans
+// are replaced when SetUncleanLeaderElection is true). Partitions and
+// replication factor cannot change.
+type AlterTopic struct {
+	Name                     string      `json:"name"`
+	Config                   TopicConfig `json:"config"`
+	SetUncleanLeaderElection bool        `json:"set_unclean_leader_election,omitempty"`
+}
+
+// ElectLeader installs a new leader (or NoLeader: offline) and ISR for a
+// partition whose current leader epoch is ExpectedEpoch, and bumps the
+// epoch. Leader must be an alive replica in the current ISR unless Unclean
+// is set, which the topic must allow.
+type ElectLeader struct {
+	Topic         string  `json:"topic"`
+	Partition     int32   `json:"partition"`
+	ExpectedEpoch int32   `json:"expected_epoch"`
+	Leader        int32   `json:"leader"`
+	ISR           []int32 `json:"isr"`
+	Unclean       bool    `json:"unclean,omitempty"`
+}
+
+// ChangeISR is a partition leader's ISR shrink or expansion (Kafka's
+// AlterPartition). LeaderID and LeaderEpoch are what the proposal was based
+// on; it is rejected with ErrStaleEpoch when the epoch is no longer current
+// and ErrNotPartitionLeader when LeaderID does not lead. It does not bump
+// the epoch.
+type ChangeISR struct {
+	Topic       string  `json:"topic"`
+	Partition   int32   `json:"partition"`
+	LeaderID    int32   `json:"leader_id"`
+	LeaderEpoch int32   `json:"leader_epoch"`
+	ISR         []int32 `json:"isr"`
+}
+
+// Encode returns the command's log entry bytes.
+func (c Command) Encode() ([]byte, error) { return json.Marshal(c) }
+
+// DecodeCommand parses a log entry.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Command{}, fmt.Errorf("%w: %v", ErrInvalidCommand, err)
+	}
+	return c, nil
+}
