@@ -1,0 +1,205 @@
+// Package config holds the broker's configuration: defaults, validation and
+// filling from flags and STRATA_* environment variables.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/strata-log/strata/services/broker/internal/topic"
+)
+
+// Config is everything the broker needs to start.
+type Config struct {
+	// NodeID identifies this broker in metadata (and later in the cluster).
+	NodeID int32
+	// DataDir holds topics/<topic>/<partition>/ logs and topic configs.
+	DataDir string
+	// Listen is the gRPC listen address.
+	Listen string
+	// Advertise is the address clients are told to dial; empty means Listen
+	// (which then must not be a wildcard address).
+	Advertise string
+	// MetricsListen is the Prometheus /metrics HTTP address; empty disables it.
+	MetricsListen string
+	// LogLevel is a zap level: debug, info, warn, error.
+	LogLevel string
+	// AutoCreateTopics creates an unknown topic (with the defaults) on first produce.
+	AutoCreateTopics bool
+
+	// TopicDefaults fills the zero fields of a CreateTopic config.
+	TopicDefaults topic.Config
+
+	// MaxRecvMsgBytes is the largest gRPC message the server accepts;
+	// larger ones fail with ResourceExhausted.
+	MaxRecvMsgBytes int
+	// MaxSendMsgBytes bounds one sent message (a consume batch).
+	MaxSendMsgBytes int
+	// MaxConcurrentStreams is the HTTP/2 per-connection stream limit.
+	MaxConcurrentStreams uint32
+	// MaxOpenStreams bounds the streaming RPCs open on the whole server;
+	// past it new streams fail with ResourceExhausted.
+	MaxOpenStreams int
+	// ProduceStreamInFlight bounds the batches a ProduceStream has appended
+	// but not yet answered.
+	ProduceStreamInFlight int
+
+	// KeepaliveMinTime is the shortest client ping interval allowed; clients
+	// pinging more often are disconnected (enforcement policy).
+	KeepaliveMinTime time.Duration
+	// KeepaliveTime is how long a connection may be idle before the server pings it.
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout is how long the server waits for a ping ack.
+	KeepaliveTimeout time.Duration
+
+	// ShutdownTimeout bounds the graceful stop before open RPCs are cut.
+	ShutdownTimeout time.Duration
+	// RetentionCheckInterval is how often age/size retention runs on idle partitions.
+	RetentionCheckInterval time.Duration
+}
+
+const (
+	// DefaultListen is the gRPC address (Kafka's port, loopback only; use
+	// 0.0.0.0:9092 with --advertise in containers).
+	DefaultListen = "127.0.0.1:9092"
+	// DefaultMetricsListen is the Prometheus address.
+	DefaultMetricsListen = "127.0.0.1:9100"
+)
+
+// Default returns a configuration that runs a single local broker.
+func Default() Config {
+	return Config{
+		NodeID:        1,
+		DataDir:       "data",
+		Listen:        DefaultListen,
+		MetricsListen: DefaultMetricsListen,
+		LogLevel:      "info",
+		TopicDefaults: topic.Config{
+			Partitions:        1,
+			ReplicationFactor: 1,
+			RetentionBytes:    -1,
+			RetentionMs:       (7 * 24 * time.Hour).Milliseconds(),
+			SegmentBytes:      256 << 20,
+			SegmentMs:         (7 * 24 * time.Hour).Milliseconds(),
+			MaxRecordBytes:    1 << 20,
+			Fsync:             "interval:1s",
+			MinInsyncReplicas: 1,
+		},
+		MaxRecvMsgBytes:        16 << 20,
+		MaxSendMsgBytes:        16 << 20,
+		MaxConcurrentStreams:   1000,
+		MaxOpenStreams:         10000,
+		ProduceStreamInFlight:  64,
+		KeepaliveMinTime:       10 * time.Second,
+		KeepaliveTime:          2 * time.Minute,
+		KeepaliveTimeout:       20 * time.Second,
+		ShutdownTimeout:        10 * time.Second,
+		RetentionCheckInterval: time.Minute,
+	}
+}
+
+// AdvertisedAddr is the address clients should dial.
+func (c Config) AdvertisedAddr() string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	return c.Listen
+}
+
+// Validate reports every invalid setting by its flag name.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.NodeID < 0 {
+		bad("node-id must be >= 0, got %d", c.NodeID)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("data-dir must be set")
+	}
+	host, err := checkHostPort(c.Listen)
+	if err != nil {
+		bad("listen %q: %v", c.Listen, err)
+	}
+	if c.Advertise != "" {
+		ahost, err := checkHostPort(c.Advertise)
+		switch {
+		case err != nil:
+			bad("advertise %q: %v", c.Advertise, err)
+		case isWildcard(ahost):
+			bad("advertise %q: must be an address clients can dial, not a wildcard", c.Advertise)
+		}
+	} else if err == nil && isWildcard(host) {
+		bad("advertise must be set when listen %q is a wildcard address", c.Listen)
+	}
+	if c.MetricsListen != "" {
+		if _, err := checkHostPort(c.MetricsListen); err != nil {
+			bad("metrics-listen %q: %v", c.MetricsListen, err)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if err := c.TopicDefaults.Validate(); err != nil {
+		bad("topic defaults: %w", err)
+	}
+	const minMsg = 64 << 10
+	if c.MaxRecvMsgBytes < minMsg {
+		bad("max-recv-msg-bytes must be >= %d, got %d", minMsg, c.MaxRecvMsgBytes)
+	} else if c.TopicDefaults.MaxRecordBytes > 0 && c.MaxRecvMsgBytes < int(c.TopicDefaults.MaxRecordBytes) {
+		bad("max-recv-msg-bytes (%d) must be >= default-max-record-bytes (%d)", c.MaxRecvMsgBytes, c.TopicDefaults.MaxRecordBytes)
+	}
+	if c.MaxSendMsgBytes < minMsg {
+		bad("max-send-msg-bytes must be >= %d, got %d", minMsg, c.MaxSendMsgBytes)
+	} else if c.TopicDefaults.MaxRecordBytes > 0 && c.MaxSendMsgBytes < int(c.TopicDefaults.MaxRecordBytes)+1024 {
+		bad("max-send-msg-bytes (%d) must exceed default-max-record-bytes (%d) by at least 1024", c.MaxSendMsgBytes, c.TopicDefaults.MaxRecordBytes)
+	}
+	if c.MaxConcurrentStreams < 1 {
+		bad("max-concurrent-streams must be >= 1, got %d", c.MaxConcurrentStreams)
+	}
+	if c.MaxOpenStreams < 1 {
+		bad("max-open-streams must be >= 1, got %d", c.MaxOpenStreams)
+	}
+	if c.ProduceStreamInFlight < 1 {
+		bad("produce-stream-in-flight must be >= 1, got %d", c.ProduceStreamInFlight)
+	}
+	if c.KeepaliveMinTime <= 0 {
+		bad("keepalive-min-time must be > 0, got %s", c.KeepaliveMinTime)
+	}
+	if c.KeepaliveTime < time.Second {
+		bad("keepalive-time must be >= 1s, got %s", c.KeepaliveTime)
+	}
+	if c.KeepaliveTimeout < time.Second {
+		bad("keepalive-timeout must be >= 1s, got %s", c.KeepaliveTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown-timeout must be > 0, got %s", c.ShutdownTimeout)
+	}
+	if c.RetentionCheckInterval < time.Second {
+		bad("retention-check-interval must be >= 1s, got %s", c.RetentionCheckInterval)
+	}
+	return errors.Join(errs...)
+}
+
+func checkHostPort(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	if port == "" {
+		return "", errors.New("missing port")
+	}
+	return host, nil
+}
+
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}

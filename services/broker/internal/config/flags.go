@@ -1,0 +1,126 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// EnvPrefix prefixes the environment variable of every flag: --data-dir is
+// STRATA_DATA_DIR. Flags given on the command line win over the environment.
+const EnvPrefix = "STRATA_"
+
+// EnvName is the environment variable that sets the flag name.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Parse fills a Config from Default(), then the environment (read through
+// getenv), then args, and validates it. Usage goes to out; -h returns
+// flag.ErrHelp.
+func Parse(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("strata-broker", flag.ContinueOnError)
+	fs.SetOutput(out)
+	td := &c.TopicDefaults
+
+	fs.Func("node-id", "`id` of this broker", int32Setter(&c.NodeID))
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "`dir`ectory of topic logs and configs")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "gRPC listen `address` (0.0.0.0:9092 in containers, with --advertise)")
+	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "`address` clients dial (default: --listen)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "Prometheus /metrics HTTP `address` (empty: off)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `level`: debug, info, warn, error")
+	fs.BoolVar(&c.AutoCreateTopics, "auto-create-topics", c.AutoCreateTopics, "create unknown topics with the defaults on first produce")
+
+	fs.Func("default-partitions", "partitions of a new topic (`n`, default 1)", int32Setter(&td.Partitions))
+	fs.Func("default-replication-factor", "replication factor of a new topic (`n`, default 1)", int32Setter(&td.ReplicationFactor))
+	fs.Int64Var(&td.RetentionBytes, "default-retention-bytes", td.RetentionBytes, "retention `bytes` per partition (-1: unlimited)")
+	fs.Func("default-retention", "retention `duration` (-1: unlimited, default 168h)", msSetter(&td.RetentionMs, true))
+	fs.Int64Var(&td.SegmentBytes, "default-segment-bytes", td.SegmentBytes, "segment size in `bytes`")
+	fs.Func("default-segment-age", "roll a segment older than this `duration` (default 168h)", msSetter(&td.SegmentMs, false))
+	fs.Func("default-max-record-bytes", "largest record in `bytes` (default 1048576)", int32Setter(&td.MaxRecordBytes))
+	fs.StringVar(&td.Fsync, "default-fsync", td.Fsync, "fsync `policy`: always, never or interval:<duration>")
+	fs.Func("default-min-insync-replicas", "min in-sync replicas for acks=ALL (`n`, default 1)", int32Setter(&td.MinInsyncReplicas))
+
+	fs.IntVar(&c.MaxRecvMsgBytes, "max-recv-msg-bytes", c.MaxRecvMsgBytes, "largest gRPC message accepted, in `bytes`")
+	fs.IntVar(&c.MaxSendMsgBytes, "max-send-msg-bytes", c.MaxSendMsgBytes, "largest gRPC message sent, in `bytes`")
+	fs.Func("max-concurrent-streams", "HTTP/2 streams per connection (`n`, default 1000)", uint32Setter(&c.MaxConcurrentStreams))
+	fs.IntVar(&c.MaxOpenStreams, "max-open-streams", c.MaxOpenStreams, "streaming RPCs open on the server (`n`)")
+	fs.IntVar(&c.ProduceStreamInFlight, "produce-stream-in-flight", c.ProduceStreamInFlight, "unanswered batches per ProduceStream (`n`)")
+	fs.DurationVar(&c.KeepaliveMinTime, "keepalive-min-time", c.KeepaliveMinTime, "shortest client ping `interval` allowed")
+	fs.DurationVar(&c.KeepaliveTime, "keepalive-time", c.KeepaliveTime, "ping a connection idle this `long`")
+	fs.DurationVar(&c.KeepaliveTimeout, "keepalive-timeout", c.KeepaliveTimeout, "close a connection whose ping is unanswered this `long`")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful stop `deadline` before RPCs are cut")
+	fs.DurationVar(&c.RetentionCheckInterval, "retention-check-interval", c.RetentionCheckInterval, "how often retention runs (`duration`)")
+
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: strata-broker [flags]\n\nEvery flag can also be set by its %s<NAME> environment variable\n(--data-dir: %s); flags win.\n\n", EnvPrefix, EnvName("data-dir"))
+		fs.PrintDefaults()
+	}
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := EnvName(f.Name)
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return Config{}, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func int32Setter(p *int32) func(string) error {
+	return func(s string) error {
+		var v int32
+		if _, err := fmt.Sscan(s, &v); err != nil {
+			return fmt.Errorf("not a 32-bit integer: %q", s)
+		}
+		*p = v
+		return nil
+	}
+}
+
+func uint32Setter(p *uint32) func(string) error {
+	return func(s string) error {
+		var v uint32
+		if _, err := fmt.Sscan(s, &v); err != nil {
+			return fmt.Errorf("not an unsigned 32-bit integer: %q", s)
+		}
+		*p = v
+		return nil
+	}
+}
+
+// msSetter parses a duration into milliseconds; "-1" means unlimited when allowed.
+func msSetter(p *int64, unlimited bool) func(string) error {
+	return func(s string) error {
+		if unlimited && s == "-1" {
+			*p = -1
+			return nil
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		if d < time.Millisecond {
+			return fmt.Errorf("must be >= 1ms, got %s", d)
+		}
+		*p = d.Milliseconds()
+		return nil
+	}
+}

@@ -1,0 +1,65 @@
+package partition
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrClosed means the partition was closed (shutdown or topic deletion).
+	ErrClosed = errors.New("partition: closed")
+	// ErrNotLeader means this broker does not lead the partition; see NotLeaderError.
+	ErrNotLeader = errors.New("partition: not the leader")
+	// ErrRecordTooLarge means a record exceeds the topic's max record size; see RecordTooLargeError.
+	ErrRecordTooLarge = errors.New("partition: record too large")
+	// ErrEmptyBatch means a produce request carried no records.
+	ErrEmptyBatch = errors.New("partition: empty batch")
+)
+
+// NotLeaderError tells the client where the leader is. errors.Is(err, ErrNotLeader) holds.
+type NotLeaderError struct {
+	Topic      string
+	Partition  int32
+	LeaderID   int32 // -1 when unknown
+	LeaderAddr string
+	Epoch      int32
+}
+
+func (e *NotLeaderError) Error() string {
+	return fmt.Sprintf("partition: %s/%d is led by broker %d (%s) in epoch %d", e.Topic, e.Partition, e.LeaderID, e.LeaderAddr, e.Epoch)
+}
+
+// Is reports target == ErrNotLeader.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// RecordTooLargeError names the record of a batch that is too large.
+// errors.Is(err, ErrRecordTooLarge) holds.
+type RecordTooLargeError struct {
+	Index int // position in the batch
+	Size  int // encoded key, value and headers
+	Max   int
+}
+
+func (e *RecordTooLargeError) Error() string {
+	return fmt.Sprintf("partition: record %d is %d bytes, more than the topic's max_record_bytes %d", e.Index, e.Size, e.Max)
+}
+
+// Is reports target == ErrRecordTooLarge.
+func (e *RecordTooLargeError) Is(target error) bool { return target == ErrRecordTooLarge }
+
+// ErrStopped means a wait ended because the caller's stop channel closed.
+var ErrStopped = errors.New("partition: wait stopped")
+
+// ErrNotEnoughReplicas means acks=ALL cannot be met; see NotEnoughReplicasError.
+var ErrNotEnoughReplicas = errors.New("partition: not enough in-sync replicas")
+
+// NotEnoughReplicasError: the ISR is smaller than min_insync_replicas.
+// errors.Is(err, ErrNotEnoughReplicas) holds.
+type NotEnoughReplicasError struct{ ISR, MinISR int }
+
+func (e *NotEnoughReplicasError) Error() string {
+	return fmt.Sprintf("partition: %d in-sync replicas, acks=ALL needs min_insync_replicas %d", e.ISR, e.MinISR)
+}
+
+// Is reports target == ErrNotEnoughReplicas.
+func (e *NotEnoughReplicasError) Is(target error) bool { return target == ErrNotEnoughReplicas }

@@ -1,0 +1,352 @@
+// Package partition is one partition of a topic on this broker: its log, its
+// role (leader or follower), leader epoch and high watermark, and the produce
+// and read paths over them.
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/strata-log/strata/pkg/logstore"
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+)
+
+// Role is this broker's role for a partition.
+type Role int
+
+const (
+	// RoleLeader accepts produce and serves consumers.
+	RoleLeader Role = iota + 1
+	// RoleFollower copies the leader's log (replication issue).
+	RoleFollower
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleLeader:
+		return "leader"
+	case RoleFollower:
+		return "follower"
+	}
+	return fmt.Sprintf("role(%d)", int(r))
+}
+
+// State is the partition's place in the cluster. On a single node the broker
+// leads every partition in epoch 0 with itself as the only replica; the
+// cluster issue sets it from the controller's metadata (ApplyPartitionState).
+type State struct {
+	Role        Role
+	LeaderEpoch int32
+	LeaderID    int32 // -1 when no leader is known
+	LeaderAddr  string
+	Replicas    []int32
+	ISR         []int32
+}
+
+// Options configure a Partition.
+type Options struct {
+	Topic string
+	ID    int32
+	// MaxRecordBytes bounds one record's key, value and headers.
+	MaxRecordBytes int
+	// MinInsyncReplicas is the ISR size acks=ALL needs.
+	MinInsyncReplicas int
+	State             State
+	// Logger; nil means zap.NewNop().
+	Logger *zap.Logger
+	// Now is the broker clock for record timestamps; nil means time.Now.
+	Now func() time.Time
+}
+
+// Partition serves one partition's log.
+type Partition struct {
+	topic string
+	id    int32
+	log   Log
+	lg    *zap.Logger
+	now   func() time.Time
+
+	maxRecordBytes atomic.Int64
+	minISR         atomic.Int32
+
+	mu    sync.RWMutex
+	state State
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New wraps an open log. The partition owns the log from now on.
+func New(log Log, o Options) *Partition {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	p := &Partition{
+		topic:  o.Topic,
+		id:     o.ID,
+		log:    log,
+		lg:     o.Logger.With(zap.String("topic", o.Topic), zap.Int32("partition", o.ID)),
+		now:    o.Now,
+		state:  o.State,
+		closed: make(chan struct{}),
+	}
+	p.SetLimits(o.MaxRecordBytes, o.MinInsyncReplicas)
+	return p
+}
+
+// Topic is the partition's topic name.
+func (p *Partition) Topic() string { return p.topic }
+
+// ID is the partition number.
+func (p *Partition) ID() int32 { return p.id }
+
+// SetLimits changes the record size limit and min ISR (topic config alter).
+func (p *Partition) SetLimits(maxRecordBytes, minInsyncReplicas int) {
+	p.maxRecordBytes.Store(int64(maxRecordBytes))
+	p.minISR.Store(int32(minInsyncReplicas))
+}
+
+// State returns a copy of the partition's cluster state.
+func (p *Partition) State() State {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	s := p.state
+	s.Replicas = append([]int32(nil), s.Replicas...)
+	s.ISR = append([]int32(nil), s.ISR...)
+	return s
+}
+
+// SetState replaces the partition's cluster state (leader changes).
+func (p *Partition) SetState(s State) {
+	p.mu.Lock()
+	p.state = s
+	p.mu.Unlock()
+}
+
+// LogStartOffset is the first offset still in the log.
+func (p *Partition) LogStartOffset() int64 { return p.log.LogStartOffset() }
+
+// LogEndOffset is the next offset to be assigned.
+func (p *Partition) LogEndOffset() int64 { return p.log.LogEndOffset() }
+
+// HighWatermark is one past the last offset consumers may read. With the
+// ISR being this broker alone it is the log end offset; replication will
+// make it the minimum log end offset over the ISR.
+func (p *Partition) HighWatermark() int64 { return p.log.LogEndOffset() }
+
+// Healthy is nil, or why the log refuses writes or reads.
+func (p *Partition) Healthy() error { return p.log.Healthy() }
+
+// ApplyRetention runs size and age retention now.
+func (p *Partition) ApplyRetention() error { return p.log.ApplyRetention() }
+
+// OffsetForTime is the first offset whose timestamp is >= tsMillis, or the
+// high watermark when there is none.
+func (p *Partition) OffsetForTime(tsMillis int64) (int64, error) {
+	off, err := p.log.OffsetForTime(tsMillis)
+	if err != nil {
+		return 0, err
+	}
+	return min(off, p.HighWatermark()), nil
+}
+
+// ProduceResult is where a batch landed.
+type ProduceResult struct {
+	Base, Last int64
+	Epoch      int32
+}
+
+// Produce validates and appends a batch. Records keep the producer's
+// timestamp when set (> 0), else get the broker's time. With acks=ALL it
+// returns once the high watermark passed the batch.
+func (p *Partition) Produce(ctx context.Context, recs []*stratav1.Record, acks stratav1.Acks) (ProduceResult, error) {
+	if len(recs) == 0 {
+		return ProduceResult{}, ErrEmptyBatch
+	}
+	st := p.State()
+	if st.Role != RoleLeader {
+		return ProduceResult{}, &NotLeaderError{Topic: p.topic, Partition: p.id, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr, Epoch: st.LeaderEpoch}
+	}
+	if acks == stratav1.Acks_ACKS_ALL {
+		if isr, need := len(st.ISR), int(p.minISR.Load()); isr < need {
+			return ProduceResult{}, &NotEnoughReplicasError{ISR: isr, MinISR: need}
+		}
+	}
+	limit := int(p.maxRecordBytes.Load())
+	total := 0
+	for i, r := range recs {
+		n := PayloadSize(r)
+		if n > limit {
+			return ProduceResult{}, &RecordTooLargeError{Index: i, Size: n, Max: limit}
+		}
+		total += n
+	}
+	if err := ctx.Err(); err != nil {
+		return ProduceResult{}, err
+	}
+	buf := make([]byte, 0, total)
+	batch := make([]logstore.Record, len(recs))
+	now := p.now().UnixMilli()
+	for i, r := range recs {
+		start := len(buf)
+		buf = EncodePayload(buf, r)
+		ts := r.GetTimestampMs()
+		if ts <= 0 {
+			ts = now
+		}
+		batch[i] = logstore.Record{Timestamp: ts, Payload: buf[start:len(buf):len(buf)]}
+	}
+	base, err := p.log.Append(st.LeaderEpoch, batch)
+	if err != nil {
+		return ProduceResult{}, fmt.Errorf("partition %s/%d: append: %w", p.topic, p.id, err)
+	}
+	res := ProduceResult{Base: base, Last: base + int64(len(batch)) - 1, Epoch: st.LeaderEpoch}
+	if acks == stratav1.Acks_ACKS_ALL {
+		if err := p.WaitFor(ctx, res.Last, nil); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// WaitFor blocks until the high watermark is past offset, ctx ends, stop is
+// closed (ErrStopped) or the partition closes (ErrClosed). It waits on the
+// log's change notification: no polling.
+func (p *Partition) WaitFor(ctx context.Context, offset int64, stop <-chan struct{}) error {
+	for {
+		changed := p.log.Changed()
+		select {
+		case <-p.closed:
+			return ErrClosed
+		default:
+		}
+		if p.HighWatermark() > offset {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stop:
+			return ErrStopped
+		case <-p.closed:
+			return ErrClosed
+		}
+	}
+}
+
+// Close syncs and closes the log. Waiters and readers get ErrClosed.
+func (p *Partition) Close() error {
+	p.closeOnce.Do(func() {
+		close(p.closed)
+		p.closeErr = errors.Join(p.log.Sync(), p.log.Close())
+	})
+	return p.closeErr
+}
+
+// Cursor reads a partition's records in order, up to the high watermark.
+// It is not safe for concurrent use.
+type Cursor struct {
+	p      *Partition
+	r      *logstore.Reader
+	next   int64
+	epochs []logstore.EpochEntry
+
+	// pending is a frame read but not yet returned (it did not fit the last batch).
+	pending    bool
+	pendingF   logstore.Frame
+	pendingBuf []byte
+}
+
+// NewCursor positions a cursor at offset, which must be in
+// [log start, high watermark].
+func (p *Partition) NewCursor(offset int64) (*Cursor, error) {
+	select {
+	case <-p.closed:
+		return nil, ErrClosed
+	default:
+	}
+	start, hw := p.log.LogStartOffset(), p.HighWatermark()
+	if offset < start || offset > hw {
+		return nil, &logstore.OutOfRangeError{Offset: offset, Start: start, End: hw}
+	}
+	r, err := p.log.NewReader(offset)
+	if err != nil {
+		return nil, err
+	}
+	return &Cursor{p: p, r: r, next: offset}, nil
+}
+
+// Next is the offset the cursor reads next.
+func (c *Cursor) Next() int64 { return c.next }
+
+// Read calls fn for each record from the cursor's position on, at most
+// maxRecords and about maxBytes of payload (at least one record), stopping at
+// the high watermark. fn's frame is valid only during the call. It returns
+// how many records it read; 0 means the cursor is at the high watermark.
+func (c *Cursor) Read(maxRecords, maxBytes int, fn func(f logstore.Frame, epoch int32)) (int, error) {
+	hw := c.p.HighWatermark()
+	c.epochs = c.p.log.Epochs()
+	n, size := 0, 0
+	for n < maxRecords && c.next < hw {
+		var f logstore.Frame
+		if c.pending {
+			f = c.pendingF
+		} else {
+			var err error
+			f, err = c.r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return n, err
+			}
+		}
+		fsize := len(f.Payload) + recordOverhead
+		if n > 0 && size+fsize > maxBytes {
+			if !c.pending {
+				c.pendingBuf = append(c.pendingBuf[:0], f.Payload...)
+				f.Payload, f.Raw = c.pendingBuf, nil
+				c.pendingF, c.pending = f, true
+			}
+			break
+		}
+		c.pending = false
+		size += fsize
+		fn(f, c.epochFor(f.Offset))
+		c.next = f.Offset + 1
+		n++
+	}
+	return n, nil
+}
+
+// recordOverhead approximates the bytes a record adds beyond its payload on
+// the wire (timestamp, offset, epoch, length prefix).
+const recordOverhead = 24
+
+// epochFor is the leader epoch of offset: the last epoch entry starting at
+// or before it.
+func (c *Cursor) epochFor(off int64) int32 {
+	e := int32(0)
+	for _, ent := range c.epochs {
+		if ent.StartOffset > off {
+			break
+		}
+		e = ent.Epoch
+	}
+	return e
+}
+
+// Close releases the reader.
+func (c *Cursor) Close() error { return c.r.Close() }

@@ -1,0 +1,84 @@
+package topic
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// configFile is the name of a topic's persisted config inside its directory.
+// Its presence is the commit point of a topic's creation.
+const configFile = "topic.json"
+
+// fileFormat is the content of topic.json.
+type fileFormat struct {
+	Version int    `json:"version"`
+	Name    string `json:"name"`
+	Config  Config `json:"config"`
+}
+
+const fileVersion = 1
+
+// maxConfigFileBytes bounds what is read from topic.json.
+const maxConfigFileBytes = 64 << 10
+
+func readConfig(dir string) (fileFormat, error) {
+	path := filepath.Join(dir, configFile)
+	f, err := os.Open(path)
+	if err != nil {
+		return fileFormat{}, err
+	}
+	defer f.Close() // read-only: nothing to lose on close
+	var ff fileFormat
+	dec := json.NewDecoder(io.LimitReader(f, maxConfigFileBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ff); err != nil {
+		return fileFormat{}, fmt.Errorf("topic: %s: %w", path, err)
+	}
+	if ff.Version != fileVersion {
+		return fileFormat{}, fmt.Errorf("topic: %s: unsupported version %d", path, ff.Version)
+	}
+	return ff, nil
+}
+
+// writeConfig writes dir/topic.json atomically and durably: temp file,
+// fsync, rename, fsync of the directory.
+func writeConfig(dir string, ff fileFormat) error {
+	data, err := json.MarshalIndent(ff, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, configFile), append(data, '\n'))
+}
+
+func writeFileAtomic(path string, data []byte) (err error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return errors.Join(err, f.Close(), os.Remove(tmp))
+	}
+	if err := f.Sync(); err != nil {
+		return errors.Join(err, f.Close(), os.Remove(tmp))
+	}
+	if err := f.Close(); err != nil {
+		return errors.Join(err, os.Remove(tmp))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return errors.Join(err, os.Remove(tmp))
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}

@@ -1,0 +1,382 @@
+// Package topic is the broker's topic registry: which topics exist, their
+// persisted config, and their open partitions under
+// <data-dir>/topics/<topic>/<partition>/.
+package topic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/strata-log/strata/pkg/logstore"
+	"github.com/strata-log/strata/services/broker/internal/partition"
+)
+
+// Topic is one topic and its open partitions.
+type Topic struct {
+	name       string
+	cfg        atomic.Pointer[Config]
+	partitions []*partition.Partition // fixed at creation
+}
+
+// Name is the topic name.
+func (t *Topic) Name() string { return t.name }
+
+// Config is the topic's current config.
+func (t *Topic) Config() Config { return *t.cfg.Load() }
+
+// Partitions are the topic's partitions, indexed by id. Do not modify.
+func (t *Topic) Partitions() []*partition.Partition { return t.partitions }
+
+// OpenLogFunc opens (creating if missing) one partition's log.
+type OpenLogFunc func(dir string, opts logstore.Options) (partition.Log, error)
+
+// Options configure a Registry.
+type Options struct {
+	// Dir is the broker's data directory; topics live under Dir/topics.
+	Dir string
+	// Defaults fill the zero fields of a created topic's config.
+	Defaults Config
+	// State returns the cluster state of a newly opened partition.
+	State func(topic string, id int32) partition.State
+	// OpenLog opens a partition log; nil means logstore.Open.
+	OpenLog OpenLogFunc
+	Logger  *zap.Logger
+}
+
+// Registry holds the broker's topics. Lookups are concurrent; create,
+// delete and alter are serialized.
+type Registry struct {
+	opts    Options
+	lg      *zap.Logger
+	topics  string // Dir/topics
+	deleted string // Dir/deleted: topics being removed
+
+	admin sync.Mutex // serializes create/delete/alter and Close
+
+	mu     sync.RWMutex
+	byName map[string]*Topic
+	closed bool
+}
+
+// Open loads every topic under opts.Dir and opens its partitions.
+func Open(opts Options) (*Registry, error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.OpenLog == nil {
+		opts.OpenLog = func(dir string, o logstore.Options) (partition.Log, error) { return logstore.Open(dir, o) }
+	}
+	if opts.State == nil {
+		return nil, errors.New("topic: Options.State is required")
+	}
+	r := &Registry{
+		opts:    opts,
+		lg:      opts.Logger,
+		topics:  filepath.Join(opts.Dir, "topics"),
+		deleted: filepath.Join(opts.Dir, "deleted"),
+		byName:  make(map[string]*Topic),
+	}
+	for _, d := range []string{opts.Dir, r.topics} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("topic: %w", err)
+		}
+	}
+	// Deletions interrupted by a crash finish now.
+	if err := os.RemoveAll(r.deleted); err != nil {
+		return nil, fmt.Errorf("topic: removing deleted topics: %w", err)
+	}
+	entries, err := os.ReadDir(r.topics)
+	if err != nil {
+		return nil, fmt.Errorf("topic: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || ValidateName(e.Name()) != nil {
+			continue
+		}
+		dir := filepath.Join(r.topics, e.Name())
+		ff, err := readConfig(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			// A creation that crashed before its commit point.
+			r.lg.Warn("removing incompletely created topic", zap.String("dir", dir))
+			if err := os.RemoveAll(dir); err != nil {
+				return nil, errors.Join(fmt.Errorf("topic: %w", err), r.closeAll())
+			}
+			continue
+		}
+		if err == nil && ff.Name != e.Name() {
+			err = fmt.Errorf("topic: %s names topic %q", dir, ff.Name)
+		}
+		if err == nil {
+			err = ff.Config.Validate()
+		}
+		if err != nil {
+			return nil, errors.Join(err, r.closeAll())
+		}
+		t, err := r.openTopic(ff.Name, ff.Config)
+		if err != nil {
+			return nil, errors.Join(err, r.closeAll())
+		}
+		r.byName[t.name] = t
+		r.lg.Info("topic loaded", zap.String("topic", t.name), zap.Int32("partitions", ff.Config.Partitions))
+	}
+	return r, nil
+}
+
+// openTopic opens (creating as needed) every partition of a topic.
+func (r *Registry) openTopic(name string, cfg Config) (*Topic, error) {
+	lopts, err := cfg.LogOptions()
+	if err != nil {
+		return nil, err
+	}
+	lopts.Logger = r.lg
+	t := &Topic{name: name}
+	t.cfg.Store(&cfg)
+	for id := int32(0); id < cfg.Partitions; id++ {
+		dir := filepath.Join(r.topics, name, strconv.Itoa(int(id)))
+		l, err := r.opts.OpenLog(dir, lopts)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("topic: open %s/%d: %w", name, id, err), closePartitions(t.partitions))
+		}
+		t.partitions = append(t.partitions, partition.New(l, partition.Options{
+			Topic:             name,
+			ID:                id,
+			MaxRecordBytes:    int(cfg.MaxRecordBytes),
+			MinInsyncReplicas: int(cfg.MinInsyncReplicas),
+			State:             r.opts.State(name, id),
+			Logger:            r.lg,
+		}))
+	}
+	return t, nil
+}
+
+// Get returns the named topic.
+func (r *Registry) Get(name string) (*Topic, error) {
+	r.mu.RLock()
+	t, ok := r.byName[name]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	return t, nil
+}
+
+// Partition returns one partition of a topic.
+func (r *Registry) Partition(name string, id int32) (*partition.Partition, error) {
+	t, err := r.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	if id < 0 || int(id) >= len(t.partitions) {
+		return nil, fmt.Errorf("%w: %q has partitions [0, %d), not %d", ErrPartitionNotFound, name, len(t.partitions), id)
+	}
+	return t.partitions[id], nil
+}
+
+// List returns every topic, sorted by name.
+func (r *Registry) List() []*Topic {
+	r.mu.RLock()
+	ts := make([]*Topic, 0, len(r.byName))
+	for _, t := range r.byName {
+		ts = append(ts, t)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(ts, func(a, b *Topic) int {
+		switch {
+		case a.name < b.name:
+			return -1
+		case a.name > b.name:
+			return 1
+		}
+		return 0
+	})
+	return ts
+}
+
+// Create makes a topic: its config is the registry defaults overridden by
+// the non-zero fields of override. The topic directory and partition logs
+// are created first; writing topic.json is the commit point.
+func (r *Registry) Create(ctx context.Context, name string, override Config) (*Topic, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	cfg := r.opts.Defaults.Merge(override)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	r.admin.Lock()
+	defer r.admin.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	if _, err := r.Get(name); err == nil {
+		return nil, fmt.Errorf("%w: %q", ErrExists, name)
+	}
+	dir := filepath.Join(r.topics, name)
+	if err := os.RemoveAll(dir); err != nil { // leftovers of a failed create
+		return nil, fmt.Errorf("topic: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("topic: %w", err)
+	}
+	t, err := r.openTopic(name, cfg)
+	if err == nil {
+		err = writeConfig(dir, fileFormat{Version: fileVersion, Name: name, Config: cfg})
+		if err == nil {
+			err = syncDir(r.topics)
+		}
+		if err != nil {
+			err = errors.Join(err, closePartitions(t.partitions))
+		}
+	}
+	if err != nil {
+		return nil, errors.Join(err, os.RemoveAll(dir))
+	}
+	r.mu.Lock()
+	r.byName[name] = t
+	r.mu.Unlock()
+	r.lg.Info("topic created", zap.String("topic", name), zap.Int32("partitions", cfg.Partitions), zap.String("fsync", cfg.Fsync))
+	return t, nil
+}
+
+// Delete removes a topic: it disappears from lookups, its partitions close
+// (open readers and waiters end with partition.ErrClosed), and its directory
+// is moved aside and removed.
+func (r *Registry) Delete(ctx context.Context, name string) error {
+	r.admin.Lock()
+	defer r.admin.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := r.checkOpen(); err != nil {
+		return err
+	}
+	t, err := r.Get(name)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.byName, name)
+	r.mu.Unlock()
+	closeErr := closePartitions(t.partitions)
+	if closeErr != nil {
+		r.lg.Warn("closing deleted topic's partitions", zap.String("topic", name), zap.Error(closeErr))
+	}
+	if err := os.MkdirAll(r.deleted, 0o755); err != nil {
+		return fmt.Errorf("topic: %w", err)
+	}
+	aside := filepath.Join(r.deleted, name+"."+strconv.FormatInt(time.Now().UnixNano(), 10))
+	if err := os.Rename(filepath.Join(r.topics, name), aside); err != nil {
+		return fmt.Errorf("topic: %w", err)
+	}
+	if err := errors.Join(syncDir(r.topics), syncDir(r.deleted)); err != nil {
+		return fmt.Errorf("topic: %w", err)
+	}
+	if err := os.RemoveAll(aside); err != nil {
+		// Open will finish the removal.
+		r.lg.Warn("removing deleted topic", zap.String("dir", aside), zap.Error(err))
+	}
+	r.lg.Info("topic deleted", zap.String("topic", name))
+	return nil
+}
+
+// Alter replaces the non-zero fields of a topic's config and persists it.
+// Partitions and replication factor cannot change. Record size and min ISR
+// apply at once; storage settings (retention, segments, fsync) apply when
+// the partitions' logs are next opened.
+func (r *Registry) Alter(ctx context.Context, name string, override Config) (*Topic, error) {
+	r.admin.Lock()
+	defer r.admin.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	t, err := r.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	cur := t.Config()
+	if override.Partitions != 0 && override.Partitions != cur.Partitions {
+		return nil, fmt.Errorf("%w: partitions cannot be changed (is %d)", ErrInvalidConfig, cur.Partitions)
+	}
+	if override.ReplicationFactor != 0 && override.ReplicationFactor != cur.ReplicationFactor {
+		return nil, fmt.Errorf("%w: replication_factor cannot be changed (is %d)", ErrInvalidConfig, cur.ReplicationFactor)
+	}
+	next := cur.Merge(override)
+	if err := next.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if err := writeConfig(filepath.Join(r.topics, name), fileFormat{Version: fileVersion, Name: name, Config: next}); err != nil {
+		return nil, err
+	}
+	t.cfg.Store(&next)
+	for _, p := range t.partitions {
+		p.SetLimits(int(next.MaxRecordBytes), int(next.MinInsyncReplicas))
+	}
+	r.lg.Info("topic config altered", zap.String("topic", name))
+	return t, nil
+}
+
+// ApplyRetention runs retention on every partition, logging failures.
+func (r *Registry) ApplyRetention() {
+	for _, t := range r.List() {
+		for _, p := range t.partitions {
+			if err := p.ApplyRetention(); err != nil && !errors.Is(err, logstore.ErrClosed) {
+				r.lg.Warn("retention failed", zap.String("topic", t.name), zap.Int32("partition", p.ID()), zap.Error(err))
+			}
+		}
+	}
+}
+
+// Close syncs and closes every partition; later admin calls fail with ErrClosed.
+func (r *Registry) Close() error {
+	r.admin.Lock()
+	defer r.admin.Unlock()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.mu.Unlock()
+	return r.closeAll()
+}
+
+func (r *Registry) closeAll() error {
+	var errs []error
+	for _, t := range r.List() {
+		errs = append(errs, closePartitions(t.partitions))
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Registry) checkOpen() error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+func closePartitions(ps []*partition.Partition) error {
+	var errs []error
+	for _, p := range ps {
+		errs = append(errs, p.Close())
+	}
+	return errors.Join(errs...)
+}
