@@ -1,0 +1,39 @@
+package acl
+
+// Actions.
+const (
+	ActionProduce   = "produce"
+	ActionConsume   = "consume"
+	ActionDescribe  = "describe"
+	ActionCreate    = "create"
+	ActionDelete    = "delete"
+	ActionAlter     = "alter"
+	ActionReplicate = "replicate"
+	ActionAdmin     = "admin"
+	// ActionAll in a rule means every action. It is not a request action.
+	ActionAll = "*"
+)
+
+// ObjectCluster is the object of cluster-wide and internal operations.
+const ObjectCluster = "cluster"
+
+// Effects.
+const (
+	EffectAllow = "allow"
+	EffectDeny  = "deny"
+)
+
+// Actions returns every request action.
+func Actions() []string {
+	return []string{ActionProduce, ActionConsume, ActionDescribe, ActionCreate,
+		ActionDelete, ActionAlter, ActionReplicate, ActionAdmin}
+}
+
+func isAction(a string) bool {
+	for _, v := range Actions() {
+		if a == v {
+			return true
+		}
+	}
+	return false
+}
