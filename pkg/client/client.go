@@ -284,16 +284,17 @@ func (c *Client) leader(ctx context.Context, topic string, partition int32) (str
 }
 
 // applyLeaderHint records a NotLeader hint in the cache so the next attempt
-// goes to the named leader even before a refresh.
-func (c *Client) applyLeaderHint(nl *NotLeaderError) {
+// goes to the named leader even before a refresh. It reports whether the
+// hint named a leader.
+func (c *Client) applyLeaderHint(nl *NotLeaderError) bool {
 	if nl == nil || nl.LeaderAddress == "" || nl.LeaderID < 0 {
-		return
+		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t, ok := c.topics[nl.Topic]
 	if !ok {
-		return
+		return false
 	}
 	t = proto.Clone(t).(*stratav1.TopicMetadata)
 	for _, p := range t.GetPartitions() {
@@ -305,6 +306,7 @@ func (c *Client) applyLeaderHint(nl *NotLeaderError) {
 		}
 	}
 	c.topics[nl.Topic] = t
+	return true
 }
 
 // Metadata asks a broker for the metadata of topics (all when none) and

@@ -204,12 +204,13 @@ func (cs *Consumer) run() {
 			return
 		}
 		var nl *NotLeaderError
+		force := false
 		if errors.As(err, &nl) {
-			cs.c.applyLeaderHint(nl)
+			force = !cs.c.applyLeaderHint(nl)
 		}
 		cs.lg.Debug("consume stream broken; resuming", zap.String("topic", cs.o.Topic),
 			zap.Int32("partition", cs.o.Partition), zap.Int64("next", next), zap.Error(err))
-		if rerr := cs.c.refresh(cs.ctx, false); rerr != nil && cs.ctx.Err() == nil {
+		if rerr := cs.c.refresh(cs.ctx, force); rerr != nil && cs.ctx.Err() == nil {
 			cs.lg.Debug("metadata refresh failed", zap.Error(rerr))
 		}
 		t := time.NewTimer(retryDelay(attempt, cs.o.RetryBackoff, cs.o.RetryBackoffMax))

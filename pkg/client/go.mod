@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/strata-log/strata/pkg/proto v0.0.0
+	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12

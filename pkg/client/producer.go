@@ -281,13 +281,16 @@ func (p *Producer) deliver(b *batch) (*stratav1.ProduceResponse, error) {
 		if !p.retriable(r) {
 			return nil, r.err
 		}
+		// A leader hint is used at once; without one the cache is known to
+		// be stale, so the refresh is forced.
 		var nl *NotLeaderError
+		force := false
 		if errors.As(r.err, &nl) {
-			p.c.applyLeaderHint(nl)
+			force = !p.c.applyLeaderHint(nl)
 		}
 		p.lg.Debug("produce retry", zap.String("topic", b.tp.topic), zap.Int32("partition", b.tp.partition),
 			zap.Int("attempt", attempt), zap.Error(r.err))
-		if err := p.c.refresh(ctx, false); err != nil && ctx.Err() == nil {
+		if err := p.c.refresh(ctx, force); err != nil && ctx.Err() == nil {
 			p.lg.Debug("metadata refresh failed", zap.Error(err))
 		}
 		t := time.NewTimer(retryDelay(attempt, p.o.RetryBackoff, p.o.RetryBackoffMax))
