@@ -96,7 +96,7 @@ type Controller struct {
 	members MemberLister
 	cluster RaftCluster
 
-	kick      chan struct{}
+	kick        chan struct{}
 	leaderSince time.Time // set by Run; only Run's goroutine reads it
 }
 
@@ -348,7 +348,7 @@ func planPartition(st *metadata.State, t *metadata.Topic, p metadata.Partition) 
 		// A follower in the ISR died: the controller drops it (Kafka's
 		// controlled ISR removal on broker failure), keeping the epoch.
 		return metadata.Command{Type: metadata.CmdChangeISR, ChangeISR: &metadata.ChangeISR{
-			Topic: t.Name, Partition: p.ID, LeaderID: p.Leader, LeaderEpoch: p.LeaderEpoch, ISR: aliveISR}},
+				Topic: t.Name, Partition: p.ID, LeaderID: p.Leader, LeaderEpoch: p.LeaderEpoch, ISR: aliveISR}},
 			ActionShrinkISR, true
 	}
 	elect := &metadata.ElectLeader{Topic: t.Name, Partition: p.ID, ExpectedEpoch: p.LeaderEpoch}

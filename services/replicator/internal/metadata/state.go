@@ -62,9 +62,9 @@ type Topic struct {
 // copies owned by the caller.
 type State struct {
 	// ClusterID is set by the first command applied (the bootstrap node's choice).
-	ClusterID string             `json:"cluster_id,omitempty"`
-	Brokers   map[int32]*Broker  `json:"brokers"`
-	Topics    map[string]*Topic  `json:"topics"`
+	ClusterID string            `json:"cluster_id,omitempty"`
+	Brokers   map[int32]*Broker `json:"brokers"`
+	Topics    map[string]*Topic `json:"topics"`
 	// Index is the Raft index of the last applied command.
 	Index uint64 `json:"index"`
 }

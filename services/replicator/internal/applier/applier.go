@@ -1,0 +1,214 @@
+// Package applier tells the local broker its role for every partition it
+// holds a replica of, as the metadata changes: it watches the FSM (a change
+// notification, no polling) and calls the broker's ApplyPartitionState for
+// each partition whose role, epoch, leader, replicas, ISR or config changed.
+package applier
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/replicator/internal/metadata"
+)
+
+// Broker is what the applier needs of the local broker.
+type Broker interface {
+	ApplyPartitionState(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) error
+}
+
+// RestartNotifier is an optional capability of a Broker: a channel that
+// receives whenever the broker becomes reachable and serving, so its
+// partition states can be applied again after a restart.
+type RestartNotifier interface {
+	Ready() <-chan struct{}
+}
+
+// Watcher is the FSM's change feed.
+type Watcher interface {
+	Watch() (*metadata.State, <-chan struct{})
+}
+
+// Options configure an Applier. Zero values mean defaults.
+type Options struct {
+	// CallTimeout bounds one ApplyPartitionState call; default 5s.
+	CallTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the retry delay after a failed call;
+	// defaults 100ms and 5s.
+	MinBackoff, MaxBackoff time.Duration
+	// OnApply is called after each successful call (tests, metrics).
+	OnApply func(*stratav1.ApplyPartitionStateRequest)
+}
+
+// Applier keeps the local broker in step with the metadata.
+type Applier struct {
+	lg      *zap.Logger
+	localID int32
+	fsm     Watcher
+	broker  Broker
+	opts    Options
+}
+
+// New returns an applier for node localID.
+func New(localID int32, fsm Watcher, broker Broker, opts Options, lg *zap.Logger) *Applier {
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 5 * time.Second
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 100 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Second
+	}
+	return &Applier{lg: lg.Named("applier"), localID: localID, fsm: fsm, broker: broker, opts: opts}
+}
+
+type key struct {
+	topic     string
+	partition int32
+}
+
+// Run applies until ctx is done.
+func (a *Applier) Run(ctx context.Context) {
+	var ready <-chan struct{}
+	if rn, ok := a.broker.(RestartNotifier); ok {
+		ready = rn.Ready()
+	}
+	applied := map[key]*stratav1.ApplyPartitionStateRequest{}
+	backoff := a.opts.MinBackoff
+	for {
+		st, changed := a.fsm.Watch()
+		ok := a.sync(ctx, Desired(a.localID, st), applied)
+		var retry <-chan time.Time
+		var timer *time.Timer
+		if ok {
+			backoff = a.opts.MinBackoff
+		} else {
+			timer = time.NewTimer(backoff)
+			retry = timer.C
+			backoff = min(2*backoff, a.opts.MaxBackoff)
+		}
+		select {
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		case <-changed:
+		case <-retry:
+		case <-ready:
+			a.lg.Info("broker ready, re-applying every partition state")
+			clear(applied)
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+// sync sends every desired state that differs from the applied one and
+// ROLE_NONE for partitions no longer held. It reports whether all calls
+// succeeded.
+func (a *Applier) sync(ctx context.Context, desired, applied map[key]*stratav1.ApplyPartitionStateRequest) bool {
+	ok := true
+	for k, req := range desired {
+		if prev, found := applied[k]; found && proto.Equal(prev, req) {
+			continue
+		}
+		if err := a.call(ctx, req); err != nil {
+			ok = false
+			if status.Code(err) == codes.Unavailable {
+				// The broker may have restarted: apply everything again once it answers.
+				clear(applied)
+			}
+			continue
+		}
+		applied[k] = req
+	}
+	for k := range applied {
+		if _, held := desired[k]; held {
+			continue
+		}
+		req := &stratav1.ApplyPartitionStateRequest{Topic: k.topic, Partition: k.partition, Role: stratav1.Role_ROLE_NONE, LeaderId: metadata.NoLeader}
+		if err := a.call(ctx, req); err != nil {
+			ok = false
+			continue
+		}
+		delete(applied, k)
+	}
+	return ok
+}
+
+func (a *Applier) call(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) error {
+	cctx, cancel := context.WithTimeout(ctx, a.opts.CallTimeout)
+	defer cancel()
+	if err := a.broker.ApplyPartitionState(cctx, req); err != nil {
+		if ctx.Err() == nil {
+			a.lg.Warn("apply partition state failed", zap.String("topic", req.Topic),
+				zap.Int32("partition", req.Partition), zap.Stringer("role", req.Role), zap.Error(err))
+		}
+		return fmt.Errorf("applier: %s/%d: %w", req.Topic, req.Partition, err)
+	}
+	a.lg.Debug("applied partition state", zap.String("topic", req.Topic), zap.Int32("partition", req.Partition),
+		zap.Stringer("role", req.Role), zap.Int32("epoch", req.LeaderEpoch), zap.Int32("leader", req.LeaderId))
+	if a.opts.OnApply != nil {
+		a.opts.OnApply(req)
+	}
+	return nil
+}
+
+// Desired returns the ApplyPartitionState request for every partition
+// with a replica on node id.
+func Desired(id int32, st *metadata.State) map[key]*stratav1.ApplyPartitionStateRequest {
+	out := map[key]*stratav1.ApplyPartitionStateRequest{}
+	for name, t := range st.Topics {
+		for _, p := range t.Partitions {
+			if !contains(p.Replicas, id) {
+				continue
+			}
+			role := stratav1.Role_ROLE_FOLLOWER
+			if p.Leader == id {
+				role = stratav1.Role_ROLE_LEADER
+			}
+			var leaderAddr string
+			if b, ok := st.Brokers[p.Leader]; ok {
+				leaderAddr = b.BrokerAddress
+			}
+			out[key{name, p.ID}] = &stratav1.ApplyPartitionStateRequest{
+				Topic: name, Partition: p.ID, Role: role, LeaderEpoch: p.LeaderEpoch,
+				LeaderId: p.Leader, LeaderAddress: leaderAddr,
+				Replicas: append([]int32(nil), p.Replicas...), Isr: append([]int32(nil), p.ISR...),
+				Config: TopicConfigProto(t.Config),
+			}
+		}
+	}
+	return out
+}
+
+func contains(ids []int32, id int32) bool {
+	for _, v := range ids {
+		if v == id {
+			return true
+		}
+	}
+	return false
+}
+
+// TopicConfigProto converts a topic config to its wire form.
+func TopicConfigProto(c metadata.TopicConfig) *stratav1.TopicConfig {
+	return &stratav1.TopicConfig{
+		Partitions: c.Partitions, ReplicationFactor: c.ReplicationFactor,
+		RetentionBytes: c.RetentionBytes, RetentionMs: c.RetentionMs,
+		SegmentBytes: c.SegmentBytes, SegmentMs: c.SegmentMs, MaxRecordBytes: c.MaxRecordBytes,
+		Fsync: c.Fsync, MinInsyncReplicas: c.MinInsyncReplicas, UncleanLeaderElection: c.UncleanLeaderElection,
+	}
+}

@@ -1,0 +1,115 @@
+package applier
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+)
+
+// GRPCBroker is the local broker reached over gRPC with mutual TLS (this
+// replicator's certificate). It watches the broker's grpc.health.v1 status
+// and signals Ready each time the broker turns SERVING, which covers a
+// broker restart that happened between two metadata changes.
+type GRPCBroker struct {
+	lg     *zap.Logger
+	conn   *grpc.ClientConn
+	client stratav1.ReplicaClient
+	ready  chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var _ RestartNotifier = (*GRPCBroker)(nil)
+
+// DialBroker creates the client (connections are made lazily) and starts
+// the health watch.
+func DialBroker(addr string, tlsConf *tls.Config, lg *zap.Logger) (*GRPCBroker, error) {
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+	if err != nil {
+		return nil, fmt.Errorf("applier: broker client %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &GRPCBroker{lg: lg.Named("broker-client"), conn: conn, client: stratav1.NewReplicaClient(conn),
+		ready: make(chan struct{}, 1), cancel: cancel}
+	b.wg.Add(1)
+	go b.watchHealth(ctx, healthpb.NewHealthClient(conn))
+	return b, nil
+}
+
+// ApplyPartitionState calls the broker.
+func (b *GRPCBroker) ApplyPartitionState(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) error {
+	_, err := b.client.ApplyPartitionState(ctx, req)
+	return err
+}
+
+// Ready receives each time the broker becomes SERVING.
+func (b *GRPCBroker) Ready() <-chan struct{} { return b.ready }
+
+func (b *GRPCBroker) watchHealth(ctx context.Context, hc healthpb.HealthClient) {
+	defer b.wg.Done()
+	wait := 100 * time.Millisecond
+	for {
+		serving := b.watchOnce(ctx, hc)
+		if ctx.Err() != nil {
+			return
+		}
+		if serving {
+			wait = 100 * time.Millisecond
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// watchOnce follows one health stream until it breaks, signalling Ready on
+// every transition to SERVING. It reports whether it ever saw SERVING.
+func (b *GRPCBroker) watchOnce(ctx context.Context, hc healthpb.HealthClient) bool {
+	stream, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		return false
+	}
+	sawServing, serving := false, false
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() == nil {
+				b.lg.Debug("broker health stream ended", zap.Error(err))
+			}
+			return sawServing
+		}
+		now := resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+		if now && !serving {
+			sawServing = true
+			select {
+			case b.ready <- struct{}{}:
+			default:
+			}
+		}
+		serving = now
+	}
+}
+
+// Close stops the health watch and closes the connection.
+func (b *GRPCBroker) Close() error {
+	b.cancel()
+	b.wg.Wait()
+	return b.conn.Close()
+}

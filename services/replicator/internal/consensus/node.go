@@ -1,0 +1,263 @@
+// Package consensus runs the replicators' Raft group (hashicorp/raft with a
+// bbolt log and stable store and a file snapshot store) over a mutual-TLS
+// stream layer, and applies metadata commands through it.
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.uber.org/zap"
+
+	"github.com/strata-log/strata/services/replicator/internal/logbridge"
+	"github.com/strata-log/strata/services/replicator/internal/metadata"
+)
+
+// Errors of the consensus node.
+var (
+	ErrNotLeader = errors.New("consensus: not the raft leader")
+)
+
+// Options configure a Node.
+type Options struct {
+	// NodeID is this node's id; its Raft server id is the decimal string.
+	NodeID int32
+	// Dir holds raft.db and snapshots/.
+	Dir string
+	// Listener is the plain TCP listener for Raft (the node closes it).
+	Listener net.Listener
+	// Advertise is the address peers dial; empty means the listener's.
+	Advertise string
+	// ServerTLS and ClientTLS carry this node's replicator certificate.
+	ServerTLS, ClientTLS *tls.Config
+	// Resolve maps a Raft address to the node id serving it (from Serf
+	// tags); the node falls back to its Raft configuration.
+	Resolve PeerResolver
+	// Tune, if set, adjusts the Raft config (tests shorten timeouts).
+	Tune func(*raft.Config)
+	// ApplyTimeout bounds enqueueing a command; default 10s.
+	ApplyTimeout time.Duration
+}
+
+// Node is this replicator's Raft member.
+type Node struct {
+	lg       *zap.Logger
+	opts     Options
+	raft     *raft.Raft
+	store    *raftboltdb.BoltStore
+	trans    *raft.NetworkTransport
+	hasState bool
+}
+
+// ServerID is the Raft server id of node id.
+func ServerID(id int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(id))) }
+
+// New opens the stores and starts Raft with fsm. A node with stored state
+// resumes with it; a new one waits to be bootstrapped or added.
+func New(opts Options, fsm raft.FSM, lg *zap.Logger) (n *Node, err error) {
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	lg = lg.Named("raft")
+	if opts.ApplyTimeout <= 0 {
+		opts.ApplyTimeout = 10 * time.Second
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("consensus: data dir: %w", err)
+	}
+	n = &Node{lg: lg, opts: opts}
+	defer func() {
+		if err != nil {
+			var cerr error
+			if n.trans != nil {
+				cerr = n.trans.Close()
+			} else {
+				cerr = opts.Listener.Close()
+			}
+			err = errors.Join(err, cerr, n.closeStores())
+		}
+	}()
+	hl := logbridge.HCLogger("raft", lg)
+	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(opts.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("consensus: open raft.db: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(opts.Dir, 2, hl)
+	if err != nil {
+		return nil, fmt.Errorf("consensus: snapshot store: %w", err)
+	}
+	var adv net.Addr
+	if opts.Advertise != "" {
+		if adv, err = net.ResolveTCPAddr("tcp", opts.Advertise); err != nil {
+			return nil, fmt.Errorf("consensus: advertise address %q: %w", opts.Advertise, err)
+		}
+	}
+	stream := NewStreamLayer(opts.Listener, adv, opts.ServerTLS, opts.ClientTLS, n.resolve)
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hl})
+	n.hasState, err = raft.HasExistingState(n.store, n.store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("consensus: read raft state: %w", err)
+	}
+	conf := raft.DefaultConfig()
+	conf.LocalID = ServerID(opts.NodeID)
+	conf.Logger = hl
+	if opts.Tune != nil {
+		opts.Tune(conf)
+	}
+	n.raft, err = raft.NewRaft(conf, fsm, n.store, n.store, snaps, n.trans)
+	if err != nil {
+		return nil, fmt.Errorf("consensus: start raft: %w", err)
+	}
+	return n, nil
+}
+
+func (n *Node) resolve(addr raft.ServerAddress) (int32, bool) {
+	if n.opts.Resolve != nil {
+		if id, ok := n.opts.Resolve(addr); ok {
+			return id, true
+		}
+	}
+	if n.raft == nil {
+		return 0, false
+	}
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		if s.Address == addr {
+			id, err := strconv.ParseInt(string(s.ID), 10, 32)
+			return int32(id), err == nil
+		}
+	}
+	return 0, false
+}
+
+// HasState reports whether the node started with stored Raft state.
+func (n *Node) HasState() bool { return n.hasState }
+
+// Bootstrap starts a new cluster with servers as voters. It does nothing
+// for a node that has state already.
+func (n *Node) Bootstrap(servers []raft.Server) error {
+	if n.hasState {
+		return nil
+	}
+	err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if errors.Is(err, raft.ErrCantBootstrap) {
+		return nil
+	}
+	if err == nil {
+		n.hasState = true
+	}
+	return err
+}
+
+// Propose applies cmd through Raft and waits until it is committed and
+// applied here, returning the FSM's verdict.
+func (n *Node) Propose(ctx context.Context, cmd metadata.Command) error {
+	b, err := cmd.Encode()
+	if err != nil {
+		return err
+	}
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	f := n.raft.Apply(b, n.opts.ApplyTimeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return fmt.Errorf("consensus: apply: %w", err)
+	}
+	if rerr, ok := f.Response().(error); ok {
+		return rerr
+	}
+	return nil
+}
+
+// Servers returns the latest Raft configuration.
+func (n *Node) Servers() ([]raft.Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	return f.Configuration().Servers, nil
+}
+
+// AddVoter adds (or promotes, or re-addresses) a voter.
+func (n *Node) AddVoter(id raft.ServerID, addr raft.ServerAddress) error {
+	return n.raft.AddVoter(id, addr, 0, n.opts.ApplyTimeout).Error()
+}
+
+// AddNonvoter adds a non-voting member.
+func (n *Node) AddNonvoter(id raft.ServerID, addr raft.ServerAddress) error {
+	return n.raft.AddNonvoter(id, addr, 0, n.opts.ApplyTimeout).Error()
+}
+
+// RemoveServer removes a member.
+func (n *Node) RemoveServer(id raft.ServerID) error {
+	return n.raft.RemoveServer(id, 0, n.opts.ApplyTimeout).Error()
+}
+
+// LeaderCh delivers true on gaining and false on losing leadership.
+func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's node id, or -1 if unknown.
+func (n *Node) Leader() int32 {
+	_, id := n.raft.LeaderWithID()
+	if id == "" {
+		return -1
+	}
+	v, err := strconv.ParseInt(string(id), 10, 32)
+	if err != nil {
+		return -1
+	}
+	return int32(v)
+}
+
+// Stats is a snapshot of Raft's state for metrics and status.
+type Stats struct {
+	State       raft.RaftState
+	Term        uint64
+	CommitIndex uint64
+	AppliedIdx  uint64
+	LastContact time.Time
+}
+
+// Stats returns Raft's current numbers.
+func (n *Node) Stats() Stats {
+	term, _ := strconv.ParseUint(n.raft.Stats()["term"], 10, 64) // always a number
+	return Stats{State: n.raft.State(), Term: term, CommitIndex: n.raft.CommitIndex(),
+		AppliedIdx: n.raft.AppliedIndex(), LastContact: n.raft.LastContact()}
+}
+
+// Close shuts Raft down and closes the transport and stores.
+func (n *Node) Close() error {
+	err := n.raft.Shutdown().Error()
+	return errors.Join(err, n.trans.Close(), n.closeStores())
+}
+
+func (n *Node) closeStores() error {
+	if n.store == nil {
+		return nil
+	}
+	err := n.store.Close()
+	n.store = nil
+	return err
+}

@@ -1,0 +1,111 @@
+// Package grpcserver is the replicator's gRPC API: strata.v1.Topics (topic
+// administration; a follower forwards to the controller, the Raft leader)
+// and strata.v1.Metadata (the cluster as the local FSM knows it), with
+// grpc.health.v1 and reflection, over mutual TLS.
+package grpcserver
+
+import (
+	"context"
+	"crypto/tls"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/replicator/internal/metadata"
+)
+
+// MaxMessageBytes bounds requests and responses.
+const MaxMessageBytes = 4 << 20
+
+// Controller performs topic changes; only called on the Raft leader.
+type Controller interface {
+	CreateTopic(ctx context.Context, name string, cfg metadata.TopicConfig) (*metadata.Topic, error)
+	DeleteTopic(ctx context.Context, name string) error
+	AlterTopic(ctx context.Context, name string, cfg metadata.TopicConfig) (*metadata.Topic, error)
+}
+
+// Cluster is the Raft view the server needs.
+type Cluster interface {
+	IsLeader() bool
+	// Leader is the Raft leader's node id, -1 when unknown.
+	Leader() int32
+	// RaftRole is node id's Raft role: leader, follower, candidate or none.
+	RaftRole(id int32) string
+}
+
+// StateSource gives the current metadata.
+type StateSource interface {
+	State() *metadata.State
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	State      StateSource
+	Controller Controller
+	Cluster    Cluster
+	// Forwarder reaches other replicators (the controller).
+	Forwarder *Forwarder
+}
+
+// New returns a gRPC server with the Topics, Metadata, health and
+// reflection services registered. tlsConf must require client certs.
+func New(tlsConf *tls.Config, deps Deps, lg *zap.Logger) (*grpc.Server, *health.Server) {
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	srv := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsConf)),
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxSendMsgSize(MaxMessageBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.ChainUnaryInterceptor(logUnary(lg.Named("grpc"))),
+	)
+	svc := &service{lg: lg.Named("topics"), deps: deps}
+	stratav1.RegisterTopicsServer(srv, &topicsServer{service: svc})
+	stratav1.RegisterMetadataServer(srv, &metadataServer{service: svc})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	return srv, hs
+}
+
+type service struct {
+	lg   *zap.Logger
+	deps Deps
+}
+
+func logUnary(lg *zap.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := h(ctx, req)
+		if err != nil {
+			lg.Debug("call failed", zap.String("method", info.FullMethod), zap.Duration("took", time.Since(start)), zap.Error(err))
+		}
+		return resp, err
+	}
+}
+
+// Stop stops srv gracefully, falling back to Stop after timeout.
+func Stop(srv *grpc.Server, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		srv.Stop()
+		<-done
+	}
+}

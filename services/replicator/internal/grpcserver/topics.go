@@ -1,0 +1,155 @@
+package grpcserver
+
+import (
+	"context"
+	"errors"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/replicator/internal/applier"
+	"github.com/strata-log/strata/services/replicator/internal/consensus"
+	"github.com/strata-log/strata/services/replicator/internal/controller"
+	"github.com/strata-log/strata/services/replicator/internal/metadata"
+)
+
+type topicsServer struct {
+	stratav1.UnimplementedTopicsServer
+	*service
+}
+
+// leaderConn returns nil when this node is the controller, else a
+// connection to the controller's replicator.
+func (s *service) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
+	if s.deps.Cluster.IsLeader() {
+		return nil, nil
+	}
+	if isForwarded(ctx) {
+		return nil, status.Error(codes.Unavailable, "forwarded to a replicator that is not the controller; retry")
+	}
+	id := s.deps.Cluster.Leader()
+	if id < 0 {
+		return nil, status.Error(codes.Unavailable, "no controller elected; retry")
+	}
+	b, ok := s.deps.State.State().Brokers[id]
+	if !ok || b.ReplicatorAddress == "" {
+		return nil, status.Errorf(codes.Unavailable, "controller %d not registered yet; retry", id)
+	}
+	conn, err := s.deps.Forwarder.Conn(b.ReplicatorAddress)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "dial controller %d: %v", id, err)
+	}
+	s.lg.Debug("forwarding to controller", zap.Int32("controller", id), zap.String("address", b.ReplicatorAddress))
+	return conn, nil
+}
+
+func (s *topicsServer) CreateTopic(ctx context.Context, req *stratav1.CreateTopicRequest) (*stratav1.CreateTopicResponse, error) {
+	conn, err := s.leaderConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if conn != nil {
+		return stratav1.NewTopicsClient(conn).CreateTopic(markForwarded(ctx), req)
+	}
+	t, err := s.deps.Controller.CreateTopic(ctx, req.GetName(), topicConfig(req.GetConfig()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &stratav1.CreateTopicResponse{Topic: topicProto(s.deps.State.State(), t)}, nil
+}
+
+func (s *topicsServer) DeleteTopic(ctx context.Context, req *stratav1.DeleteTopicRequest) (*stratav1.DeleteTopicResponse, error) {
+	conn, err := s.leaderConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if conn != nil {
+		return stratav1.NewTopicsClient(conn).DeleteTopic(markForwarded(ctx), req)
+	}
+	if err := s.deps.Controller.DeleteTopic(ctx, req.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &stratav1.DeleteTopicResponse{}, nil
+}
+
+func (s *topicsServer) AlterTopicConfig(ctx context.Context, req *stratav1.AlterTopicConfigRequest) (*stratav1.AlterTopicConfigResponse, error) {
+	conn, err := s.leaderConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if conn != nil {
+		return stratav1.NewTopicsClient(conn).AlterTopicConfig(markForwarded(ctx), req)
+	}
+	t, err := s.deps.Controller.AlterTopic(ctx, req.GetName(), topicConfig(req.GetConfig()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &stratav1.AlterTopicConfigResponse{Topic: topicProto(s.deps.State.State(), t)}, nil
+}
+
+// DescribeTopic answers from the local FSM (possibly slightly behind the leader).
+func (s *topicsServer) DescribeTopic(_ context.Context, req *stratav1.DescribeTopicRequest) (*stratav1.DescribeTopicResponse, error) {
+	st := s.deps.State.State()
+	t, ok := st.Topics[req.GetName()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "topic %q not found", req.GetName())
+	}
+	return &stratav1.DescribeTopicResponse{Topic: topicProto(st, t)}, nil
+}
+
+// ListTopics answers from the local FSM.
+func (s *topicsServer) ListTopics(context.Context, *stratav1.ListTopicsRequest) (*stratav1.ListTopicsResponse, error) {
+	st := s.deps.State.State()
+	resp := &stratav1.ListTopicsResponse{}
+	for _, name := range st.TopicNames() {
+		resp.Topics = append(resp.Topics, topicProto(st, st.Topics[name]))
+	}
+	return resp, nil
+}
+
+func toStatus(err error) error {
+	switch {
+	case errors.Is(err, metadata.ErrTopicExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, metadata.ErrTopicNotFound), errors.Is(err, metadata.ErrPartitionNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, metadata.ErrInvalidConfig), errors.Is(err, metadata.ErrInvalidAssignment),
+		errors.Is(err, controller.ErrInvalidRequest):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, controller.ErrNotEnoughBrokers):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, consensus.ErrNotLeader):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	default:
+		return status.Error(codes.Internal, err.Error())
+	}
+}
+
+func topicConfig(c *stratav1.TopicConfig) metadata.TopicConfig {
+	return metadata.TopicConfig{
+		Partitions: c.GetPartitions(), ReplicationFactor: c.GetReplicationFactor(),
+		RetentionBytes: c.GetRetentionBytes(), RetentionMs: c.GetRetentionMs(),
+		SegmentBytes: c.GetSegmentBytes(), SegmentMs: c.GetSegmentMs(), MaxRecordBytes: c.GetMaxRecordBytes(),
+		Fsync: c.GetFsync(), MinInsyncReplicas: c.GetMinInsyncReplicas(), UncleanLeaderElection: c.GetUncleanLeaderElection(),
+	}
+}
+
+func topicProto(st *metadata.State, t *metadata.Topic) *stratav1.TopicMetadata {
+	out := &stratav1.TopicMetadata{Name: t.Name, Config: applier.TopicConfigProto(t.Config)}
+	for _, p := range t.Partitions {
+		pm := &stratav1.PartitionMetadata{Partition: p.ID, LeaderId: p.Leader, LeaderEpoch: p.LeaderEpoch,
+			Replicas: append([]int32(nil), p.Replicas...), Isr: append([]int32(nil), p.ISR...), Offline: p.Offline}
+		if b, ok := st.Brokers[p.Leader]; ok {
+			pm.LeaderAddress = b.BrokerAddress
+		}
+		out.Partitions = append(out.Partitions, pm)
+	}
+	return out
+}
