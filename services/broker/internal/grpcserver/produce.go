@@ -1,0 +1,202 @@
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/broker/internal/partition"
+	"github.com/strata-log/strata/services/broker/internal/topic"
+)
+
+// logService implements strata.v1.Log.
+type logService struct {
+	stratav1.UnimplementedLogServer
+	cfg      Config
+	cat      Catalog
+	admin    TopicAdmin
+	rec      Recorder
+	lg       *zap.Logger
+	shutdown <-chan struct{}
+}
+
+// lookup validates a topic and partition from a request and finds it.
+func (s *logService) lookup(name string, id int32) (*partition.Partition, error) {
+	if name == "" {
+		return nil, badRequest("topic", "must be set")
+	}
+	if id < 0 {
+		return nil, badRequest("partition", "must be >= 0, got "+strconv.Itoa(int(id)))
+	}
+	p, err := s.cat.Partition(name, id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return p, nil
+}
+
+// lookupForProduce is lookup that creates a missing topic when
+// auto-create is on.
+func (s *logService) lookupForProduce(ctx context.Context, name string, id int32) (*partition.Partition, error) {
+	p, err := s.lookup(name, id)
+	if err == nil || !s.cfg.AutoCreateTopics {
+		return p, err
+	}
+	if _, gerr := s.cat.Get(name); !errors.Is(gerr, topic.ErrNotFound) {
+		return nil, err
+	}
+	if _, cerr := s.admin.Create(ctx, name, topic.Config{}); cerr != nil && !errors.Is(cerr, topic.ErrExists) {
+		return nil, toStatus(cerr)
+	}
+	s.lg.Info("topic auto-created", zap.String("topic", name))
+	return s.lookup(name, id)
+}
+
+// produce validates and appends one request; errors are gRPC statuses.
+func (s *logService) produce(ctx context.Context, req *stratav1.ProduceRequest) (*stratav1.ProduceResponse, error) {
+	switch req.GetAcks() {
+	case stratav1.Acks_ACKS_UNSPECIFIED, stratav1.Acks_ACKS_NONE, stratav1.Acks_ACKS_LEADER, stratav1.Acks_ACKS_ALL:
+	default:
+		return nil, badRequest("acks", "unknown value "+strconv.Itoa(int(req.GetAcks())))
+	}
+	if len(req.GetRecords()) == 0 {
+		return nil, badRequest("records", "at least one record is required")
+	}
+	p, err := s.lookupForProduce(ctx, req.GetTopic(), req.GetPartition())
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.Produce(ctx, req.GetRecords(), req.GetAcks())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	bytes := 0
+	for _, r := range req.GetRecords() {
+		bytes += len(r.GetKey()) + len(r.GetValue())
+	}
+	s.rec.Produced(req.GetTopic(), len(req.GetRecords()), bytes)
+	resp := &stratav1.ProduceResponse{
+		Topic:         req.GetTopic(),
+		Partition:     req.GetPartition(),
+		BaseOffset:    res.Base,
+		LastOffset:    res.Last,
+		LeaderEpoch:   res.Epoch,
+		CorrelationId: req.GetCorrelationId(),
+	}
+	if req.GetAcks() == stratav1.Acks_ACKS_NONE {
+		// The append happened; ACKS_NONE promises no offsets.
+		resp.BaseOffset, resp.LastOffset = -1, -1
+	}
+	return resp, nil
+}
+
+// Produce appends one batch to one partition.
+func (s *logService) Produce(ctx context.Context, req *stratav1.ProduceRequest) (*stratav1.ProduceResponse, error) {
+	return s.produce(ctx, req)
+}
+
+// ProduceStream pipelines batches: this goroutine receives and appends in
+// request order, a second one sends the answers in the same order. At most
+// ProduceStreamInFlight answers wait to be sent; past that, receiving waits
+// (and HTTP/2 flow control pushes back on the client). A failed batch is
+// answered with its error and the stream goes on.
+func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[stratav1.ProduceRequest, stratav1.ProduceResponse]) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	answers := make(chan *stratav1.ProduceResponse, max(s.cfg.ProduceStreamInFlight, 1))
+	sendErr := make(chan error, 1)
+	go func() {
+		var err error
+		for resp := range answers {
+			if err != nil {
+				continue // drain so the receiver never blocks
+			}
+			if err = stream.Send(resp); err != nil {
+				cancel()
+			}
+		}
+		sendErr <- err
+	}()
+
+	recvErr := func() error {
+		for {
+			req, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			resp, err := s.produce(ctx, req)
+			if err != nil {
+				resp = &stratav1.ProduceResponse{
+					Topic:         req.GetTopic(),
+					Partition:     req.GetPartition(),
+					BaseOffset:    -1,
+					LastOffset:    -1,
+					CorrelationId: req.GetCorrelationId(),
+					Error:         toProtoError(err),
+				}
+			}
+			select {
+			case answers <- resp:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}()
+	close(answers)
+	if err := <-sendErr; err != nil {
+		return err
+	}
+	return recvErr
+}
+
+// ProduceBulk appends every batch of a client stream and answers once with
+// the offset range written per partition. The first failing batch ends the
+// stream with its status; batches before it stay written.
+func (s *logService) ProduceBulk(stream grpc.ClientStreamingServer[stratav1.ProduceRequest, stratav1.ProduceBulkResponse]) error {
+	ctx := stream.Context()
+	type key struct {
+		topic string
+		part  int32
+	}
+	var (
+		ranges []*stratav1.PartitionRange
+		index  = make(map[key]int)
+		total  int64
+	)
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&stratav1.ProduceBulkResponse{Ranges: ranges, RecordCount: total})
+		}
+		if err != nil {
+			return err
+		}
+		if req.GetAcks() == stratav1.Acks_ACKS_NONE {
+			req.Acks = stratav1.Acks_ACKS_LEADER // ranges need offsets
+		}
+		resp, err := s.produce(ctx, req)
+		if err != nil {
+			return err
+		}
+		n := int64(len(req.GetRecords()))
+		total += n
+		k := key{req.GetTopic(), req.GetPartition()}
+		i, ok := index[k]
+		if !ok {
+			index[k] = len(ranges)
+			ranges = append(ranges, &stratav1.PartitionRange{Topic: k.topic, Partition: k.part, BaseOffset: resp.BaseOffset, LastOffset: resp.LastOffset, RecordCount: n})
+			continue
+		}
+		r := ranges[i]
+		r.LastOffset = resp.LastOffset
+		r.RecordCount += n
+	}
+}

@@ -1,0 +1,172 @@
+// Package grpcserver serves the strata.v1 Log, Metadata and Topics services,
+// grpc.health.v1 and reflection over one gRPC server.
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/broker/internal/partition"
+	"github.com/strata-log/strata/services/broker/internal/topic"
+)
+
+// Catalog finds topics and partitions. *topic.Registry satisfies it.
+type Catalog interface {
+	Get(name string) (*topic.Topic, error)
+	List() []*topic.Topic
+	Partition(name string, id int32) (*partition.Partition, error)
+}
+
+// TopicAdmin changes the set of topics. *topic.Registry satisfies it on a
+// single node; in a cluster it becomes a client forwarding to the
+// controller, which applies the change to every broker.
+type TopicAdmin interface {
+	Create(ctx context.Context, name string, cfg topic.Config) (*topic.Topic, error)
+	Delete(ctx context.Context, name string) error
+	Alter(ctx context.Context, name string, cfg topic.Config) (*topic.Topic, error)
+}
+
+// Recorder counts the data plane's records and bytes; nil means none.
+type Recorder interface {
+	Produced(topic string, records, bytes int)
+	Consumed(topic string, records, bytes int)
+}
+
+// Config is the server's behaviour and limits.
+type Config struct {
+	NodeID           int32
+	AdvertiseAddr    string
+	AutoCreateTopics bool
+
+	MaxRecvMsgBytes       int
+	MaxSendMsgBytes       int
+	MaxConcurrentStreams  uint32
+	MaxOpenStreams        int
+	ProduceStreamInFlight int
+
+	KeepaliveMinTime time.Duration
+	KeepaliveTime    time.Duration
+	KeepaliveTimeout time.Duration
+}
+
+// Options are the seams for security and observability: transport
+// credentials (pkg/pki, mTLS), interceptors (metrics, pkg/acl) and stats
+// handlers (otelgrpc). Interceptors run in order, after the server's own
+// open-stream limit.
+type Options struct {
+	// Creds secures the listener; nil means plaintext.
+	Creds              credentials.TransportCredentials
+	UnaryInterceptors  []grpc.UnaryServerInterceptor
+	StreamInterceptors []grpc.StreamServerInterceptor
+	StatsHandlers      []stats.Handler
+}
+
+// Server is the broker's gRPC server.
+type Server struct {
+	grpc     *grpc.Server
+	health   *health.Server
+	lg       *zap.Logger
+	shutdown chan struct{} // closed when Stop begins: streams end cleanly
+}
+
+// New builds the server and registers every service.
+func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger, opts Options) *Server {
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	if rec == nil {
+		rec = nopRecorder{}
+	}
+	s := &Server{lg: lg, shutdown: make(chan struct{}), health: health.NewServer()}
+	limit := newStreamLimit(cfg.MaxOpenStreams)
+	sopts := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(newCodec()),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
+		grpc.MaxSendMsgSize(cfg.MaxSendMsgBytes),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
+		grpc.ChainUnaryInterceptor(opts.UnaryInterceptors...),
+		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{limit.intercept}, opts.StreamInterceptors...)...),
+	}
+	if opts.Creds != nil {
+		sopts = append(sopts, grpc.Creds(opts.Creds))
+	}
+	for _, h := range opts.StatsHandlers {
+		sopts = append(sopts, grpc.StatsHandler(h))
+	}
+	s.grpc = grpc.NewServer(sopts...)
+
+	stratav1.RegisterLogServer(s.grpc, &logService{cfg: cfg, cat: cat, admin: admin, rec: rec, lg: lg, shutdown: s.shutdown})
+	stratav1.RegisterMetadataServer(s.grpc, &metadataService{cfg: cfg, cat: cat})
+	stratav1.RegisterTopicsServer(s.grpc, &topicsService{cfg: cfg, cat: cat, admin: admin})
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	return s
+}
+
+// Serve accepts connections on lis until Stop. It returns nil after Stop.
+func (s *Server) Serve(lis net.Listener) error {
+	err := s.grpc.Serve(lis)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Stop reports NOT_SERVING, ends ConsumeStreams waiting at the log end,
+// and stops gracefully; when ctx ends first, open RPCs are cut.
+func (s *Server) Stop(ctx context.Context) {
+	s.health.Shutdown()
+	close(s.shutdown)
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.lg.Warn("graceful stop timed out; closing open RPCs")
+		s.grpc.Stop()
+		<-done
+	}
+}
+
+// streamLimit bounds the streaming RPCs open on the server.
+type streamLimit struct{ sem chan struct{} }
+
+func newStreamLimit(n int) *streamLimit { return &streamLimit{sem: make(chan struct{}, max(n, 1))} }
+
+func (l *streamLimit) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	select {
+	case l.sem <- struct{}{}:
+	default:
+		return status.Errorf(codes.ResourceExhausted, "too many open streams (max %d)", cap(l.sem))
+	}
+	defer func() { <-l.sem }()
+	return handler(srv, ss)
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) Produced(string, int, int) {}
+func (nopRecorder) Consumed(string, int, int) {}

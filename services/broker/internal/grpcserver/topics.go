@@ -1,0 +1,125 @@
+package grpcserver
+
+import (
+	"context"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/broker/internal/partition"
+	"github.com/strata-log/strata/services/broker/internal/topic"
+)
+
+// topicsService implements strata.v1.Topics over a TopicAdmin.
+type topicsService struct {
+	stratav1.UnimplementedTopicsServer
+	cfg   Config
+	cat   Catalog
+	admin TopicAdmin
+}
+
+func (s *topicsService) CreateTopic(ctx context.Context, req *stratav1.CreateTopicRequest) (*stratav1.CreateTopicResponse, error) {
+	if err := topic.ValidateName(req.GetName()); err != nil {
+		return nil, badRequest("name", err.Error())
+	}
+	t, err := s.admin.Create(ctx, req.GetName(), configFromProto(req.GetConfig()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &stratav1.CreateTopicResponse{Topic: topicMetadata(s.cfg, t)}, nil
+}
+
+func (s *topicsService) DeleteTopic(ctx context.Context, req *stratav1.DeleteTopicRequest) (*stratav1.DeleteTopicResponse, error) {
+	if req.GetName() == "" {
+		return nil, badRequest("name", "must be set")
+	}
+	if err := s.admin.Delete(ctx, req.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &stratav1.DeleteTopicResponse{}, nil
+}
+
+func (s *topicsService) DescribeTopic(ctx context.Context, req *stratav1.DescribeTopicRequest) (*stratav1.DescribeTopicResponse, error) {
+	if req.GetName() == "" {
+		return nil, badRequest("name", "must be set")
+	}
+	t, err := s.cat.Get(req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &stratav1.DescribeTopicResponse{Topic: topicMetadata(s.cfg, t)}, nil
+}
+
+func (s *topicsService) ListTopics(ctx context.Context, req *stratav1.ListTopicsRequest) (*stratav1.ListTopicsResponse, error) {
+	resp := &stratav1.ListTopicsResponse{}
+	for _, t := range s.cat.List() {
+		resp.Topics = append(resp.Topics, topicMetadata(s.cfg, t))
+	}
+	return resp, nil
+}
+
+func (s *topicsService) AlterTopicConfig(ctx context.Context, req *stratav1.AlterTopicConfigRequest) (*stratav1.AlterTopicConfigResponse, error) {
+	if req.GetName() == "" {
+		return nil, badRequest("name", "must be set")
+	}
+	t, err := s.admin.Alter(ctx, req.GetName(), configFromProto(req.GetConfig()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &stratav1.AlterTopicConfigResponse{Topic: topicMetadata(s.cfg, t)}, nil
+}
+
+func configFromProto(c *stratav1.TopicConfig) topic.Config {
+	return topic.Config{
+		Partitions:            c.GetPartitions(),
+		ReplicationFactor:     c.GetReplicationFactor(),
+		RetentionBytes:        c.GetRetentionBytes(),
+		RetentionMs:           c.GetRetentionMs(),
+		SegmentBytes:          c.GetSegmentBytes(),
+		SegmentMs:             c.GetSegmentMs(),
+		MaxRecordBytes:        c.GetMaxRecordBytes(),
+		Fsync:                 c.GetFsync(),
+		MinInsyncReplicas:     c.GetMinInsyncReplicas(),
+		UncleanLeaderElection: c.GetUncleanLeaderElection(),
+	}
+}
+
+func configToProto(c topic.Config) *stratav1.TopicConfig {
+	return &stratav1.TopicConfig{
+		Partitions:            c.Partitions,
+		ReplicationFactor:     c.ReplicationFactor,
+		RetentionBytes:        c.RetentionBytes,
+		RetentionMs:           c.RetentionMs,
+		SegmentBytes:          c.SegmentBytes,
+		SegmentMs:             c.SegmentMs,
+		MaxRecordBytes:        c.MaxRecordBytes,
+		Fsync:                 c.Fsync,
+		MinInsyncReplicas:     c.MinInsyncReplicas,
+		UncleanLeaderElection: c.UncleanLeaderElection,
+	}
+}
+
+func topicMetadata(cfg Config, t *topic.Topic) *stratav1.TopicMetadata {
+	md := &stratav1.TopicMetadata{Name: t.Name(), Config: configToProto(t.Config())}
+	for _, p := range t.Partitions() {
+		md.Partitions = append(md.Partitions, partitionMetadata(p))
+	}
+	return md
+}
+
+func partitionMetadata(p *partition.Partition) *stratav1.PartitionMetadata {
+	st := p.State()
+	pm := &stratav1.PartitionMetadata{
+		Partition:     p.ID(),
+		LeaderId:      st.LeaderID,
+		LeaderAddress: st.LeaderAddr,
+		LeaderEpoch:   st.LeaderEpoch,
+		Replicas:      st.Replicas,
+		Isr:           st.ISR,
+		Offline:       st.LeaderID < 0,
+	}
+	if st.Role == partition.RoleLeader {
+		pm.LogStartOffset = p.LogStartOffset()
+		pm.LogEndOffset = p.LogEndOffset()
+		pm.HighWatermark = p.HighWatermark()
+	}
+	return pm
+}
