@@ -1,0 +1,879 @@
+package logstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Log is one partition's log on disk: a directory of segments. One writer
+// (Append, AppendFrames, Truncate, retention; serialised by mu) and any
+// number of concurrent readers, which load the immutable segment list
+// snapshot atomically and pin segments with reference counts.
+type Log struct {
+	dir  string
+	opts Options
+	lg   *zap.Logger
+	fs   FS
+
+	segs     atomic.Pointer[segList]
+	end      atomic.Int64 // visible log end offset
+	size     atomic.Int64 // bytes of all stores
+	isClosed atomic.Bool
+	failure  atomic.Pointer[error]         // sticky write failure
+	corrupt  atomic.Pointer[CorruptError] // latest corruption seen
+	stats    counters
+
+	mu   sync.Mutex
+	cond *sync.Cond // on mu: group commit and in-flight syncs
+	// Writer state, under mu.
+	active        *segment
+	next          int64 // next offset to assign
+	activePos     int64 // bytes written to the active store
+	activeCreated time.Time
+	synced        int64 // offsets below are fsynced (SyncAlways bookkeeping)
+	syncing       bool  // an fsync runs without mu
+	writeSeq      uint64
+	syncedSeq     uint64
+	failed        error
+	closing       bool
+	rp            int64   // last recovery point written
+	unsynced      []int64 // bases of sealed segments not fsynced yet (SyncNever)
+	buf, ibuf     []byte  // reusable encode buffers
+
+	epochMu sync.Mutex
+	epochs  epochs
+
+	notifyMu     sync.Mutex
+	changed      chan struct{}
+	changedTaken bool
+	notifyClosed bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Open opens (creating it if missing) the log in dir and recovers it.
+func Open(dir string, opts Options) (*Log, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{
+		dir:     dir,
+		opts:    o,
+		lg:      o.Logger.With(zap.String("log", dir)),
+		fs:      o.FS,
+		changed: make(chan struct{}),
+		stop:    make(chan struct{}),
+	}
+	l.cond = sync.NewCond(&l.mu)
+	recs, err := l.recoverDir()
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		s, err := createSegment(l.fs, dir, l.rp, o.MaxIndexBytes)
+		if err != nil {
+			return nil, err
+		}
+		l.install([]*segment{s})
+	} else {
+		segs := make([]*segment, 0, len(recs))
+		closeAll := func(err error) error {
+			for _, s := range segs {
+				err = errors.Join(err, s.release())
+			}
+			return err
+		}
+		for i, r := range recs {
+			var s *segment
+			var err error
+			if i == len(recs)-1 {
+				s, err = openActive(l.fs, dir, r.base, r.base+r.count, r.endPos, o.MaxIndexBytes)
+			} else {
+				s, err = openSealed(l.fs, dir, r.base, r.base+r.count, r.endPos)
+			}
+			if err != nil {
+				return nil, closeAll(err)
+			}
+			segs = append(segs, s)
+			l.size.Add(r.endPos)
+		}
+		l.install(segs)
+	}
+	l.activeCreated = o.Now()
+	if l.next > l.active.base {
+		// Age of a reopened segment: from its first record's timestamp.
+		var b [8]byte
+		if _, err := l.active.store.ReadAt(b[:], 16); err == nil {
+			l.activeCreated = time.UnixMilli(int64(binary.BigEndian.Uint64(b[:])))
+		}
+		l.active.maxTsKnown.Store(false)
+		l.active.newestTimestamp()
+	}
+	if err := l.loadEpochs(); err != nil {
+		return nil, errors.Join(err, l.closeSegments())
+	}
+	if l.rp > l.next {
+		l.rp = l.next
+	}
+	if o.Sync.Mode == SyncInterval {
+		l.wg.Add(1)
+		go l.runIntervalSync(o.Sync.Interval)
+	}
+	l.lg.Info("log opened", zap.Int64("start", l.LogStartOffset()), zap.Int64("end", l.next),
+		zap.Int("segments", len(l.segs.Load().segs)), zap.Stringer("sync", o.Sync))
+	return l, nil
+}
+
+// install publishes segs as the segment list with the last one active.
+func (l *Log) install(segs []*segment) {
+	a := segs[len(segs)-1]
+	l.active = a
+	l.next = a.endOff.Load()
+	l.activePos = a.endPos.Load()
+	l.synced = l.next
+	l.segs.Store(&segList{segs: segs})
+	l.end.Store(l.next)
+}
+
+func (l *Log) loadEpochs() error {
+	b, err := readFile(l.fs, filepath.Join(l.dir, epochFileName), maxEpochFileBytes)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ents, err := decodeEpochs(b)
+	if err != nil {
+		l.lg.Error("ignoring unreadable leader-epoch checkpoint", zap.Error(err))
+		return nil
+	}
+	l.epochs.entries = ents
+	if l.epochs.truncateFrom(l.next) || l.epochs.truncateBefore(l.LogStartOffset()) {
+		return l.persistEpochsLocked()
+	}
+	return nil
+}
+
+// persistEpochsLocked writes the leader-epoch checkpoint (mu held).
+func (l *Log) persistEpochsLocked() error {
+	l.epochMu.Lock()
+	data := l.epochs.encode()
+	l.epochMu.Unlock()
+	return writeFileAtomic(l.fs, filepath.Join(l.dir, epochFileName), data)
+}
+
+// writeRecoveryPointLocked persists off as the recovery point.
+func (l *Log) writeRecoveryPointLocked(off int64) error {
+	if err := writeFileAtomic(l.fs, filepath.Join(l.dir, recoveryPointFileName), encodeRecoveryPoint(off)); err != nil {
+		return err
+	}
+	l.rp = off
+	return nil
+}
+
+// writableLocked says whether the writer may proceed.
+func (l *Log) writableLocked() error {
+	if l.closing {
+		return ErrClosed
+	}
+	return l.failed
+}
+
+// failLocked puts the log into the sticky failed state.
+func (l *Log) failLocked(err error) error {
+	if l.failed == nil {
+		l.failed = failedError(err)
+		l.failure.Store(&l.failed)
+		l.lg.Error("log failed; refusing writes until reopened", zap.Error(err))
+	}
+	l.cond.Broadcast()
+	return l.failed
+}
+
+// Append writes recs with one write call, assigning consecutive offsets from
+// the log end offset, tagging them with the leader epoch (a new epoch > the
+// latest one gets an (epoch, first offset) entry in the leader-epoch file).
+// It returns once the batch is as durable as the sync policy promises
+// (SyncAlways: fsynced, with group commit across concurrent callers).
+func (l *Log) Append(epoch int32, recs []Record) (base int64, err error) {
+	size := 0
+	for i := range recs {
+		if len(recs[i].Payload) > l.opts.MaxRecordBytes {
+			return -1, fmt.Errorf("%w: record %d has %d bytes, max %d", ErrRecordTooLarge, i, len(recs[i].Payload), l.opts.MaxRecordBytes)
+		}
+		size += FrameSize(len(recs[i].Payload))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.writableLocked(); err != nil {
+		return -1, err
+	}
+	if len(recs) == 0 {
+		return l.next, nil
+	}
+	if err := l.prepareLocked(epoch, int64(size), len(recs)); err != nil {
+		return -1, err
+	}
+	base = l.next
+	buf, ibuf := l.buf[:0], l.ibuf[:0]
+	maxTs := int64(math.MinInt64)
+	rel, pos := base-l.active.base, l.activePos
+	for i := range recs {
+		r := &recs[i]
+		ibuf = appendIndexEntry(ibuf, uint32(rel+int64(i)), pos+int64(len(buf)))
+		buf = AppendFrame(buf, base+int64(i), r.Timestamp, r.Payload)
+		maxTs = max(maxTs, r.Timestamp)
+	}
+	l.keepBuffers(buf, ibuf)
+	if err := l.writeLocked(buf, ibuf, int64(len(recs)), maxTs); err != nil {
+		return -1, err
+	}
+	return base, nil
+}
+
+// AppendFrames is the follower path: raw frames exactly as read from the
+// leader (Frame.Raw concatenated). CRCs are checked, offsets must be
+// consecutive and the first must equal LogEndOffset, else ErrNotAtEnd
+// (wrapped with the expected offset). All frames belong to epoch.
+func (l *Log) AppendFrames(epoch int32, frames []byte) (last int64, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.writableLocked(); err != nil {
+		return -1, err
+	}
+	if len(frames) == 0 {
+		return l.next - 1, nil
+	}
+	maxTs := int64(math.MinInt64)
+	want := l.next
+	for p := 0; p < len(frames); {
+		f, n, err := DecodeFrame(frames[p:], l.opts.MaxRecordBytes)
+		switch {
+		case errors.Is(err, ErrRecordTooLarge):
+			return -1, fmt.Errorf("frame at byte %d: %w", p, err)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return -1, fmt.Errorf("%w: truncated frame at byte %d", ErrBadBatch, p)
+		case err != nil:
+			return -1, &CorruptError{Position: int64(p), Offset: want, Reason: err.Error()}
+		}
+		if f.Offset != want {
+			if p == 0 {
+				return -1, fmt.Errorf("%w: first offset %d, log end offset %d", ErrNotAtEnd, f.Offset, want)
+			}
+			return -1, fmt.Errorf("%w: offset %d at byte %d, want %d", ErrBadBatch, f.Offset, p, want)
+		}
+		maxTs = max(maxTs, f.Timestamp)
+		want++
+		p += n
+	}
+	count := want - l.next
+	if err := l.prepareLocked(epoch, int64(len(frames)), int(count)); err != nil {
+		return -1, err
+	}
+	ibuf := l.ibuf[:0]
+	rel := l.next - l.active.base
+	for p, i := 0, int64(0); p < len(frames); i++ {
+		ibuf = appendIndexEntry(ibuf, uint32(rel+i), l.activePos+int64(p))
+		p += frameLenSize + int(binary.BigEndian.Uint32(frames[p:]))
+	}
+	l.keepBuffers(l.buf, ibuf)
+	if err := l.writeLocked(frames, ibuf, count, maxTs); err != nil {
+		return -1, err
+	}
+	return want - 1, nil
+}
+
+// keepBuffers retains encode buffers for reuse unless a huge batch grew them.
+func (l *Log) keepBuffers(buf, ibuf []byte) {
+	const keep = 8 << 20
+	if cap(buf) <= keep {
+		l.buf = buf[:0]
+	} else {
+		l.buf = nil
+	}
+	if cap(ibuf) <= keep {
+		l.ibuf = ibuf[:0]
+	} else {
+		l.ibuf = nil
+	}
+}
+
+// prepareLocked checks the epoch, rolls the active segment if the batch
+// would not fit, and records a new epoch before its first record is written.
+func (l *Log) prepareLocked(epoch int32, size int64, count int) error {
+	l.epochMu.Lock()
+	latest := l.epochs.latest()
+	l.epochMu.Unlock()
+	if epoch < 0 || epoch < latest {
+		return fmt.Errorf("%w: epoch %d, latest %d", ErrStaleEpoch, epoch, latest)
+	}
+	if err := l.maybeRollLocked(size, count); err != nil {
+		return err
+	}
+	if epoch > latest {
+		l.epochMu.Lock()
+		l.epochs.assign(epoch, l.next)
+		l.epochMu.Unlock()
+		if err := l.persistEpochsLocked(); err != nil {
+			return l.failLocked(fmt.Errorf("writing leader-epoch checkpoint: %w", err))
+		}
+	}
+	return nil
+}
+
+// writeLocked writes an encoded batch and its index entries to the active
+// segment and waits for the durability the policy promises.
+func (l *Log) writeLocked(frames, entries []byte, count, maxTs int64) error {
+	a := l.active
+	if _, err := a.storeFile.WriteAt(frames, l.activePos); err != nil {
+		return l.failLocked(fmt.Errorf("writing %s: %w", a.name, err))
+	}
+	if _, err := a.indexFile.WriteAt(entries, (l.next-a.base)*indexEntrySize); err != nil {
+		return l.failLocked(fmt.Errorf("writing %s: %w", indexName(a.base), err))
+	}
+	if l.next == a.base {
+		l.activeCreated = l.opts.Now()
+	}
+	l.activePos += int64(len(frames))
+	l.next += count
+	l.writeSeq++
+	l.size.Add(int64(len(frames)))
+	a.noteTimestamp(maxTs)
+	if l.opts.Sync.Mode == SyncAlways {
+		return l.waitDurableLocked(l.next)
+	}
+	l.publishLocked(l.next, l.activePos)
+	return nil
+}
+
+// publishLocked makes the active segment's records below off visible.
+func (l *Log) publishLocked(off, pos int64) {
+	l.active.publish(off, pos)
+	l.end.Store(off)
+	l.notify()
+}
+
+// maybeRollLocked rolls the active segment if a batch of size bytes and
+// count records would overflow it, or it is too old. An empty segment never
+// rolls.
+func (l *Log) maybeRollLocked(size int64, count int) error {
+	a := l.active
+	n := l.next - a.base
+	if n == 0 {
+		return nil
+	}
+	if l.activePos+size <= l.opts.MaxSegmentBytes &&
+		(n+int64(count))*indexEntrySize <= l.opts.MaxIndexBytes &&
+		l.opts.Now().Sub(l.activeCreated) < l.opts.SegmentMaxAge {
+		return nil
+	}
+	return l.rollLocked()
+}
+
+// rollLocked seals the active segment and starts a new one at the log end.
+func (l *Log) rollLocked() error {
+	if err := l.flushLocked(); err != nil {
+		return err
+	}
+	old := l.active
+	n := l.next - old.base
+	if err := old.indexFile.Truncate(n * indexEntrySize); err != nil {
+		return l.failLocked(fmt.Errorf("trimming %s: %w", indexName(old.base), err))
+	}
+	if l.opts.Sync.Mode != SyncNever {
+		if err := l.fsyncStore(old.storeFile); err != nil {
+			return l.failLocked(fmt.Errorf("syncing %s: %w", old.name, err))
+		}
+		if err := old.indexFile.Sync(); err != nil {
+			return l.failLocked(fmt.Errorf("syncing %s: %w", indexName(old.base), err))
+		}
+	} else {
+		l.unsynced = append(l.unsynced, old.base)
+	}
+	sealed, err := openSealed(l.fs, l.dir, old.base, l.next, l.activePos)
+	if err != nil {
+		return l.failLocked(fmt.Errorf("mapping %s: %w", old.name, err))
+	}
+	sealed.maxTs.Store(old.maxTs.Load())
+	sealed.maxTsKnown.Store(true)
+	nu, err := createSegment(l.fs, l.dir, l.next, l.opts.MaxIndexBytes)
+	if err != nil {
+		return l.failLocked(errors.Join(fmt.Errorf("creating segment %d: %w", l.next, err), sealed.release()))
+	}
+	cur := l.segs.Load().segs
+	segs := make([]*segment, 0, len(cur)+1)
+	segs = append(segs, cur[:len(cur)-1]...)
+	segs = append(segs, sealed, nu)
+	l.segs.Store(&segList{segs: segs})
+	l.active, l.activePos, l.activeCreated = nu, 0, l.opts.Now()
+	if err := old.release(); err != nil {
+		l.lg.Warn("closing sealed segment files", zap.String("segment", old.name), zap.Error(err))
+	}
+	l.stats.rolls.Add(1)
+	l.lg.Debug("rolled segment", zap.String("sealed", old.name), zap.Int64("next", l.next))
+	if l.opts.Sync.Mode != SyncNever {
+		if err := l.writeRecoveryPointLocked(l.next); err != nil {
+			return l.failLocked(fmt.Errorf("writing recovery point: %w", err))
+		}
+	}
+	return l.applyRetentionLocked()
+}
+
+// Truncate removes offsets >= offset (follower truncation after a leader
+// change), from the leader-epoch file too. Truncating at or below the log
+// start offset empties the log and restarts it at offset (see Reset).
+func (l *Log) Truncate(offset int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.writableLocked(); err != nil {
+		return err
+	}
+	if err := l.flushLocked(); err != nil {
+		return err
+	}
+	if offset >= l.next {
+		return nil
+	}
+	list := l.segs.Load().segs
+	if offset <= list[0].base {
+		return l.resetLocked(offset)
+	}
+	k := len(list) - 1
+	for list[k].base >= offset {
+		k--
+	}
+	t := list[k]
+	// Newest first, so a crash leaves a contiguous log (as if the
+	// truncation had not happened; the caller truncates again).
+	for j := len(list) - 1; j > k; j-- {
+		if err := l.removeSegmentLocked(list[j]); err != nil {
+			return l.failLocked(err)
+		}
+	}
+	if k < len(list)-1 {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return l.failLocked(err)
+		}
+	}
+	var err error
+	if t == l.active {
+		err = l.truncateActiveLocked(offset)
+	} else {
+		err = l.reopenTruncatedLocked(list[:k], t, offset)
+	}
+	if err != nil {
+		return l.failLocked(err)
+	}
+	l.synced = l.next
+	l.end.Store(l.next)
+	l.stats.truncations.Add(1)
+	l.notify()
+	l.epochMu.Lock()
+	changed := l.epochs.truncateFrom(offset)
+	l.epochMu.Unlock()
+	if changed {
+		if err := l.persistEpochsLocked(); err != nil {
+			return l.failLocked(fmt.Errorf("writing leader-epoch checkpoint: %w", err))
+		}
+	}
+	if l.rp > offset {
+		if err := l.writeRecoveryPointLocked(offset); err != nil {
+			return l.failLocked(fmt.Errorf("writing recovery point: %w", err))
+		}
+	}
+	return nil
+}
+
+// removeSegmentLocked unpublishes s and deletes its files; readers holding
+// it keep their mapping until they let go.
+func (l *Log) removeSegmentLocked(s *segment) error {
+	cur := l.segs.Load().segs
+	segs := make([]*segment, 0, len(cur))
+	for _, x := range cur {
+		if x != s {
+			segs = append(segs, x)
+		}
+	}
+	if len(segs) > 0 {
+		l.segs.Store(&segList{segs: segs})
+	}
+	s.dead.Store(true)
+	l.size.Add(-s.endPos.Load())
+	for i, b := range l.unsynced {
+		if b == s.base {
+			l.unsynced = append(l.unsynced[:i], l.unsynced[i+1:]...)
+			break
+		}
+	}
+	if err := s.release(); err != nil {
+		l.lg.Warn("closing removed segment", zap.String("segment", s.name), zap.Error(err))
+	}
+	return removeSegmentFiles(l.fs, l.dir, s.base)
+}
+
+// truncateActiveLocked cuts the active segment in place at offset.
+func (l *Log) truncateActiveLocked(offset int64) error {
+	a := l.active
+	pos, err := a.lookup(offset)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gen.Add(1)
+	a.publish(offset, pos)
+	l.end.Store(offset)
+	rel := offset - a.base
+	if err := a.storeFile.Truncate(pos); err != nil {
+		return err
+	}
+	// Drop stale entries, keep the preallocation.
+	if err := a.indexFile.Truncate(rel * indexEntrySize); err != nil {
+		return err
+	}
+	if err := a.indexFile.Truncate(max(l.opts.MaxIndexBytes, rel*indexEntrySize)); err != nil {
+		return err
+	}
+	if err := l.fsyncStore(a.storeFile); err != nil {
+		return err
+	}
+	if err := a.indexFile.Sync(); err != nil {
+		return err
+	}
+	l.size.Add(pos - l.activePos)
+	l.next, l.activePos = offset, pos
+	a.maxTsKnown.Store(false)
+	a.newestTimestamp()
+	return nil
+}
+
+// reopenTruncatedLocked turns sealed segment t into the active segment cut
+// at offset. The mapping readers may hold must never shrink under them
+// (SIGBUS), so the kept prefix is copied into new files renamed over the
+// old ones; the old mapping stays valid until its last reader lets go.
+func (l *Log) reopenTruncatedLocked(older []*segment, t *segment, offset int64) error {
+	pos := t.endPos.Load()
+	if offset < t.endOff.Load() {
+		var err error
+		if pos, err = t.lookup(offset); err != nil {
+			return err
+		}
+	}
+	rel := offset - t.base
+	if err := copyPrefix(l.fs, t.storeMap, t.storePath(), pos); err != nil {
+		return err
+	}
+	if err := copyPrefix(l.fs, t.indexMap, t.indexPath(), rel*indexEntrySize); err != nil {
+		return err
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return err
+	}
+	a, err := openActive(l.fs, l.dir, t.base, offset, pos, l.opts.MaxIndexBytes)
+	if err != nil {
+		return err
+	}
+	segs := append(append(make([]*segment, 0, len(older)+1), older...), a)
+	l.segs.Store(&segList{segs: segs})
+	t.dead.Store(true)
+	l.size.Add(pos - t.endPos.Load())
+	if err := t.release(); err != nil {
+		l.lg.Warn("closing replaced segment", zap.String("segment", t.name), zap.Error(err))
+	}
+	l.active, l.next, l.activePos, l.activeCreated = a, offset, pos, l.opts.Now()
+	a.maxTsKnown.Store(false)
+	a.newestTimestamp()
+	return nil
+}
+
+// copyPrefix replaces name with the first n bytes of src: temp file, fsync,
+// rename (the directory is synced by the caller).
+func copyPrefix(fsys FS, src io.ReaderAt, name string, n int64) error {
+	tmp := name + ".tmp"
+	f, err := createFile(fsys, tmp)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, min(n, 1<<20))
+	for p := int64(0); p < n; {
+		m := int(min(int64(len(buf)), n-p))
+		if _, err := src.ReadAt(buf[:m], p); err != nil {
+			return errors.Join(err, f.Close())
+		}
+		if _, err := f.WriteAt(buf[:m], p); err != nil {
+			return errors.Join(err, f.Close())
+		}
+		p += int64(m)
+	}
+	if err := f.Sync(); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return fsys.Rename(tmp, name)
+}
+
+// Reset removes every record and restarts the log empty at offset (a
+// follower whose leader's log starts past this log's end). The leader-epoch
+// file is emptied.
+func (l *Log) Reset(offset int64) error {
+	if offset < 0 {
+		return fmt.Errorf("logstore: reset to negative offset %d", offset)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.writableLocked(); err != nil {
+		return err
+	}
+	if err := l.flushLocked(); err != nil {
+		return err
+	}
+	return l.resetLocked(offset)
+}
+
+func (l *Log) resetLocked(offset int64) error {
+	// The recovery point goes first: a crash that leaves no segment behind
+	// makes recovery start the empty log there.
+	if err := l.writeRecoveryPointLocked(offset); err != nil {
+		return l.failLocked(fmt.Errorf("writing recovery point: %w", err))
+	}
+	list := l.segs.Load().segs
+	for j := len(list) - 1; j >= 0; j-- {
+		if err := removeSegmentFiles(l.fs, l.dir, list[j].base); err != nil {
+			return l.failLocked(err)
+		}
+	}
+	s, err := createSegment(l.fs, l.dir, offset, l.opts.MaxIndexBytes)
+	if err != nil {
+		return l.failLocked(err)
+	}
+	l.install([]*segment{s})
+	for _, old := range list {
+		old.dead.Store(true)
+		if err := old.release(); err != nil {
+			l.lg.Warn("closing removed segment", zap.String("segment", old.name), zap.Error(err))
+		}
+	}
+	l.activeCreated = l.opts.Now()
+	l.unsynced = nil
+	l.size.Store(0)
+	l.stats.truncations.Add(1)
+	l.notify()
+	l.epochMu.Lock()
+	l.epochs.entries = nil
+	l.epochMu.Unlock()
+	if err := l.persistEpochsLocked(); err != nil {
+		return l.failLocked(fmt.Errorf("writing leader-epoch checkpoint: %w", err))
+	}
+	return nil
+}
+
+// DeleteBefore drops whole sealed segments entirely below offset; the
+// active segment is never deleted.
+func (l *Log) DeleteBefore(offset int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.writableLocked(); err != nil {
+		return err
+	}
+	list := l.segs.Load().segs
+	k := 0
+	for k < len(list)-1 && list[k].endOff.Load() <= offset {
+		k++
+	}
+	return l.deleteOldestLocked(k)
+}
+
+// ApplyRetention applies size and age retention now (it also runs after
+// every roll).
+func (l *Log) ApplyRetention() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.writableLocked(); err != nil {
+		return err
+	}
+	return l.applyRetentionLocked()
+}
+
+func (l *Log) applyRetentionLocked() error {
+	list := l.segs.Load().segs
+	k := 0
+	if age := l.opts.RetentionAge; age > 0 {
+		cutoff := l.opts.Now().Add(-age).UnixMilli()
+		for k < len(list)-1 && list[k].newestTimestamp() < cutoff {
+			k++
+		}
+	}
+	if limit := l.opts.RetentionBytes; limit > 0 {
+		total := l.size.Load()
+		for i := 0; i < k; i++ {
+			total -= list[i].endPos.Load()
+		}
+		for k < len(list)-1 && total > limit {
+			total -= list[k].endPos.Load()
+			k++
+		}
+	}
+	return l.deleteOldestLocked(k)
+}
+
+// deleteOldestLocked deletes the k oldest segments (never the active one).
+func (l *Log) deleteOldestLocked(k int) error {
+	if k == 0 {
+		return nil
+	}
+	list := l.segs.Load().segs
+	k = min(k, len(list)-1)
+	for _, s := range list[:k] {
+		l.lg.Info("deleting segment", zap.String("segment", s.name))
+		if err := l.removeSegmentLocked(s); err != nil {
+			return l.failLocked(err)
+		}
+		l.stats.deletedSegments.Add(1)
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return l.failLocked(err)
+	}
+	l.epochMu.Lock()
+	changed := l.epochs.truncateBefore(l.LogStartOffset())
+	l.epochMu.Unlock()
+	if changed {
+		if err := l.persistEpochsLocked(); err != nil {
+			return l.failLocked(fmt.Errorf("writing leader-epoch checkpoint: %w", err))
+		}
+	}
+	return nil
+}
+
+// Changed returns a channel that is closed on the next change of the log end
+// offset (append or truncate) or on Close. Callers re-read Changed after it fires.
+func (l *Log) Changed() <-chan struct{} {
+	l.notifyMu.Lock()
+	defer l.notifyMu.Unlock()
+	l.changedTaken = true
+	return l.changed
+}
+
+// notify wakes Changed waiters: close the channel, replace it.
+func (l *Log) notify() {
+	l.notifyMu.Lock()
+	defer l.notifyMu.Unlock()
+	if l.notifyClosed || !l.changedTaken {
+		return
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.changedTaken = false
+}
+
+// LogStartOffset is the first offset held.
+func (l *Log) LogStartOffset() int64 { return l.segs.Load().segs[0].base }
+
+// LogEndOffset is the next offset to be assigned, as far as readers can
+// see: under SyncAlways a batch counts once it is fsynced.
+func (l *Log) LogEndOffset() int64 { return l.end.Load() }
+
+// Size is the bytes on disk of all stores.
+func (l *Log) Size() int64 { return l.size.Load() }
+
+// Dir is the log's directory.
+func (l *Log) Dir() string { return l.dir }
+
+// Healthy returns nil, or the sticky ErrFailed error, or the latest
+// corruption found (the log keeps serving other records then).
+func (l *Log) Healthy() error {
+	if p := l.failure.Load(); p != nil {
+		return *p
+	}
+	if c := l.corrupt.Load(); c != nil {
+		return c
+	}
+	return nil
+}
+
+// noteCorrupt logs and counts a corrupt record.
+func (l *Log) noteCorrupt(c *CorruptError) {
+	l.stats.corruptRecords.Add(1)
+	l.corrupt.Store(c)
+	l.lg.Error("corrupt record", zap.String("segment", c.Segment), zap.Int64("offset", c.Offset),
+		zap.Int64("position", c.Position), zap.String("reason", c.Reason))
+}
+
+// LatestEpoch is the latest leader epoch, -1 when none.
+func (l *Log) LatestEpoch() int32 {
+	l.epochMu.Lock()
+	defer l.epochMu.Unlock()
+	return l.epochs.latest()
+}
+
+// Epochs returns a copy of the leader-epoch entries, oldest first.
+func (l *Log) Epochs() []EpochEntry {
+	l.epochMu.Lock()
+	defer l.epochMu.Unlock()
+	return append([]EpochEntry(nil), l.epochs.entries...)
+}
+
+// EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest epoch <= e known
+// here, and its end offset (start of the next epoch, or LogEndOffset for the
+// latest). (-1, -1) when no epoch <= e exists.
+func (l *Log) EndOffsetForEpoch(e int32) (epoch int32, end int64) {
+	l.epochMu.Lock()
+	defer l.epochMu.Unlock()
+	return l.epochs.endOffsetFor(e, l.end.Load())
+}
+
+// Close syncs and closes the log. Readers still open keep their segments
+// until they close; their next call returns ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closing = true
+	l.mu.Unlock()
+	close(l.stop)
+	l.wg.Wait()
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.syncing {
+		l.cond.Wait()
+	}
+	var errs []error
+	if l.failed == nil {
+		errs = append(errs, l.syncAllLocked(true))
+	}
+	l.isClosed.Store(true)
+	l.cond.Broadcast()
+	errs = append(errs, l.closeSegments())
+	l.notifyMu.Lock()
+	if !l.notifyClosed {
+		l.notifyClosed = true
+		close(l.changed)
+	}
+	l.notifyMu.Unlock()
+	return errors.Join(errs...)
+}
+
+func (l *Log) closeSegments() error {
+	var errs []error
+	for _, s := range l.segs.Load().segs {
+		errs = append(errs, s.release())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,433 @@
+package logstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"go.uber.org/zap"
+)
+
+// readerBufSize is how much of a store a Reader copies at a time.
+const readerBufSize = 64 << 10
+
+// errReposition tells a read loop that the segment changed under it.
+var errReposition = errors.New("logstore: segment changed; reposition")
+
+// Reader reads the log sequentially from an offset. It is not safe for
+// concurrent use; use one Reader per goroutine. It takes no lock on the
+// write path: it pins its current segment with a reference and copies
+// frames out of the segment (a mapping, or the active file) into its own
+// buffer, which the returned Frames alias.
+type Reader struct {
+	l      *Log
+	seg    *segment
+	off    int64 // next offset to return
+	pos    int64 // its store position in seg, -1 until looked up
+	gen    uint64
+	buf    []byte
+	bufPos int64 // store position of buf[0]
+	bufLen int
+	closed bool
+}
+
+// NewReader reads from offset onwards. Next returns io.EOF at the current log
+// end (the caller may wait on Changed() and call Next again).
+func (l *Log) NewReader(offset int64) (*Reader, error) {
+	if l.isClosed.Load() {
+		return nil, ErrClosed
+	}
+	r := &Reader{l: l, off: offset, pos: -1}
+	if err := r.resolve(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Offset is the offset the next call to Next returns.
+func (r *Reader) Offset() int64 { return r.off }
+
+// Close releases the reader's segment.
+func (r *Reader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	return r.dropSegment()
+}
+
+func (r *Reader) dropSegment() error {
+	if r.seg == nil {
+		return nil
+	}
+	s := r.seg
+	r.seg, r.pos, r.bufLen = nil, -1, 0
+	return s.release()
+}
+
+// resolve pins the segment holding r.off in the current segment list.
+func (r *Reader) resolve() error {
+	if err := r.dropSegment(); err != nil {
+		r.l.lg.Warn("closing segment files", zap.Error(err))
+	}
+	for {
+		if r.l.isClosed.Load() {
+			return ErrClosed
+		}
+		list := r.l.segs.Load()
+		start, end := list.segs[0].base, r.l.end.Load()
+		if r.off < start || r.off > end {
+			return &OutOfRangeError{Offset: r.off, Start: start, End: end}
+		}
+		s := list.find(r.off)
+		if !s.tryAcquire() {
+			continue // unpublished meanwhile: a newer list is out
+		}
+		if s.dead.Load() {
+			if err := s.release(); err != nil {
+				return err
+			}
+			continue
+		}
+		r.seg, r.gen, r.pos, r.bufLen = s, s.gen.Load(), -1, 0
+		return nil
+	}
+}
+
+// reposition re-validates r.off after its segment shrank.
+func (r *Reader) reposition() error {
+	s := r.seg
+	s.mu.RLock()
+	r.gen, r.pos, r.bufLen = s.gen.Load(), -1, 0
+	s.mu.RUnlock()
+	if end := r.l.end.Load(); r.off > end {
+		return &OutOfRangeError{Offset: r.off, Start: r.l.LogStartOffset(), End: end}
+	}
+	return nil
+}
+
+// Next returns the next record. It returns io.EOF at the log end, a
+// *CorruptError for a record that fails its checks (the reader moves past
+// it), an *OutOfRangeError if the log no longer holds the reader's offset,
+// and ErrClosed after Close of the reader or the log.
+func (r *Reader) Next() (Frame, error) {
+	f, n, err := r.peek()
+	if err != nil {
+		var c *CorruptError
+		if errors.As(err, &c) {
+			r.skip(c)
+		}
+		return Frame{}, err
+	}
+	r.off++
+	r.pos += int64(n)
+	return f, nil
+}
+
+// ReadFrames appends whole raw frames to dst until maxBytes would be
+// exceeded (at least one frame if any is available) and returns the offset
+// of the next frame; for Fetch / streaming without re-encoding. It returns
+// io.EOF only when no frame was available; a corrupt record ends the batch
+// before it and is returned by the next call.
+func (r *Reader) ReadFrames(dst []byte, maxBytes int) (out []byte, next int64, err error) {
+	got := 0
+	for {
+		f, n, err := r.peek()
+		if err != nil {
+			if got > 0 {
+				return dst, r.off, nil
+			}
+			var c *CorruptError
+			if errors.As(err, &c) {
+				r.skip(c)
+			}
+			return dst, r.off, err
+		}
+		if got > 0 && got+n > maxBytes {
+			return dst, r.off, nil
+		}
+		dst = append(dst, f.Raw...)
+		got += n
+		r.off++
+		r.pos += int64(n)
+	}
+}
+
+// skip moves past a corrupt record, counting it.
+func (r *Reader) skip(c *CorruptError) {
+	r.l.noteCorrupt(c)
+	r.off = c.Offset + 1
+	r.pos, r.bufLen = -1, 0
+}
+
+// peek decodes the frame at r.off without consuming it.
+func (r *Reader) peek() (Frame, int, error) {
+	for {
+		if r.closed || r.l.isClosed.Load() {
+			return Frame{}, 0, ErrClosed
+		}
+		s := r.seg
+		if s == nil || s.dead.Load() {
+			if err := r.resolve(); err != nil {
+				return Frame{}, 0, err
+			}
+			continue
+		}
+		if s.gen.Load() != r.gen {
+			if err := r.reposition(); err != nil {
+				return Frame{}, 0, err
+			}
+			continue
+		}
+		endOff := s.endOff.Load()
+		if r.off >= endOff {
+			moved, err := r.advance(s)
+			if err != nil {
+				return Frame{}, 0, err
+			}
+			if !moved {
+				return Frame{}, 0, io.EOF
+			}
+			continue
+		}
+		endPos := s.endPos.Load()
+		if r.pos < 0 {
+			pos, err := s.lookup(r.off)
+			if s.gen.Load() != r.gen {
+				continue
+			}
+			if err != nil {
+				return Frame{}, 0, err
+			}
+			r.pos = pos
+		}
+		f, n, reason := r.decode(s, endPos)
+		if s.gen.Load() != r.gen {
+			continue // shrank while we read: the bytes may be stale
+		}
+		if reason == "" && f.Offset != r.off {
+			reason = fmt.Sprintf("frame carries offset %d", f.Offset)
+		}
+		if reason != "" {
+			return Frame{}, 0, s.corrupt(r.pos, r.off, reason)
+		}
+		return f, n, nil
+	}
+}
+
+// advance moves past the end of segment s; it reports false at the log end.
+func (r *Reader) advance(s *segment) (bool, error) {
+	list := r.l.segs.Load()
+	next := list.find(r.off)
+	if next == s {
+		i := len(list.segs) - 1
+		if list.segs[i] == s {
+			return false, nil // the active segment: log end
+		}
+		// A sealed segment ending before the next one begins: offsets
+		// lost to corruption found at recovery.
+		for list.segs[i-1] != s {
+			i--
+		}
+		nb := list.segs[i].base
+		c := s.corrupt(s.endPos.Load(), r.off, fmt.Sprintf("offsets %d..%d missing", r.off, nb-1))
+		r.l.noteCorrupt(c)
+		r.off = nb
+		if err := r.resolve(); err != nil {
+			return false, err
+		}
+		return false, c
+	}
+	if r.off >= r.l.end.Load() && next != nil && next.base > r.off {
+		return false, nil
+	}
+	if err := r.resolve(); err != nil {
+		return false, err
+	}
+	return r.seg != s, nil
+}
+
+// decode reads and checks the frame at r.pos, below endPos, through the
+// reader's buffer.
+func (r *Reader) decode(s *segment, endPos int64) (Frame, int, string) {
+	h, err := r.bytes(s, r.pos, frameHeaderSize, endPos)
+	if err != nil {
+		return Frame{}, 0, err.Error()
+	}
+	n, err := frameLen(binary.BigEndian.Uint32(h), r.l.opts.MaxRecordBytes)
+	if err != nil {
+		return Frame{}, 0, err.Error()
+	}
+	raw, err := r.bytes(s, r.pos, n, endPos)
+	if err != nil {
+		return Frame{}, 0, err.Error()
+	}
+	if crc32.Checksum(raw[8:], castagnoli) != binary.BigEndian.Uint32(raw[4:]) {
+		return Frame{}, 0, "checksum mismatch"
+	}
+	return Frame{
+		Offset:    int64(binary.BigEndian.Uint64(raw[8:])),
+		Timestamp: int64(binary.BigEndian.Uint64(raw[16:])),
+		Payload:   raw[frameHeaderSize:],
+		Raw:       raw,
+	}, n, ""
+}
+
+// bytes returns n bytes of s's store at pos (below endPos), refilling the
+// buffer when needed.
+func (r *Reader) bytes(s *segment, pos int64, n int, endPos int64) ([]byte, error) {
+	if pos+int64(n) > endPos {
+		return nil, errors.New("frame runs past the segment end")
+	}
+	if pos >= r.bufPos && pos+int64(n) <= r.bufPos+int64(r.bufLen) {
+		o := pos - r.bufPos
+		return r.buf[o : o+int64(n) : o+int64(n)], nil
+	}
+	if len(r.buf) < n {
+		r.buf = make([]byte, max(n, readerBufSize))
+	}
+	want := int(min(int64(len(r.buf)), endPos-pos))
+	m, err := s.store.ReadAt(r.buf[:want], pos)
+	if m < n {
+		r.bufLen = 0
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("store unreadable: %w", err)
+	}
+	r.bufPos, r.bufLen = pos, m
+	return r.buf[:n:n], nil
+}
+
+// Read returns a copy of the record at offset: ErrOffsetOutOfRange
+// (*OutOfRangeError) outside [start, end), a *CorruptError for a record that
+// fails its checks.
+func (l *Log) Read(offset int64) (Frame, error) {
+	for {
+		if l.isClosed.Load() {
+			return Frame{}, ErrClosed
+		}
+		list := l.segs.Load()
+		start, end := list.segs[0].base, l.end.Load()
+		if offset < start || offset >= end {
+			return Frame{}, &OutOfRangeError{Offset: offset, Start: start, End: end}
+		}
+		s := list.find(offset)
+		if !s.tryAcquire() {
+			continue
+		}
+		f, err := l.readFrom(s, offset)
+		if rerr := s.release(); rerr != nil {
+			l.lg.Warn("closing segment files", zap.Error(rerr))
+		}
+		if errors.Is(err, errReposition) {
+			continue
+		}
+		if c := (*CorruptError)(nil); errors.As(err, &c) {
+			l.noteCorrupt(c)
+		}
+		return f, err
+	}
+}
+
+func (l *Log) readFrom(s *segment, off int64) (Frame, error) {
+	g := s.gen.Load()
+	if s.dead.Load() {
+		return Frame{}, errReposition
+	}
+	endOff := s.endOff.Load()
+	if off >= endOff {
+		if s.sealed {
+			return Frame{}, s.corrupt(-1, off, "offset missing from its segment")
+		}
+		return Frame{}, errReposition
+	}
+	endPos := s.endPos.Load()
+	pos, err := s.lookup(off)
+	if s.gen.Load() != g {
+		return Frame{}, errReposition
+	}
+	if err != nil {
+		return Frame{}, err
+	}
+	var h [frameHeaderSize]byte
+	if pos+frameHeaderSize > endPos {
+		return Frame{}, s.corrupt(pos, off, "frame runs past the segment end")
+	}
+	if _, err := s.store.ReadAt(h[:], pos); err != nil {
+		return Frame{}, s.corrupt(pos, off, "store unreadable: "+err.Error())
+	}
+	n, err := frameLen(binary.BigEndian.Uint32(h[:]), l.opts.MaxRecordBytes)
+	if err != nil {
+		if s.gen.Load() != g {
+			return Frame{}, errReposition
+		}
+		return Frame{}, s.corrupt(pos, off, err.Error())
+	}
+	if pos+int64(n) > endPos {
+		return Frame{}, s.corrupt(pos, off, "frame runs past the segment end")
+	}
+	raw := make([]byte, n)
+	if _, err := s.store.ReadAt(raw, pos); err != nil {
+		return Frame{}, s.corrupt(pos, off, "store unreadable: "+err.Error())
+	}
+	f, _, err := DecodeFrame(raw, l.opts.MaxRecordBytes)
+	if s.gen.Load() != g {
+		return Frame{}, errReposition
+	}
+	if err != nil {
+		return Frame{}, s.corrupt(pos, off, err.Error())
+	}
+	if f.Offset != off {
+		return Frame{}, s.corrupt(pos, off, fmt.Sprintf("frame carries offset %d", f.Offset))
+	}
+	return f, nil
+}
+
+// OffsetForTime returns the first offset whose timestamp is >= tsMillis,
+// or LogEndOffset if none.
+func (l *Log) OffsetForTime(tsMillis int64) (offset int64, err error) {
+	if l.isClosed.Load() {
+		return 0, ErrClosed
+	}
+	end := l.end.Load()
+	var from int64 = -1
+	for _, s := range l.segs.Load().segs {
+		if !s.tryAcquire() {
+			continue
+		}
+		newest := s.newestTimestamp()
+		base := s.base
+		if err := s.release(); err != nil {
+			l.lg.Warn("closing segment files", zap.Error(err))
+		}
+		if newest >= tsMillis {
+			from = base
+			break
+		}
+	}
+	if from < 0 {
+		return end, nil
+	}
+	r, err := l.NewReader(max(from, l.LogStartOffset()))
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = errors.Join(err, r.Close()) }()
+	for {
+		f, nerr := r.Next()
+		switch {
+		case errors.Is(nerr, io.EOF):
+			return r.off, nil
+		case errors.Is(nerr, ErrCorrupt):
+			continue
+		case nerr != nil:
+			return 0, nerr
+		}
+		if f.Timestamp >= tsMillis {
+			return f.Offset, nil
+		}
+	}
+}

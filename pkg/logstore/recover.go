@@ -1,0 +1,409 @@
+package logstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+)
+
+// recovered describes one segment as recovery left it.
+type recovered struct {
+	base   int64
+	count  int64 // records (index entries), unreadable placeholders included
+	endPos int64 // store bytes; the append position of the active segment
+}
+
+// recoverDir lists, checks and repairs the segments of l.dir and returns
+// them oldest first. It tells a crash from corruption with the recovery
+// point: a torn or zero-filled tail at or past it is truncated; a bad record
+// below it is counted, logged and left in place, unreadable.
+func (l *Log) recoverDir() ([]recovered, error) {
+	fsys, lg := l.fs, l.lg
+	if err := fsys.MkdirAll(l.dir, 0o755); err != nil {
+		return nil, err
+	}
+	ents, err := fsys.ReadDir(l.dir)
+	if err != nil {
+		return nil, err
+	}
+	stores, indexes := map[int64]bool{}, map[int64]bool{}
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".tmp"):
+			lg.Info("removing leftover temp file", zap.String("file", name))
+			if err := fsys.Remove(filepath.Join(l.dir, name)); err != nil {
+				return nil, err
+			}
+		case strings.HasSuffix(name, storeSuffix):
+			if base, ok := parseBase(name, storeSuffix); ok {
+				stores[base] = true
+			}
+		case strings.HasSuffix(name, indexSuffix):
+			if base, ok := parseBase(name, indexSuffix); ok {
+				indexes[base] = true
+			}
+		}
+	}
+	for base := range indexes {
+		if !stores[base] {
+			lg.Info("removing index without store", zap.String("file", indexName(base)))
+			if err := fsys.Remove(filepath.Join(l.dir, indexName(base))); err != nil {
+				return nil, err
+			}
+		}
+	}
+	bases := make([]int64, 0, len(stores))
+	for base := range stores {
+		bases = append(bases, base)
+	}
+	slices.Sort(bases)
+
+	rp := int64(0)
+	if b, err := readFile(fsys, filepath.Join(l.dir, recoveryPointFileName), 64); err == nil {
+		if rp, err = decodeRecoveryPoint(b); err != nil {
+			lg.Warn("ignoring bad recovery point; scanning every segment", zap.Error(err))
+			rp = 0
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	l.rp = rp
+
+	var out []recovered
+	for i, base := range bases {
+		next := int64(-1)
+		if i+1 < len(bases) {
+			next = bases[i+1]
+		}
+		r, crashed, err := l.recoverSegment(base, next, rp)
+		if err != nil {
+			return nil, fmt.Errorf("logstore: recovering %s: %w", storeName(base), err)
+		}
+		out = append(out, r)
+		if crashed && next >= 0 {
+			// Everything after a crash point was never known durable.
+			for j := len(bases) - 1; j > i; j-- {
+				lg.Warn("removing segment after crash point", zap.String("segment", storeName(bases[j])))
+				if err := removeSegmentFiles(fsys, l.dir, bases[j]); err != nil {
+					return nil, err
+				}
+			}
+			if err := fsys.SyncDir(l.dir); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	return out, nil
+}
+
+func parseBase(name, suffix string) (int64, bool) {
+	s := strings.TrimSuffix(name, suffix)
+	if len(s) != 20 {
+		return 0, false
+	}
+	base, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || base < 0 {
+		return 0, false
+	}
+	return base, true
+}
+
+func removeSegmentFiles(fsys FS, dir string, base int64) error {
+	err := fsys.Remove(filepath.Join(dir, storeName(base)))
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	ierr := fsys.Remove(filepath.Join(dir, indexName(base)))
+	if errors.Is(ierr, fs.ErrNotExist) {
+		ierr = nil
+	}
+	return errors.Join(err, ierr)
+}
+
+// recoverSegment checks one segment (next is the following segment's base,
+// -1 for the last) and rebuilds its index from the store when the index is
+// missing, inconsistent, or the segment reaches past the recovery point. It
+// reports whether a crash tail was truncated.
+func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, err error) {
+	fsys := l.fs
+	sf, err := fsys.OpenFile(filepath.Join(l.dir, storeName(base)), os.O_RDWR, 0)
+	if err != nil {
+		return r, false, err
+	}
+	defer func() { err = errors.Join(err, sf.Close()) }()
+	fi, err := sf.Stat()
+	if err != nil {
+		return r, false, err
+	}
+	size := fi.Size()
+	maxEntries := l.opts.MaxIndexBytes / indexEntrySize
+	if byStore := size/frameHeaderSize + 1; byStore > maxEntries {
+		maxEntries = byStore
+	}
+
+	idxPath := filepath.Join(l.dir, indexName(base))
+	idx, idxFileLen, err := readIndexPrefix(fsys, idxPath, maxEntries*indexEntrySize)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return r, false, err
+	}
+	w := &window{r: sf, size: size}
+	if n, ok := l.validIndex(w, base, idx); ok && base+n <= rp && (next < 0 || base+n == next) {
+		if next >= 0 && idxFileLen != n*indexEntrySize {
+			if err := rewriteIndex(fsys, idxPath, idx[:n*indexEntrySize]); err != nil {
+				return r, false, err
+			}
+		}
+		return recovered{base: base, count: n, endPos: size}, false, nil
+	}
+
+	// Scan the store, rebuilding the index.
+	l.stats.indexRebuilds.Add(1)
+	limitOff := int64(math.MaxInt64)
+	if next >= 0 {
+		limitOff = next
+	}
+	entries := make([]byte, 0, min(maxEntries, 1<<16)*indexEntrySize)
+	pos, off := int64(0), base
+	for pos < size && off < limitOff {
+		n, reason := l.checkFrameAt(w, pos, off)
+		if reason == "" {
+			entries = appendIndexEntry(entries, uint32(off-base), pos)
+			pos += int64(n)
+			off++
+			continue
+		}
+		if off >= rp {
+			l.lg.Warn("truncating torn tail after crash",
+				zap.String("segment", storeName(base)), zap.Int64("offset", off),
+				zap.Int64("position", pos), zap.Int64("bytes", size-pos), zap.String("reason", reason))
+			if err := sf.Truncate(pos); err != nil {
+				return r, false, err
+			}
+			if err := sf.Sync(); err != nil {
+				return r, false, err
+			}
+			l.stats.truncatedBytes.Add(size - pos)
+			size = pos
+			crashed = true
+			break
+		}
+		// Corruption below the recovery point: keep the bytes, never serve
+		// them, and find the next good record.
+		l.noteCorrupt(&CorruptError{Segment: storeName(base), Position: pos, Offset: off, Reason: reason})
+		q, o2, found := l.resync(w, pos+1, off, limitOff)
+		target := o2
+		if !found {
+			target = limitOff
+			if next < 0 {
+				// Last segment: offsets past the damage are re-assigned; the
+				// damaged bytes stay on disk, unreferenced.
+				target = off
+			}
+		}
+		for ; off < target && off-base < maxEntries; off++ {
+			entries = appendIndexEntry(entries, uint32(off-base), pos)
+		}
+		if !found {
+			pos = size
+			break
+		}
+		pos = q
+	}
+	if next >= 0 && !crashed {
+		if off < next {
+			l.noteCorrupt(&CorruptError{Segment: storeName(base), Position: pos, Offset: off,
+				Reason: fmt.Sprintf("segment ends before the next segment's base %d", next)})
+			for ; off < next && off-base < maxEntries; off++ {
+				entries = appendIndexEntry(entries, uint32(off-base), size)
+			}
+		}
+		if pos < size && off >= next {
+			l.lg.Error("segment overlaps the next one; ignoring its tail",
+				zap.String("segment", storeName(base)), zap.Int64("next_base", next), zap.Int64("position", pos))
+			size = pos
+		}
+	}
+	if next < 0 && off < rp {
+		l.lg.Warn("recovery point beyond the log end", zap.Int64("recovery_point", rp), zap.Int64("log_end", off))
+	}
+	if err := rewriteIndex(fsys, idxPath, entries); err != nil {
+		return r, crashed, err
+	}
+	return recovered{base: base, count: off - base, endPos: size}, crashed, nil
+}
+
+// readIndexPrefix reads up to limit bytes of an index file and its length.
+func readIndexPrefix(fsys FS, name string, limit int64) ([]byte, int64, error) {
+	f, err := fsys.OpenFile(name, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, errors.Join(err, f.Close())
+	}
+	b := make([]byte, min(fi.Size(), limit))
+	n, err := f.ReadAt(b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, 0, errors.Join(err, f.Close())
+	}
+	return b[:n], fi.Size(), f.Close()
+}
+
+// rewriteIndex replaces an index file's content with entries and syncs it.
+// The index is derived state: a crash while writing it is repaired by the
+// next recovery, so no temp file is needed.
+func rewriteIndex(fsys FS, name string, entries []byte) error {
+	f, err := fsys.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(entries, 0); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	if err := f.Truncate(int64(len(entries))); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	return errors.Join(f.Sync(), f.Close())
+}
+
+// validIndex checks an index against its store: entry i must be offset
+// base+i, positions must start at 0 and grow by at least a frame header
+// (or stay put for unreadable placeholders), and the last entry's frame must
+// end exactly at the end of the store. Trailing zero entries (a
+// preallocated index after a crash) are not entries. It returns the number
+// of entries and whether the index can be trusted.
+func (l *Log) validIndex(w *window, base int64, idx []byte) (int64, bool) {
+	if len(idx)%indexEntrySize != 0 {
+		return 0, false
+	}
+	n := int64(len(idx) / indexEntrySize)
+	for n > 1 && isZero(idx[(n-1)*indexEntrySize:n*indexEntrySize]) {
+		n--
+	}
+	if n == 1 && w.size == 0 && isZero(idx[:indexEntrySize]) {
+		n = 0
+	}
+	if n == 0 {
+		return 0, w.size == 0
+	}
+	prev := int64(-1)
+	for i := int64(0); i < n; i++ {
+		rel, pos := parseIndexEntry(idx[i*indexEntrySize:])
+		if int64(rel) != i || pos < 0 || pos >= w.size {
+			return 0, false
+		}
+		if i == 0 && pos != 0 || i > 0 && pos != prev && pos-prev < frameHeaderSize {
+			return 0, false
+		}
+		prev = pos
+	}
+	n1, reason := l.checkFrameAt(w, prev, base+n-1)
+	if reason != "" || prev+int64(n1) != w.size {
+		return 0, false
+	}
+	return n, true
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// checkFrameAt checks the frame at pos, which should carry offset off, and
+// returns its size, or why it is not a good frame.
+func (l *Log) checkFrameAt(w *window, pos, off int64) (int, string) {
+	h, err := w.get(pos, frameHeaderSize)
+	if err != nil {
+		return 0, "torn frame header"
+	}
+	n, err := frameLen(binary.BigEndian.Uint32(h), l.opts.MaxRecordBytes)
+	if err != nil {
+		return 0, err.Error()
+	}
+	raw, err := w.get(pos, n)
+	if err != nil {
+		return 0, "torn frame"
+	}
+	if crc32.Checksum(raw[8:], castagnoli) != binary.BigEndian.Uint32(raw[4:]) {
+		return 0, "checksum mismatch"
+	}
+	if got := int64(binary.BigEndian.Uint64(raw[8:])); got != off {
+		return 0, fmt.Sprintf("offset %d, want %d", got, off)
+	}
+	return n, ""
+}
+
+// resync looks for the first good frame at or after from whose offset lies
+// in (off, limit), skipping a damaged region byte by byte.
+func (l *Log) resync(w *window, from, off, limit int64) (pos, offset int64, found bool) {
+	for q := from; q+frameHeaderSize <= w.size; q++ {
+		h, err := w.get(q, frameHeaderSize)
+		if err != nil {
+			return 0, 0, false
+		}
+		if _, err := frameLen(binary.BigEndian.Uint32(h), l.opts.MaxRecordBytes); err != nil {
+			continue
+		}
+		o := int64(binary.BigEndian.Uint64(h[8:]))
+		if o <= off || o >= limit {
+			continue
+		}
+		if _, reason := l.checkFrameAt(w, q, o); reason == "" {
+			return q, o, true
+		}
+	}
+	return 0, 0, false
+}
+
+// window reads a file sequentially through one reusable buffer.
+type window struct {
+	r     io.ReaderAt
+	size  int64
+	buf   []byte
+	start int64
+	n     int
+}
+
+const windowSize = 1 << 20
+
+// get returns the n bytes at pos, valid until the next call.
+func (w *window) get(pos int64, n int) ([]byte, error) {
+	if pos < 0 || pos+int64(n) > w.size {
+		return nil, io.ErrUnexpectedEOF
+	}
+	if pos >= w.start && pos+int64(n) <= w.start+int64(w.n) {
+		return w.buf[pos-w.start : pos-w.start+int64(n)], nil
+	}
+	want := int(min(int64(max(n, windowSize)), w.size-pos))
+	if cap(w.buf) < want {
+		w.buf = make([]byte, want)
+	}
+	m, err := w.r.ReadAt(w.buf[:want], pos)
+	if m < n {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		w.n = 0
+		return nil, err
+	}
+	w.start, w.n = pos, m
+	return w.buf[:n], nil
+}

@@ -1,0 +1,253 @@
+package logstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+)
+
+const (
+	storeSuffix = ".log"
+	indexSuffix = ".index"
+)
+
+func storeName(base int64) string { return fmt.Sprintf("%020d%s", base, storeSuffix) }
+func indexName(base int64) string { return fmt.Sprintf("%020d%s", base, indexSuffix) }
+
+// segment is one store file and its index. A segment object is shared by the
+// writer and any number of readers through reference counts: the Log's
+// segment list holds one reference, every reader positioned in it holds one,
+// and its files are closed (unmapped) only when the last one is dropped. A
+// segment that is sealed is immutable; the active segment only grows, except
+// under Truncate, which bumps gen while holding mu.
+type segment struct {
+	base int64
+	name string // store file name, for errors
+	dir  string
+
+	// store and index are what readers read: the files of the active
+	// segment, the mappings of a sealed one.
+	store io.ReaderAt
+	index io.ReaderAt
+
+	// Exactly one of the pairs below is set.
+	storeFile, indexFile File   // active
+	storeMap, indexMap   Mapped // sealed
+	sealed               bool
+
+	// endPos then endOff are published by the writer (in that order; readers
+	// load endOff first): every record below endOff is complete below endPos.
+	endOff atomic.Int64
+	endPos atomic.Int64
+	// gen is bumped when the segment shrinks in place (Truncate); readers
+	// holding buffered bytes of it re-validate their position.
+	gen atomic.Uint64
+	// mu is held exclusively while the segment shrinks; a reader
+	// repositioning after a gen change takes it shared.
+	mu sync.RWMutex
+
+	refs atomic.Int32
+	dead atomic.Bool // deleted or replaced: readers re-resolve
+
+	// maxTs is the newest record timestamp, math.MinInt64 when unknown yet
+	// (sealed segments not scanned at open compute it on first use).
+	maxTs      atomic.Int64
+	maxTsKnown atomic.Bool
+}
+
+func (s *segment) storePath() string { return filepath.Join(s.dir, storeName(s.base)) }
+func (s *segment) indexPath() string { return filepath.Join(s.dir, indexName(s.base)) }
+
+// publish makes records up to off (exclusive), ending at pos, visible.
+func (s *segment) publish(off, pos int64) {
+	s.endPos.Store(pos)
+	s.endOff.Store(off)
+}
+
+// tryAcquire takes a reference unless the segment already lost its last one.
+func (s *segment) tryAcquire() bool {
+	for {
+		n := s.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release drops a reference and closes the files with the last one.
+func (s *segment) release() error {
+	if s.refs.Add(-1) != 0 {
+		return nil
+	}
+	return s.closeFiles()
+}
+
+func (s *segment) closeFiles() error {
+	var errs []error
+	if s.storeFile != nil {
+		errs = append(errs, s.storeFile.Close())
+	}
+	if s.indexFile != nil {
+		errs = append(errs, s.indexFile.Close())
+	}
+	if s.storeMap != nil {
+		errs = append(errs, s.storeMap.Close())
+	}
+	if s.indexMap != nil {
+		errs = append(errs, s.indexMap.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// lookup returns the store position of off, which must be below a loaded
+// endOff of s.
+func (s *segment) lookup(off int64) (int64, error) {
+	rel := off - s.base
+	if rel < 0 || rel > math.MaxUint32 {
+		return 0, s.corrupt(-1, off, "offset outside the segment")
+	}
+	var b [indexEntrySize]byte
+	if _, err := s.index.ReadAt(b[:], rel*indexEntrySize); err != nil {
+		return 0, s.corrupt(-1, off, "index entry unreadable: "+err.Error())
+	}
+	r, pos := parseIndexEntry(b[:])
+	if int64(r) != rel || pos < 0 {
+		return 0, s.corrupt(-1, off, "index entry does not match its offset")
+	}
+	return pos, nil
+}
+
+func (s *segment) corrupt(pos, off int64, reason string) *CorruptError {
+	return &CorruptError{Segment: s.name, Position: pos, Offset: off, Reason: reason}
+}
+
+// newestTimestamp returns the newest record timestamp in s (math.MinInt64
+// for an empty one), scanning the segment once if it is not known yet.
+func (s *segment) newestTimestamp() int64 {
+	if s.maxTsKnown.Load() {
+		return s.maxTs.Load()
+	}
+	maxTs := int64(math.MinInt64)
+	var b [8]byte
+	for off := s.base; off < s.endOff.Load(); off++ {
+		pos, err := s.lookup(off)
+		if err != nil {
+			continue
+		}
+		if _, err := s.store.ReadAt(b[:], pos+16); err != nil {
+			continue
+		}
+		if ts := int64(binary.BigEndian.Uint64(b[:])); ts > maxTs {
+			maxTs = ts
+		}
+	}
+	s.maxTs.Store(maxTs)
+	s.maxTsKnown.Store(true)
+	return maxTs
+}
+
+func (s *segment) noteTimestamp(ts int64) {
+	if ts > s.maxTs.Load() {
+		s.maxTs.Store(ts)
+	}
+}
+
+// openSealed maps a sealed segment whose records [base, endOff) end at endPos.
+func openSealed(fsys FS, dir string, base, endOff, endPos int64) (*segment, error) {
+	s := &segment{base: base, name: storeName(base), dir: dir, sealed: true}
+	sm, err := fsys.Map(s.storePath())
+	if err != nil {
+		return nil, err
+	}
+	im, err := fsys.Map(s.indexPath())
+	if err != nil {
+		return nil, errors.Join(err, sm.Close())
+	}
+	if int64(sm.Len()) < endPos || int64(im.Len()) < (endOff-base)*indexEntrySize {
+		return nil, errors.Join(fmt.Errorf("logstore: segment %s shorter than recovered", s.name), sm.Close(), im.Close())
+	}
+	s.storeMap, s.indexMap = sm, im
+	s.store, s.index = sm, im
+	s.publish(endOff, endPos)
+	s.maxTs.Store(math.MinInt64)
+	s.refs.Store(1)
+	return s, nil
+}
+
+// openActive opens the files of the active segment for reading and writing;
+// the index is preallocated to indexBytes.
+func openActive(fsys FS, dir string, base, endOff, endPos, indexBytes int64) (*segment, error) {
+	s := &segment{base: base, name: storeName(base), dir: dir}
+	sf, err := fsys.OpenFile(s.storePath(), os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	xf, err := fsys.OpenFile(s.indexPath(), os.O_RDWR, 0)
+	if err != nil {
+		return nil, errors.Join(err, sf.Close())
+	}
+	if used := (endOff - base) * indexEntrySize; indexBytes > used {
+		if err := xf.Truncate(indexBytes); err != nil {
+			return nil, errors.Join(err, sf.Close(), xf.Close())
+		}
+	}
+	s.storeFile, s.indexFile = sf, xf
+	s.store, s.index = sf, xf
+	s.publish(endOff, endPos)
+	s.maxTs.Store(math.MinInt64)
+	s.maxTsKnown.Store(true) // the writer keeps it current
+	s.refs.Store(1)
+	return s, nil
+}
+
+// createSegment creates the empty files of a new segment safely (created,
+// synced, directory synced) and opens it as the active segment.
+func createSegment(fsys FS, dir string, base, indexBytes int64) (*segment, error) {
+	sf, err := createFile(fsys, filepath.Join(dir, storeName(base)))
+	if err != nil {
+		return nil, err
+	}
+	if err := sf.Close(); err != nil {
+		return nil, err
+	}
+	xf, err := createFile(fsys, filepath.Join(dir, indexName(base)))
+	if err != nil {
+		return nil, err
+	}
+	if err := xf.Close(); err != nil {
+		return nil, err
+	}
+	return openActive(fsys, dir, base, base, 0, indexBytes)
+}
+
+// segList is an immutable snapshot of the segments, oldest first; the last
+// one is the active segment.
+type segList struct {
+	segs []*segment
+}
+
+// find returns the segment holding off: the last one whose base <= off.
+func (l *segList) find(off int64) *segment {
+	lo, hi := 0, len(l.segs)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if l.segs[m].base <= off {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == 0 {
+		return nil
+	}
+	return l.segs[lo-1]
+}
