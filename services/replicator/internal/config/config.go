@@ -1,0 +1,209 @@
+// Package config is the replicator's configuration: defaults, flags and
+// STRATA_* environment variables, and validation.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/strata-log/strata/services/replicator/internal/membership"
+)
+
+// Config is everything the replicator needs to start.
+type Config struct {
+	// NodeID is this node's id (> 0); its certificate CN is replicator-<id>.
+	NodeID int
+	// DataDir holds the Raft log, stable store and snapshots.
+	DataDir string
+	// SerfBind and SerfAdvertise are the gossip addresses (host:port).
+	SerfBind, SerfAdvertise string
+	// Join is the Serf seed list.
+	Join []string
+	// RaftBind and RaftAdvertise are the Raft transport addresses.
+	RaftBind, RaftAdvertise string
+	// Listen and Advertise are the replicator's gRPC addresses.
+	Listen, Advertise string
+	// BrokerAddr is where this replicator reaches its local broker.
+	BrokerAddr string
+	// BrokerAdvertise is the broker's address for clients, gossiped in tags.
+	BrokerAdvertise string
+	// ClusterKey is the base64 32-byte gossip key.
+	ClusterKey string
+	// BootstrapExpect, when > 0, bootstraps Raft once that many members are seen.
+	BootstrapExpect int
+	// Bootstrap starts a single-node cluster (first node only).
+	Bootstrap bool
+	// TLSCert, TLSKey and TLSCA are PEM files: this replicator's key pair and the cluster CA.
+	TLSCert, TLSKey, TLSCA string
+	// MetricsListen serves /metrics; empty disables.
+	MetricsListen string
+	// PreferredLeaderInterval is the period of the preferred-leader pass; negative disables.
+	PreferredLeaderInterval time.Duration
+	// ShutdownTimeout bounds the graceful shutdown.
+	ShutdownTimeout time.Duration
+	// LogFormat is "json" or "console".
+	LogFormat string
+}
+
+// Default returns the defaults for a single local node.
+func Default() Config {
+	return Config{
+		NodeID:                  1,
+		DataDir:                 "data/replicator",
+		SerfBind:                "0.0.0.0:7946",
+		RaftBind:                "0.0.0.0:7947",
+		Listen:                  "0.0.0.0:9093",
+		BrokerAddr:              "127.0.0.1:9092",
+		MetricsListen:           "0.0.0.0:9193",
+		PreferredLeaderInterval: 30 * time.Second,
+		ShutdownTimeout:         10 * time.Second,
+		LogFormat:               "json",
+	}
+}
+
+// Parse fills a Default config from STRATA_* environment variables
+// (getenv, e.g. os.Getenv) and then from args (flags win).
+func Parse(args []string, getenv func(string) string) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("strata-replicator", flag.ContinueOnError)
+	var join string
+	fs.IntVar(&c.NodeID, "node-id", c.NodeID, "node id (> 0); the TLS identity is replicator-<id>")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for Raft state")
+	fs.StringVar(&c.SerfBind, "serf-bind", c.SerfBind, "Serf gossip bind address host:port")
+	fs.StringVar(&c.SerfAdvertise, "serf-advertise", c.SerfAdvertise, "Serf advertised address (default: bind)")
+	fs.StringVar(&join, "join", "", "comma-separated Serf seed addresses")
+	fs.StringVar(&c.RaftBind, "raft-bind", c.RaftBind, "Raft bind address host:port")
+	fs.StringVar(&c.RaftAdvertise, "raft-advertise", c.RaftAdvertise, "Raft advertised address (default: bind)")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "replicator gRPC listen address")
+	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "replicator gRPC advertised address (default: listen)")
+	fs.StringVar(&c.BrokerAddr, "broker-addr", c.BrokerAddr, "the local broker's gRPC address")
+	fs.StringVar(&c.BrokerAdvertise, "broker-advertise", c.BrokerAdvertise, "the broker's advertised address for clients (default: broker-addr)")
+	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "base64 32-byte gossip encryption key")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "bootstrap Raft once this many members are seen")
+	fs.BoolVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "bootstrap a single-node cluster")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "certificate PEM file")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "key PEM file")
+	fs.StringVar(&c.TLSCA, "tls-ca", c.TLSCA, "cluster CA PEM file")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "/metrics listen address; empty disables")
+	fs.DurationVar(&c.PreferredLeaderInterval, "preferred-leader-interval", c.PreferredLeaderInterval, "preferred leader rebalancing period; negative disables")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown bound")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")
+
+	// Environment first: STRATA_NODE_ID for --node-id and so on.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "STRATA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("config: %s=%q: %w", name, v, err))
+			}
+		}
+	})
+	if envErr != nil {
+		return Config{}, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("config: unexpected arguments %q", fs.Args())
+	}
+	if join != "" {
+		c.Join = nil
+		for _, s := range strings.Split(join, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				c.Join = append(c.Join, s)
+			}
+		}
+	}
+	if c.SerfAdvertise == "" {
+		c.SerfAdvertise = c.SerfBind
+	}
+	if c.RaftAdvertise == "" {
+		c.RaftAdvertise = c.RaftBind
+	}
+	if c.Advertise == "" {
+		c.Advertise = c.Listen
+	}
+	if c.BrokerAdvertise == "" {
+		c.BrokerAdvertise = c.BrokerAddr
+	}
+	return c, c.Validate()
+}
+
+// FromEnviron is Parse with the process environment.
+func FromEnviron(args []string) (Config, error) { return Parse(args, os.Getenv) }
+
+// Validate checks the config and says exactly what is wrong.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NodeID <= 0 || c.NodeID > 1<<31-1 {
+		errs = append(errs, fmt.Errorf("node-id must be a positive 32-bit integer, got %d", c.NodeID))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir is required"))
+	}
+	for _, a := range []struct{ name, v string }{
+		{"serf-bind", c.SerfBind}, {"serf-advertise", c.SerfAdvertise}, {"raft-bind", c.RaftBind},
+		{"raft-advertise", c.RaftAdvertise}, {"listen", c.Listen}, {"advertise", c.Advertise},
+		{"broker-addr", c.BrokerAddr}, {"broker-advertise", c.BrokerAdvertise},
+	} {
+		if err := checkHostPort(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.name, err))
+		}
+	}
+	for _, a := range []struct{ name, v string }{{"raft-advertise", c.RaftAdvertise}, {"serf-advertise", c.SerfAdvertise}, {"advertise", c.Advertise}} {
+		if h, _, err := net.SplitHostPort(a.v); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
+			errs = append(errs, fmt.Errorf("%s %q must name a reachable host, not a wildcard (set it explicitly)", a.name, a.v))
+		}
+	}
+	for _, j := range c.Join {
+		if err := checkHostPort(j); err != nil {
+			errs = append(errs, fmt.Errorf("join %q: %w", j, err))
+		}
+	}
+	if _, err := membership.DecodeClusterKey(c.ClusterKey); err != nil {
+		errs = append(errs, fmt.Errorf("cluster-key: %w", err))
+	}
+	if c.BootstrapExpect < 0 {
+		errs = append(errs, fmt.Errorf("bootstrap-expect must be >= 0, got %d", c.BootstrapExpect))
+	}
+	if c.Bootstrap && c.BootstrapExpect > 0 {
+		errs = append(errs, errors.New("bootstrap and bootstrap-expect are exclusive"))
+	}
+	if c.TLSCert == "" || c.TLSKey == "" || c.TLSCA == "" {
+		errs = append(errs, errors.New("tls-cert, tls-key and tls-ca are required (mutual TLS everywhere)"))
+	}
+	if c.MetricsListen != "" {
+		if err := checkHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("metrics-listen: %w", err))
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown-timeout must be > 0, got %s", c.ShutdownTimeout))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("log-format must be json or console, got %q", c.LogFormat))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func checkHostPort(s string) error {
+	_, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("bad port %q", p)
+	}
+	return nil
+}

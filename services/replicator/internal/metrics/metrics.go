@@ -1,0 +1,157 @@
+// Package metrics exposes the replicator's Prometheus metrics on a private
+// registry and serves them on /metrics.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/strata-log/strata/services/replicator/internal/consensus"
+	"github.com/strata-log/strata/services/replicator/internal/membership"
+	"github.com/strata-log/strata/services/replicator/internal/metadata"
+)
+
+// Sources are read at scrape time. Any may be nil.
+type Sources struct {
+	Members func() map[membership.Status]int
+	Raft    func() consensus.Stats
+	State   func() *metadata.State
+}
+
+// Metrics holds the registry and the counters updated by the replicator.
+type Metrics struct {
+	Registry *prometheus.Registry
+	actions  *prometheus.CounterVec
+}
+
+// New registers the collectors.
+func New(src Sources) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{Registry: reg,
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "strata", Subsystem: "controller", Name: "actions_total",
+			Help: "Changes made by the controller, by kind.",
+		}, []string{"kind"})}
+	reg.MustRegister(m.actions, &collector{src: src},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// ControllerAction counts one controller change.
+func (m *Metrics) ControllerAction(kind string) { m.actions.WithLabelValues(kind).Inc() }
+
+var (
+	membersDesc = prometheus.NewDesc("strata_serf_members", "Serf members by status.", []string{"status"}, nil)
+	raftState   = prometheus.NewDesc("strata_raft_state", "1 for this node's current Raft state.", []string{"state"}, nil)
+	raftTerm    = prometheus.NewDesc("strata_raft_term", "Current Raft term.", nil, nil)
+	raftCommit  = prometheus.NewDesc("strata_raft_commit_index", "Raft commit index.", nil, nil)
+	raftApplied = prometheus.NewDesc("strata_raft_applied_index", "Raft applied index.", nil, nil)
+	raftContact = prometheus.NewDesc("strata_raft_last_contact_seconds", "Seconds since the last contact with the leader (0 on the leader or never).", nil, nil)
+	partitions  = prometheus.NewDesc("strata_partitions", "Partitions by state: online, offline, under_replicated.", []string{"state"}, nil)
+	brokers     = prometheus.NewDesc("strata_brokers", "Registered brokers by liveness.", []string{"alive"}, nil)
+)
+
+type collector struct{ src Sources }
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{membersDesc, raftState, raftTerm, raftCommit, raftApplied, raftContact, partitions, brokers} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	if c.src.Members != nil {
+		counts := c.src.Members()
+		for _, s := range []membership.Status{membership.StatusAlive, membership.StatusLeaving, membership.StatusLeft, membership.StatusFailed} {
+			ch <- prometheus.MustNewConstMetric(membersDesc, prometheus.GaugeValue, float64(counts[s]), s.String())
+		}
+	}
+	if c.src.Raft != nil {
+		st := c.src.Raft()
+		for _, s := range []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown} {
+			v := 0.0
+			if st.State == s {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(raftState, prometheus.GaugeValue, v, s.String())
+		}
+		ch <- prometheus.MustNewConstMetric(raftTerm, prometheus.GaugeValue, float64(st.Term))
+		ch <- prometheus.MustNewConstMetric(raftCommit, prometheus.GaugeValue, float64(st.CommitIndex))
+		ch <- prometheus.MustNewConstMetric(raftApplied, prometheus.GaugeValue, float64(st.AppliedIdx))
+		contact := 0.0
+		if st.State != raft.Leader && !st.LastContact.IsZero() {
+			contact = time.Since(st.LastContact).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(raftContact, prometheus.GaugeValue, contact)
+	}
+	if c.src.State != nil {
+		st := c.src.State()
+		var online, offline, under int
+		for _, t := range st.Topics {
+			for _, p := range t.Partitions {
+				if p.Offline {
+					offline++
+				} else {
+					online++
+				}
+				if p.UnderReplicated() {
+					under++
+				}
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(partitions, prometheus.GaugeValue, float64(online), "online")
+		ch <- prometheus.MustNewConstMetric(partitions, prometheus.GaugeValue, float64(offline), "offline")
+		ch <- prometheus.MustNewConstMetric(partitions, prometheus.GaugeValue, float64(under), "under_replicated")
+		var alive, dead int
+		for _, b := range st.Brokers {
+			if b.Alive {
+				alive++
+			} else {
+				dead++
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(brokers, prometheus.GaugeValue, float64(alive), "true")
+		ch <- prometheus.MustNewConstMetric(brokers, prometheus.GaugeValue, float64(dead), "false")
+	}
+}
+
+// Server serves /metrics.
+type Server struct {
+	srv  *http.Server
+	ln   net.Listener
+	done chan error
+}
+
+// Serve starts serving reg on ln.
+func Serve(ln net.Listener, reg *prometheus.Registry) *Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s := &Server{ln: ln, done: make(chan error, 1), srv: &http.Server{Handler: mux,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}}
+	go func() {
+		err := s.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.done <- err
+	}()
+	return s
+}
+
+// Addr is the listening address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close shuts the server down and waits for it.
+func (s *Server) Close(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	return errors.Join(err, <-s.done)
+}

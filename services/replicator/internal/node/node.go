@@ -1,0 +1,364 @@
+// Package node wires one replicator together: Serf membership, the Raft
+// metadata group, the controller (on the Raft leader), the applier that
+// drives the local broker, the gRPC API and metrics.
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/strata-log/strata/services/replicator/internal/applier"
+	"github.com/strata-log/strata/services/replicator/internal/consensus"
+	"github.com/strata-log/strata/services/replicator/internal/controller"
+	"github.com/strata-log/strata/services/replicator/internal/grpcserver"
+	"github.com/strata-log/strata/services/replicator/internal/membership"
+	"github.com/strata-log/strata/services/replicator/internal/metadata"
+	"github.com/strata-log/strata/services/replicator/internal/metrics"
+)
+
+// Options configure a Node. Listeners are owned (closed) by the node.
+type Options struct {
+	NodeID  int32
+	DataDir string
+
+	SerfBind, SerfAdvertise string
+	Join                    []string
+	ClusterKey              []byte
+
+	RaftListener  net.Listener
+	RaftAdvertise string
+
+	GRPCListener net.Listener
+	Advertise    string
+
+	// BrokerAdvertise is the local broker's address for clients (a tag).
+	BrokerAdvertise string
+	// Broker is the local broker client.
+	Broker applier.Broker
+
+	BootstrapExpect int
+	Bootstrap       bool
+
+	// ServerTLS requires and verifies client certs; ClientTLS presents this
+	// node's replicator certificate. Both carry the cluster CA.
+	ServerTLS, ClientTLS *tls.Config
+
+	// MetricsListener serves /metrics when set.
+	MetricsListener net.Listener
+
+	Controller controller.Options
+	Applier    applier.Options
+	TuneSerf   func(*memberlist.Config)
+	TuneRaft   func(*raft.Config)
+}
+
+// Node is one running replicator.
+type Node struct {
+	lg   *zap.Logger
+	opts Options
+
+	fsm     *metadata.FSM
+	raft    *consensus.Node
+	members atomic.Pointer[membership.Membership]
+	ctrl    *controller.Controller
+	grpc    *grpc.Server
+	health  *health.Server
+	fwd     *grpcserver.Forwarder
+	metrics *metrics.Metrics
+	httpSrv *metrics.Server
+
+	bootstrapped atomic.Bool
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	closeOnce    sync.Once
+}
+
+// Start starts every part of the replicator.
+func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	lg = lg.With(zap.Int32("node", opts.NodeID))
+	n = &Node{lg: lg, opts: opts, fsm: metadata.NewFSM(lg)}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, n.Kill())
+		}
+	}()
+
+	n.raft, err = consensus.New(consensus.Options{
+		NodeID: opts.NodeID, Dir: opts.DataDir, Listener: opts.RaftListener, Advertise: opts.RaftAdvertise,
+		ServerTLS: opts.ServerTLS, ClientTLS: opts.ClientTLS, Resolve: n.resolveRaftPeer, Tune: opts.TuneRaft,
+	}, n.fsm, lg)
+	if err != nil {
+		opts.GRPCListener.Close()
+		return nil, err
+	}
+	n.metrics = metrics.New(metrics.Sources{Members: n.membersByStatus, Raft: n.raft.Stats, State: n.fsm.State})
+	copts := opts.Controller
+	copts.LocalID = opts.NodeID
+	copts.OnAction = n.metrics.ControllerAction
+	n.ctrl = controller.New(copts, n.fsm, n.raft, n, n.raft, lg)
+
+	if opts.Bootstrap && !n.raft.HasState() {
+		if err := n.raft.Bootstrap([]raft.Server{{ID: consensus.ServerID(opts.NodeID),
+			Address: raft.ServerAddress(n.raftAdvertise()), Suffrage: raft.Voter}}); err != nil {
+			opts.GRPCListener.Close()
+			return nil, fmt.Errorf("node: bootstrap: %w", err)
+		}
+	}
+
+	n.fwd = grpcserver.NewForwarder(opts.ClientTLS)
+	n.grpc, n.health = grpcserver.New(opts.ServerTLS, grpcserver.Deps{State: n.fsm, Controller: n.ctrl,
+		Cluster: clusterView{n}, Forwarder: n.fwd}, lg)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.grpc.Serve(opts.GRPCListener); err != nil {
+			lg.Error("grpc server stopped", zap.Error(err))
+		}
+	}()
+	if opts.MetricsListener != nil {
+		n.httpSrv = metrics.Serve(opts.MetricsListener, n.metrics.Registry)
+	}
+
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		n.leadershipLoop(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		applier.New(opts.NodeID, n.fsm, opts.Broker, opts.Applier, lg).Run(ctx)
+	}()
+
+	m, err := membership.New(membership.Options{
+		NodeID: opts.NodeID, BindAddr: opts.SerfBind, AdvertiseAddr: opts.SerfAdvertise, Join: opts.Join,
+		ClusterKey: opts.ClusterKey, BrokerAddr: opts.BrokerAdvertise, ReplicatorAddr: n.advertise(),
+		RaftAddr: n.raftAdvertise(), Handler: n.onMemberEvent, Tune: opts.TuneSerf,
+	}, lg)
+	if err != nil {
+		return nil, err
+	}
+	n.members.Store(m)
+	n.maybeBootstrap()
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	lg.Info("replicator started", zap.String("raft", n.raftAdvertise()), zap.String("grpc", n.advertise()),
+		zap.Bool("raft_state", n.raft.HasState()))
+	return n, nil
+}
+
+func (n *Node) raftAdvertise() string {
+	if n.opts.RaftAdvertise != "" {
+		return n.opts.RaftAdvertise
+	}
+	return n.opts.RaftListener.Addr().String()
+}
+
+func (n *Node) advertise() string {
+	if n.opts.Advertise != "" {
+		return n.opts.Advertise
+	}
+	return n.opts.GRPCListener.Addr().String()
+}
+
+// Members lists the Serf members (empty before Serf starts).
+func (n *Node) Members() []membership.Member {
+	if m := n.members.Load(); m != nil {
+		return m.Members()
+	}
+	return nil
+}
+
+func (n *Node) membersByStatus() map[membership.Status]int {
+	if m := n.members.Load(); m != nil {
+		return m.NumMembersByStatus()
+	}
+	return nil
+}
+
+// resolveRaftPeer maps a Raft address to the node id in the Serf tags of
+// the member advertising it.
+func (n *Node) resolveRaftPeer(addr raft.ServerAddress) (int32, bool) {
+	for _, m := range n.Members() {
+		if m.RaftAddr == string(addr) && m.Status == membership.StatusAlive {
+			return m.ID, true
+		}
+	}
+	return 0, false
+}
+
+// onMemberEvent runs on the membership event goroutine.
+func (n *Node) onMemberEvent(membership.Event) {
+	n.maybeBootstrap()
+	n.ctrl.Notify()
+}
+
+// maybeBootstrap bootstraps Raft with every alive member once
+// BootstrapExpect of them are seen, unless there is state already.
+func (n *Node) maybeBootstrap() {
+	if n.opts.BootstrapExpect <= 0 || n.bootstrapped.Load() || n.raft.HasState() {
+		return
+	}
+	var servers []raft.Server
+	for _, m := range n.Members() {
+		if m.Status == membership.StatusAlive && m.RaftAddr != "" {
+			servers = append(servers, raft.Server{ID: consensus.ServerID(m.ID), Address: raft.ServerAddress(m.RaftAddr), Suffrage: raft.Voter})
+		}
+	}
+	if len(servers) < n.opts.BootstrapExpect {
+		return
+	}
+	slices.SortFunc(servers, func(a, b raft.Server) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	if err := n.raft.Bootstrap(servers); err != nil {
+		n.lg.Error("raft bootstrap failed", zap.Error(err))
+		return
+	}
+	n.bootstrapped.Store(true)
+	n.lg.Info("raft bootstrapped", zap.Int("voters", len(servers)))
+}
+
+// leadershipLoop runs the controller while this node leads Raft.
+func (n *Node) leadershipLoop(ctx context.Context) {
+	var (
+		stop func()
+	)
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case leader := <-n.raft.LeaderCh():
+			switch {
+			case leader && stop == nil:
+				cctx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					n.ctrl.Run(cctx)
+				}()
+				stop = func() { cancel(); <-done }
+			case !leader && stop != nil:
+				stop()
+				stop = nil
+			}
+		}
+	}
+}
+
+// FSM exposes the metadata state machine (read-only use).
+func (n *Node) FSM() *metadata.FSM { return n.fsm }
+
+// Raft exposes the consensus node.
+func (n *Node) Raft() *consensus.Node { return n.raft }
+
+// MetricsAddr is the /metrics listener address, or nil.
+func (n *Node) MetricsAddr() net.Addr {
+	if n.httpSrv == nil {
+		return nil
+	}
+	return n.httpSrv.Addr()
+}
+
+// Close shuts down gracefully: leave Serf (the controller then removes this
+// node from Raft), stop serving, stop the loops, shut Raft down.
+func (n *Node) Close(ctx context.Context) error {
+	var err error
+	n.closeOnce.Do(func() {
+		if n.health != nil {
+			n.health.Shutdown()
+		}
+		if m := n.members.Load(); m != nil {
+			err = errors.Join(err, m.Close(ctx))
+		}
+		if n.grpc != nil {
+			timeout := 5 * time.Second
+			if d, ok := ctx.Deadline(); ok {
+				timeout = time.Until(d)
+			}
+			grpcserver.Stop(n.grpc, timeout)
+		}
+		err = errors.Join(err, n.stopRest(ctx))
+	})
+	return err
+}
+
+// Kill stops everything abruptly, without leaving Serf: the others see
+// this node fail. For tests and failed starts.
+func (n *Node) Kill() error {
+	var err error
+	n.closeOnce.Do(func() {
+		if m := n.members.Load(); m != nil {
+			err = errors.Join(err, m.Kill())
+		}
+		if n.grpc != nil {
+			n.grpc.Stop()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		err = errors.Join(err, n.stopRest(ctx))
+	})
+	return err
+}
+
+func (n *Node) stopRest(ctx context.Context) error {
+	var err error
+	n.cancel()
+	n.wg.Wait()
+	if n.raft != nil {
+		err = errors.Join(err, n.raft.Close())
+	}
+	if n.fwd != nil {
+		err = errors.Join(err, n.fwd.Close())
+	}
+	if n.httpSrv != nil {
+		err = errors.Join(err, n.httpSrv.Close(ctx))
+	}
+	return err
+}
+
+// clusterView adapts the node to grpcserver.Cluster.
+type clusterView struct{ n *Node }
+
+func (c clusterView) IsLeader() bool { return c.n.raft.IsLeader() }
+func (c clusterView) Leader() int32  { return c.n.raft.Leader() }
+
+func (c clusterView) RaftRole(id int32) string {
+	if id == c.n.raft.Leader() {
+		return "leader"
+	}
+	if id == c.n.opts.NodeID {
+		return strings.ToLower(c.n.raft.Stats().State.String())
+	}
+	servers, err := c.n.raft.Servers()
+	if err != nil {
+		return "none"
+	}
+	for _, s := range servers {
+		if s.ID == consensus.ServerID(id) {
+			return "follower"
+		}
+	}
+	return "none"
+}

@@ -1,0 +1,145 @@
+// Command strata-replicator is the control-plane sidecar of a broker: a
+// Serf member, a Raft metadata voter and, on the Raft leader, the cluster
+// controller. See internal/node.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/strata-log/strata/services/replicator/internal/applier"
+	"github.com/strata-log/strata/services/replicator/internal/config"
+	"github.com/strata-log/strata/services/replicator/internal/controller"
+	"github.com/strata-log/strata/services/replicator/internal/membership"
+	"github.com/strata-log/strata/services/replicator/internal/node"
+)
+
+func main() {
+	cfg, err := config.FromEnviron(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	err = run(ctx, cfg)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "strata-replicator:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(format string) (*zap.Logger, error) {
+	if format == "console" {
+		return zap.NewDevelopment()
+	}
+	return zap.NewProduction()
+}
+
+func run(ctx context.Context, cfg config.Config) (err error) {
+	lg, err := newLogger(cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, ignoreSyncErr(lg.Sync())) }()
+
+	serverTLS, clientTLS, err := loadTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
+	if err != nil {
+		return err
+	}
+	key, err := membership.DecodeClusterKey(cfg.ClusterKey)
+	if err != nil {
+		return err
+	}
+	broker, err := applier.DialBroker(cfg.BrokerAddr, clientTLS, lg)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, broker.Close()) }()
+
+	var lns []net.Listener
+	listen := func(addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			lns = append(lns, ln)
+		}
+		return ln, err
+	}
+	closeAll := func() error {
+		var err error
+		for _, ln := range lns {
+			err = errors.Join(err, ln.Close())
+		}
+		return err
+	}
+	raftLn, err := listen(cfg.RaftBind)
+	if err != nil {
+		return errors.Join(err, closeAll())
+	}
+	grpcLn, err := listen(cfg.Listen)
+	if err != nil {
+		return errors.Join(err, closeAll())
+	}
+	var metricsLn net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = listen(cfg.MetricsListen); err != nil {
+			return errors.Join(err, closeAll())
+		}
+	}
+	n, err := node.Start(node.Options{
+		NodeID: int32(cfg.NodeID), DataDir: cfg.DataDir,
+		SerfBind: cfg.SerfBind, SerfAdvertise: cfg.SerfAdvertise, Join: cfg.Join, ClusterKey: key,
+		RaftListener: raftLn, RaftAdvertise: cfg.RaftAdvertise,
+		GRPCListener: grpcLn, Advertise: cfg.Advertise,
+		BrokerAdvertise: cfg.BrokerAdvertise, Broker: broker,
+		BootstrapExpect: cfg.BootstrapExpect, Bootstrap: cfg.Bootstrap,
+		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn,
+		Controller: controller.Options{PreferredLeaderInterval: cfg.PreferredLeaderInterval},
+	}, lg)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	lg.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	return n.Close(sctx)
+}
+
+// ignoreSyncErr drops the error zap returns for syncing a terminal or pipe.
+func ignoreSyncErr(err error) error {
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTTY) {
+		return nil
+	}
+	return err
+}
+
+// loadTLS builds the server (client certs required) and client configs
+// from PEM files. pkg/pki's reloading configs can replace this.
+func loadTLS(certFile, keyFile, caFile string) (server, client *tls.Config, err error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls key pair: %w", err)
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, nil, fmt.Errorf("tls ca: no certificates in %s", caFile)
+	}
+	server = &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	client = &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool}
+	return server, client, nil
+}
