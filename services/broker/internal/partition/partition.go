@@ -350,3 +350,17 @@ func (c *Cursor) epochFor(off int64) int32 {
 
 // Close releases the reader.
 func (c *Cursor) Close() error { return c.r.Close() }
+
+// statser is the optional storage capability of reporting segment figures.
+type statser interface{ Stats() logstore.Stats }
+
+// Segments is the log's segment count and bytes; ok is false when the log
+// does not report them.
+func (p *Partition) Segments() (segments int, bytes int64, ok bool) {
+	s, ok := p.log.(statser)
+	if !ok {
+		return 0, 0, false
+	}
+	st := s.Stats()
+	return st.Segments, st.Bytes, true
+}

@@ -95,8 +95,8 @@ func (c Config) Validate() error {
 	if c.SegmentMs < 1 {
 		errs = append(errs, fmt.Errorf("segment_ms must be > 0, got %d", c.SegmentMs))
 	}
-	if c.MaxRecordBytes < 1 {
-		errs = append(errs, fmt.Errorf("max_record_bytes must be > 0, got %d", c.MaxRecordBytes))
+	if c.MaxRecordBytes < 1 || c.MaxRecordBytes > MaxRecordBytesLimit {
+		errs = append(errs, fmt.Errorf("max_record_bytes must be in [1, %d], got %d", MaxRecordBytesLimit, c.MaxRecordBytes))
 	} else if c.SegmentBytes >= 1024 && int64(c.MaxRecordBytes) > c.SegmentBytes {
 		errs = append(errs, fmt.Errorf("max_record_bytes (%d) must not exceed segment_bytes (%d)", c.MaxRecordBytes, c.SegmentBytes))
 	}
@@ -111,10 +111,16 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// recordOverhead is room in the engine's per-record limit for what the
-// broker adds to a producer's record before storing it (nothing today; the
-// producer id and sequence once idempotence lands).
-const recordOverhead = 64
+// MaxRecordBytesLimit is the largest max_record_bytes a topic may have.
+const MaxRecordBytesLimit = 64 << 20
+
+// engineMaxRecordBytes is the storage engine's per-record limit for every
+// topic. The broker enforces the topic's (alterable) max_record_bytes
+// itself; the engine's limit stays fixed because it also bounds length
+// prefixes read from disk, and a record written under a larger limit must
+// never read back as corruption. The slack is room for what the broker may
+// add to a record (producer id and sequence once idempotence lands).
+const engineMaxRecordBytes = MaxRecordBytesLimit + 4096
 
 // LogOptions translates c into the storage engine's options.
 func (c Config) LogOptions() (logstore.Options, error) {
@@ -126,7 +132,7 @@ func (c Config) LogOptions() (logstore.Options, error) {
 		MaxSegmentBytes: c.SegmentBytes,
 		SegmentMaxAge:   time.Duration(c.SegmentMs) * time.Millisecond,
 		RetentionBytes:  c.RetentionBytes,
-		MaxRecordBytes:  int(c.MaxRecordBytes) + recordOverhead,
+		MaxRecordBytes:  engineMaxRecordBytes,
 		Sync:            sync,
 	}
 	if c.RetentionMs > 0 {

@@ -50,7 +50,9 @@ type Options struct {
 	State func(topic string, id int32) partition.State
 	// OpenLog opens a partition log; nil means logstore.Open.
 	OpenLog OpenLogFunc
-	Logger  *zap.Logger
+	// ObserveFsync, when set, receives every log fsync's duration.
+	ObserveFsync func(time.Duration)
+	Logger       *zap.Logger
 }
 
 // Registry holds the broker's topics. Lookups are concurrent; create,
@@ -139,6 +141,7 @@ func (r *Registry) openTopic(name string, cfg Config) (*Topic, error) {
 		return nil, err
 	}
 	lopts.Logger = r.lg
+	lopts.ObserveFsync = r.opts.ObserveFsync
 	t := &Topic{name: name}
 	t.cfg.Store(&cfg)
 	for id := int32(0); id < cfg.Partitions; id++ {

@@ -1,0 +1,258 @@
+// Package broker wires the broker together: topic registry, gRPC server,
+// metrics and tracing, with their start and orderly shutdown.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/strata-log/strata/services/broker/internal/config"
+	"github.com/strata-log/strata/services/broker/internal/grpcserver"
+	"github.com/strata-log/strata/services/broker/internal/metrics"
+	"github.com/strata-log/strata/services/broker/internal/partition"
+	"github.com/strata-log/strata/services/broker/internal/topic"
+	"github.com/strata-log/strata/services/broker/internal/tracing"
+)
+
+// Options are what the process adds to the Config: security seams
+// (credentials and interceptors from pkg/pki and pkg/acl) and the
+// environment for tracing.
+type Options struct {
+	// GRPC's credentials, interceptors and stats handlers run after the
+	// broker's own metrics interceptors and tracing handler.
+	GRPC grpcserver.Options
+	// Getenv reads OTEL_* variables; nil means os.Getenv.
+	Getenv func(string) string
+}
+
+// Broker is a running broker.
+type Broker struct {
+	cfg      config.Config
+	lg       *zap.Logger
+	reg      *topic.Registry
+	grpc     *grpcserver.Server
+	lis      net.Listener
+	mlis     net.Listener
+	msrv     *metrics.Server
+	trace    *tracing.Tracing
+	errc     chan error // servers' unexpected exits
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start opens the data directory, binds the listeners and starts serving.
+func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options) (_ *Broker, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	b := &Broker{cfg: cfg, lg: lg, errc: make(chan error, 2), stop: make(chan struct{})}
+	var cleanup []func() error
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				err = errors.Join(err, cleanup[i]())
+			}
+		}
+	}()
+
+	m := metrics.New(func() []metrics.PartitionStat { return partitionStats(b.reg) })
+	state := func(string, int32) partition.State {
+		return partition.State{
+			Role:        partition.RoleLeader,
+			LeaderEpoch: 0,
+			LeaderID:    cfg.NodeID,
+			LeaderAddr:  cfg.AdvertisedAddr(),
+			Replicas:    []int32{cfg.NodeID},
+			ISR:         []int32{cfg.NodeID},
+		}
+	}
+	b.reg, err = topic.Open(topic.Options{
+		Dir:          cfg.DataDir,
+		Defaults:     cfg.TopicDefaults,
+		State:        state,
+		ObserveFsync: m.ObserveFsync,
+		Logger:       lg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, b.reg.Close)
+
+	b.trace, err = tracing.Setup(ctx, opts.Getenv, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	gopts := grpcserver.Options{
+		Creds:              opts.GRPC.Creds,
+		UnaryInterceptors:  append([]grpc.UnaryServerInterceptor{m.UnaryInterceptor()}, opts.GRPC.UnaryInterceptors...),
+		StreamInterceptors: append([]grpc.StreamServerInterceptor{m.StreamInterceptor()}, opts.GRPC.StreamInterceptors...),
+		StatsHandlers:      opts.GRPC.StatsHandlers,
+	}
+	if b.trace != nil {
+		cleanup = append(cleanup, func() error { return b.trace.Shutdown(context.Background()) })
+		gopts.StatsHandlers = append(gopts.StatsHandlers, b.trace.Handler)
+		lg.Info("tracing on", zap.String("endpoint", opts.Getenv(tracing.EndpointEnv)))
+	}
+	b.grpc = grpcserver.New(grpcserver.Config{
+		NodeID:                cfg.NodeID,
+		AdvertiseAddr:         cfg.AdvertisedAddr(),
+		AutoCreateTopics:      cfg.AutoCreateTopics,
+		MaxRecvMsgBytes:       cfg.MaxRecvMsgBytes,
+		MaxSendMsgBytes:       cfg.MaxSendMsgBytes,
+		MaxConcurrentStreams:  cfg.MaxConcurrentStreams,
+		MaxOpenStreams:        cfg.MaxOpenStreams,
+		ProduceStreamInFlight: cfg.ProduceStreamInFlight,
+		KeepaliveMinTime:      cfg.KeepaliveMinTime,
+		KeepaliveTime:         cfg.KeepaliveTime,
+		KeepaliveTimeout:      cfg.KeepaliveTimeout,
+	}, b.reg, b.reg, m, lg, gopts)
+
+	var lc net.ListenConfig
+	b.lis, err = lc.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("broker: listen: %w", err)
+	}
+	cleanup = append(cleanup, func() error { return ignoreClosed(b.lis.Close()) })
+	if cfg.MetricsListen != "" {
+		b.mlis, err = lc.Listen(ctx, "tcp", cfg.MetricsListen)
+		if err != nil {
+			return nil, fmt.Errorf("broker: metrics listen: %w", err)
+		}
+		b.msrv = m.NewServer(lg)
+		b.goServe("metrics", func() error { return b.msrv.Serve(b.mlis) })
+	}
+	b.goServe("grpc", func() error { return b.grpc.Serve(b.lis) })
+	b.wg.Add(1)
+	go b.retentionLoop()
+	lg.Info("broker started",
+		zap.Int32("node_id", cfg.NodeID),
+		zap.Stringer("listen", b.lis.Addr()),
+		zap.String("advertise", cfg.AdvertisedAddr()),
+		zap.String("data_dir", cfg.DataDir),
+		zap.Bool("tls", opts.GRPC.Creds != nil))
+	return b, nil
+}
+
+func (b *Broker) goServe(name string, serve func() error) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if err := serve(); err != nil {
+			b.errc <- fmt.Errorf("broker: %s server: %w", name, err)
+		}
+	}()
+}
+
+// retentionLoop applies age retention to idle partitions (appends apply it
+// themselves).
+func (b *Broker) retentionLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.RetentionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			b.reg.ApplyRetention()
+		case <-b.stop:
+			return
+		}
+	}
+}
+
+// Addr is the bound gRPC address.
+func (b *Broker) Addr() net.Addr { return b.lis.Addr() }
+
+// MetricsAddr is the bound /metrics address, nil when off.
+func (b *Broker) MetricsAddr() net.Addr {
+	if b.mlis == nil {
+		return nil
+	}
+	return b.mlis.Addr()
+}
+
+// Err reports a server that stopped on its own.
+func (b *Broker) Err() <-chan error { return b.errc }
+
+// Shutdown stops accepting, ends streams, stops gRPC gracefully (cutting
+// open RPCs after cfg.ShutdownTimeout), then syncs and closes every log.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.stopOnce.Do(func() {
+		b.lg.Info("broker stopping")
+		gctx, cancel := context.WithTimeout(ctx, b.cfg.ShutdownTimeout)
+		defer cancel()
+		b.grpc.Stop(gctx)
+		close(b.stop)
+		var errs []error
+		if b.msrv != nil {
+			errs = append(errs, b.msrv.Shutdown(gctx))
+		}
+		b.wg.Wait()
+		errs = append(errs, b.reg.Close(), b.trace.Shutdown(gctx))
+		b.stopErr = errors.Join(errs...)
+		if b.stopErr != nil {
+			b.lg.Error("broker stopped with errors", zap.Error(b.stopErr))
+		} else {
+			b.lg.Info("broker stopped")
+		}
+	})
+	return b.stopErr
+}
+
+// Run starts the broker and serves until ctx ends (SIGTERM/SIGINT) or a
+// server fails, then shuts down.
+func Run(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options) error {
+	b, err := Start(ctx, cfg, lg, opts)
+	if err != nil {
+		return err
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-b.Err():
+	}
+	return errors.Join(serveErr, b.Shutdown(context.WithoutCancel(ctx)))
+}
+
+func partitionStats(reg *topic.Registry) []metrics.PartitionStat {
+	if reg == nil {
+		return nil
+	}
+	var out []metrics.PartitionStat
+	for _, t := range reg.List() {
+		for _, p := range t.Partitions() {
+			s := metrics.PartitionStat{
+				Topic: t.Name(), Partition: p.ID(),
+				LogStartOffset: p.LogStartOffset(), LogEndOffset: p.LogEndOffset(), HighWatermark: p.HighWatermark(),
+				Segments: -1, Bytes: -1,
+			}
+			if n, bytes, ok := p.Segments(); ok {
+				s.Segments, s.Bytes = n, bytes
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}

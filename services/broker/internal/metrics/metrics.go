@@ -1,0 +1,178 @@
+// Package metrics holds the broker's Prometheus collectors on a private
+// registry, the gRPC interceptors that feed them, and the /metrics server.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// PartitionStat is one partition's figures at scrape time.
+type PartitionStat struct {
+	Topic          string
+	Partition      int32
+	LogStartOffset int64
+	LogEndOffset   int64
+	HighWatermark  int64
+	// Segments and Bytes are -1 when the log does not report them.
+	Segments int
+	Bytes    int64
+}
+
+// Metrics are the broker's collectors.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	producedRecords *prometheus.CounterVec
+	producedBytes   *prometheus.CounterVec
+	consumedRecords *prometheus.CounterVec
+	consumedBytes   *prometheus.CounterVec
+	rpcDuration     *prometheus.HistogramVec
+	openStreams     *prometheus.GaugeVec
+	fsync           prometheus.Histogram
+}
+
+// New registers the collectors on a new private registry. partitions is
+// called at every scrape for the per-partition gauges.
+func New(partitions func() []PartitionStat) *Metrics {
+	reg := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) prometheus.Collector { reg.MustRegister(c); return c }
+	m := &Metrics{reg: reg}
+	m.producedRecords = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_produced_records_total", Help: "Records appended by produce RPCs."}, []string{"topic"})).(*prometheus.CounterVec)
+	m.producedBytes = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_produced_bytes_total", Help: "Key and value bytes appended by produce RPCs."}, []string{"topic"})).(*prometheus.CounterVec)
+	m.consumedRecords = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_consumed_records_total", Help: "Records sent by consume RPCs."}, []string{"topic"})).(*prometheus.CounterVec)
+	m.consumedBytes = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_consumed_bytes_total", Help: "Stored record bytes sent by consume RPCs."}, []string{"topic"})).(*prometheus.CounterVec)
+	m.rpcDuration = f(prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "strata_broker_rpc_duration_seconds",
+		Help:    "gRPC call latency by method and status code (streams: their whole life).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	}, []string{"method", "code"})).(*prometheus.HistogramVec)
+	m.openStreams = f(prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "strata_broker_open_streams", Help: "Streaming RPCs open now."}, []string{"method"})).(*prometheus.GaugeVec)
+	m.fsync = f(prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "strata_broker_log_fsync_duration_seconds",
+		Help:    "Duration of partition log store fsyncs.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 3, 10),
+	})).(prometheus.Histogram)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if partitions != nil {
+		reg.MustRegister(&partitionCollector{stats: partitions})
+	}
+	return m
+}
+
+// Registry is the private registry, for tests and extra collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Produced counts appended records.
+func (m *Metrics) Produced(topic string, records, bytes int) {
+	m.producedRecords.WithLabelValues(topic).Add(float64(records))
+	m.producedBytes.WithLabelValues(topic).Add(float64(bytes))
+}
+
+// Consumed counts sent records.
+func (m *Metrics) Consumed(topic string, records, bytes int) {
+	m.consumedRecords.WithLabelValues(topic).Add(float64(records))
+	m.consumedBytes.WithLabelValues(topic).Add(float64(bytes))
+}
+
+// ObserveFsync is the storage engine's fsync hook.
+func (m *Metrics) ObserveFsync(d time.Duration) { m.fsync.Observe(d.Seconds()) }
+
+// UnaryInterceptor times unary calls.
+func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		m.rpcDuration.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+		return resp, err
+	}
+}
+
+// StreamInterceptor times streams and counts the open ones.
+func (m *Metrics) StreamInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		g := m.openStreams.WithLabelValues(info.FullMethod)
+		g.Inc()
+		defer g.Dec()
+		err := handler(srv, ss)
+		m.rpcDuration.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+		return err
+	}
+}
+
+// Server serves /metrics over HTTP with timeouts.
+type Server struct {
+	http *http.Server
+	lg   *zap.Logger
+}
+
+// NewServer builds the /metrics HTTP server.
+func (m *Metrics) NewServer(lg *zap.Logger) *Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, Timeout: 10 * time.Second}))
+	return &Server{lg: lg, http: &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       60 * time.Second,
+	}}
+}
+
+// Serve serves on lis until Shutdown; it returns nil after Shutdown.
+func (s *Server) Serve(lis net.Listener) error {
+	if err := s.http.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops the server, waiting for scrapes in flight until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.http.Shutdown(ctx); err != nil {
+		return errors.Join(err, s.http.Close())
+	}
+	return nil
+}
+
+var (
+	descLogStart = prometheus.NewDesc("strata_broker_log_start_offset", "First offset in the partition's log.", []string{"topic", "partition"}, nil)
+	descLogEnd   = prometheus.NewDesc("strata_broker_log_end_offset", "Next offset to be assigned in the partition's log.", []string{"topic", "partition"}, nil)
+	descHW       = prometheus.NewDesc("strata_broker_high_watermark", "One past the last offset consumers may read.", []string{"topic", "partition"}, nil)
+	descSegments = prometheus.NewDesc("strata_broker_log_segments", "Segments in the partition's log.", []string{"topic", "partition"}, nil)
+	descBytes    = prometheus.NewDesc("strata_broker_log_bytes", "Bytes of the partition's log stores.", []string{"topic", "partition"}, nil)
+)
+
+// partitionCollector reports per-partition gauges read at scrape time.
+type partitionCollector struct{ stats func() []PartitionStat }
+
+func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLogStart, descLogEnd, descHW, descSegments, descBytes} {
+		ch <- d
+	}
+}
+
+func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.stats() {
+		labels := []string{s.Topic, strconv.Itoa(int(s.Partition))}
+		ch <- prometheus.MustNewConstMetric(descLogStart, prometheus.GaugeValue, float64(s.LogStartOffset), labels...)
+		ch <- prometheus.MustNewConstMetric(descLogEnd, prometheus.GaugeValue, float64(s.LogEndOffset), labels...)
+		ch <- prometheus.MustNewConstMetric(descHW, prometheus.GaugeValue, float64(s.HighWatermark), labels...)
+		if s.Segments >= 0 {
+			ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(s.Segments), labels...)
+			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Bytes), labels...)
+		}
+	}
+}

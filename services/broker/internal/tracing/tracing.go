@@ -1,0 +1,56 @@
+// Package tracing sets up OpenTelemetry tracing for the gRPC server: an
+// OTLP exporter when OTEL_EXPORTER_OTLP_ENDPOINT is set, nothing otherwise.
+package tracing
+
+import (
+	"context"
+	"fmt"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"google.golang.org/grpc/stats"
+)
+
+// EndpointEnv turns tracing on.
+const EndpointEnv = "OTEL_EXPORTER_OTLP_ENDPOINT"
+
+// Tracing is the tracer provider and the gRPC stats handler using it.
+type Tracing struct {
+	tp *sdktrace.TracerProvider
+	// Handler instruments a gRPC server (otelgrpc).
+	Handler stats.Handler
+}
+
+// Setup returns nil (tracing off) unless getenv(EndpointEnv) is set. The
+// exporter reads the standard OTEL_EXPORTER_OTLP_* variables; no global
+// provider is installed.
+func Setup(ctx context.Context, getenv func(string) string, nodeID int32) (*Tracing, error) {
+	if getenv(EndpointEnv) == "" {
+		return nil, nil
+	}
+	exp, err := otlptracegrpc.New(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: otlp exporter: %w", err)
+	}
+	res := resource.NewSchemaless(semconv.ServiceName("strata-broker"), semconv.ServiceInstanceID(fmt.Sprint(nodeID)))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	h := otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(tp),
+		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
+		otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
+	)
+	return &Tracing{tp: tp, Handler: h}, nil
+}
+
+// Shutdown flushes and stops the exporter.
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
+	return t.tp.Shutdown(ctx)
+}
