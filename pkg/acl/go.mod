@@ -1,6 +1,6 @@
 module github.com/strata-log/strata/pkg/acl
 
-go 1.26.0
+go 1.26
 
 require (
 	github.com/casbin/casbin/v2 v2.135.0

@@ -1,6 +1,6 @@
 module github.com/strata-log/strata/pkg/pki
 
-go 1.26.0
+go 1.26
 
 require (
 	github.com/cloudflare/cfssl v1.6.5

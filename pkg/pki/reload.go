@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,9 +28,9 @@ type Files struct {
 // DirFiles returns the Files of identity name in an InitCluster directory.
 func DirFiles(dir, name string) Files {
 	return Files{
-		CertFile: dir + string(os.PathSeparator) + CertFileName(name),
-		KeyFile:  dir + string(os.PathSeparator) + KeyFileName(name),
-		CAFile:   dir + string(os.PathSeparator) + CAFileName,
+		CertFile: filepath.Join(dir, CertFileName(name)),
+		KeyFile:  filepath.Join(dir, KeyFileName(name)),
+		CAFile:   filepath.Join(dir, CAFileName),
 	}
 }
 
