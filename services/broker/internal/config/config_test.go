@@ -1,0 +1,104 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mod     func(*Config)
+		wantErr string // substring; empty means valid
+	}{
+		{"default", func(*Config) {}, ""},
+		{"negative node id", func(c *Config) { c.NodeID = -1 }, "node-id must be >= 0"},
+		{"empty data dir", func(c *Config) { c.DataDir = " " }, "data-dir must be set"},
+		{"listen without port", func(c *Config) { c.Listen = "localhost" }, `listen "localhost"`},
+		{"wildcard listen needs advertise", func(c *Config) { c.Listen = "0.0.0.0:9092" }, "advertise must be set when listen"},
+		{"wildcard listen with advertise", func(c *Config) { c.Listen = "0.0.0.0:9092"; c.Advertise = "broker-1:9092" }, ""},
+		{"wildcard advertise", func(c *Config) { c.Advertise = "0.0.0.0:9092" }, "not a wildcard"},
+		{"metrics off", func(c *Config) { c.MetricsListen = "" }, ""},
+		{"bad metrics listen", func(c *Config) { c.MetricsListen = "9100" }, "metrics-listen"},
+		{"bad log level", func(c *Config) { c.LogLevel = "loud" }, "log-level must be"},
+		{"zero partitions", func(c *Config) { c.TopicDefaults.Partitions = 0 }, "partitions must be in [1, 10000], got 0"},
+		{"bad fsync", func(c *Config) { c.TopicDefaults.Fsync = "sometimes" }, `fsync must be "always"`},
+		{"min isr above rf", func(c *Config) { c.TopicDefaults.MinInsyncReplicas = 2 }, "min_insync_replicas (2) must not exceed replication_factor (1)"},
+		{"zero retention", func(c *Config) { c.TopicDefaults.RetentionBytes = 0 }, "retention_bytes must be -1"},
+		{"recv smaller than record", func(c *Config) { c.MaxRecvMsgBytes = 512 << 10; c.TopicDefaults.MaxRecordBytes = 1 << 20 }, "max-recv-msg-bytes (524288) must be >= default-max-record-bytes (1048576)"},
+		{"tiny recv", func(c *Config) { c.MaxRecvMsgBytes = 10 }, "max-recv-msg-bytes must be >= 65536"},
+		{"zero streams", func(c *Config) { c.MaxOpenStreams = 0 }, "max-open-streams must be >= 1"},
+		{"zero in flight", func(c *Config) { c.ProduceStreamInFlight = 0 }, "produce-stream-in-flight must be >= 1"},
+		{"short keepalive", func(c *Config) { c.KeepaliveTime = time.Millisecond }, "keepalive-time must be >= 1s"},
+		{"zero shutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown-timeout must be > 0"},
+		{"fast retention", func(c *Config) { c.RetentionCheckInterval = time.Millisecond }, "retention-check-interval must be >= 1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.mod(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate() = %v, want error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := Default()
+	c.NodeID, c.LogLevel = -1, "x"
+	err := c.Validate()
+	for _, want := range []string{"node-id", "log-level"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to mention %s", err, want)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	env := map[string]string{
+		"STRATA_DATA_DIR":           "/env/data",
+		"STRATA_LISTEN":             "127.0.0.1:1111",
+		"STRATA_DEFAULT_PARTITIONS": "3",
+		"STRATA_AUTO_CREATE_TOPICS": "true",
+	}
+	c, err := Parse([]string{"--listen", "127.0.0.1:2222", "--default-retention", "-1", "--node-id", "7"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/env/data" {
+		t.Errorf("DataDir = %q, want from STRATA_DATA_DIR", c.DataDir)
+	}
+	if c.Listen != "127.0.0.1:2222" {
+		t.Errorf("Listen = %q, want the flag to win over the environment", c.Listen)
+	}
+	if c.TopicDefaults.Partitions != 3 || !c.AutoCreateTopics || c.NodeID != 7 || c.TopicDefaults.RetentionMs != -1 {
+		t.Errorf("got partitions=%d auto=%v node=%d retention=%d", c.TopicDefaults.Partitions, c.AutoCreateTopics, c.NodeID, c.TopicDefaults.RetentionMs)
+	}
+
+	if _, err := Parse(nil, func(k string) string {
+		if k == "STRATA_NODE_ID" {
+			return "abc"
+		}
+		return ""
+	}, io.Discard); err == nil || !strings.Contains(err.Error(), "STRATA_NODE_ID") {
+		t.Errorf("bad env value: err = %v, want it to name STRATA_NODE_ID", err)
+	}
+	if _, err := Parse([]string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: err = %v, want flag.ErrHelp", err)
+	}
+	if _, err := Parse([]string{"--default-partitions", "0"}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Error("--default-partitions 0: want a validation error")
+	}
+}

@@ -1,0 +1,166 @@
+package topic
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/broker/internal/partition"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func defaults() Config {
+	return Config{Partitions: 1, ReplicationFactor: 1, RetentionBytes: -1, RetentionMs: -1,
+		SegmentBytes: 1 << 20, SegmentMs: 3600_000, MaxRecordBytes: 1024, Fsync: "never", MinInsyncReplicas: 1}
+}
+
+func openRegistry(tb testing.TB, dir string) *Registry {
+	tb.Helper()
+	r, err := Open(Options{
+		Dir:      dir,
+		Defaults: defaults(),
+		State: func(string, int32) partition.State {
+			return partition.State{Role: partition.RoleLeader, LeaderID: 1, ISR: []int32{1}}
+		},
+		Logger: zaptest.NewLogger(tb),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+func TestRegistryPersistence(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	r := openRegistry(t, dir)
+	if _, err := r.Create(ctx, "orders", Config{Partitions: 3, Fsync: "always"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Create(ctx, "gone", Config{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.Partition("orders", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Produce(ctx, []*stratav1.Record{{Value: []byte("a")}, {Value: []byte("b")}}, stratav1.Acks_ACKS_LEADER); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Alter(ctx, "orders", Config{MaxRecordBytes: 2048}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Delete(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A crash in the middle of a create leaves a directory without topic.json.
+	if err := os.MkdirAll(filepath.Join(dir, "topics", "half", "0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	r = openRegistry(t, dir)
+	defer func() {
+		if err := r.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	names := []string{}
+	for _, tp := range r.List() {
+		names = append(names, tp.Name())
+	}
+	if strings.Join(names, ",") != "orders" {
+		t.Fatalf("topics after reopen = %v, want [orders]", names)
+	}
+	tp, err := r.Get("orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaults()
+	want.Partitions, want.Fsync, want.MaxRecordBytes = 3, "always", 2048
+	if got := tp.Config(); got != want {
+		t.Errorf("config after reopen = %+v, want %+v", got, want)
+	}
+	if got := tp.Partitions()[2].LogEndOffset(); got != 2 {
+		t.Errorf("log end offset after reopen = %d, want 2", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "topics", "half")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("incomplete topic dir: stat err = %v, want it removed", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "topics", "gone")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("deleted topic dir: stat err = %v, want it removed", err)
+	}
+}
+
+func TestRegistryErrors(t *testing.T) {
+	ctx := context.Background()
+	r := openRegistry(t, t.TempDir())
+	defer func() {
+		if err := r.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if _, err := r.Create(ctx, "t", Config{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"exists", second(r.Create(ctx, "t", Config{})), ErrExists},
+		{"bad name", second(r.Create(ctx, "a/b", Config{})), ErrInvalidName},
+		{"bad config", second(r.Create(ctx, "u", Config{Fsync: "often"})), ErrInvalidConfig},
+		{"alter partitions", second(r.Alter(ctx, "t", Config{Partitions: 5})), ErrInvalidConfig},
+		{"alter missing", second(r.Alter(ctx, "nope", Config{})), ErrNotFound},
+		{"delete missing", r.Delete(ctx, "nope"), ErrNotFound},
+		{"get missing", second(r.Get("nope")), ErrNotFound},
+		{"partition missing", second(r.Partition("t", 2)), ErrPartitionNotFound},
+		{"negative partition", second(r.Partition("t", -1)), ErrPartitionNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !errors.Is(tt.err, tt.want) {
+				t.Fatalf("err = %v, want %v", tt.err, tt.want)
+			}
+		})
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+func TestValidateName(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"orders", true},
+		{"a.b_c-D9", true},
+		{strings.Repeat("x", 249), true},
+		{strings.Repeat("x", 250), false},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"a b", false},
+		{"a/b", false},
+		{"é", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateName(tt.name)
+			if (err == nil) != tt.ok {
+				t.Fatalf("ValidateName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
+			}
+		})
+	}
+}
