@@ -1,2 +1,0 @@
-// Command strata is the Strata command-line tool.
-package main

@@ -1,0 +1,290 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+)
+
+// parseTopicConfig applies k=v settings to cfg. Keys use Kafka-like dotted
+// names (retention.ms) or the proto's names (retention_ms).
+func parseTopicConfig(cfg *stratav1.TopicConfig, kvs []string) error {
+	for _, kv := range kvs {
+		k, v, err := parseKV(kv)
+		if err != nil {
+			return usagef("--config %v", err)
+		}
+		k = strings.ReplaceAll(strings.ToLower(k), "_", ".")
+		i64 := func() (int64, error) {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, usagef("--config %s=%q: not an integer", k, v)
+			}
+			return n, nil
+		}
+		i32 := func() (int32, error) {
+			n, err := strconv.ParseInt(v, 10, 32)
+			if err != nil {
+				return 0, usagef("--config %s=%q: not a 32-bit integer", k, v)
+			}
+			return int32(n), nil
+		}
+		dur := func() (int64, error) {
+			if d, err := time.ParseDuration(v); err == nil {
+				return d.Milliseconds(), nil
+			}
+			return i64()
+		}
+		switch k {
+		case "retention.bytes":
+			cfg.RetentionBytes, err = i64()
+		case "retention.ms", "retention":
+			cfg.RetentionMs, err = dur()
+		case "segment.bytes":
+			cfg.SegmentBytes, err = i64()
+		case "segment.ms", "segment.age":
+			cfg.SegmentMs, err = dur()
+		case "max.record.bytes":
+			cfg.MaxRecordBytes, err = i32()
+		case "fsync":
+			cfg.Fsync = v
+		case "min.insync.replicas":
+			cfg.MinInsyncReplicas, err = i32()
+		case "unclean.leader.election":
+			var b bool
+			b, err = strconv.ParseBool(v)
+			cfg.UncleanLeaderElection = b
+		default:
+			return usagef("--config: unknown key %q (retention.bytes, retention.ms, segment.bytes, segment.ms, max.record.bytes, fsync, min.insync.replicas, unclean.leader.election)", k)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runTopicCreate(ctx context.Context, e *env, args []string) error {
+	fs := e.flagSet()
+	parts := fs.Int("partitions", 1, "number of `partitions`")
+	rf := fs.Int("replication-factor", 1, "number of `replicas` per partition")
+	var cfgs multiFlag
+	fs.Var(&cfgs, "config", "topic setting `key=value` (repeatable): retention.bytes, retention.ms, segment.bytes, fsync=always|never|interval:100ms, ...")
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	cfg := &stratav1.TopicConfig{Partitions: int32(*parts), ReplicationFactor: int32(*rf)}
+	if err := parseTopicConfig(cfg, cfgs); err != nil {
+		return err
+	}
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	cl, err := e.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	tm, err := cl.CreateTopic(ctx, pos[0], cfg)
+	if err != nil {
+		return fmt.Errorf("create topic %q: %w", pos[0], err)
+	}
+	if e.g.json {
+		return printProto(e.io.Out, tm)
+	}
+	_, err = fmt.Fprintf(e.io.Out, "created topic %q with %d partitions\n", tm.GetName(), len(tm.GetPartitions()))
+	return err
+}
+
+func runTopicList(ctx context.Context, e *env, args []string) error {
+	fs := e.flagSet()
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	cl, err := e.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	topics, err := cl.ListTopics(ctx)
+	if err != nil {
+		return err
+	}
+	if e.g.json {
+		return printProto(e.io.Out, &stratav1.ListTopicsResponse{Topics: topics})
+	}
+	t := newTable(e.io.Out, "NAME", "PARTITIONS", "REPLICAS", "FSYNC")
+	for _, tm := range topics {
+		t.row(tm.GetName(), len(tm.GetPartitions()), tm.GetConfig().GetReplicationFactor(), orDefault(tm.GetConfig().GetFsync()))
+	}
+	return t.flush()
+}
+
+func orDefault(s string) string {
+	if s == "" {
+		return "(default)"
+	}
+	return s
+}
+
+func runTopicDescribe(ctx context.Context, e *env, args []string) error {
+	fs := e.flagSet()
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	cl, err := e.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	tm, err := cl.DescribeTopic(ctx, pos[0])
+	if err != nil {
+		return topicErr(pos[0], err)
+	}
+	if e.g.json {
+		return printProto(e.io.Out, tm)
+	}
+	c := tm.GetConfig()
+	w := e.io.Out
+	fmt.Fprintf(w, "NAME          %s\n", tm.GetName())
+	fmt.Fprintf(w, "PARTITIONS    %d\n", len(tm.GetPartitions()))
+	fmt.Fprintf(w, "REPLICATION   %d\n", c.GetReplicationFactor())
+	fmt.Fprintln(w, "\nCONFIG")
+	ct := newTable(w, "KEY", "VALUE")
+	ct.row("retention.bytes", c.GetRetentionBytes())
+	ct.row("retention.ms", c.GetRetentionMs())
+	ct.row("segment.bytes", c.GetSegmentBytes())
+	ct.row("segment.ms", c.GetSegmentMs())
+	ct.row("max.record.bytes", c.GetMaxRecordBytes())
+	ct.row("fsync", orDefault(c.GetFsync()))
+	ct.row("min.insync.replicas", c.GetMinInsyncReplicas())
+	ct.row("unclean.leader.election", c.GetUncleanLeaderElection())
+	if err := ct.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nPARTITIONS")
+	pt := newTable(w, "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "LOG-END", "HW")
+	for _, p := range tm.GetPartitions() {
+		leader := fmt.Sprint(p.GetLeaderId())
+		if p.GetOffline() || p.GetLeaderId() < 0 {
+			leader = "offline"
+		}
+		// Offsets are known by the leader; ask it.
+		start, end, hw := p.GetLogStartOffset(), p.GetLogEndOffset(), p.GetHighWatermark()
+		if md, err := cl.Metadata(ctx, tm.GetName()); err == nil {
+			for _, t := range md.GetTopics() {
+				for _, q := range t.GetPartitions() {
+					if q.GetPartition() == p.GetPartition() && q.GetLogEndOffset() > end {
+						start, end, hw = q.GetLogStartOffset(), q.GetLogEndOffset(), q.GetHighWatermark()
+					}
+				}
+			}
+		}
+		if s, h, err := cl.PartitionOffsets(ctx, tm.GetName(), p.GetPartition()); err == nil && h >= hw {
+			start, hw = s, h
+		}
+		pt.row(p.GetPartition(), leader, p.GetLeaderEpoch(), joinInts(p.GetReplicas()), joinInts(p.GetIsr()), start, end, hw)
+	}
+	return pt.flush()
+}
+
+func runTopicAlter(ctx context.Context, e *env, args []string) error {
+	fs := e.flagSet()
+	var cfgs multiFlag
+	fs.Var(&cfgs, "config", "topic setting `key=value` (repeatable)")
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if len(cfgs) == 0 {
+		return usagef("topic alter: at least one --config key=value is required")
+	}
+	cfg := &stratav1.TopicConfig{}
+	if err := parseTopicConfig(cfg, cfgs); err != nil {
+		return err
+	}
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	cl, err := e.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	tm, err := cl.AlterTopicConfig(ctx, pos[0], cfg)
+	if err != nil {
+		return topicErr(pos[0], err)
+	}
+	if e.g.json {
+		return printProto(e.io.Out, tm)
+	}
+	_, err = fmt.Fprintf(e.io.Out, "altered topic %q\n", pos[0])
+	return err
+}
+
+func runTopicDelete(ctx context.Context, e *env, args []string) error {
+	fs := e.flagSet()
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	cl, err := e.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.DeleteTopic(ctx, pos[0]); err != nil {
+		return topicErr(pos[0], err)
+	}
+	if e.g.json {
+		return printJSON(e.io.Out, map[string]string{"deleted": pos[0]})
+	}
+	_, err = fmt.Fprintf(e.io.Out, "deleted topic %q\n", pos[0])
+	return err
+}
+
+func runClusterInfo(ctx context.Context, e *env, args []string) error {
+	fs := e.flagSet()
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	cl, err := e.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	md, err := cl.Metadata(ctx)
+	if err != nil {
+		return err
+	}
+	if e.g.json {
+		return printProto(e.io.Out, md)
+	}
+	ctrl := "none"
+	if md.GetControllerId() >= 0 {
+		ctrl = fmt.Sprint(md.GetControllerId())
+	}
+	fmt.Fprintf(e.io.Out, "CLUSTER     %s\nCONTROLLER  %s\nTOPICS      %d\n\n", orDefault(md.GetClusterId()), ctrl, len(md.GetTopics()))
+	t := newTable(e.io.Out, "ID", "ADDRESS", "ALIVE", "RAFT-ROLE")
+	for _, b := range md.GetBrokers() {
+		role := b.GetRaftRole()
+		if role == "" {
+			role = "-"
+		}
+		t.row(b.GetId(), b.GetAddress(), b.GetAlive(), role)
+	}
+	return t.flush()
+}
+
