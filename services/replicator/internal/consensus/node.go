@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -55,7 +56,7 @@ type Node struct {
 	raft     *raft.Raft
 	store    *raftboltdb.BoltStore
 	trans    *raft.NetworkTransport
-	hasState bool
+	hasState atomic.Bool
 }
 
 // ServerID is the Raft server id of node id.
@@ -104,10 +105,11 @@ func New(opts Options, fsm raft.FSM, lg *zap.Logger) (n *Node, err error) {
 	stream := NewStreamLayer(opts.Listener, adv, opts.ServerTLS, opts.ClientTLS, n.resolve)
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hl})
-	n.hasState, err = raft.HasExistingState(n.store, n.store, snaps)
+	hasState, err := raft.HasExistingState(n.store, n.store, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("consensus: read raft state: %w", err)
 	}
+	n.hasState.Store(hasState)
 	conf := raft.DefaultConfig()
 	conf.LocalID = ServerID(opts.NodeID)
 	conf.Logger = hl
@@ -140,12 +142,12 @@ func (n *Node) resolve(addr raft.ServerAddress) (int32, bool) {
 }
 
 // HasState reports whether the node started with stored Raft state.
-func (n *Node) HasState() bool { return n.hasState }
+func (n *Node) HasState() bool { return n.hasState.Load() }
 
 // Bootstrap starts a new cluster with servers as voters. It does nothing
 // for a node that has state already.
 func (n *Node) Bootstrap(servers []raft.Server) error {
-	if n.hasState {
+	if n.hasState.Load() {
 		return nil
 	}
 	err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
@@ -153,7 +155,7 @@ func (n *Node) Bootstrap(servers []raft.Server) error {
 		return nil
 	}
 	if err == nil {
-		n.hasState = true
+		n.hasState.Store(true)
 	}
 	return err
 }

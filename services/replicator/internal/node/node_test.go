@@ -1,0 +1,422 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/replicator/internal/applier"
+	"github.com/strata-log/strata/services/replicator/internal/controller"
+	"github.com/strata-log/strata/services/replicator/internal/metadata"
+	"github.com/strata-log/strata/services/replicator/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// glog-free, but these libraries start goroutines that outlive
+		// Shutdown by design:
+		// - go-metrics' inmem sink (raft/serf import armon/go-metrics,
+		//   whose default global sink runs a ticker goroutine forever);
+		goleak.IgnoreTopFunction("github.com/hashicorp/go-metrics.(*InmemSignal).run"),
+		goleak.IgnoreTopFunction("github.com/armon/go-metrics.(*InmemSignal).run"),
+		// - the bbolt/raft-boltdb metrics emitter stops on Close but
+		//   may still be sleeping in its ticker for one period;
+		goleak.IgnoreTopFunction("github.com/hashicorp/raft-boltdb/v2.(*BoltStore).runMetrics"),
+		// - grpc-go's transport closes connections asynchronously.
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// fakeBroker records ApplyPartitionState calls: the latest per partition.
+type fakeBroker struct {
+	mu     sync.Mutex
+	latest map[string]*stratav1.ApplyPartitionStateRequest
+	calls  int
+}
+
+func newFakeBroker() *fakeBroker {
+	return &fakeBroker{latest: map[string]*stratav1.ApplyPartitionStateRequest{}}
+}
+
+func (b *fakeBroker) ApplyPartitionState(_ context.Context, req *stratav1.ApplyPartitionStateRequest) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.latest[req.Topic+"/"+strconv.Itoa(int(req.Partition))] = req
+	b.calls++
+	return nil
+}
+
+func (b *fakeBroker) get(topic string, p int32) *stratav1.ApplyPartitionStateRequest {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.latest[topic+"/"+strconv.Itoa(int(p))]
+}
+
+type testNode struct {
+	id                 int32
+	dir                string
+	serf, raft, grpc   string
+	broker             *fakeBroker
+	node               *Node
+	serverTLS, clientT any
+}
+
+type cluster struct {
+	t     *testing.T
+	ca    *testutil.CA
+	key   []byte
+	nodes []*testNode
+}
+
+func newCluster(t *testing.T, n int) *cluster {
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i * 7)
+	}
+	c := &cluster{t: t, ca: testutil.NewCA(t), key: key}
+	for i := 1; i <= n; i++ {
+		c.nodes = append(c.nodes, &testNode{
+			id: int32(i), dir: t.TempDir(),
+			serf:   fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
+			raft:   fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
+			grpc:   fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
+			broker: newFakeBroker(),
+		})
+	}
+	t.Cleanup(func() {
+		for _, tn := range c.nodes {
+			if tn.node != nil {
+				if err := tn.node.Kill(); err != nil {
+					t.Logf("kill node %d: %v", tn.id, err)
+				}
+			}
+		}
+	})
+	return c
+}
+
+func tuneSerf(ml *memberlist.Config) {
+	ml.ProbeInterval = 200 * time.Millisecond
+	ml.ProbeTimeout = 100 * time.Millisecond
+	ml.GossipInterval = 50 * time.Millisecond
+	ml.SuspicionMult = 2
+	ml.TCPTimeout = time.Second
+	ml.PushPullInterval = 2 * time.Second
+}
+
+func tuneRaft(rc *raft.Config) {
+	rc.HeartbeatTimeout = 500 * time.Millisecond
+	rc.ElectionTimeout = 500 * time.Millisecond
+	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	rc.CommitTimeout = 20 * time.Millisecond
+}
+
+func (c *cluster) start(tn *testNode, lg *zap.Logger) {
+	c.t.Helper()
+	raftLn, err := net.Listen("tcp", tn.raft)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	grpcLn, err := net.Listen("tcp", tn.grpc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var join []string
+	for _, o := range c.nodes {
+		if o != tn {
+			join = append(join, o.serf)
+		}
+	}
+	cn := "replicator-" + strconv.Itoa(int(tn.id))
+	n, err := Start(Options{
+		NodeID: tn.id, DataDir: tn.dir, SerfBind: tn.serf, Join: join, ClusterKey: c.key,
+		RaftListener: raftLn, GRPCListener: grpcLn,
+		BrokerAdvertise: fmt.Sprintf("broker-%d.test:9092", tn.id), Broker: tn.broker,
+		BootstrapExpect: len(c.nodes),
+		ServerTLS:       c.ca.ServerTLS(c.t, cn), ClientTLS: c.ca.ClientTLS(c.t, cn),
+		Controller: controller.Options{ReconcileInterval: 500 * time.Millisecond, PreferredLeaderInterval: -1},
+		Applier:    applier.Options{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
+		TuneSerf:   tuneSerf, TuneRaft: tuneRaft,
+	}, lg.Named("n"+strconv.Itoa(int(tn.id))))
+	if err != nil {
+		c.t.Fatalf("start node %d: %v", tn.id, err)
+	}
+	tn.node = n
+}
+
+func (c *cluster) kill(tn *testNode) {
+	c.t.Helper()
+	if err := tn.node.Kill(); err != nil {
+		c.t.Logf("kill node %d: %v", tn.id, err)
+	}
+	tn.node = nil
+}
+
+// leader waits for a Raft leader among the running nodes.
+func (c *cluster) leader(timeout time.Duration) *testNode {
+	c.t.Helper()
+	var out *testNode
+	testutil.Eventually(c.t, timeout, func() error {
+		for _, tn := range c.nodes {
+			if tn.node != nil && tn.node.Raft().IsLeader() {
+				out = tn
+				return nil
+			}
+		}
+		return fmt.Errorf("no raft leader")
+	})
+	return out
+}
+
+func (c *cluster) running() []*testNode {
+	var out []*testNode
+	for _, tn := range c.nodes {
+		if tn.node != nil {
+			out = append(out, tn)
+		}
+	}
+	return out
+}
+
+// waitBrokers waits until every running node's FSM shows exactly the
+// given liveness for each broker.
+func (c *cluster) waitBrokers(timeout time.Duration, alive map[int32]bool) {
+	c.t.Helper()
+	testutil.Eventually(c.t, timeout, func() error {
+		for _, tn := range c.running() {
+			st := tn.node.FSM().State()
+			for id, want := range alive {
+				b, ok := st.Brokers[id]
+				if !ok || b.Alive != want {
+					return fmt.Errorf("node %d sees broker %d registered=%v alive=%v, want alive=%v", tn.id, id, ok, ok && b.Alive, want)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func (c *cluster) client(tn *testNode) (stratav1.TopicsClient, stratav1.MetadataClient) {
+	c.t.Helper()
+	conn, err := grpc.NewClient(tn.grpc, grpc.WithTransportCredentials(credentials.NewTLS(c.ca.ClientTLS(c.t, "admin"))))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		if err := conn.Close(); err != nil {
+			c.t.Error(err)
+		}
+	})
+	return stratav1.NewTopicsClient(conn), stratav1.NewMetadataClient(conn)
+}
+
+func TestClusterFailoverRestartAndFullRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	c := newCluster(t, 3)
+	for _, tn := range c.nodes {
+		c.start(tn, lg)
+	}
+	first := c.leader(15 * time.Second)
+	c.waitBrokers(15*time.Second, map[int32]bool{1: true, 2: true, 3: true})
+	testutil.Eventually(t, 10*time.Second, func() error {
+		servers, err := first.node.Raft().Servers()
+		if err != nil {
+			return err
+		}
+		if len(servers) != 3 {
+			return fmt.Errorf("raft has %d servers", len(servers))
+		}
+		return nil
+	})
+
+	// Create through a follower: it forwards to the controller.
+	var follower *testNode
+	for _, tn := range c.nodes {
+		if tn != first {
+			follower = tn
+			break
+		}
+	}
+	topics, meta := c.client(follower)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "orders",
+		Config: &stratav1.TopicConfig{Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2}})
+	if err != nil {
+		t.Fatalf("create topic via follower %d: %v", follower.id, err)
+	}
+	leads := map[int32]int{}
+	for _, p := range resp.Topic.Partitions {
+		leads[p.LeaderId]++
+		if len(p.Replicas) != 3 || len(p.Isr) != 3 || p.LeaderEpoch != 0 {
+			t.Fatalf("partition %d: %+v", p.Partition, p)
+		}
+	}
+	for id := int32(1); id <= 3; id++ {
+		if leads[id] != 2 {
+			t.Fatalf("leaders not spread evenly: %v", leads)
+		}
+	}
+	if _, err := topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "too-wide",
+		Config: &stratav1.TopicConfig{Partitions: 1, ReplicationFactor: 4}}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("RF 4 on 3 brokers: got %v, want FailedPrecondition", err)
+	}
+	if _, err := topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "orders",
+		Config: &stratav1.TopicConfig{Partitions: 1}}); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("duplicate: got %v, want AlreadyExists", err)
+	}
+
+	// Every node's broker learns its role for every partition.
+	waitApplied(t, c, "orders", 6)
+
+	md, err := meta.Metadata(ctx, &stratav1.MetadataRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md.ControllerId != first.id || len(md.Brokers) != 3 || len(md.Topics) != 1 || md.ClusterId == "" {
+		t.Fatalf("metadata: controller %d brokers %d topics %d cluster %q", md.ControllerId, len(md.Brokers), len(md.Topics), md.ClusterId)
+	}
+
+	// Kill the Raft leader abruptly: its partitions move to ISR members
+	// with a higher epoch, and the new Raft leader keeps the metadata.
+	before := first.node.FSM().State().Topics["orders"]
+	victim := first
+	c.kill(victim)
+	start := time.Now()
+	survivor := c.running()[0]
+	testutil.Eventually(t, 10*time.Second, func() error {
+		st := survivor.node.FSM().State()
+		t := st.Topics["orders"]
+		if t == nil {
+			return fmt.Errorf("topic lost")
+		}
+		for i, p := range t.Partitions {
+			old := before.Partitions[i]
+			if old.Leader == victim.id {
+				if p.Leader == victim.id || p.Leader == metadata.NoLeader || !slices.Contains(old.ISR, p.Leader) || p.LeaderEpoch <= old.LeaderEpoch {
+					return fmt.Errorf("partition %d: leader %d epoch %d (was %d@%d)", i, p.Leader, p.LeaderEpoch, old.Leader, old.LeaderEpoch)
+				}
+			}
+			if slices.Contains(p.ISR, victim.id) {
+				return fmt.Errorf("partition %d: dead broker still in ISR %v", i, p.ISR)
+			}
+		}
+		return nil
+	})
+	t.Logf("failover took %s", time.Since(start))
+	second := c.leader(10 * time.Second)
+	if second == victim {
+		t.Fatal("killed node still leader")
+	}
+	// The new leaders' brokers were told.
+	testutil.Eventually(t, 10*time.Second, func() error {
+		st := second.node.FSM().State()
+		for _, p := range st.Topics["orders"].Partitions {
+			tn := c.nodes[p.Leader-1]
+			got := tn.broker.get("orders", p.ID)
+			if got == nil || got.Role != stratav1.Role_ROLE_LEADER || got.LeaderEpoch != p.LeaderEpoch {
+				return fmt.Errorf("broker %d not told it leads orders/%d@%d: %v", p.Leader, p.ID, p.LeaderEpoch, got)
+			}
+		}
+		return nil
+	})
+
+	// The victim returns with its stored state: a follower everywhere.
+	c.start(victim, lg)
+	if !victim.node.Raft().HasState() {
+		t.Fatal("restarted node has no raft state")
+	}
+	c.waitBrokers(15*time.Second, map[int32]bool{1: true, 2: true, 3: true})
+	testutil.Eventually(t, 10*time.Second, func() error {
+		st := victim.node.FSM().State()
+		for _, p := range st.Topics["orders"].Partitions {
+			if p.Leader == victim.id {
+				return fmt.Errorf("returned node leads %d", p.ID)
+			}
+			got := victim.broker.get("orders", p.ID)
+			if got == nil || got.Role != stratav1.Role_ROLE_FOLLOWER || got.LeaderEpoch != p.LeaderEpoch || got.LeaderId != p.Leader {
+				return fmt.Errorf("returned broker not follower of orders/%d@%d: %v", p.ID, p.LeaderEpoch, got)
+			}
+		}
+		return nil
+	})
+
+	// Full restart of all three with the same data dirs.
+	want := c.leader(5 * time.Second).node.FSM().State().Topics["orders"]
+	for _, tn := range c.nodes {
+		c.kill(tn)
+	}
+	for _, tn := range c.nodes {
+		tn.broker = newFakeBroker()
+		c.start(tn, lg)
+	}
+	c.leader(20 * time.Second)
+	c.waitBrokers(20*time.Second, map[int32]bool{1: true, 2: true, 3: true})
+	for _, tn := range c.nodes {
+		testutil.Eventually(t, 10*time.Second, func() error {
+			got := tn.node.FSM().State().Topics["orders"]
+			if got == nil {
+				return fmt.Errorf("node %d lost topic", tn.id)
+			}
+			for i, p := range got.Partitions {
+				if !slices.Equal(p.Replicas, want.Partitions[i].Replicas) || p.LeaderEpoch < want.Partitions[i].LeaderEpoch {
+					return fmt.Errorf("node %d partition %d: %+v, want %+v", tn.id, i, p, want.Partitions[i])
+				}
+			}
+			return nil
+		})
+	}
+	waitApplied(t, c, "orders", 6)
+}
+
+// waitApplied waits until every running node's broker has been told the
+// current state of each partition of topic.
+func waitApplied(t *testing.T, c *cluster, topic string, partitions int32) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		for _, tn := range c.running() {
+			st := tn.node.FSM().State()
+			tp := st.Topics[topic]
+			if tp == nil || int32(len(tp.Partitions)) != partitions {
+				return fmt.Errorf("node %d: topic %s not there", tn.id, topic)
+			}
+			for _, p := range tp.Partitions {
+				got := tn.broker.get(topic, p.ID)
+				if got == nil || got.LeaderEpoch != p.LeaderEpoch || got.LeaderId != p.Leader {
+					return fmt.Errorf("node %d: %s/%d not applied (%v)", tn.id, topic, p.ID, got)
+				}
+				wantRole := stratav1.Role_ROLE_FOLLOWER
+				if p.Leader == tn.id {
+					wantRole = stratav1.Role_ROLE_LEADER
+				}
+				if got.Role != wantRole {
+					return fmt.Errorf("node %d: %s/%d role %v want %v", tn.id, topic, p.ID, got.Role, wantRole)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+var _ = base64.StdEncoding
