@@ -16,7 +16,7 @@ import (
 func TestCrashTornTail(t *testing.T) {
 	for _, policy := range []SyncPolicy{{Mode: SyncNever}, {Mode: SyncAlways}} {
 		t.Run(policy.String(), func(t *testing.T) {
-			opts := Options{MaxSegmentBytes: 200, Sync: policy}
+			opts := Options{MaxSegmentBytes: 200, MaxIndexBytes: 1200, Sync: policy}
 			dir := t.TempDir()
 			l := openLog(t, dir, opts)
 			appendN(t, l, 0, 10, 2)
