@@ -1,0 +1,404 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/strata-log/strata/services/replicator/internal/membership"
+	"github.com/strata-log/strata/services/replicator/internal/metadata"
+	"github.com/strata-log/strata/services/replicator/internal/testutil"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fsmProposer applies commands straight to an FSM, as Raft would.
+type fsmProposer struct {
+	mu    sync.Mutex
+	fsm   *metadata.FSM
+	index uint64
+}
+
+func (p *fsmProposer) Propose(_ context.Context, cmd metadata.Command) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.index++
+	return p.fsm.ApplyCommand(p.index, cmd)
+}
+
+type fakeMembers struct {
+	mu sync.Mutex
+	m  map[int32]membership.Member
+}
+
+func (f *fakeMembers) Members() []membership.Member {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []membership.Member
+	for _, m := range f.m {
+		out = append(out, m)
+	}
+	return out
+}
+
+func (f *fakeMembers) set(id int32, s membership.Status) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.m[id] = membership.Member{ID: id, Status: s, BrokerAddr: fmt.Sprintf("b%d:1", id),
+		ReplicatorAddr: fmt.Sprintf("r%d:1", id), RaftAddr: fmt.Sprintf("f%d:1", id)}
+}
+
+type manualTicker struct{ c chan time.Time }
+
+func (t *manualTicker) C() <-chan time.Time { return t.c }
+func (t *manualTicker) Stop()               {}
+
+// fakeClock hands out manual tickers by period.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	tickers map[time.Duration]*manualTicker
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) NewTicker(d time.Duration) Ticker {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &manualTicker{c: make(chan time.Time)}
+	c.tickers[d] = t
+	return t
+}
+
+func (c *fakeClock) ticker(tb testing.TB, d time.Duration) *manualTicker {
+	tb.Helper()
+	var t *manualTicker
+	testutil.Eventually(tb, 5*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if t = c.tickers[d]; t == nil {
+			return errors.New("ticker not created")
+		}
+		return nil
+	})
+	return t
+}
+
+type fakeRaft struct {
+	mu      sync.Mutex
+	servers []raft.Server
+}
+
+func (f *fakeRaft) Servers() ([]raft.Server, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.servers), nil
+}
+
+func (f *fakeRaft) put(id raft.ServerID, addr raft.ServerAddress, s raft.ServerSuffrage) {
+	for i := range f.servers {
+		if f.servers[i].ID == id {
+			f.servers[i].Address, f.servers[i].Suffrage = addr, s
+			return
+		}
+	}
+	f.servers = append(f.servers, raft.Server{ID: id, Address: addr, Suffrage: s})
+}
+
+func (f *fakeRaft) AddVoter(id raft.ServerID, addr raft.ServerAddress) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.put(id, addr, raft.Voter)
+	return nil
+}
+
+func (f *fakeRaft) AddNonvoter(id raft.ServerID, addr raft.ServerAddress) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.put(id, addr, raft.Nonvoter)
+	return nil
+}
+
+func (f *fakeRaft) RemoveServer(id raft.ServerID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.servers = slices.DeleteFunc(f.servers, func(s raft.Server) bool { return s.ID == id })
+	return nil
+}
+
+type harness struct {
+	fsm     *metadata.FSM
+	members *fakeMembers
+	clock   *fakeClock
+	raft    *fakeRaft
+	ctrl    *Controller
+	actions map[string]int
+	mu      sync.Mutex
+}
+
+func newHarness(t *testing.T, brokers int) *harness {
+	h := &harness{fsm: metadata.NewFSM(zaptest.NewLogger(t)), members: &fakeMembers{m: map[int32]membership.Member{}},
+		clock: &fakeClock{now: time.Unix(1000, 0), tickers: map[time.Duration]*manualTicker{}},
+		raft:  &fakeRaft{}, actions: map[string]int{}}
+	for id := int32(1); id <= int32(brokers); id++ {
+		h.members.set(id, membership.StatusAlive)
+	}
+	h.ctrl = New(Options{LocalID: 1, Clock: h.clock, ReconcileInterval: time.Hour, PreferredLeaderInterval: time.Minute,
+		OnAction: func(k string) { h.mu.Lock(); h.actions[k]++; h.mu.Unlock() }},
+		h.fsm, &fsmProposer{fsm: h.fsm}, h.members, h.raft, zaptest.NewLogger(t))
+	h.ctrl.Reconcile(context.Background())
+	return h
+}
+
+func (h *harness) action(k string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.actions[k]
+}
+
+func (h *harness) create(t *testing.T, name string, partitions, rf int32, unclean bool) *metadata.Topic {
+	t.Helper()
+	topic, err := h.ctrl.CreateTopic(context.Background(), name, metadata.TopicConfig{Partitions: partitions,
+		ReplicationFactor: rf, UncleanLeaderElection: unclean})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topic
+}
+
+func TestReconcileRegistersBrokersAndRaftServers(t *testing.T) {
+	h := newHarness(t, 7)
+	st := h.fsm.State()
+	if st.ClusterID == "" || len(st.AliveBrokerIDs()) != 7 {
+		t.Fatalf("cluster %q, alive %v", st.ClusterID, st.AliveBrokerIDs())
+	}
+	servers, _ := h.raft.Servers()
+	voters := 0
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if len(servers) != 7 || voters != MaxVoters {
+		t.Fatalf("servers %d voters %d", len(servers), voters)
+	}
+	// Failed members stay in Raft; left members are removed, and a
+	// non-voter is promoted into the freed voter slot.
+	h.members.set(2, membership.StatusFailed)
+	h.members.set(3, membership.StatusLeft)
+	h.ctrl.Reconcile(context.Background())
+	servers, _ = h.raft.Servers()
+	ids := map[raft.ServerID]raft.ServerSuffrage{}
+	voters = 0
+	for _, s := range servers {
+		ids[s.ID] = s.Suffrage
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if _, ok := ids["2"]; !ok {
+		t.Fatal("failed member removed from raft")
+	}
+	if _, ok := ids["3"]; ok {
+		t.Fatal("left member still in raft")
+	}
+	if voters != MaxVoters {
+		t.Fatalf("voters %d after a voter left", voters)
+	}
+	st = h.fsm.State()
+	if st.IsAlive(2) || st.IsAlive(3) || !st.IsAlive(4) {
+		t.Fatalf("liveness wrong: %v", st.AliveBrokerIDs())
+	}
+}
+
+func TestCreateTopicPlacementAndErrors(t *testing.T) {
+	h := newHarness(t, 3)
+	topic := h.create(t, "orders", 6, 3, false)
+	leads := map[int32]int{}
+	for _, p := range topic.Partitions {
+		leads[p.Leader]++
+	}
+	if leads[1] != 2 || leads[2] != 2 || leads[3] != 2 {
+		t.Fatalf("leaders %v", leads)
+	}
+	if _, err := h.ctrl.CreateTopic(context.Background(), "wide", metadata.TopicConfig{Partitions: 1, ReplicationFactor: 4}); !errors.Is(err, ErrNotEnoughBrokers) {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := h.ctrl.CreateTopic(context.Background(), "orders", metadata.TopicConfig{}); !errors.Is(err, metadata.ErrTopicExists) {
+		t.Fatalf("got %v", err)
+	}
+	// Defaults: 1 partition, RF min(3, live).
+	h.members.set(3, membership.StatusFailed)
+	h.ctrl.Reconcile(context.Background())
+	d, err := h.ctrl.CreateTopic(context.Background(), "defaults", metadata.TopicConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Config.Partitions != 1 || d.Config.ReplicationFactor != 2 {
+		t.Fatalf("defaults %+v", d.Config)
+	}
+}
+
+func TestFailoverMovesLeadershipToAliveISR(t *testing.T) {
+	h := newHarness(t, 3)
+	before := h.create(t, "orders", 6, 3, false)
+	h.members.set(2, membership.StatusFailed)
+	h.ctrl.Reconcile(context.Background())
+	after := h.fsm.State()
+	if after.IsAlive(2) {
+		t.Fatal("broker 2 still alive")
+	}
+	for i, p := range after.Topics["orders"].Partitions {
+		old := before.Partitions[i]
+		if slices.Contains(p.ISR, 2) {
+			t.Errorf("partition %d: dead broker in ISR %v", i, p.ISR)
+		}
+		if old.Leader == 2 {
+			if p.Leader == 2 || p.Leader == metadata.NoLeader || !slices.Contains(old.ISR, p.Leader) || p.LeaderEpoch != old.LeaderEpoch+1 {
+				t.Errorf("partition %d: leader %d@%d, was %d@%d", i, p.Leader, p.LeaderEpoch, old.Leader, old.LeaderEpoch)
+			}
+			// The next replica in preference order takes over.
+			if want := old.Replicas[1]; p.Leader != want {
+				t.Errorf("partition %d: leader %d, want next replica %d", i, p.Leader, want)
+			}
+		} else if p.Leader != old.Leader || p.LeaderEpoch != old.LeaderEpoch {
+			t.Errorf("partition %d led by a live broker changed: %d@%d -> %d@%d", i, old.Leader, old.LeaderEpoch, p.Leader, p.LeaderEpoch)
+		}
+	}
+	if h.action(ActionElectLeader) != 2 || h.action(ActionShrinkISR) != 4 {
+		t.Fatalf("actions %v", h.actions)
+	}
+	// Reconciling again changes nothing.
+	again := h.fsm.State()
+	h.ctrl.Reconcile(context.Background())
+	if h.fsm.State().Index != again.Index {
+		t.Fatal("second reconcile proposed changes")
+	}
+
+	// The broker returns: it is a follower and stays out of the ISR until
+	// its leader proposes it back (ChangeISR).
+	h.members.set(2, membership.StatusAlive)
+	h.ctrl.Reconcile(context.Background())
+	back := h.fsm.State()
+	if !back.IsAlive(2) {
+		t.Fatal("returned broker not alive")
+	}
+	for _, p := range back.Topics["orders"].Partitions {
+		if p.Leader == 2 || slices.Contains(p.ISR, 2) {
+			t.Fatalf("returned broker leads or is in ISR: %+v", p)
+		}
+	}
+}
+
+func TestNoAliveISRGoesOfflineThenRecovers(t *testing.T) {
+	h := newHarness(t, 3)
+	h.create(t, "solo", 3, 1, false)
+	victim := h.fsm.State().Topics["solo"].Partitions[0].Leader
+	h.members.set(victim, membership.StatusFailed)
+	h.ctrl.Reconcile(context.Background())
+	p := h.fsm.State().Topics["solo"].Partitions[0]
+	if p.Leader != metadata.NoLeader || !p.Offline || p.LeaderEpoch != 1 || !slices.Equal(p.ISR, []int32{victim}) {
+		t.Fatalf("not offline: %+v", p)
+	}
+	if h.action(ActionOffline) != 1 {
+		t.Fatalf("actions %v", h.actions)
+	}
+	h.members.set(victim, membership.StatusAlive)
+	h.ctrl.Reconcile(context.Background())
+	p = h.fsm.State().Topics["solo"].Partitions[0]
+	if p.Leader != victim || p.Offline || p.LeaderEpoch != 2 {
+		t.Fatalf("not back online: %+v", p)
+	}
+}
+
+func TestUncleanElection(t *testing.T) {
+	for _, unclean := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unclean=%v", unclean), func(t *testing.T) {
+			h := newHarness(t, 3)
+			h.create(t, "u", 1, 3, unclean)
+			p := h.fsm.State().Topics["u"].Partitions[0]
+			// Only the leader is in sync; then it dies.
+			if err := h.ctrl.prop.Propose(context.Background(), metadata.Command{Type: metadata.CmdChangeISR,
+				ChangeISR: &metadata.ChangeISR{Topic: "u", LeaderID: p.Leader, LeaderEpoch: p.LeaderEpoch, ISR: []int32{p.Leader}}}); err != nil {
+				t.Fatal(err)
+			}
+			h.members.set(p.Leader, membership.StatusFailed)
+			h.ctrl.Reconcile(context.Background())
+			q := h.fsm.State().Topics["u"].Partitions[0]
+			if !unclean {
+				if q.Leader != metadata.NoLeader || !q.Offline {
+					t.Fatalf("clean-only topic elected %d", q.Leader)
+				}
+				return
+			}
+			if q.Leader == metadata.NoLeader || q.Leader == p.Leader || !slices.Equal(q.ISR, []int32{q.Leader}) || q.LeaderEpoch != p.LeaderEpoch+1 {
+				t.Fatalf("unclean election: %+v", q)
+			}
+			if h.action(ActionUncleanElection) != 1 {
+				t.Fatalf("actions %v", h.actions)
+			}
+		})
+	}
+}
+
+func TestPreferredLeaderRebalanceOnTick(t *testing.T) {
+	h := newHarness(t, 3)
+	h.create(t, "orders", 3, 3, false)
+	// Move every partition away from its preferred leader.
+	for _, p := range h.fsm.State().Topics["orders"].Partitions {
+		if err := h.ctrl.prop.Propose(context.Background(), metadata.Command{Type: metadata.CmdElectLeader,
+			ElectLeader: &metadata.ElectLeader{Topic: "orders", Partition: p.ID, ExpectedEpoch: p.LeaderEpoch,
+				Leader: p.Replicas[1], ISR: p.ISR}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ctrl.Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	_, changed := h.fsm.Watch()
+	h.clock.ticker(t, time.Minute).c <- time.Now()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		for _, p := range h.fsm.State().Topics["orders"].Partitions {
+			if p.Leader != p.Replicas[0] || p.LeaderEpoch != 2 {
+				return fmt.Errorf("partition %d led by %d@%d", p.ID, p.Leader, p.LeaderEpoch)
+			}
+		}
+		return nil
+	})
+	<-changed
+	if h.action(ActionPreferredLeader) != 3 {
+		t.Fatalf("actions %v", h.actions)
+	}
+}
+
+func TestPreferredLeaderSkipsOutOfSyncReplica(t *testing.T) {
+	h := newHarness(t, 3)
+	h.create(t, "orders", 1, 3, false)
+	p := h.fsm.State().Topics["orders"].Partitions[0]
+	pref := p.Replicas[0]
+	// Leadership moves to replica 1 and the preferred replica leaves the ISR.
+	if err := h.ctrl.prop.Propose(context.Background(), metadata.Command{Type: metadata.CmdElectLeader,
+		ElectLeader: &metadata.ElectLeader{Topic: "orders", Leader: p.Replicas[1], ISR: p.Replicas[1:]}}); err != nil {
+		t.Fatal(err)
+	}
+	h.ctrl.RebalancePreferred(context.Background())
+	if q := h.fsm.State().Topics["orders"].Partitions[0]; q.Leader == pref {
+		t.Fatal("moved leadership to a replica outside the ISR")
+	}
+}
