@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS := .tools/buf-$(BUF_VERSION)-go-$(PROTOC_GEN_GO_VERSION)-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 PROTO_TOOLS := $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 
-.PHONY: all build test lint bench proto proto-check up down dev clean
+.PHONY: all build test lint bench bench-compare proto proto-check up down dev clean
 
 all: build
 
@@ -44,6 +44,10 @@ lint: proto-check
 ## bench: storage engine benchmarks next to this machine's dd bandwidth
 bench:
 	bash bench/logstore.sh
+
+## bench-compare: Strata vs NATS JetStream on loopback (medians of alternating rounds)
+bench-compare:
+	bash bench/compare.sh
 
 ## proto: regenerate pkg/proto's Go code with pinned, module-built tools
 proto: $(PROTO_TOOLS)

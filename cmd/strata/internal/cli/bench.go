@@ -36,7 +36,11 @@ type benchFlags struct {
 
 func (b *benchFlags) register(fs *flag.FlagSet, produce bool) {
 	fs.StringVar(&b.topic, "topic", "bench", "`topic` to use")
-	fs.Int64Var(&b.records, "records", 100000, "number of `records` (consume: 0 means up to the end at start)")
+	defRecords := int64(100000)
+	if !produce {
+		defRecords = 0
+	}
+	fs.Int64Var(&b.records, "records", defRecords, "number of `records` (consume: 0 means up to the end at start)")
 	fs.IntVar(&b.partitions, "partitions", 1, "`partitions` of the topic when --create makes it")
 	fs.BoolVar(&b.create, "create", false, "create the topic if it does not exist")
 	fs.StringVar(&b.fsync, "fsync", "", "fsync `policy` of a topic --create makes: always, never, interval:<d> (default: broker's)")

@@ -126,6 +126,13 @@ func runTopicList(ctx context.Context, e *env, args []string) error {
 	return t.flush()
 }
 
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 func orDefault(s string) string {
 	if s == "" {
 		return "(default)"
@@ -276,7 +283,7 @@ func runClusterInfo(ctx context.Context, e *env, args []string) error {
 	if md.GetControllerId() >= 0 {
 		ctrl = fmt.Sprint(md.GetControllerId())
 	}
-	fmt.Fprintf(e.io.Out, "CLUSTER     %s\nCONTROLLER  %s\nTOPICS      %d\n\n", orDefault(md.GetClusterId()), ctrl, len(md.GetTopics()))
+	fmt.Fprintf(e.io.Out, "CLUSTER     %s\nCONTROLLER  %s\nTOPICS      %d\n\n", dash(md.GetClusterId()), ctrl, len(md.GetTopics()))
 	t := newTable(e.io.Out, "ID", "ADDRESS", "ALIVE", "RAFT-ROLE")
 	for _, b := range md.GetBrokers() {
 		role := b.GetRaftRole()

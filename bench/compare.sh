@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# bench/compare.sh: Strata vs NATS JetStream on loopback, one node each.
+#
+# Starts bin/strata-broker (from `make build`) and nats-server v2.15.2
+# (JetStream, file storage, R1) in a temp dir, runs `strata bench` and
+# `nats bench js` (natscli v0.5.0) with the same record size, count and
+# producer count, alternating the two systems over ROUNDS rounds, and prints
+# the medians with the ratio Strata/JetStream.
+#
+# Knobs (environment): ROUNDS (3), RECORDS (200000), PRODUCERS (1),
+# FSYNC_RECORDS (20000, for the fsync-always case), KEEP=1 keeps the temp dir.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROUNDS=${ROUNDS:-3}
+RECORDS=${RECORDS:-200000}
+PRODUCERS=${PRODUCERS:-1}
+FSYNC_RECORDS=${FSYNC_RECORDS:-20000}
+NATS_VERSION=v2.15.2
+NATSCLI_VERSION=v0.5.0
+TOOLS=$ROOT/.tools/nats
+
+log() { printf '%s\n' "$*" >&2; }
+
+# --- binaries ---------------------------------------------------------------
+if [[ ! -x $ROOT/bin/strata-broker || ! -x $ROOT/bin/strata || ${REBUILD:-1} == 1 ]]; then
+  log "building Strata (make build)"
+  if ! make -C "$ROOT" build >&2; then
+    log "make build failed (another module may be mid-change); building the two binaries directly"
+    mkdir -p "$ROOT/bin"
+    (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o bin/strata-broker ./services/broker \
+      && CGO_ENABLED=0 go build -trimpath -o bin/strata ./cmd/strata)
+  fi
+fi
+if [[ ! -x $TOOLS/nats-server ]]; then
+  log "installing nats-server $NATS_VERSION"
+  GOBIN=$TOOLS GOWORK=off go install "github.com/nats-io/nats-server/v2@$NATS_VERSION"
+fi
+if [[ ! -x $TOOLS/nats ]]; then
+  log "installing nats $NATSCLI_VERSION"
+  GOBIN=$TOOLS GOWORK=off go install "github.com/nats-io/natscli/nats@$NATSCLI_VERSION"
+fi
+
+# --- servers ----------------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/strata-compare.XXXXXX")
+BROKER_PID= NATS_PID=
+cleanup() {
+  [[ -n $BROKER_PID ]] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
+  [[ -n $NATS_PID ]] && kill "$NATS_PID" 2>/dev/null && wait "$NATS_PID" 2>/dev/null
+  if [[ ${KEEP:-0} == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+wait_port() {
+  local i
+  for i in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "port $1 did not open"; return 1
+}
+
+SPORT=$(free_port)
+NPORT=$(free_port)
+STRATA=("$ROOT/bin/strata" --brokers "127.0.0.1:$SPORT" --insecure)
+NATS=("$TOOLS/nats" -s "nats://127.0.0.1:$NPORT")
+
+"$ROOT/bin/strata-broker" --data-dir "$TMP/strata" --listen "127.0.0.1:$SPORT" --log-level error \
+  >"$TMP/broker.log" 2>&1 &
+BROKER_PID=$!
+wait_port "$SPORT"
+
+start_nats() { # $1: extra jetstream settings
+  if [[ -n $NATS_PID ]]; then kill "$NATS_PID"; wait "$NATS_PID" 2>/dev/null || true; NATS_PID=; fi
+  rm -rf "$TMP/js"
+  cat >"$TMP/nats.conf" <<CONF
+listen: 127.0.0.1:$NPORT
+jetstream {
+  store_dir: "$TMP/js"
+  $1
+}
+CONF
+  "$TOOLS/nats-server" -c "$TMP/nats.conf" >"$TMP/nats.log" 2>&1 &
+  NATS_PID=$!
+  wait_port "$NPORT"
+}
+start_nats ""
+
+# --- runners: each prints one number ----------------------------------------
+json_field() { jq -r "$1"; }
+# nats bench prints "... stats: 128,022 msgs/sec ~ ... P99: 6,767.42us ..."
+nats_rate() { grep -m1 'stats:' | sed -E 's/.*stats: ([0-9,]+) msgs\/sec.*/\1/' | tr -d ,; }
+nats_p99_ms() { grep -m1 'stats:' | sed -E 's/.*P99: ([0-9,.]+)us.*/\1/' | tr -d , | awk '{printf "%.3f", $1/1000}'; }
+
+strata_produce() { # topic size records fsync [extra...]
+  local topic=$1 size=$2 n=$3 fsync=$4; shift 4
+  "${STRATA[@]}" bench produce --json --progress never --create --topic "$topic" --fsync "$fsync" \
+    --records "$n" --size "$size" --producers "$PRODUCERS" --acks leader "$@"
+}
+nats_pub() { # size records [extra...]
+  local size=$1 n=$2; shift 2
+  "${NATS[@]}" bench js pub async --create --storage file --replicas 1 --purge --no-progress \
+    --msgs "$n" --size "$size" --clients "$PRODUCERS" "$@" bench.sub 2>&1
+}
+
+declare -A RES
+add() { RES[$1]+="$2 "; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+
+
+for r in $(seq 1 "$ROUNDS"); do
+  log "round $r/$ROUNDS"
+  order=(strata nats); (( r % 2 == 0 )) && order=(nats strata)
+  for sys in "${order[@]}"; do
+    if [[ $sys == strata ]]; then
+      out=$(strata_produce "c1k-$r" 1024 "$RECORDS" never)
+      add s_p1k "$(json_field .records_per_sec <<<"$out")"
+      out=$("${STRATA[@]}" bench consume --json --progress never --topic "c1k-$r" --records "$RECORDS")
+      add s_c1k "$(json_field .records_per_sec <<<"$out")"
+      out=$(strata_produce "c100-$r" 100 "$RECORDS" never)
+      add s_p100 "$(json_field .records_per_sec <<<"$out")"
+    else
+      out=$(nats_pub 1024 "$RECORDS")
+      add n_p1k "$(nats_rate <<<"$out")"
+      out=$("${NATS[@]}" bench js ordered --no-progress --msgs "$RECORDS" --size 1024 --clients 1 2>&1)
+      add n_c1k "$(nats_rate <<<"$out")"
+      out=$(nats_pub 100 "$RECORDS")
+      add n_p100 "$(nats_rate <<<"$out")"
+    fi
+  done
+done
+
+# Latency at half of Strata's own max 1 KiB throughput.
+S_MAX=$(median <<<"${RES[s_p1k]}")
+RATE=$(awk -v m="$S_MAX" 'BEGIN {printf "%d", m/2}')
+LAT_RECORDS=$(awk -v r="$RATE" -v n="$RECORDS" 'BEGIN {x = r*4; if (x > n) x = n; printf "%d", x}')
+for r in $(seq 1 "$ROUNDS"); do
+  log "latency round $r/$ROUNDS at $RATE records/s"
+  order=(strata nats); (( r % 2 == 0 )) && order=(nats strata)
+  for sys in "${order[@]}"; do
+    if [[ $sys == strata ]]; then
+      out=$(strata_produce "lat-$r" 1024 "$LAT_RECORDS" never --rate "$RATE")
+      add s_lat "$(json_field .latency_ms.p99 <<<"$out")"
+    else
+      out=$(nats_pub 1024 "$LAT_RECORDS" --throughput "$RATE")
+      add n_lat "$(nats_p99_ms <<<"$out")"
+    fi
+  done
+done
+
+# fsync on every write: Strata fsync=always vs JetStream sync_interval: always.
+start_nats "sync_interval: always"
+for r in $(seq 1 "$ROUNDS"); do
+  log "fsync-always round $r/$ROUNDS"
+  order=(strata nats); (( r % 2 == 0 )) && order=(nats strata)
+  for sys in "${order[@]}"; do
+    if [[ $sys == strata ]]; then
+      out=$(strata_produce "fs-$r" 1024 "$FSYNC_RECORDS" always)
+      add s_fs "$(json_field .records_per_sec <<<"$out")"
+    else
+      out=$(nats_pub 1024 "$FSYNC_RECORDS")
+      add n_fs "$(nats_rate <<<"$out")"
+    fi
+  done
+done
+
+# --- table ------------------------------------------------------------------
+row() { # label strata-key nats-key unit
+  local s n
+  s=$(median <<<"${RES[$2]:-}")
+  n=$(median <<<"${RES[$3]:-}")
+  awk -v l="$1" -v s="$s" -v n="$n" -v u="$4" 'BEGIN {
+    ratio = (s+0 > 0 && n+0 > 0) ? sprintf("%.2f", s/n) : "n/a"
+    printf "| %-58s | %14.1f | %14.1f | %6s | %-9s |\n", l, s, n, ratio, u }'
+}
+cat <<HDR
+Strata vs NATS JetStream, one node each on loopback ($(nproc) cores, $(uname -sr)); medians of $ROUNDS alternating rounds.
+Strata: bin/strata-broker, $(cd "$ROOT" && git rev-parse --short HEAD), plaintext gRPC (no TLS: security not wired yet), acks=leader, 1 partition,
+        client batching: max batch 1 MiB, linger 0 (records accumulate while one batch per partition is in flight), ProduceStream.
+JetStream: nats-server $NATS_VERSION, file storage, R1, nats bench (natscli $NATSCLI_VERSION) js pub async (batch 500), no TLS.
+Records: $RECORDS per run ($FSYNC_RECORDS for fsync always), producers: $PRODUCERS. fsync: Strata topic fsync=never vs JetStream defaults
+(sync_interval 2m) unless the row says otherwise. Latency: Strata per record (Produce call -> ack); JetStream per async batch
+(nats bench P99), both at $RATE records/s (half of Strata's median 1 KiB max).
+
+| case                                                       |         Strata |      JetStream | S/JS   | unit      |
+|------------------------------------------------------------|----------------|----------------|--------|-----------|
+HDR
+row "produce 1 KiB, fsync never / JS defaults"                s_p1k  n_p1k  "records/s"
+row "produce 100 B, fsync never / JS defaults"                s_p100 n_p100 "records/s"
+row "produce 1 KiB, fsync always / JS sync_interval always"   s_fs   n_fs   "records/s"
+row "consume 1 KiB from start (JS ordered consumer)"          s_c1k  n_c1k  "records/s"
+row "p99 produce latency 1 KiB acks=leader at $RATE rec/s"    s_lat  n_lat  "ms"
+echo
+echo "raw: $(for k in "${!RES[@]}"; do printf '%s=[%s] ' "$k" "${RES[$k]% }"; done)"
