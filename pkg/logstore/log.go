@@ -531,9 +531,15 @@ func (l *Log) truncateActiveLocked(offset int64) error {
 	if err != nil {
 		return err
 	}
+	// A seqlock: gen is odd while the segment shrinks, and readers that
+	// saw another gen, or an odd one, drop what they read and reposition
+	// (waiting on mu while it is odd).
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.gen.Add(1)
+	defer func() {
+		a.gen.Add(1)
+		a.mu.Unlock()
+	}()
 	a.publish(offset, pos)
 	l.end.Store(offset)
 	rel := offset - a.base

@@ -175,7 +175,7 @@ func (r *Reader) peek() (Frame, int, error) {
 			}
 			continue
 		}
-		if s.gen.Load() != r.gen {
+		if g := s.gen.Load(); g != r.gen || g&1 == 1 {
 			if err := r.reposition(); err != nil {
 				return Frame{}, 0, err
 			}
@@ -334,13 +334,27 @@ func (l *Log) Read(offset int64) (Frame, error) {
 
 func (l *Log) readFrom(s *segment, off int64) (Frame, error) {
 	g := s.gen.Load()
+	if g&1 == 1 {
+		// Shrinking right now: wait for it, then start over.
+		s.mu.RLock()
+		s.mu.RUnlock()
+		return Frame{}, errReposition
+	}
 	if s.dead.Load() {
 		return Frame{}, errReposition
+	}
+	// fail reports a bad record unless the segment changed meanwhile, in
+	// which case what was read may be stale and the caller starts over.
+	fail := func(pos int64, reason string) (Frame, error) {
+		if s.gen.Load() != g {
+			return Frame{}, errReposition
+		}
+		return Frame{}, s.corrupt(pos, off, reason)
 	}
 	endOff := s.endOff.Load()
 	if off >= endOff {
 		if s.sealed {
-			return Frame{}, s.corrupt(-1, off, "offset missing from its segment")
+			return fail(-1, "offset missing from its segment")
 		}
 		return Frame{}, errReposition
 	}
@@ -354,34 +368,31 @@ func (l *Log) readFrom(s *segment, off int64) (Frame, error) {
 	}
 	var h [frameHeaderSize]byte
 	if pos+frameHeaderSize > endPos {
-		return Frame{}, s.corrupt(pos, off, "frame runs past the segment end")
+		return fail(pos, "frame runs past the segment end")
 	}
 	if _, err := s.store.ReadAt(h[:], pos); err != nil {
-		return Frame{}, s.corrupt(pos, off, "store unreadable: "+err.Error())
+		return fail(pos, "store unreadable: "+err.Error())
 	}
 	n, err := frameLen(binary.BigEndian.Uint32(h[:]), l.opts.MaxRecordBytes)
 	if err != nil {
-		if s.gen.Load() != g {
-			return Frame{}, errReposition
-		}
-		return Frame{}, s.corrupt(pos, off, err.Error())
+		return fail(pos, err.Error())
 	}
 	if pos+int64(n) > endPos {
-		return Frame{}, s.corrupt(pos, off, "frame runs past the segment end")
+		return fail(pos, "frame runs past the segment end")
 	}
 	raw := make([]byte, n)
 	if _, err := s.store.ReadAt(raw, pos); err != nil {
-		return Frame{}, s.corrupt(pos, off, "store unreadable: "+err.Error())
+		return fail(pos, "store unreadable: "+err.Error())
 	}
 	f, _, err := DecodeFrame(raw, l.opts.MaxRecordBytes)
-	if s.gen.Load() != g {
-		return Frame{}, errReposition
-	}
 	if err != nil {
-		return Frame{}, s.corrupt(pos, off, err.Error())
+		return fail(pos, err.Error())
 	}
 	if f.Offset != off {
-		return Frame{}, s.corrupt(pos, off, fmt.Sprintf("frame carries offset %d", f.Offset))
+		return fail(pos, fmt.Sprintf("frame carries offset %d", f.Offset))
+	}
+	if s.gen.Load() != g {
+		return Frame{}, errReposition
 	}
 	return f, nil
 }
