@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -9,15 +11,28 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	cleanupBrokerBinary()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // newTestClient connects a plaintext client to the fake cluster.
 func newTestClient(tb testing.TB, c *fakeCluster) *Client {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	return dialTest(tb, c.addrs()...)
+}
+
+func dialTest(tb testing.TB, addrs ...string) *Client {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := New(ctx, Config{Brokers: c.addrs(), Insecure: true})
+	cl, err := New(ctx, Config{Brokers: addrs, Insecure: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -31,7 +46,7 @@ func newTestClient(tb testing.TB, c *fakeCluster) *Client {
 
 func testCtx(tb testing.TB) context.Context {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	tb.Cleanup(cancel)
 	return ctx
 }

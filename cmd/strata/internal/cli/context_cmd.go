@@ -1,8 +1,8 @@
 package cli
 
 import (
-	"flag"
 	"context"
+	"flag"
 	"fmt"
 	"strings"
 )

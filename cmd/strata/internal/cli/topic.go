@@ -294,4 +294,3 @@ func runClusterInfo(ctx context.Context, e *env, args []string) error {
 	}
 	return t.flush()
 }
-
