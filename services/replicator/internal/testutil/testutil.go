@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"net"
 	"testing"
@@ -16,7 +17,8 @@ import (
 )
 
 // Eventually calls cond every tick until it returns nil or timeout passes,
-// then fails the test with cond's last error.
+// then fails the test with cond's last error. An error wrapped with
+// Permanent fails the test at once.
 func Eventually(tb testing.TB, timeout time.Duration, cond func() error) {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
@@ -27,12 +29,23 @@ func Eventually(tb testing.TB, timeout time.Duration, cond func() error) {
 		if err == nil {
 			return
 		}
+		var p permanent
+		if errors.As(err, &p) {
+			tb.Fatal(p.err)
+		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("condition not met within %s: %v", timeout, err)
 		}
 		<-tick.C
 	}
 }
+
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+
+// Permanent marks an error that no amount of waiting will fix.
+func Permanent(err error) error { return permanent{err} }
 
 // CA is an in-test certificate authority.
 type CA struct {

@@ -1,0 +1,190 @@
+package applier
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/replicator/internal/metadata"
+	"github.com/strata-log/strata/services/replicator/internal/testutil"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeBroker records calls and can be made to fail.
+type fakeBroker struct {
+	mu    sync.Mutex
+	calls  []*stratav1.ApplyPartitionStateRequest
+	down   bool
+	failed int
+	ready chan struct{}
+}
+
+func (b *fakeBroker) ApplyPartitionState(_ context.Context, req *stratav1.ApplyPartitionStateRequest) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.down {
+		b.failed++
+		return status.Error(codes.Unavailable, "broker down")
+	}
+	b.calls = append(b.calls, req)
+	return nil
+}
+
+func (b *fakeBroker) failures() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failed
+}
+
+func (b *fakeBroker) Ready() <-chan struct{} { return b.ready }
+
+func (b *fakeBroker) setDown(v bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.down = v
+}
+
+// count returns how many calls were made for topic/partition and the last.
+func (b *fakeBroker) count(topic string, p int32) (int, *stratav1.ApplyPartitionStateRequest) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	var last *stratav1.ApplyPartitionStateRequest
+	for _, c := range b.calls {
+		if c.Topic == topic && c.Partition == p {
+			n++
+			last = c
+		}
+	}
+	return n, last
+}
+
+type env struct {
+	fsm    *metadata.FSM
+	broker *fakeBroker
+	index  uint64
+}
+
+func (e *env) apply(t *testing.T, cmd metadata.Command) {
+	t.Helper()
+	e.index++
+	if err := e.fsm.ApplyCommand(e.index, cmd); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func start(t *testing.T) *env {
+	t.Helper()
+	e := &env{fsm: metadata.NewFSM(zaptest.NewLogger(t)), broker: &fakeBroker{ready: make(chan struct{}, 1)}}
+	for id := int32(1); id <= 3; id++ {
+		e.apply(t, metadata.Command{Type: metadata.CmdRegisterBroker, RegisterBroker: &metadata.RegisterBroker{ID: id,
+			BrokerAddress: fmt.Sprintf("b%d:9092", id), ReplicatorAddress: "r", RaftAddress: "f", Alive: true}})
+	}
+	a := New(2, e.fsm, e.broker, Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+func waitCall(t *testing.T, b *fakeBroker, topic string, p int32, n int, check func(*stratav1.ApplyPartitionStateRequest) error) {
+	t.Helper()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		got, last := b.count(topic, p)
+		if got < n {
+			return fmt.Errorf("%s/%d: %d calls, want %d", topic, p, got, n)
+		}
+		if got > n {
+			return testutil.Permanent(fmt.Errorf("%s/%d: %d calls, want exactly %d", topic, p, got, n))
+		}
+		return check(last)
+	})
+}
+
+func TestAppliesOnlyLocalPartitionsAndChanges(t *testing.T) {
+	e := start(t)
+	// Partition 0 on [2 1], partition 1 on [1 3] (not ours), partition 2 on [3 2].
+	e.apply(t, metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "t",
+		Config: metadata.TopicConfig{Partitions: 3, ReplicationFactor: 2}, Assignment: [][]int32{{2, 1}, {1, 3}, {3, 2}}}})
+	waitCall(t, e.broker, "t", 0, 1, func(r *stratav1.ApplyPartitionStateRequest) error {
+		if r.Role != stratav1.Role_ROLE_LEADER || r.LeaderId != 2 || r.LeaderAddress != "b2:9092" || len(r.Isr) != 2 || r.Config.GetReplicationFactor() != 2 {
+			return fmt.Errorf("p0: %v", r)
+		}
+		return nil
+	})
+	waitCall(t, e.broker, "t", 2, 1, func(r *stratav1.ApplyPartitionStateRequest) error {
+		if r.Role != stratav1.Role_ROLE_FOLLOWER || r.LeaderId != 3 || r.LeaderAddress != "b3:9092" {
+			return fmt.Errorf("p2: %v", r)
+		}
+		return nil
+	})
+	if n, _ := e.broker.count("t", 1); n != 0 {
+		t.Fatalf("applied a partition without a local replica %d times", n)
+	}
+	// A change to partition 2 only re-applies partition 2.
+	e.apply(t, metadata.Command{Type: metadata.CmdElectLeader, ElectLeader: &metadata.ElectLeader{Topic: "t", Partition: 2, Leader: 2, ISR: []int32{2}}})
+	waitCall(t, e.broker, "t", 2, 2, func(r *stratav1.ApplyPartitionStateRequest) error {
+		if r.Role != stratav1.Role_ROLE_LEADER || r.LeaderEpoch != 1 {
+			return fmt.Errorf("p2: %v", r)
+		}
+		return nil
+	})
+	if n, _ := e.broker.count("t", 0); n != 1 {
+		t.Fatalf("unchanged partition re-applied: %d calls", n)
+	}
+	// Deleting the topic sends ROLE_NONE.
+	e.apply(t, metadata.Command{Type: metadata.CmdDeleteTopic, DeleteTopic: &metadata.DeleteTopic{Name: "t"}})
+	waitCall(t, e.broker, "t", 0, 2, func(r *stratav1.ApplyPartitionStateRequest) error {
+		if r.Role != stratav1.Role_ROLE_NONE {
+			return fmt.Errorf("p0 after delete: %v", r)
+		}
+		return nil
+	})
+}
+
+func TestReappliesEverythingAfterBrokerRestart(t *testing.T) {
+	e := start(t)
+	e.apply(t, metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "t",
+		Config: metadata.TopicConfig{Partitions: 2, ReplicationFactor: 2}, Assignment: [][]int32{{2, 1}, {2, 1}}}})
+	ok := func(*stratav1.ApplyPartitionStateRequest) error { return nil }
+	waitCall(t, e.broker, "t", 0, 1, ok)
+	waitCall(t, e.broker, "t", 1, 1, ok)
+
+	// The broker goes down; a change to partition 0 fails (Unavailable)
+	// and is retried with backoff; once the broker is back every
+	// partition is applied again, not only the changed one.
+	e.broker.setDown(true)
+	e.apply(t, metadata.Command{Type: metadata.CmdChangeISR, ChangeISR: &metadata.ChangeISR{Topic: "t", Partition: 0, LeaderID: 2, ISR: []int32{2}}})
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if e.broker.failures() < 2 {
+			return fmt.Errorf("%d failed calls, want retries", e.broker.failures())
+		}
+		return nil
+	})
+	e.broker.setDown(false)
+	waitCall(t, e.broker, "t", 0, 2, func(r *stratav1.ApplyPartitionStateRequest) error {
+		if len(r.Isr) != 1 {
+			return fmt.Errorf("%v", r)
+		}
+		return nil
+	})
+	waitCall(t, e.broker, "t", 1, 2, ok)
+
+	// A restart seen through the readiness signal re-applies everything.
+	e.broker.ready <- struct{}{}
+	waitCall(t, e.broker, "t", 0, 3, ok)
+	waitCall(t, e.broker, "t", 1, 3, ok)
+}
