@@ -1,0 +1,69 @@
+package config
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+)
+
+var key = base64.StdEncoding.EncodeToString(make([]byte, 32))
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func valid() []string {
+	return []string{"--node-id=2", "--cluster-key=" + key, "--tls-cert=c", "--tls-key=k", "--tls-ca=ca",
+		"--serf-advertise=10.0.0.2:7946", "--raft-advertise=10.0.0.2:7947", "--advertise=10.0.0.2:9093"}
+}
+
+func TestParseFlagsAndEnv(t *testing.T) {
+	c, err := Parse(append(valid(), "--join=a:1, b:2", "--bootstrap-expect=3"),
+		env(map[string]string{"STRATA_DATA_DIR": "/data", "STRATA_NODE_ID": "7", "STRATA_PREFERRED_LEADER_INTERVAL": "1m"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NodeID != 2 { // the flag wins over STRATA_NODE_ID
+		t.Fatalf("node id %d", c.NodeID)
+	}
+	if c.DataDir != "/data" || c.PreferredLeaderInterval != time.Minute {
+		t.Fatalf("env not applied: %+v", c)
+	}
+	if len(c.Join) != 2 || c.Join[1] != "b:2" || c.BootstrapExpect != 3 {
+		t.Fatalf("join %q expect %d", c.Join, c.BootstrapExpect)
+	}
+	if c.BrokerAdvertise != c.BrokerAddr {
+		t.Fatalf("broker advertise %q", c.BrokerAdvertise)
+	}
+}
+
+func TestValidateNamesTheProblem(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"node id", []string{"--node-id=0"}, nil, "node-id"},
+		{"short key", []string{"--cluster-key=" + base64.StdEncoding.EncodeToString([]byte("short"))}, nil, "32 bytes"},
+		{"no tls", []string{"--tls-ca="}, nil, "tls-cert, tls-key and tls-ca"},
+		{"wildcard advertise", []string{"--raft-advertise=0.0.0.0:7947"}, nil, "raft-advertise"},
+		{"bad join", []string{"--join=nohostport"}, nil, "join"},
+		{"both bootstraps", []string{"--bootstrap", "--bootstrap-expect=3"}, nil, "exclusive"},
+		{"bad env", nil, map[string]string{"STRATA_BOOTSTRAP_EXPECT": "three"}, "STRATA_BOOTSTRAP_EXPECT"},
+		{"log format", []string{"--log-format=xml"}, nil, "log-format"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(append(valid(), tc.args...), env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want mention of %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDefaultNeedsOnlySecrets(t *testing.T) {
+	if err := Default().Validate(); err == nil {
+		t.Fatal("default config without key and certs validated")
+	}
+}
