@@ -294,3 +294,5 @@ func runClusterInfo(ctx context.Context, e *env, args []string) error {
 	}
 	return t.flush()
 }
+
+func newTopicConfig() *stratav1.TopicConfig { return &stratav1.TopicConfig{} }
