@@ -43,6 +43,9 @@ type Options struct {
 	// Resolve maps a Raft address to the node id serving it (from Serf
 	// tags); the node falls back to its Raft configuration.
 	Resolve PeerResolver
+	// Known reports whether a node id is a Serf member; the node also
+	// accepts the ids of its Raft configuration.
+	Known PeerKnown
 	// Tune, if set, adjusts the Raft config (tests shorten timeouts).
 	Tune func(*raft.Config)
 	// ApplyTimeout bounds enqueueing a command; default 10s.
@@ -102,7 +105,7 @@ func New(opts Options, fsm raft.FSM, lg *zap.Logger) (n *Node, err error) {
 			return nil, fmt.Errorf("consensus: advertise address %q: %w", opts.Advertise, err)
 		}
 	}
-	stream := NewStreamLayer(opts.Listener, adv, opts.ServerTLS, opts.ClientTLS, n.resolve)
+	stream := NewStreamLayer(opts.Listener, adv, opts.ServerTLS, opts.ClientTLS, n.resolve, n.known)
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hl})
 	hasState, err := raft.HasExistingState(n.store, n.store, snaps)
@@ -139,6 +142,21 @@ func (n *Node) resolve(addr raft.ServerAddress) (int32, bool) {
 		}
 	}
 	return 0, false
+}
+
+func (n *Node) known(id int32) bool {
+	if n.opts.Known != nil && n.opts.Known(id) {
+		return true
+	}
+	if n.raft == nil {
+		return false
+	}
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		if s.ID == ServerID(id) {
+			return true
+		}
+	}
+	return false
 }
 
 // HasState reports whether the node started with stored Raft state.

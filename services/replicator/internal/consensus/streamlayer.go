@@ -27,10 +27,14 @@ type PeerResolver func(addr raft.ServerAddress) (nodeID int32, ok bool)
 // PeerCN is the certificate common name of replicator id.
 func PeerCN(id int32) string { return "replicator-" + strconv.Itoa(int(id)) }
 
+// PeerKnown reports whether node id is a member of the cluster (in Serf or
+// in the Raft configuration).
+type PeerKnown func(id int32) bool
+
 // StreamLayer is a raft.StreamLayer over mutual TLS. Accepted peers must
-// present a certificate for some replicator-<id>; a dialled peer must
-// present exactly replicator-<id> for the id the resolver gives for the
-// dialled address.
+// present a certificate for replicator-<id> of a known member; a dialled
+// peer must present exactly replicator-<id> for the id the resolver gives
+// for the dialled address.
 type StreamLayer struct {
 	ln        net.Listener
 	advertise net.Addr
@@ -44,7 +48,8 @@ var _ raft.StreamLayer = (*StreamLayer)(nil)
 // NewStreamLayer wraps ln (a plain TCP listener). server must hold this
 // node's certificate and the CAs for client certs; client must hold this
 // node's certificate and the root CAs. advertise may be nil (ln's address).
-func NewStreamLayer(ln net.Listener, advertise net.Addr, server, client *tls.Config, resolve PeerResolver) *StreamLayer {
+// known may be nil: then any replicator certificate is accepted.
+func NewStreamLayer(ln net.Listener, advertise net.Addr, server, client *tls.Config, resolve PeerResolver, known PeerKnown) *StreamLayer {
 	if advertise == nil {
 		advertise = ln.Addr()
 	}
@@ -55,17 +60,17 @@ func NewStreamLayer(ln net.Listener, advertise net.Addr, server, client *tls.Con
 		if err != nil {
 			return err
 		}
-		if id, ok := strings.CutPrefix(cn, "replicator-"); !ok || !validID(id) {
+		idStr, ok := strings.CutPrefix(cn, "replicator-")
+		id, err := strconv.ParseInt(idStr, 10, 32)
+		if !ok || err != nil || id <= 0 {
 			return fmt.Errorf("%w: %q is not a replicator", ErrPeerIdentity, cn)
+		}
+		if known != nil && !known(int32(id)) {
+			return fmt.Errorf("%w: %q is not a member of this cluster", ErrPeerIdentity, cn)
 		}
 		return nil
 	})
 	return &StreamLayer{ln: ln, advertise: advertise, server: srv, client: client, resolve: resolve}
-}
-
-func validID(s string) bool {
-	n, err := strconv.ParseInt(s, 10, 32)
-	return err == nil && n > 0
 }
 
 func chainVerify(first, second func(tls.ConnectionState) error) func(tls.ConnectionState) error {

@@ -23,7 +23,8 @@ func serve(t *testing.T, ca *testutil.CA, cn string) *StreamLayer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sl := NewStreamLayer(ln, nil, ca.ServerTLS(t, cn), ca.ClientTLS(t, cn), func(raft.ServerAddress) (int32, bool) { return 0, false })
+	sl := NewStreamLayer(ln, nil, ca.ServerTLS(t, cn), ca.ClientTLS(t, cn), func(raft.ServerAddress) (int32, bool) { return 0, false },
+		func(id int32) bool { return id <= 3 })
 	t.Cleanup(func() {
 		if err := sl.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			t.Error(err)
@@ -111,6 +112,7 @@ func TestStreamLayerAcceptRequiresReplicatorCert(t *testing.T) {
 		ok     bool
 	}{
 		{"replicator", ca.ClientTLS(t, "replicator-3"), true},
+		{"unknown replicator", ca.ClientTLS(t, "replicator-9"), false},
 		{"broker", ca.ClientTLS(t, "broker-3"), false},
 		{"admin", ca.ClientTLS(t, "admin"), false},
 		{"foreign CA", &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca.Pool,

@@ -105,7 +105,7 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 
 	n.raft, err = consensus.New(consensus.Options{
 		NodeID: opts.NodeID, Dir: opts.DataDir, Listener: opts.RaftListener, Advertise: opts.RaftAdvertise,
-		ServerTLS: opts.ServerTLS, ClientTLS: opts.ClientTLS, Resolve: n.resolveRaftPeer, Tune: opts.TuneRaft,
+		ServerTLS: opts.ServerTLS, ClientTLS: opts.ClientTLS, Resolve: n.resolveRaftPeer, Known: n.isMember, Tune: opts.TuneRaft,
 	}, n.fsm, lg)
 	if err != nil {
 		opts.GRPCListener.Close()
@@ -203,6 +203,16 @@ func (n *Node) resolveRaftPeer(addr raft.ServerAddress) (int32, bool) {
 		}
 	}
 	return 0, false
+}
+
+// isMember reports whether id is a Serf member in any status.
+func (n *Node) isMember(id int32) bool {
+	for _, m := range n.Members() {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // onMemberEvent runs on the membership event goroutine.

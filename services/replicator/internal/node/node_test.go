@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -71,12 +73,13 @@ func (b *fakeBroker) get(topic string, p int32) *stratav1.ApplyPartitionStateReq
 }
 
 type testNode struct {
-	id                 int32
-	dir                string
-	serf, raft, grpc   string
-	broker             *fakeBroker
-	node               *Node
-	serverTLS, clientT any
+	id               int32
+	dir              string
+	serf, raft, grpc string
+	broker           *fakeBroker
+	node             *Node
+	// cn overrides the certificate common name (default replicator-<id>).
+	cn string
 }
 
 type cluster struct {
@@ -145,10 +148,17 @@ func (c *cluster) start(tn *testNode, lg *zap.Logger) {
 			join = append(join, o.serf)
 		}
 	}
+	metricsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	cn := "replicator-" + strconv.Itoa(int(tn.id))
+	if tn.cn != "" {
+		cn = tn.cn
+	}
 	n, err := Start(Options{
 		NodeID: tn.id, DataDir: tn.dir, SerfBind: tn.serf, Join: join, ClusterKey: c.key,
-		RaftListener: raftLn, GRPCListener: grpcLn,
+		RaftListener: raftLn, GRPCListener: grpcLn, MetricsListener: metricsLn,
 		BrokerAdvertise: fmt.Sprintf("broker-%d.test:9092", tn.id), Broker: tn.broker,
 		BootstrapExpect: len(c.nodes),
 		ServerTLS:       c.ca.ServerTLS(c.t, cn), ClientTLS: c.ca.ClientTLS(c.t, cn),
@@ -298,6 +308,26 @@ func TestClusterFailoverRestartAndFullRestart(t *testing.T) {
 		t.Fatalf("metadata: controller %d brokers %d topics %d cluster %q", md.ControllerId, len(md.Brokers), len(md.Topics), md.ClusterId)
 	}
 
+	for _, r := range md.Brokers {
+		want := "follower"
+		if r.Id == first.id {
+			want = "leader"
+		}
+		if !r.Alive || r.RaftRole != want || r.Address != fmt.Sprintf("broker-%d.test:9092", r.Id) {
+			t.Fatalf("broker info %v", r)
+		}
+	}
+	body := scrape(t, first.node)
+	for _, want := range []string{
+		`strata_partitions{state="online"} 6`, `strata_partitions{state="offline"} 0`,
+		`strata_serf_members{status="alive"} 3`, `strata_raft_state{state="Leader"} 1`,
+		`strata_controller_actions_total{kind="create_topic"} 1`, `strata_raft_commit_index`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("metrics lack %q:\n%s", want, body)
+		}
+	}
+
 	// Kill the Raft leader abruptly: its partitions move to ISR members
 	// with a higher epoch, and the new Raft leader keeps the metadata.
 	before := first.node.FSM().State().Topics["orders"]
@@ -419,4 +449,93 @@ func waitApplied(t *testing.T, c *cluster, topic string, partitions int32) {
 	})
 }
 
-var _ = base64.StdEncoding
+func scrape(t *testing.T, n *Node) string {
+	t.Helper()
+	cl := &http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Get("http://" + n.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.CloseIdleConnections()
+	return string(b)
+}
+
+func TestGracefulLeaveRemovesFromRaft(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	c := newCluster(t, 3)
+	for _, tn := range c.nodes {
+		c.start(tn, lg)
+	}
+	c.leader(15 * time.Second)
+	c.waitBrokers(15*time.Second, map[int32]bool{1: true, 2: true, 3: true})
+	var leaving *testNode
+	for _, tn := range c.nodes {
+		if !tn.node.Raft().IsLeader() {
+			leaving = tn
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leaving.node.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leaving.node = nil
+	c.waitBrokers(10*time.Second, map[int32]bool{leaving.id: false})
+	testutil.Eventually(t, 10*time.Second, func() error {
+		servers, err := c.leader(5 * time.Second).node.Raft().Servers()
+		if err != nil {
+			return err
+		}
+		for _, s := range servers {
+			if s.ID == raft.ServerID(strconv.Itoa(int(leaving.id))) {
+				return fmt.Errorf("left node %d still in raft %v", leaving.id, servers)
+			}
+		}
+		return nil
+	})
+}
+
+func TestRaftRejectsPeerWithMismatchedCN(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	lg := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel+1))
+	c := newCluster(t, 3)
+	impostor := c.nodes[2]
+	impostor.cn = "replicator-9" // a valid replicator cert, but not node 3's
+	for _, tn := range c.nodes {
+		c.start(tn, lg)
+	}
+	leader := c.leader(15 * time.Second)
+	if leader == impostor {
+		t.Fatal("impostor became leader")
+	}
+	testutil.Eventually(t, 15*time.Second, func() error {
+		if alive := leader.node.FSM().State().AliveBrokerIDs(); len(alive) != 3 {
+			return fmt.Errorf("alive brokers %v", alive)
+		}
+		return nil
+	})
+	topics, _ := c.client(leader)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "t", Config: &stratav1.TopicConfig{Partitions: 3, ReplicationFactor: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	// The majority committed many entries; the impostor received none,
+	// because the leader's dial rejects its certificate.
+	if got := impostor.node.FSM().State(); got.Index != 0 || len(got.Brokers) != 0 {
+		t.Fatalf("impostor replicated state: index %d, brokers %d", got.Index, len(got.Brokers))
+	}
+	if ci := impostor.node.Raft().Stats().CommitIndex; ci != 0 {
+		t.Fatalf("impostor commit index %d", ci)
+	}
+}
