@@ -147,4 +147,3 @@ func decodeEpochs(data []byte) ([]EpochEntry, error) {
 	}
 	return out, nil
 }
-

@@ -193,8 +193,8 @@ type faultFile struct {
 func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	if f.store && f.fs.failWrite.Load() {
 		// A short write: half the bytes reach the file.
-		n, _ := f.File.WriteAt(p[:len(p)/2], off)
-		return n, errInjected
+		n, err := f.File.WriteAt(p[:len(p)/2], off)
+		return n, errors.Join(errInjected, err)
 	}
 	return f.File.WriteAt(p, off)
 }

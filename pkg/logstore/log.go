@@ -29,7 +29,7 @@ type Log struct {
 	end      atomic.Int64 // visible log end offset
 	size     atomic.Int64 // bytes of all stores
 	isClosed atomic.Bool
-	failure  atomic.Pointer[error]         // sticky write failure
+	failure  atomic.Pointer[error]        // sticky write failure
 	corrupt  atomic.Pointer[CorruptError] // latest corruption seen
 	stats    counters
 

@@ -181,8 +181,8 @@ func TestDeleteBefore(t *testing.T) {
 		before, wantStart int64
 	}{
 		{before: 0, wantStart: 0},
-		{before: 4, wantStart: 0},  // segment [0,5) is not entirely below 4
-		{before: 5, wantStart: 5},  // it is below 5
+		{before: 4, wantStart: 0},   // segment [0,5) is not entirely below 4
+		{before: 5, wantStart: 5},   // it is below 5
 		{before: 12, wantStart: 10}, // [10,15) holds 12
 		{before: 100, wantStart: 20},
 	}
@@ -311,10 +311,10 @@ func TestEpochs(t *testing.T) {
 	if e, end := l.EndOffsetForEpoch(5); e != -1 || end != -1 {
 		t.Fatalf("EndOffsetForEpoch on no epochs = %d, %d", e, end)
 	}
-	appendN(t, l, 1, 5, 5)  // epoch 1: [0,5)
-	appendN(t, l, 1, 2, 1)  // same epoch: no entry
-	appendN(t, l, 3, 4, 2)  // epoch 3: [7,11)
-	appendN(t, l, 6, 1, 1)  // epoch 6: [11,12)
+	appendN(t, l, 1, 5, 5) // epoch 1: [0,5)
+	appendN(t, l, 1, 2, 1) // same epoch: no entry
+	appendN(t, l, 3, 4, 2) // epoch 3: [7,11)
+	appendN(t, l, 6, 1, 1) // epoch 6: [11,12)
 	if _, err := l.Append(5, []Record{{Payload: []byte("x")}}); !errors.Is(err, ErrStaleEpoch) {
 		t.Fatalf("stale epoch append: %v", err)
 	}
