@@ -277,6 +277,16 @@ func (n *Node) leadershipLoop(ctx context.Context) {
 	}
 }
 
+// AlterPartition proposes an ISR change for a partition led by leaderID in
+// leaderEpoch (Kafka's AlterPartition): the hand-off point for the ISR
+// shrink/expand logic. It must run on the Raft leader (else
+// consensus.ErrNotLeader); the FSM rejects it with metadata.ErrStaleEpoch
+// when leaderEpoch is no longer current.
+func (n *Node) AlterPartition(ctx context.Context, topic string, partition, leaderID, leaderEpoch int32, isr []int32) error {
+	return n.raft.Propose(ctx, metadata.Command{Type: metadata.CmdChangeISR, ChangeISR: &metadata.ChangeISR{
+		Topic: topic, Partition: partition, LeaderID: leaderID, LeaderEpoch: leaderEpoch, ISR: slices.Clone(isr)}})
+}
+
 // FSM exposes the metadata state machine (read-only use).
 func (n *Node) FSM() *metadata.FSM { return n.fsm }
 

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -300,6 +301,55 @@ func TestClusterFailoverRestartAndFullRestart(t *testing.T) {
 	// Every node's broker learns its role for every partition.
 	waitApplied(t, c, "orders", 6)
 
+	// The other Topics calls, through the follower.
+	if _, err := topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "scratch"}); err != nil {
+		t.Fatal(err)
+	}
+	alt, err := topics.AlterTopicConfig(ctx, &stratav1.AlterTopicConfigRequest{Name: "orders",
+		Config: &stratav1.TopicConfig{RetentionMs: 60000}})
+	if err != nil || alt.Topic.Config.RetentionMs != 60000 || alt.Topic.Config.MinInsyncReplicas != 2 {
+		t.Fatalf("alter: %v %v", alt, err)
+	}
+	if _, err := topics.AlterTopicConfig(ctx, &stratav1.AlterTopicConfigRequest{Name: "orders",
+		Config: &stratav1.TopicConfig{Partitions: 9}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("alter partitions: got %v, want InvalidArgument", err)
+	}
+	if _, err := topics.DeleteTopic(ctx, &stratav1.DeleteTopicRequest{Name: "scratch"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topics.DeleteTopic(ctx, &stratav1.DeleteTopicRequest{Name: "scratch"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("delete twice: got %v, want NotFound", err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		list, err := topics.ListTopics(ctx, &stratav1.ListTopicsRequest{})
+		if err != nil {
+			return err
+		}
+		if len(list.Topics) != 1 || list.Topics[0].Name != "orders" {
+			return fmt.Errorf("list: %v", list.Topics)
+		}
+		d, err := topics.DescribeTopic(ctx, &stratav1.DescribeTopicRequest{Name: "orders"})
+		if err != nil {
+			return err
+		}
+		if d.Topic.Config.RetentionMs != 60000 {
+			return fmt.Errorf("describe on follower not caught up: %v", d.Topic.Config)
+		}
+		return nil
+	})
+	if _, err := topics.DescribeTopic(ctx, &stratav1.DescribeTopicRequest{Name: "nope"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("describe missing: got %v", err)
+	}
+
+	// ISR hand-off: a stale AlterPartition is refused, a current one applied.
+	p0 := first.node.FSM().State().Topics["orders"].Partitions[0]
+	if err := first.node.AlterPartition(ctx, "orders", 0, p0.Leader, p0.LeaderEpoch+1, p0.ISR[:1]); !errors.Is(err, metadata.ErrStaleEpoch) {
+		t.Fatalf("stale AlterPartition: got %v", err)
+	}
+	if err := first.node.AlterPartition(ctx, "orders", 0, p0.Leader, p0.LeaderEpoch, p0.ISR); err != nil {
+		t.Fatal(err)
+	}
+
 	md, err := meta.Metadata(ctx, &stratav1.MetadataRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +371,7 @@ func TestClusterFailoverRestartAndFullRestart(t *testing.T) {
 	for _, want := range []string{
 		`strata_partitions{state="online"} 6`, `strata_partitions{state="offline"} 0`,
 		`strata_serf_members{status="alive"} 3`, `strata_raft_state{state="Leader"} 1`,
-		`strata_controller_actions_total{kind="create_topic"} 1`, `strata_raft_commit_index`,
+		`strata_controller_actions_total{kind="create_topic"} 2`, `strata_controller_actions_total{kind="delete_topic"} 1`, `strata_raft_commit_index`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("metrics lack %q:\n%s", want, body)
