@@ -12,6 +12,7 @@ require (
 	github.com/hashicorp/serf v0.10.2
 	github.com/prometheus/client_golang v1.11.1
 	github.com/strata-log/strata/pkg/proto v0.0.0-00010101000000-000000000000
+	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12

@@ -21,11 +21,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeBroker records calls and can be made to fail.
 type fakeBroker struct {
-	mu    sync.Mutex
+	mu     sync.Mutex
 	calls  []*stratav1.ApplyPartitionStateRequest
 	down   bool
 	failed int
-	ready chan struct{}
+	ready  chan struct{}
 }
 
 func (b *fakeBroker) ApplyPartitionState(_ context.Context, req *stratav1.ApplyPartitionStateRequest) error {
