@@ -24,7 +24,7 @@ echo "== benchmarks: -count=$COUNT -benchtime=$BENCHTIME" >&2
 (cd pkg/logstore && $GO test -run '^$' -bench . -benchtime "$BENCHTIME" -count "$COUNT" -benchmem) | tee "$work/bench.txt" >&2
 
 # dd of the same total size as the median 1 KiB batch-256 fsync=never run.
-bytes=$(awk '/^BenchmarkAppend\/fsync=never\/size=1024\/batch=256-/ {printf "%d\n", $2 * 256 * 1048}' "$work/bench.txt" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+bytes=$(awk '/^BenchmarkAppend\/fsync=never\/size=1024\/batch=256-/ {printf "%.0f\n", $2 * 256 * 1048}' "$work/bench.txt" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 mib=$(( (bytes + 1048575) / 1048576 ))
 [ "$mib" -lt 64 ] && mib=64
 dd_mbs() { # prints MB/s (10^6 bytes/s) of a dd run
