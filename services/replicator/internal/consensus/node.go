@@ -208,6 +208,10 @@ func (n *Node) Propose(ctx context.Context, cmd metadata.Command) error {
 	return nil
 }
 
+// Barrier waits until every entry committed before it is applied to the
+// FSM here. A new leader calls it before acting on the metadata.
+func (n *Node) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
+
 // Servers returns the latest Raft configuration.
 func (n *Node) Servers() ([]raft.Server, error) {
 	f := n.raft.GetConfiguration()

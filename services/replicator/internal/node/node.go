@@ -266,7 +266,9 @@ func (n *Node) leadershipLoop(ctx context.Context) {
 				done := make(chan struct{})
 				go func() {
 					defer close(done)
-					n.ctrl.Run(cctx)
+					if n.barrier(cctx) {
+						n.ctrl.Run(cctx)
+					}
 				}()
 				stop = func() { cancel(); <-done }
 			case !leader && stop != nil:
@@ -285,6 +287,26 @@ func (n *Node) leadershipLoop(ctx context.Context) {
 func (n *Node) AlterPartition(ctx context.Context, topic string, partition, leaderID, leaderEpoch int32, isr []int32) error {
 	return n.raft.Propose(ctx, metadata.Command{Type: metadata.CmdChangeISR, ChangeISR: &metadata.ChangeISR{
 		Topic: topic, Partition: partition, LeaderID: leaderID, LeaderEpoch: leaderEpoch, ISR: slices.Clone(isr)}})
+}
+
+// barrier waits until the FSM holds every committed entry, so that a new
+// controller acts on current metadata. It retries until ctx is done and
+// reports whether it succeeded.
+func (n *Node) barrier(ctx context.Context) bool {
+	for {
+		err := n.raft.Barrier(5 * time.Second)
+		if err == nil {
+			return true
+		}
+		n.lg.Warn("raft barrier failed; retrying before starting the controller", zap.Error(err))
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
 }
 
 // FSM exposes the metadata state machine (read-only use).
