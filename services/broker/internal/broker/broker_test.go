@@ -423,7 +423,6 @@ func TestMetricsEndpoint(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	cfg := testConfig(t.TempDir())
-	cfg.MaxOpenStreams = 2
 	b, c := startBroker(t, cfg)
 	ctx := ctxT(t)
 	createTopic(t, c, "e", &stratav1.TopicConfig{Partitions: 2, MaxRecordBytes: 1000})
@@ -511,25 +510,6 @@ func TestErrors(t *testing.T) {
 			t.Fatalf("NotLeader detail = %v", nl)
 		}
 	})
-	t.Run("too many streams", func(t *testing.T) {
-		sctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		for i := 0; i < 2; i++ {
-			s, err := c.log.ConsumeStream(sctx, &stratav1.ConsumeStreamRequest{Topic: "e"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.Recv(); err != nil { // open on the server
-				t.Fatal(err)
-			}
-		}
-		s, err := c.log.ConsumeStream(sctx, &stratav1.ConsumeStreamRequest{Topic: "e"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = s.Recv()
-		wantCode(t, err, codes.ResourceExhausted)
-	})
 	t.Run("stream error keeps the stream", func(t *testing.T) {
 		ps, err := c.log.ProduceStream(ctx)
 		if err != nil {
@@ -563,6 +543,35 @@ func TestErrors(t *testing.T) {
 	if r, err := c.log.Consume(ctx, &stratav1.ConsumeRequest{Topic: "e", Offset: 0, MaxRecords: 100}); err != nil || len(r.Records) != 7 {
 		t.Fatalf("after the errors: %v, %v", r, err)
 	}
+}
+
+// A fresh broker, so that no stream of another test still holds a slot.
+func TestTooManyStreams(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.MaxOpenStreams = 2
+	_, c := startBroker(t, cfg)
+	ctx := ctxT(t)
+	createTopic(t, c, "e", nil)
+	if _, err := c.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "e", Records: values(1, "x")}); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i := 0; i < 2; i++ {
+		s, err := c.log.ConsumeStream(sctx, &stratav1.ConsumeStreamRequest{Topic: "e"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); err != nil { // open on the server
+			t.Fatal(err)
+		}
+	}
+	s, err := c.log.ConsumeStream(sctx, &stratav1.ConsumeStreamRequest{Topic: "e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Recv()
+	wantCode(t, err, codes.ResourceExhausted)
 }
 
 func TestAutoCreateTopics(t *testing.T) {
