@@ -77,8 +77,12 @@ up:
 down:
 	@echo "down: will stop the docker compose cluster (control-plane issue)"
 
+## dev: one broker on 127.0.0.1:9092 (metrics :9100), data under ./.data/dev; Ctrl-C stops it
+DEV_FLAGS ?=
 dev:
-	@echo "dev: will run one broker natively on localhost with data under ./.data (broker issue)"
+	@mkdir -p $(BIN) .data/dev
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/strata-broker ./services/broker
+	$(BIN)/strata-broker --data-dir .data/dev --listen 127.0.0.1:9092 --metrics-listen 127.0.0.1:9100 --log-level info $(DEV_FLAGS)
 
 clean:
 	rm -rf $(BIN)
