@@ -274,6 +274,9 @@ func (n *Node) Stats() Stats {
 // Close shuts Raft down and closes the transport and stores.
 func (n *Node) Close() error {
 	err := n.raft.Shutdown().Error()
+	// Close the pooled outbound connections too, so that the peers'
+	// connection handlers see EOF instead of waiting on an idle stream.
+	n.trans.CloseStreams()
 	return errors.Join(err, n.trans.Close(), n.closeStores())
 }
 

@@ -31,22 +31,7 @@ import (
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// glog-free, but these libraries start goroutines that outlive
-		// Shutdown by design:
-		// - go-metrics' inmem sink (raft/serf import armon/go-metrics,
-		//   whose default global sink runs a ticker goroutine forever);
-		goleak.IgnoreTopFunction("github.com/hashicorp/go-metrics.(*InmemSignal).run"),
-		goleak.IgnoreTopFunction("github.com/armon/go-metrics.(*InmemSignal).run"),
-		// - the bbolt/raft-boltdb metrics emitter stops on Close but
-		//   may still be sleeping in its ticker for one period;
-		goleak.IgnoreTopFunction("github.com/hashicorp/raft-boltdb/v2.(*BoltStore).runMetrics"),
-		// - grpc-go's transport closes connections asynchronously.
-		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeBroker records ApplyPartitionState calls: the latest per partition.
 type fakeBroker struct {
