@@ -13,6 +13,9 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/strata-log/strata/pkg/pki"
 
 	"github.com/strata-log/strata/services/broker/internal/config"
 	"github.com/strata-log/strata/services/broker/internal/grpcserver"
@@ -98,8 +101,16 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	if err != nil {
 		return nil, err
 	}
+	creds := opts.GRPC.Creds
+	if creds == nil && cfg.TLSEnabled() {
+		rl, err := pki.NewReloader(pki.Files{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CAFile: cfg.TLSCA}, pki.ReloaderOptions{}, lg)
+		if err != nil {
+			return nil, fmt.Errorf("broker: tls: %w", err)
+		}
+		creds = credentials.NewTLS(rl.ServerConfig())
+	}
 	gopts := grpcserver.Options{
-		Creds:              opts.GRPC.Creds,
+		Creds:              creds,
 		UnaryInterceptors:  append([]grpc.UnaryServerInterceptor{m.UnaryInterceptor()}, opts.GRPC.UnaryInterceptors...),
 		StreamInterceptors: append([]grpc.StreamServerInterceptor{m.StreamInterceptor()}, opts.GRPC.StreamInterceptors...),
 		StatsHandlers:      opts.GRPC.StatsHandlers,
@@ -145,7 +156,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		zap.Stringer("listen", b.lis.Addr()),
 		zap.String("advertise", cfg.AdvertisedAddr()),
 		zap.String("data_dir", cfg.DataDir),
-		zap.Bool("tls", opts.GRPC.Creds != nil))
+		zap.Bool("tls", creds != nil))
 	return b, nil
 }
 

@@ -30,6 +30,13 @@ type Config struct {
 	// AutoCreateTopics creates an unknown topic (with the defaults) on first produce.
 	AutoCreateTopics bool
 
+	// TLSCert, TLSKey and TLSCA turn on mutual TLS for the gRPC listener
+	// (all three or none): the broker's certificate and key, and the CA that
+	// client certificates must chain to. The files reload when they change.
+	TLSCert string
+	TLSKey  string
+	TLSCA   string
+
 	// TopicDefaults fills the zero fields of a CreateTopic config.
 	TopicDefaults topic.Config
 
@@ -139,6 +146,9 @@ func (c Config) Validate() error {
 			bad("metrics-listen %q: %v", c.MetricsListen, err)
 		}
 	}
+	if set := btoi(c.TLSCert != "") + btoi(c.TLSKey != "") + btoi(c.TLSCA != ""); set != 0 && set != 3 {
+		bad("tls-cert, tls-key and tls-ca must be set together (got cert %q, key %q, ca %q)", c.TLSCert, c.TLSKey, c.TLSCA)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -183,6 +193,16 @@ func (c Config) Validate() error {
 		bad("retention-check-interval must be >= 1s, got %s", c.RetentionCheckInterval)
 	}
 	return errors.Join(errs...)
+}
+
+// TLSEnabled reports whether mutual TLS is configured.
+func (c Config) TLSEnabled() bool { return c.TLSCert != "" }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func checkHostPort(addr string) (string, error) {

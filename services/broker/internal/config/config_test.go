@@ -24,6 +24,8 @@ func TestValidate(t *testing.T) {
 		{"wildcard advertise", func(c *Config) { c.Advertise = "0.0.0.0:9092" }, "not a wildcard"},
 		{"metrics off", func(c *Config) { c.MetricsListen = "" }, ""},
 		{"bad metrics listen", func(c *Config) { c.MetricsListen = "9100" }, "metrics-listen"},
+		{"tls complete", func(c *Config) { c.TLSCert, c.TLSKey, c.TLSCA = "c.pem", "k.pem", "ca.pem" }, ""},
+		{"tls without ca", func(c *Config) { c.TLSCert, c.TLSKey = "c.pem", "k.pem" }, "tls-cert, tls-key and tls-ca must be set together"},
 		{"bad log level", func(c *Config) { c.LogLevel = "loud" }, "log-level must be"},
 		{"zero partitions", func(c *Config) { c.TopicDefaults.Partitions = 0 }, "partitions must be in [1, 10000], got 0"},
 		{"bad fsync", func(c *Config) { c.TopicDefaults.Fsync = "sometimes" }, `fsync must be "always"`},

@@ -32,6 +32,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "`address` clients dial (default: --listen)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "Prometheus /metrics HTTP `address` (empty: off)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `level`: debug, info, warn, error")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate `file` of this broker (mutual TLS with --tls-key, --tls-ca)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key `file` of --tls-cert")
+	fs.StringVar(&c.TLSCA, "tls-ca", c.TLSCA, "PEM CA `file` client certificates must chain to")
 	fs.BoolVar(&c.AutoCreateTopics, "auto-create-topics", c.AutoCreateTopics, "create unknown topics with the defaults on first produce")
 
 	fs.Func("default-partitions", "partitions of a new topic (`n`, default 1)", int32Setter(&td.Partitions))
