@@ -97,10 +97,19 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 	n = &Node{lg: lg, opts: opts, fsm: metadata.NewFSM(lg)}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	grpcServing := false
 	defer func() {
-		if err != nil {
-			err = errors.Join(err, n.Kill())
+		if err == nil {
+			return
 		}
+		// Listeners not yet handed to a server are closed here.
+		if !grpcServing {
+			err = errors.Join(err, opts.GRPCListener.Close())
+		}
+		if n.httpSrv == nil && opts.MetricsListener != nil {
+			err = errors.Join(err, opts.MetricsListener.Close())
+		}
+		err = errors.Join(err, n.Kill())
 	}()
 
 	n.raft, err = consensus.New(consensus.Options{
@@ -108,7 +117,6 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 		ServerTLS: opts.ServerTLS, ClientTLS: opts.ClientTLS, Resolve: n.resolveRaftPeer, Known: n.isMember, Tune: opts.TuneRaft,
 	}, n.fsm, lg)
 	if err != nil {
-		opts.GRPCListener.Close()
 		return nil, err
 	}
 	n.metrics = metrics.New(metrics.Sources{Members: n.membersByStatus, Raft: n.raft.Stats, State: n.fsm.State})
@@ -120,7 +128,6 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 	if opts.Bootstrap && !n.raft.HasState() {
 		if err := n.raft.Bootstrap([]raft.Server{{ID: consensus.ServerID(opts.NodeID),
 			Address: raft.ServerAddress(n.raftAdvertise()), Suffrage: raft.Voter}}); err != nil {
-			opts.GRPCListener.Close()
 			return nil, fmt.Errorf("node: bootstrap: %w", err)
 		}
 	}
@@ -128,6 +135,7 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 	n.fwd = grpcserver.NewForwarder(opts.ClientTLS)
 	n.grpc, n.health = grpcserver.New(opts.ServerTLS, grpcserver.Deps{State: n.fsm, Controller: n.ctrl,
 		Cluster: clusterView{n}, Forwarder: n.fwd}, lg)
+	grpcServing = true
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -146,7 +146,7 @@ func (c *cluster) start(tn *testNode, lg *zap.Logger) {
 		NodeID: tn.id, DataDir: tn.dir, SerfBind: tn.serf, Join: join, ClusterKey: c.key,
 		RaftListener: raftLn, GRPCListener: grpcLn, MetricsListener: metricsLn,
 		BrokerAdvertise: fmt.Sprintf("broker-%d.test:9092", tn.id), Broker: tn.broker,
-		BootstrapExpect: len(c.nodes),
+		BootstrapExpect: bootstrapExpect(len(c.nodes)), Bootstrap: len(c.nodes) == 1,
 		ServerTLS:       c.ca.ServerTLS(c.t, cn), ClientTLS: c.ca.ClientTLS(c.t, cn),
 		Controller: controller.Options{ReconcileInterval: 500 * time.Millisecond, PreferredLeaderInterval: -1},
 		Applier:    applier.Options{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
@@ -573,4 +573,45 @@ func TestRaftRejectsPeerWithMismatchedCN(t *testing.T) {
 	if ci := impostor.node.Raft().Stats().CommitIndex; ci != 0 {
 		t.Fatalf("impostor commit index %d", ci)
 	}
+}
+
+// bootstrapExpect is 0 for a single node (it uses --bootstrap instead).
+func bootstrapExpect(n int) int {
+	if n == 1 {
+		return 0
+	}
+	return n
+}
+
+func TestSingleNodeBootstrapAndRestart(t *testing.T) {
+	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	c := newCluster(t, 1)
+	tn := c.nodes[0]
+	c.start(tn, lg)
+	c.leader(10 * time.Second)
+	c.waitBrokers(10*time.Second, map[int32]bool{1: true})
+	topics, meta := c.client(tn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "solo", Config: &stratav1.TopicConfig{Partitions: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Topic.Config.ReplicationFactor != 1 || resp.Topic.Partitions[1].LeaderId != 1 || resp.Topic.Partitions[1].LeaderAddress != "broker-1.test:9092" {
+		t.Fatalf("single-node topic: %v", resp.Topic)
+	}
+	waitApplied(t, c, "solo", 2)
+	c.kill(tn)
+	c.start(tn, lg) // --bootstrap again is a no-op with stored state
+	c.leader(10 * time.Second)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		md, err := meta.Metadata(ctx, &stratav1.MetadataRequest{Topics: []string{"solo", "missing"}})
+		if err != nil {
+			return err
+		}
+		if len(md.Topics) != 1 || md.ControllerId != 1 {
+			return fmt.Errorf("metadata after restart: %v", md)
+		}
+		return nil
+	})
 }
