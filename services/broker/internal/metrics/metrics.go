@@ -66,7 +66,7 @@ func New(partitions func() []PartitionStat) *Metrics {
 	})).(prometheus.Histogram)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if partitions != nil {
-		reg.MustRegister(&partitionCollector{stats: partitions})
+		reg.MustRegister(newPartitionCollector(partitions))
 	}
 	return m
 }
@@ -147,19 +147,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-var (
-	descLogStart = prometheus.NewDesc("strata_broker_log_start_offset", "First offset in the partition's log.", []string{"topic", "partition"}, nil)
-	descLogEnd   = prometheus.NewDesc("strata_broker_log_end_offset", "Next offset to be assigned in the partition's log.", []string{"topic", "partition"}, nil)
-	descHW       = prometheus.NewDesc("strata_broker_high_watermark", "One past the last offset consumers may read.", []string{"topic", "partition"}, nil)
-	descSegments = prometheus.NewDesc("strata_broker_log_segments", "Segments in the partition's log.", []string{"topic", "partition"}, nil)
-	descBytes    = prometheus.NewDesc("strata_broker_log_bytes", "Bytes of the partition's log stores.", []string{"topic", "partition"}, nil)
-)
-
 // partitionCollector reports per-partition gauges read at scrape time.
-type partitionCollector struct{ stats func() []PartitionStat }
+type partitionCollector struct {
+	stats                                     func() []PartitionStat
+	logStart, logEnd, hw, segments, bytesDesc *prometheus.Desc
+}
+
+func newPartitionCollector(stats func() []PartitionStat) *partitionCollector {
+	labels := []string{"topic", "partition"}
+	return &partitionCollector{
+		stats:     stats,
+		logStart:  prometheus.NewDesc("strata_broker_log_start_offset", "First offset in the partition's log.", labels, nil),
+		logEnd:    prometheus.NewDesc("strata_broker_log_end_offset", "Next offset to be assigned in the partition's log.", labels, nil),
+		hw:        prometheus.NewDesc("strata_broker_high_watermark", "One past the last offset consumers may read.", labels, nil),
+		segments:  prometheus.NewDesc("strata_broker_log_segments", "Segments in the partition's log.", labels, nil),
+		bytesDesc: prometheus.NewDesc("strata_broker_log_bytes", "Bytes of the partition's log stores.", labels, nil),
+	}
+}
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLogStart, descLogEnd, descHW, descSegments, descBytes} {
+	for _, d := range []*prometheus.Desc{c.logStart, c.logEnd, c.hw, c.segments, c.bytesDesc} {
 		ch <- d
 	}
 }
@@ -167,12 +174,12 @@ func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.stats() {
 		labels := []string{s.Topic, strconv.Itoa(int(s.Partition))}
-		ch <- prometheus.MustNewConstMetric(descLogStart, prometheus.GaugeValue, float64(s.LogStartOffset), labels...)
-		ch <- prometheus.MustNewConstMetric(descLogEnd, prometheus.GaugeValue, float64(s.LogEndOffset), labels...)
-		ch <- prometheus.MustNewConstMetric(descHW, prometheus.GaugeValue, float64(s.HighWatermark), labels...)
+		ch <- prometheus.MustNewConstMetric(c.logStart, prometheus.GaugeValue, float64(s.LogStartOffset), labels...)
+		ch <- prometheus.MustNewConstMetric(c.logEnd, prometheus.GaugeValue, float64(s.LogEndOffset), labels...)
+		ch <- prometheus.MustNewConstMetric(c.hw, prometheus.GaugeValue, float64(s.HighWatermark), labels...)
 		if s.Segments >= 0 {
-			ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(s.Segments), labels...)
-			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Bytes), labels...)
+			ch <- prometheus.MustNewConstMetric(c.segments, prometheus.GaugeValue, float64(s.Segments), labels...)
+			ch <- prometheus.MustNewConstMetric(c.bytesDesc, prometheus.GaugeValue, float64(s.Bytes), labels...)
 		}
 	}
 }
