@@ -147,7 +147,7 @@ func (c *cluster) start(tn *testNode, lg *zap.Logger) {
 		RaftListener: raftLn, GRPCListener: grpcLn, MetricsListener: metricsLn,
 		BrokerAdvertise: fmt.Sprintf("broker-%d.test:9092", tn.id), Broker: tn.broker,
 		BootstrapExpect: bootstrapExpect(len(c.nodes)), Bootstrap: len(c.nodes) == 1,
-		ServerTLS:       c.ca.ServerTLS(c.t, cn), ClientTLS: c.ca.ClientTLS(c.t, cn),
+		ServerTLS: c.ca.ServerTLS(c.t, cn), ClientTLS: c.ca.ClientTLS(c.t, cn),
 		Controller: controller.Options{ReconcileInterval: 500 * time.Millisecond, PreferredLeaderInterval: -1},
 		Applier:    applier.Options{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
 		TuneSerf:   tuneSerf, TuneRaft: tuneRaft,
