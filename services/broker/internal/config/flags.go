@@ -26,7 +26,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.SetOutput(out)
 	td := &c.TopicDefaults
 
-	fs.Func("node-id", "`id` of this broker", int32Setter(&c.NodeID))
+	fs.Func("node-id", "`id` of this broker (default 1)", int32Setter(&c.NodeID))
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "`dir`ectory of topic logs and configs")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "gRPC listen `address` (0.0.0.0:9092 in containers, with --advertise)")
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "`address` clients dial (default: --listen)")
