@@ -33,7 +33,9 @@ func newTestServer(tb testing.TB) (stratav1.LogClient, *topic.Registry) {
 		Dir: tb.TempDir(),
 		Defaults: topic.Config{Partitions: 1, ReplicationFactor: 1, RetentionBytes: -1, RetentionMs: -1,
 			SegmentBytes: 1 << 20, SegmentMs: 3600_000, MaxRecordBytes: 1 << 16, Fsync: "never", MinInsyncReplicas: 1},
-		State:  func(string, int32) partition.State { return partition.State{Role: partition.RoleLeader, LeaderID: 1, ISR: []int32{1}} },
+		State: func(string, int32) partition.State {
+			return partition.State{Role: partition.RoleLeader, LeaderID: 1, ISR: []int32{1}}
+		},
 		Logger: lg,
 	})
 	if err != nil {
