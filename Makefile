@@ -77,12 +77,13 @@ up:
 down:
 	@echo "down: will stop the docker compose cluster (control-plane issue)"
 
-## dev: one broker on 127.0.0.1:9092 (metrics :9100), data under ./.data/dev; Ctrl-C stops it
+## dev: one broker on 127.0.0.1:9092 (metrics :9100), data under ./.data/dev; Ctrl-C stops it.
+# Plaintext with NO authentication or authorization (--insecure-no-auth): local development only.
 DEV_FLAGS ?=
 dev:
 	@mkdir -p $(BIN) .data/dev
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/strata-broker ./services/broker
-	$(BIN)/strata-broker --data-dir .data/dev --listen 127.0.0.1:9092 --metrics-listen 127.0.0.1:9100 --log-level info $(DEV_FLAGS)
+	$(BIN)/strata-broker --data-dir .data/dev --listen 127.0.0.1:9092 --metrics-listen 127.0.0.1:9100 --log-level info --insecure-no-auth $(DEV_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/prometheus/client_golang v1.25.0
+	github.com/strata-log/strata/pkg/acl v0.0.0
 	github.com/strata-log/strata/pkg/logstore v0.0.0
 	github.com/strata-log/strata/pkg/pki v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
@@ -21,6 +22,9 @@ require (
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/bmatcuk/doublestar/v4 v4.6.1 // indirect
+	github.com/casbin/casbin/v2 v2.135.0 // indirect
+	github.com/casbin/govaluate v1.3.0 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/cloudflare/cfssl v1.6.5 // indirect
@@ -54,6 +58,7 @@ require (
 )
 
 replace (
+	github.com/strata-log/strata/pkg/acl => ../../pkg/acl
 	github.com/strata-log/strata/pkg/logstore => ../../pkg/logstore
 	github.com/strata-log/strata/pkg/pki => ../../pkg/pki
 	github.com/strata-log/strata/pkg/proto => ../../pkg/proto

@@ -15,8 +15,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/pki"
 
+	"github.com/strata-log/strata/services/broker/internal/authz"
 	"github.com/strata-log/strata/services/broker/internal/config"
 	"github.com/strata-log/strata/services/broker/internal/grpcserver"
 	"github.com/strata-log/strata/services/broker/internal/metrics"
@@ -41,6 +43,7 @@ type Broker struct {
 	cfg      config.Config
 	lg       *zap.Logger
 	reg      *topic.Registry
+	authz    *acl.Authorizer // nil in plaintext (insecure-no-auth) mode
 	grpc     *grpcserver.Server
 	lis      net.Listener
 	mlis     net.Listener
@@ -109,10 +112,24 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		}
 		creds = credentials.NewTLS(rl.ServerConfig())
 	}
+	// Metrics first, so refused calls are counted; authorization next, so
+	// no handler or later interceptor runs for a refused call.
+	unary := []grpc.UnaryServerInterceptor{m.UnaryInterceptor()}
+	stream := []grpc.StreamServerInterceptor{m.StreamInterceptor()}
+	if cfg.TLSEnabled() {
+		var ic *acl.Interceptor
+		b.authz, ic, err = authz.New(cfg.ACLPolicy, cfg.DataDir, lg)
+		if err != nil {
+			return nil, err
+		}
+		unary, stream = append(unary, ic.Unary()), append(stream, ic.Stream())
+	} else {
+		lg.Warn("plaintext gRPC without authentication or authorization (insecure-no-auth): local development only")
+	}
 	gopts := grpcserver.Options{
 		Creds:              creds,
-		UnaryInterceptors:  append([]grpc.UnaryServerInterceptor{m.UnaryInterceptor()}, opts.GRPC.UnaryInterceptors...),
-		StreamInterceptors: append([]grpc.StreamServerInterceptor{m.StreamInterceptor()}, opts.GRPC.StreamInterceptors...),
+		UnaryInterceptors:  append(unary, opts.GRPC.UnaryInterceptors...),
+		StreamInterceptors: append(stream, opts.GRPC.StreamInterceptors...),
 		StatsHandlers:      opts.GRPC.StatsHandlers,
 	}
 	if b.trace != nil {
@@ -156,7 +173,8 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		zap.Stringer("listen", b.lis.Addr()),
 		zap.String("advertise", cfg.AdvertisedAddr()),
 		zap.String("data_dir", cfg.DataDir),
-		zap.Bool("tls", creds != nil))
+		zap.Bool("tls", creds != nil),
+		zap.Bool("authz", b.authz != nil))
 	return b, nil
 }
 
@@ -185,6 +203,10 @@ func (b *Broker) retentionLoop() {
 		}
 	}
 }
+
+// Authorizer is the policy in force, for replacing it at run time (a
+// policy watcher); nil in plaintext (insecure-no-auth) mode.
+func (b *Broker) Authorizer() *acl.Authorizer { return b.authz }
 
 // Addr is the bound gRPC address.
 func (b *Broker) Addr() net.Addr { return b.lis.Addr() }

@@ -23,6 +23,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func testConfig(dir string) config.Config {
 	c := config.Default()
 	c.DataDir = dir
+	c.InsecureNoAuth = true
 	c.Listen = "127.0.0.1:0"
 	c.MetricsListen = "127.0.0.1:0"
 	c.Advertise = "127.0.0.1:9092"

@@ -17,9 +17,7 @@ func TestMutualTLS(t *testing.T) {
 	if _, err := pki.InitCluster(certs, pki.ClusterOptions{CAName: "strata-test", Nodes: []string{"1"}}, zaptest.NewLogger(t)); err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(t.TempDir())
-	broker := pki.DirFiles(certs, "broker-1")
-	cfg.TLSCert, cfg.TLSKey, cfg.TLSCA = broker.CertFile, broker.KeyFile, broker.CAFile
+	cfg := tlsConfig(t.TempDir(), certs)
 	b, _ := startBroker(t, cfg) // the plaintext clients of startBroker are not used
 
 	op, err := pki.NewReloader(pki.DirFiles(certs, "operator"), pki.ReloaderOptions{}, zaptest.NewLogger(t))

@@ -37,6 +37,15 @@ type Config struct {
 	TLSKey  string
 	TLSCA   string
 
+	// ACLPolicy names a policy file (pkg/acl CSV lines) authorizing calls
+	// when TLS is on; empty means acl.DefaultPolicy. A valid cached policy
+	// (<data-dir>/acl/policy.cache) wins over it at start.
+	ACLPolicy string
+	// InsecureNoAuth allows plaintext gRPC without TLS. Without TLS there is
+	// no verified identity, so every caller may do everything: local
+	// development only. Start refuses plaintext unless it is set.
+	InsecureNoAuth bool
+
 	// TopicDefaults fills the zero fields of a CreateTopic config.
 	TopicDefaults topic.Config
 
@@ -148,6 +157,15 @@ func (c Config) Validate() error {
 	}
 	if set := btoi(c.TLSCert != "") + btoi(c.TLSKey != "") + btoi(c.TLSCA != ""); set != 0 && set != 3 {
 		bad("tls-cert, tls-key and tls-ca must be set together (got cert %q, key %q, ca %q)", c.TLSCert, c.TLSKey, c.TLSCA)
+	}
+	switch {
+	case !c.TLSEnabled() && !c.InsecureNoAuth:
+		bad("tls-cert, tls-key and tls-ca are required: without TLS there is no authentication (set insecure-no-auth to serve plaintext, for local development only)")
+	case c.TLSEnabled() && c.InsecureNoAuth:
+		bad("insecure-no-auth must not be set with tls-cert: a TLS broker always authorizes calls")
+	}
+	if c.ACLPolicy != "" && !c.TLSEnabled() {
+		bad("acl-policy %q needs tls-cert, tls-key and tls-ca: plaintext mode has no identities to authorize", c.ACLPolicy)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

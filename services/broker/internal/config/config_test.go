@@ -15,7 +15,14 @@ func TestValidate(t *testing.T) {
 		mod     func(*Config)
 		wantErr string // substring; empty means valid
 	}{
-		{"default", func(*Config) {}, ""},
+		// Every case starts from Default() in plaintext dev mode (InsecureNoAuth).
+		{"default dev mode", func(*Config) {}, ""},
+		{"plaintext without insecure-no-auth", func(c *Config) { c.InsecureNoAuth = false }, "tls-cert, tls-key and tls-ca are required: without TLS there is no authentication"},
+		{"tls with insecure-no-auth", func(c *Config) { c.TLSCert, c.TLSKey, c.TLSCA = "c.pem", "k.pem", "ca.pem" }, "insecure-no-auth must not be set with tls-cert"},
+		{"tls with acl policy", func(c *Config) {
+			c.TLSCert, c.TLSKey, c.TLSCA, c.InsecureNoAuth, c.ACLPolicy = "c.pem", "k.pem", "ca.pem", false, "policy.csv"
+		}, ""},
+		{"acl policy without tls", func(c *Config) { c.ACLPolicy = "policy.csv" }, `acl-policy "policy.csv" needs tls-cert`},
 		{"negative node id", func(c *Config) { c.NodeID = -1 }, "node-id must be >= 0"},
 		{"empty data dir", func(c *Config) { c.DataDir = " " }, "data-dir must be set"},
 		{"listen without port", func(c *Config) { c.Listen = "localhost" }, `listen "localhost"`},
@@ -24,7 +31,7 @@ func TestValidate(t *testing.T) {
 		{"wildcard advertise", func(c *Config) { c.Advertise = "0.0.0.0:9092" }, "not a wildcard"},
 		{"metrics off", func(c *Config) { c.MetricsListen = "" }, ""},
 		{"bad metrics listen", func(c *Config) { c.MetricsListen = "9100" }, "metrics-listen"},
-		{"tls complete", func(c *Config) { c.TLSCert, c.TLSKey, c.TLSCA = "c.pem", "k.pem", "ca.pem" }, ""},
+		{"tls complete", func(c *Config) { c.TLSCert, c.TLSKey, c.TLSCA, c.InsecureNoAuth = "c.pem", "k.pem", "ca.pem", false }, ""},
 		{"tls without ca", func(c *Config) { c.TLSCert, c.TLSKey = "c.pem", "k.pem" }, "tls-cert, tls-key and tls-ca must be set together"},
 		{"bad log level", func(c *Config) { c.LogLevel = "loud" }, "log-level must be"},
 		{"zero partitions", func(c *Config) { c.TopicDefaults.Partitions = 0 }, "partitions must be in [1, 10000], got 0"},
@@ -42,6 +49,7 @@ func TestValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Default()
+			c.InsecureNoAuth = true
 			tt.mod(&c)
 			err := c.Validate()
 			if tt.wantErr == "" {
@@ -75,7 +83,7 @@ func TestParse(t *testing.T) {
 		"STRATA_DEFAULT_PARTITIONS": "3",
 		"STRATA_AUTO_CREATE_TOPICS": "true",
 	}
-	c, err := Parse([]string{"--listen", "127.0.0.1:2222", "--default-retention", "-1", "--node-id", "7"}, func(k string) string { return env[k] }, io.Discard)
+	c, err := Parse([]string{"--insecure-no-auth", "--listen", "127.0.0.1:2222", "--default-retention", "-1", "--node-id", "7"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +92,9 @@ func TestParse(t *testing.T) {
 	}
 	if c.Listen != "127.0.0.1:2222" {
 		t.Errorf("Listen = %q, want the flag to win over the environment", c.Listen)
+	}
+	if !c.InsecureNoAuth {
+		t.Error("InsecureNoAuth = false, want --insecure-no-auth to set it")
 	}
 	if c.TopicDefaults.Partitions != 3 || !c.AutoCreateTopics || c.NodeID != 7 || c.TopicDefaults.RetentionMs != -1 {
 		t.Errorf("got partitions=%d auto=%v node=%d retention=%d", c.TopicDefaults.Partitions, c.AutoCreateTopics, c.NodeID, c.TopicDefaults.RetentionMs)
@@ -100,7 +111,10 @@ func TestParse(t *testing.T) {
 	if _, err := Parse([]string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: err = %v, want flag.ErrHelp", err)
 	}
-	if _, err := Parse([]string{"--default-partitions", "0"}, func(string) string { return "" }, io.Discard); err == nil {
+	if _, err := Parse(nil, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), "insecure-no-auth") {
+		t.Errorf("plaintext without --insecure-no-auth: err = %v, want a refusal naming insecure-no-auth", err)
+	}
+	if _, err := Parse([]string{"--insecure-no-auth", "--default-partitions", "0"}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Error("--default-partitions 0: want a validation error")
 	}
 }

@@ -35,6 +35,8 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate `file` of this broker (mutual TLS with --tls-key, --tls-ca)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key `file` of --tls-cert")
 	fs.StringVar(&c.TLSCA, "tls-ca", c.TLSCA, "PEM CA `file` client certificates must chain to")
+	fs.StringVar(&c.ACLPolicy, "acl-policy", c.ACLPolicy, "policy `file` (pkg/acl CSV lines) authorizing mTLS callers (default: the built-in policy)")
+	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", c.InsecureNoAuth, "serve plaintext gRPC with NO authentication or authorization (local development only)")
 	fs.BoolVar(&c.AutoCreateTopics, "auto-create-topics", c.AutoCreateTopics, "create unknown topics with the defaults on first produce")
 
 	fs.Func("default-partitions", "partitions of a new topic (`n`, default 1)", int32Setter(&td.Partitions))

@@ -1,0 +1,60 @@
+// Package authz wires pkg/acl into the broker: the table of what every gRPC
+// method the broker serves means to the policy, and the Authorizer and
+// interceptors built from the configuration.
+package authz
+
+import (
+	"github.com/strata-log/strata/pkg/acl"
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+)
+
+// MethodTable maps every strata.v1 method to the action it needs and the
+// object it acts on, plus health checks and reflection for any
+// authenticated caller. A method missing from it is denied, so a new RPC
+// must be added here before anyone can call it.
+//
+// Data plane: Produce, ProduceStream and ProduceBulk need produce on the
+// request's topic, Consume and ConsumeStream consume on it (streams are
+// checked on every message). Topics: CreateTopic create, DeleteTopic
+// delete, AlterTopicConfig alter and DescribeTopic describe on the named
+// topic; ListTopics and Metadata describe on cluster. The Replica service
+// (not registered yet) needs replicate on cluster.
+func MethodTable() acl.MethodTable {
+	produce := acl.MethodRule{Action: acl.ActionProduce, Object: acl.TopicOf((*stratav1.ProduceRequest).GetTopic)}
+	onCluster := func(action string) acl.MethodRule { return acl.MethodRule{Action: action} }
+	replicate := onCluster(acl.ActionReplicate)
+	return acl.Merge(acl.HealthAndReflection(), acl.MethodTable{
+		stratav1.Log_Produce_FullMethodName:       produce,
+		stratav1.Log_ProduceStream_FullMethodName: produce,
+		stratav1.Log_ProduceBulk_FullMethodName:   produce,
+		stratav1.Log_Consume_FullMethodName: {
+			Action: acl.ActionConsume, Object: acl.TopicOf((*stratav1.ConsumeRequest).GetTopic),
+		},
+		stratav1.Log_ConsumeStream_FullMethodName: {
+			Action: acl.ActionConsume, Object: acl.TopicOf((*stratav1.ConsumeStreamRequest).GetTopic),
+		},
+
+		stratav1.Metadata_Metadata_FullMethodName: onCluster(acl.ActionDescribe),
+
+		stratav1.Topics_CreateTopic_FullMethodName: {
+			Action: acl.ActionCreate, Object: acl.TopicOf((*stratav1.CreateTopicRequest).GetName),
+		},
+		stratav1.Topics_DeleteTopic_FullMethodName: {
+			Action: acl.ActionDelete, Object: acl.TopicOf((*stratav1.DeleteTopicRequest).GetName),
+		},
+		stratav1.Topics_DescribeTopic_FullMethodName: {
+			Action: acl.ActionDescribe, Object: acl.TopicOf((*stratav1.DescribeTopicRequest).GetName),
+		},
+		stratav1.Topics_ListTopics_FullMethodName: onCluster(acl.ActionDescribe),
+		stratav1.Topics_AlterTopicConfig_FullMethodName: {
+			Action: acl.ActionAlter, Object: acl.TopicOf((*stratav1.AlterTopicConfigRequest).GetName),
+		},
+
+		stratav1.Replica_Fetch_FullMethodName:                replicate,
+		stratav1.Replica_Append_FullMethodName:               replicate,
+		stratav1.Replica_OffsetForLeaderEpoch_FullMethodName: replicate,
+		stratav1.Replica_ApplyPartitionState_FullMethodName:  replicate,
+		stratav1.Replica_PartitionStatus_FullMethodName:      replicate,
+		stratav1.Replica_Truncate_FullMethodName:             replicate,
+	})
+}
