@@ -72,7 +72,7 @@ NPORT=$(free_port)
 STRATA=("$ROOT/bin/strata" --brokers "127.0.0.1:$SPORT" --insecure)
 NATS=("$TOOLS/nats" -s "nats://127.0.0.1:$NPORT")
 
-"$ROOT/bin/strata-broker" --data-dir "$TMP/strata" --listen "127.0.0.1:$SPORT" --log-level error \
+"$ROOT/bin/strata-broker" --data-dir "$TMP/strata" --listen "127.0.0.1:$SPORT" --log-level error --insecure-no-auth \
   >"$TMP/broker.log" 2>&1 &
 BROKER_PID=$!
 wait_port "$SPORT"
@@ -182,7 +182,7 @@ row() { # label strata-key nats-key unit
 }
 cat <<HDR
 Strata vs NATS JetStream, one node each on loopback ($(nproc) cores, $(uname -sr)); medians of $ROUNDS alternating rounds.
-Strata: bin/strata-broker, $(cd "$ROOT" && git rev-parse --short HEAD), plaintext gRPC (no TLS: security not wired yet), acks=leader, 1 partition,
+Strata: bin/strata-broker, $(cd "$ROOT" && git rev-parse --short HEAD), plaintext gRPC (--insecure-no-auth; no TLS), acks=leader, 1 partition,
         client batching: max batch 1 MiB, linger 0 (records accumulate while one batch per partition is in flight), ProduceStream.
 JetStream: nats-server $NATS_VERSION, file storage, R1, nats bench (natscli $NATSCLI_VERSION) js pub async (batch 500), no TLS.
 Records: $RECORDS per run ($FSYNC_RECORDS for fsync always), producers: $PRODUCERS. fsync: Strata topic fsync=never vs JetStream defaults
