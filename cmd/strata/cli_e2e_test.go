@@ -65,7 +65,10 @@ func runMain(m *testing.M) int {
 		}
 		brokerAddr = l.Addr().String()
 		l.Close()
-		cmd := exec.Command(brokerBin, "--data-dir", filepath.Join(dir, "data"), "--listen", brokerAddr, "--log-level", "error")
+		cmd := exec.Command(brokerBin, "--data-dir", filepath.Join(dir, "data"), "--listen", brokerAddr, "--log-level", "error",
+			// These tests exercise the data path in plaintext; mTLS and ACLs are
+			// tested in services/broker and pkg/pki.
+			"--insecure-no-auth")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			fmt.Fprintln(os.Stderr, err)

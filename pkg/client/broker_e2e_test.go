@@ -93,7 +93,10 @@ func startRealBroker(tb testing.TB) *realBroker {
 
 func (b *realBroker) start() {
 	b.tb.Helper()
-	b.cmd = exec.Command(b.bin, "--data-dir", b.dir, "--listen", b.addr, "--log-level", "error")
+	b.cmd = exec.Command(b.bin, "--data-dir", b.dir, "--listen", b.addr, "--log-level", "error",
+		// These tests exercise the data path in plaintext; mTLS and ACLs are
+		// tested in services/broker and pkg/pki.
+		"--insecure-no-auth")
 	b.cmd.Stdout, b.cmd.Stderr = os.Stderr, os.Stderr
 	if err := b.cmd.Start(); err != nil {
 		b.tb.Fatal(err)
