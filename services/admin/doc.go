@@ -1,2 +1,0 @@
-// Command strata-admin serves the admin HTTP API.
-package main
