@@ -3,10 +3,174 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/pki"
+	"github.com/strata-log/strata/services/admin/internal/httpapi"
 )
 
+// serveConfig is the configuration of `serve`.
+type serveConfig struct {
+	Listen          string
+	DataDir         string
+	TLSCert         string
+	TLSKey          string
+	TLSCA           string
+	ShutdownTimeout time.Duration
+}
+
+// defaultServeConfig returns the defaults of `serve`.
+func defaultServeConfig() serveConfig {
+	return serveConfig{Listen: "127.0.0.1:9443", ShutdownTimeout: 10 * time.Second}
+}
+
+// Validate says exactly what is missing or wrong.
+func (c serveConfig) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("--listen is required"))
+	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: %w", c.Listen, err))
+	}
+	for _, f := range []struct{ name, v string }{
+		{"--data-dir", c.DataDir}, {"--tls-cert", c.TLSCert}, {"--tls-key", c.TLSKey}, {"--tls-ca", c.TLSCA},
+	} {
+		if f.v == "" {
+			errs = append(errs, fmt.Errorf("%s is required", f.name))
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// parseServe parses the flags of `serve`.
+func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
+	cfg := defaultServeConfig()
+	fs := flag.NewFlagSet("strata-admin serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTPS listen address")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the durable ACL policy (created 0700)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "admin certificate (PEM)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "admin private key (PEM)")
+	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "cluster CA certificate (PEM) client certificates must chain to")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "graceful shutdown deadline")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, errHelp
+		}
+		return cfg, fmt.Errorf("%w: serve: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("%w: serve: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("%w: serve: %w", errUsage, err)
+	}
+	return cfg, nil
+}
+
 // runServe runs the admin HTTP API until ctx ends.
-func runServe(context.Context, []string, io.Writer) error {
-	return errors.New("serve: not implemented yet")
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseServe(args, stderr)
+	if err != nil {
+		return err
+	}
+	lg := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
+		zapcore.Lock(zapcore.AddSync(stderr)), zap.InfoLevel))
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	err = serve(ctx, cfg, ln, lg, nil)
+	if err != nil {
+		lg.Error("admin failed", zap.Error(err))
+	}
+	return err
+}
+
+// serve runs the API on ln until ctx ends, then shuts down within
+// cfg.ShutdownTimeout. It owns ln and closes it. ready, when not nil, is
+// closed once requests are being served.
+func serve(ctx context.Context, cfg serveConfig, ln net.Listener, lg *zap.Logger, ready chan<- struct{}) (err error) {
+	serving := false
+	defer func() {
+		if !serving {
+			err = errors.Join(err, ln.Close())
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	reloader, err := pki.NewReloader(pki.Files{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CAFile: cfg.TLSCA},
+		pki.ReloaderOptions{}, lg)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	policyPath := httpapi.PolicyPath(cfg.DataDir)
+	authz, err := acl.NewAuthorizer(acl.Options{CachePath: policyPath}, lg)
+	if err != nil {
+		return fmt.Errorf("acl: %w", err)
+	}
+	if _, _, err := acl.NewCache(policyPath).Load(); errors.Is(err, acl.ErrNoCache) {
+		// First start: persist the initial policy so that it is durable
+		// before anyone reads it.
+		text, version := authz.Policy()
+		if err := acl.NewCache(policyPath).Save(text, version); err != nil {
+			return fmt.Errorf("acl: save initial policy: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("acl: policy file %s: %w", policyPath, err)
+	}
+	api, err := httpapi.New(httpapi.Options{Authorizer: authz, PolicyPath: policyPath, CAFile: cfg.TLSCA}, lg)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api,
+		TLSConfig:         reloader.ServerConfig(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(lg.Named("http")),
+	}
+	_, version := authz.Policy()
+	lg.Info("admin serving", zap.String("addr", ln.Addr().String()), zap.Uint64("policy_version", version))
+
+	errc := make(chan error, 1)
+	serving = true // srv.Serve owns ln from here and closes it.
+	// ServeTLS sets up HTTP/2 for the ALPN the TLS config offers.
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	if ready != nil {
+		close(ready)
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	shutErr := srv.Shutdown(sctx)
+	if shutErr != nil {
+		shutErr = errors.Join(shutErr, srv.Close())
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		shutErr = errors.Join(shutErr, err)
+	}
+	lg.Info("admin stopped")
+	return shutErr
 }

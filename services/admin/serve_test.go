@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/strata-log/strata/pkg/pki"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// startServe runs serve on a loopback port and returns its address and a
+// stop function that waits for it to end.
+func startServe(tb testing.TB, cfg serveConfig, lg *zap.Logger) (addr string, stop func() error) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, ln, lg, ready) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		tb.Fatalf("serve: %v", err)
+	}
+	return ln.Addr().String(), func() error { cancel(); return <-done }
+}
+
+func httpsClient(tb testing.TB, pkiDir, identity string) *http.Client {
+	tb.Helper()
+	r, err := pki.NewReloader(pki.DirFiles(pkiDir, identity), pki.ReloaderOptions{}, zaptest.NewLogger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tc, err := r.ClientConfig("127.0.0.1")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}
+	tb.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+type policyJSON struct {
+	Policy  string `json:"policy"`
+	Version uint64 `json:"version"`
+}
+
+func getPolicyHTTPS(tb testing.TB, c *http.Client, addr string) policyJSON {
+	tb.Helper()
+	resp, err := c.Get("https://" + addr + "/v1/acl/policy")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		tb.Fatalf("GET policy = %d", resp.StatusCode)
+	}
+	var p policyJSON
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+func TestServeOverMTLS(t *testing.T) {
+	pkiDir := filepath.Join(t.TempDir(), "pki")
+	if _, _, err := runForTest(t, "pki", "init", "--out", pkiDir, "--ca-name", "ca", "--node", "1"); err != nil {
+		t.Fatal(err)
+	}
+	files := pki.DirFiles(pkiDir, "admin")
+	cfg := defaultServeConfig()
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg.TLSCert, cfg.TLSKey, cfg.TLSCA = files.CertFile, files.KeyFile, files.CAFile
+	lg := zaptest.NewLogger(t)
+
+	addr, stop := startServe(t, cfg, lg)
+	operator := httpsClient(t, pkiDir, "operator")
+	before := getPolicyHTTPS(t, operator, addr)
+
+	// broker-1 holds describe on cluster but not admin.
+	broker := httpsClient(t, pkiDir, "broker-1")
+	if got := getPolicyHTTPS(t, broker, addr); got != before {
+		t.Fatalf("broker GET = %+v", got)
+	}
+	newPolicy := before.Policy + "p, broker, cluster, alter, allow\n"
+	body, err := json.Marshal(map[string]string{"policy": newPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(c *http.Client) int {
+		req, err := http.NewRequest(http.MethodPut, "https://"+addr+"/v1/acl/policy", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := put(broker); code != http.StatusForbidden {
+		t.Fatalf("broker PUT = %d, want 403", code)
+	}
+	if code := put(operator); code != http.StatusOK {
+		t.Fatalf("operator PUT = %d, want 200", code)
+	}
+
+	// No client certificate: the TLS handshake itself is refused.
+	bare := &http.Client{Transport: &http.Transport{TLSClientConfig: operator.Transport.(*http.Transport).TLSClientConfig.Clone()}}
+	bare.Transport.(*http.Transport).TLSClientConfig.GetClientCertificate = nil
+	bare.Transport.(*http.Transport).TLSClientConfig.Certificates = nil
+	if resp, err := bare.Get("https://" + addr + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("request without client certificate got %d", resp.StatusCode)
+	}
+	bare.Transport.(*http.Transport).CloseIdleConnections()
+
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+
+	// Restart on the same data dir: the replaced policy is still in force.
+	addr, stop = startServe(t, cfg, lg)
+	operator.Transport.(*http.Transport).CloseIdleConnections()
+	got := getPolicyHTTPS(t, operator, addr)
+	if got.Policy != newPolicy || got.Version != before.Version+1 {
+		t.Fatalf("after restart: %+v", got)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+}
+
+func TestServeUsage(t *testing.T) {
+	_, _, err := runForTest(t, "serve", "--listen", "127.0.0.1:0")
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "--data-dir is required") {
+		t.Fatalf("err = %v", err)
+	}
+}
