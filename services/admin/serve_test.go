@@ -132,17 +132,18 @@ func TestServeOverMTLS(t *testing.T) {
 	}
 	bare.Transport.(*http.Transport).CloseIdleConnections()
 
+	closeIdle(operator, broker)
 	if err := stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
 
 	// Restart on the same data dir: the replaced policy is still in force.
 	addr, stop = startServe(t, cfg, lg)
-	operator.Transport.(*http.Transport).CloseIdleConnections()
 	got := getPolicyHTTPS(t, operator, addr)
 	if got.Policy != newPolicy || got.Version != before.Version+1 {
 		t.Fatalf("after restart: %+v", got)
 	}
+	closeIdle(operator)
 	if err := stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
@@ -152,5 +153,13 @@ func TestServeUsage(t *testing.T) {
 	_, _, err := runForTest(t, "serve", "--listen", "127.0.0.1:0")
 	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "--data-dir is required") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// closeIdle closes the clients' idle connections so that a graceful
+// shutdown need not wait for them.
+func closeIdle(clients ...*http.Client) {
+	for _, c := range clients {
+		c.CloseIdleConnections()
 	}
 }

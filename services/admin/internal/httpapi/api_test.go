@@ -229,6 +229,8 @@ func TestMalformedPolicyKeepsOld(t *testing.T) {
 		status int
 	}{
 		{"bad rule", `{"policy": "p, admin, cluster, fly, allow\n"}`, http.StatusBadRequest},
+		{"empty", `{"policy": ""}`, http.StatusBadRequest},
+		{"locks the caller out", `{"policy": "p, someone-else, cluster, *, allow\n"}`, http.StatusConflict},
 		{"not json", `p, admin, *, *, allow`, http.StatusBadRequest},
 		{"unknown field", `{"policy": "", "extra": 1}`, http.StatusBadRequest},
 		{"too large", `{"policy": "` + strings.Repeat("#", maxBodyBytes) + `"}`, http.StatusRequestEntityTooLarge},

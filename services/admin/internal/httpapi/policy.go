@@ -71,6 +71,25 @@ func (p *policyResource) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Refuse a policy under which its own author could no longer administer
+	// the cluster: one bad PUT must not lock every operator out for good.
+	probe, err := acl.NewAuthorizer(acl.Options{Policy: doc.Policy}, zap.NewNop())
+	if err != nil || doc.Policy == "" {
+		if err == nil {
+			err = fmt.Errorf("%w: empty policy", acl.ErrInvalidPolicy)
+		}
+		p.lg.Warn("audit: acl policy replacement refused", zap.String("identity", id), zap.Error(err))
+		writeError(w, p.lg, http.StatusBadRequest, err.Error())
+		return
+	}
+	if ok, err := probe.Allowed(id, acl.ObjectCluster, acl.ActionAdmin); err != nil || !ok {
+		p.lg.Warn("audit: acl policy replacement refused: would revoke the caller's admin",
+			zap.String("identity", id))
+		writeError(w, p.lg, http.StatusConflict,
+			"policy would revoke your own admin on cluster; refusing to lock you out")
+		return
+	}
+
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_, oldVersion := p.authz.Policy()
