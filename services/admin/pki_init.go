@@ -64,7 +64,7 @@ func parsePKIInit(args []string, stderr io.Writer) (pkiInitConfig, error) {
 	fs.StringVar(&cfg.Out, "out", "", "directory to write the CA and key pairs into (created 0700)")
 	fs.StringVar(&cfg.CAName, "ca-name", "", "common name of the cluster CA")
 	fs.Var(&nodes, "node", "node id (repeatable); writes broker-ID and replicator-ID")
-	fs.Var(&hosts, "host", "extra DNS name or IP added to every server certificate (repeatable)")
+	fs.Var(&hosts, "host", "extra DNS name or IP added to every server certificate written by this run (repeatable; kept certificates are not reissued)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, errHelp

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -96,6 +97,16 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	err = serve(ctx, cfg, ln, lg, nil)
 	if err != nil {
 		lg.Error("admin failed", zap.Error(err))
+	}
+	return errors.Join(err, syncLogger(lg))
+}
+
+// syncLogger flushes the logger; stderr that cannot be synced (a terminal
+// or pipe) is not an error.
+func syncLogger(lg *zap.Logger) error {
+	err := lg.Sync()
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTTY) || errors.Is(err, syscall.EBADF) {
+		return nil
 	}
 	return err
 }
