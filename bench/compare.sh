@@ -8,7 +8,9 @@
 # the medians with the ratio Strata/JetStream.
 #
 # Knobs (environment): ROUNDS (3), RECORDS (200000), PRODUCERS (1),
-# FSYNC_RECORDS (20000, for the fsync-always case), KEEP=1 keeps the temp dir.
+# FSYNC_RECORDS (20000, for the fsync-always case), KEEP=1 keeps the temp dir,
+# TLS (1: Strata with mutual TLS and ACLs, certs from `strata-admin pki init`;
+# 0: plaintext with --insecure-no-auth). JetStream runs without TLS either way.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +18,7 @@ ROUNDS=${ROUNDS:-3}
 RECORDS=${RECORDS:-200000}
 PRODUCERS=${PRODUCERS:-1}
 FSYNC_RECORDS=${FSYNC_RECORDS:-20000}
+TLS=${TLS:-1}
 NATS_VERSION=v2.15.2
 NATSCLI_VERSION=v0.5.0
 TOOLS=$ROOT/.tools/nats
@@ -29,7 +32,8 @@ if [[ ! -x $ROOT/bin/strata-broker || ! -x $ROOT/bin/strata || ${REBUILD:-1} == 
     log "make build failed (another module may be mid-change); building the two binaries directly"
     mkdir -p "$ROOT/bin"
     (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o bin/strata-broker ./services/broker \
-      && CGO_ENABLED=0 go build -trimpath -o bin/strata ./cmd/strata)
+      && CGO_ENABLED=0 go build -trimpath -o bin/strata ./cmd/strata \
+      && CGO_ENABLED=0 go build -trimpath -o bin/strata-admin ./services/admin)
   fi
 fi
 if [[ ! -x $TOOLS/nats-server ]]; then
@@ -69,10 +73,20 @@ wait_port() {
 
 SPORT=$(free_port)
 NPORT=$(free_port)
-STRATA=("$ROOT/bin/strata" --brokers "127.0.0.1:$SPORT" --insecure)
+if [[ $TLS == 1 ]]; then
+  "$ROOT/bin/strata-admin" pki init --out "$TMP/pki" --ca-name "Strata bench CA" --node 1 >/dev/null
+  STRATA=("$ROOT/bin/strata" --brokers "127.0.0.1:$SPORT" --ca "$TMP/pki/ca.pem"
+    --cert "$TMP/pki/operator.pem" --key "$TMP/pki/operator-key.pem")
+  BROKER_SECURITY=(--tls-cert "$TMP/pki/broker-1.pem" --tls-key "$TMP/pki/broker-1-key.pem" --tls-ca "$TMP/pki/ca.pem")
+  STRATA_TLS="mutual TLS 1.3 + ACL check on every call (identity operator)"
+else
+  STRATA=("$ROOT/bin/strata" --brokers "127.0.0.1:$SPORT" --insecure)
+  BROKER_SECURITY=(--insecure-no-auth)
+  STRATA_TLS="plaintext gRPC (--insecure-no-auth; no TLS)"
+fi
 NATS=("$TOOLS/nats" -s "nats://127.0.0.1:$NPORT")
 
-"$ROOT/bin/strata-broker" --data-dir "$TMP/strata" --listen "127.0.0.1:$SPORT" --log-level error --insecure-no-auth \
+"$ROOT/bin/strata-broker" --data-dir "$TMP/strata" --listen "127.0.0.1:$SPORT" --log-level error "${BROKER_SECURITY[@]}" \
   >"$TMP/broker.log" 2>&1 &
 BROKER_PID=$!
 wait_port "$SPORT"
@@ -182,7 +196,7 @@ row() { # label strata-key nats-key unit
 }
 cat <<HDR
 Strata vs NATS JetStream, one node each on loopback ($(nproc) cores, $(uname -sr)); medians of $ROUNDS alternating rounds.
-Strata: bin/strata-broker, $(cd "$ROOT" && git rev-parse --short HEAD), plaintext gRPC (--insecure-no-auth; no TLS), acks=leader, 1 partition,
+Strata: bin/strata-broker, $(cd "$ROOT" && git rev-parse --short HEAD), $STRATA_TLS, acks=leader, 1 partition,
         client batching: max batch 1 MiB, linger 0 (records accumulate while one batch per partition is in flight), ProduceStream.
 JetStream: nats-server $NATS_VERSION, file storage, R1, nats bench (natscli $NATSCLI_VERSION) js pub async (batch 500), no TLS.
 Records: $RECORDS per run ($FSYNC_RECORDS for fsync always), producers: $PRODUCERS. fsync: Strata topic fsync=never vs JetStream defaults
