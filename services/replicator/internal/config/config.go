@@ -35,6 +35,10 @@ type Config struct {
 	BrokerAdvertise string
 	// ClusterKey is the base64 32-byte gossip key.
 	ClusterKey string
+	// ClusterKeyFile names a file holding ClusterKey (surrounding
+	// whitespace ignored); Parse reads it into ClusterKey. Exclusive with
+	// ClusterKey.
+	ClusterKeyFile string
 	// BootstrapExpect, when > 0, bootstraps Raft once that many members are seen.
 	BootstrapExpect int
 	// Bootstrap starts a single-node cluster (first node only).
@@ -85,6 +89,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.BrokerAddr, "broker-addr", c.BrokerAddr, "the local broker's gRPC address")
 	fs.StringVar(&c.BrokerAdvertise, "broker-advertise", c.BrokerAdvertise, "the broker's advertised address for clients (default: broker-addr)")
 	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "base64 32-byte gossip encryption key")
+	fs.StringVar(&c.ClusterKeyFile, "cluster-key-file", c.ClusterKeyFile, "file holding the base64 gossip key (exclusive with --cluster-key)")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "bootstrap Raft once this many members are seen")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "bootstrap a single-node cluster")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "certificate PEM file")
@@ -113,6 +118,16 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("config: unexpected arguments %q", fs.Args())
+	}
+	if c.ClusterKeyFile != "" {
+		if c.ClusterKey != "" {
+			return Config{}, errors.New("config: cluster-key and cluster-key-file are exclusive (STRATA_CLUSTER_KEY counts too)")
+		}
+		b, err := os.ReadFile(c.ClusterKeyFile)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: cluster-key-file: %w", err)
+		}
+		c.ClusterKey = strings.TrimSpace(string(b))
 	}
 	if join != "" {
 		c.Join = nil
@@ -169,7 +184,11 @@ func (c Config) Validate() error {
 		}
 	}
 	if _, err := membership.DecodeClusterKey(c.ClusterKey); err != nil {
-		errs = append(errs, fmt.Errorf("cluster-key: %w", err))
+		from := "cluster-key"
+		if c.ClusterKeyFile != "" {
+			from = fmt.Sprintf("cluster-key-file %s", c.ClusterKeyFile)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", from, err))
 	}
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, fmt.Errorf("bootstrap-expect must be >= 0, got %d", c.BootstrapExpect))

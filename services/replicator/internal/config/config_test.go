@@ -1,7 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +68,80 @@ func TestValidateNamesTheProblem(t *testing.T) {
 func TestDefaultNeedsOnlySecrets(t *testing.T) {
 	if err := Default().Validate(); err == nil {
 		t.Fatal("default config without key and certs validated")
+	}
+}
+
+// withoutKey is valid() minus --cluster-key.
+func withoutKey() []string {
+	var args []string
+	for _, a := range valid() {
+		if !strings.HasPrefix(a, "--cluster-key=") {
+			args = append(args, a)
+		}
+	}
+	return args
+}
+
+func writeKeyFile(tb testing.TB, content string) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "gossip.key")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+func TestClusterKeyFile(t *testing.T) {
+	other := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	t.Run("read and trimmed", func(t *testing.T) {
+		path := writeKeyFile(t, "  "+other+"\n\n")
+		c, err := Parse(append(withoutKey(), "--cluster-key-file="+path), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ClusterKey != other {
+			t.Fatalf("cluster key %q, want %q from the file", c.ClusterKey, other)
+		}
+	})
+	t.Run("from env", func(t *testing.T) {
+		path := writeKeyFile(t, other)
+		c, err := Parse(withoutKey(), env(map[string]string{"STRATA_CLUSTER_KEY_FILE": path}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ClusterKey != other {
+			t.Fatalf("cluster key %q, want %q", c.ClusterKey, other)
+		}
+	})
+
+	tests := []struct {
+		name string
+		args func(tb testing.TB) []string
+		env  map[string]string
+		want string
+	}{
+		{"both flags", func(tb testing.TB) []string {
+			return append(valid(), "--cluster-key-file="+writeKeyFile(tb, other))
+		}, nil, "exclusive"},
+		{"file and env key", func(tb testing.TB) []string {
+			return append(withoutKey(), "--cluster-key-file="+writeKeyFile(tb, other))
+		}, map[string]string{"STRATA_CLUSTER_KEY": key}, "exclusive"},
+		{"missing file", func(tb testing.TB) []string {
+			return append(withoutKey(), "--cluster-key-file="+filepath.Join(tb.TempDir(), "absent"))
+		}, nil, "cluster-key-file: open"},
+		{"short key in file", func(tb testing.TB) []string {
+			return append(withoutKey(), "--cluster-key-file="+writeKeyFile(tb, base64.StdEncoding.EncodeToString([]byte("short"))))
+		}, nil, "cluster-key-file "},
+		{"empty file", func(tb testing.TB) []string {
+			return append(withoutKey(), "--cluster-key-file="+writeKeyFile(tb, "\n"))
+		}, nil, "32 bytes"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(tc.args(t), env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want mention of %q", err, tc.want)
+			}
+		})
 	}
 }
