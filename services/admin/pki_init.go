@@ -1,10 +1,15 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"go.uber.org/zap"
@@ -108,5 +113,83 @@ func runPKIInit(args []string, stdout, stderr io.Writer) error {
 	for _, name := range res.Kept {
 		fmt.Fprintf(stdout, "kept         %s\n", pki.DirFiles(cfg.Out, name).CertFile)
 	}
+	wrote, err := ensureGossipKey(cfg.Out)
+	if err != nil {
+		return fmt.Errorf("pki init: gossip key: %w", err)
+	}
+	if wrote {
+		fmt.Fprintf(stdout, "wrote        %s\n", filepath.Join(cfg.Out, gossipKeyFileName))
+	} else {
+		fmt.Fprintf(stdout, "kept         %s\n", filepath.Join(cfg.Out, gossipKeyFileName))
+	}
 	return nil
+}
+
+// gossipKeyFileName is the Serf gossip encryption key pki init keeps beside
+// the certificates: base64 of 32 random bytes and a newline, mode 0600, the
+// file strata-replicator --cluster-key-file reads.
+const gossipKeyFileName = "gossip.key"
+
+// gossipKeyBytes is the key length (AES-256).
+const gossipKeyBytes = 32
+
+// ensureGossipKey writes dir/gossip.key unless it exists. An existing key
+// is checked and never replaced: every replicator must hold the same one.
+// It reports whether it wrote the file.
+func ensureGossipKey(dir string) (wrote bool, err error) {
+	path := filepath.Join(dir, gossipKeyFileName)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := checkGossipKey(b); err != nil {
+			return false, fmt.Errorf("%s: %w (remove it to have a new key written)", path, err)
+		}
+		return false, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return false, err
+	}
+	key := make([]byte, gossipKeyBytes)
+	if _, err := rand.Read(key); err != nil {
+		return false, err
+	}
+	// A temporary file (created 0600) renamed into place: a crash never
+	// leaves a truncated key behind.
+	f, err := os.CreateTemp(dir, ".gossip-*.key")
+	if err != nil {
+		return false, err
+	}
+	tmp := f.Name()
+	_, err = f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if err = errors.Join(err, f.Close()); err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return false, errors.Join(err, os.Remove(tmp))
+	}
+	return true, syncDir(dir)
+}
+
+// checkGossipKey accepts what ensureGossipKey writes, surrounding
+// whitespace ignored.
+func checkGossipKey(b []byte) error {
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("not base64: %w", err)
+	}
+	if len(k) != gossipKeyBytes {
+		return fmt.Errorf("want %d bytes, got %d", gossipKeyBytes, len(k))
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"os"
@@ -124,5 +125,74 @@ func TestUsageErrors(t *testing.T) {
 				t.Fatalf("err = %q, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestPKIInitGossipKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	args := []string{"pki", "init", "--out", dir, "--ca-name", "strata-test-ca", "--node", "1"}
+	path := filepath.Join(dir, "gossip.key")
+
+	out, _, err := runForTest(t, args...)
+	if err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	if !strings.Contains(out, "wrote        "+path) {
+		t.Fatalf("first run should report writing %s:\n%s", path, out)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("gossip.key mode %v, want 0600", st.Mode().Perm())
+	}
+	first, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(first)))
+	if err != nil || len(key) != 32 {
+		t.Fatalf("gossip.key %q: %d bytes, %v; want base64 of 32 bytes", first, len(key), err)
+	}
+	if bytes.Equal(key, make([]byte, 32)) {
+		t.Fatal("gossip.key is all zeros")
+	}
+
+	out, _, err = runForTest(t, args...)
+	if err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if !strings.Contains(out, "kept         "+path) {
+		t.Fatalf("second run should report keeping %s:\n%s", path, out)
+	}
+	if second, err := os.ReadFile(path); err != nil || !bytes.Equal(first, second) {
+		t.Fatalf("gossip.key changed on the second run (%v)", err)
+	}
+
+	other := filepath.Join(t.TempDir(), "pki")
+	if _, _, err := runForTest(t, "pki", "init", "--out", other, "--ca-name", "c", "--node", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(other, "gossip.key")); err != nil || bytes.Equal(b, first) {
+		t.Fatalf("two clusters got the same gossip key (%v)", err)
+	}
+}
+
+func TestPKIInitRefusesBadGossipKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "gossip.key")
+	if err := os.WriteFile(path, []byte("c2hvcnQ=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := runForTest(t, "pki", "init", "--out", dir, "--ca-name", "c", "--node", "1")
+	if err == nil || !strings.Contains(err.Error(), "gossip.key") || !strings.Contains(err.Error(), "32 bytes") {
+		t.Fatalf("err = %v, want a complaint about the short gossip.key", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "c2hvcnQ=\n" {
+		t.Fatalf("a bad gossip.key was replaced: %q (%v)", b, err)
 	}
 }
