@@ -110,9 +110,10 @@ func TestDefaultPolicy(t *testing.T) {
 			check{"someone", "cluster", act, false},
 		)
 		internal := act == ActionReplicate || act == ActionDescribe
+		forwarded := act == ActionCreate || act == ActionAlter || act == ActionDelete
 		for _, node := range []string{"broker-1", "broker-12", "replicator-3", "broker", "replicator"} {
 			cases = append(cases,
-				check{node, "orders", act, internal},
+				check{node, "orders", act, internal || forwarded},
 				check{node, "cluster", act, internal})
 		}
 		// names close to the node patterns get nothing

@@ -4,7 +4,12 @@ package acl
 //
 //   - role admin: every action on every topic and on cluster;
 //   - roles broker and replicator: replicate and describe on every topic
-//     and on cluster (the internal Replica RPCs and metadata);
+//     and on cluster (the internal Replica RPCs and metadata), and create,
+//     alter and delete on every topic: a cluster-mode broker forwards topic
+//     administration to its replicator, and a replicator to the
+//     controller, under their own identities after the caller's own
+//     permission was checked where the call came in. Never produce,
+//     consume or admin;
 //   - identity operator (InitCluster's first client cert) holds admin;
 //   - identities broker-* hold broker and replicator-* hold replicator,
 //     bound by pattern so any node count works without editing the policy;
@@ -18,10 +23,16 @@ p, broker, *, replicate, allow
 p, broker, *, describe, allow
 p, broker, cluster, replicate, allow
 p, broker, cluster, describe, allow
+p, broker, *, create, allow
+p, broker, *, alter, allow
+p, broker, *, delete, allow
 p, replicator, *, replicate, allow
 p, replicator, *, describe, allow
 p, replicator, cluster, replicate, allow
 p, replicator, cluster, describe, allow
+p, replicator, *, create, allow
+p, replicator, *, alter, allow
+p, replicator, *, delete, allow
 g, operator, admin
 g, broker-*, broker
 g, replicator-*, replicator

@@ -40,20 +40,23 @@ type Options struct {
 
 // Broker is a running broker.
 type Broker struct {
-	cfg      config.Config
-	lg       *zap.Logger
-	reg      *topic.Registry
-	authz    *acl.Authorizer // nil in plaintext (insecure-no-auth) mode
-	grpc     *grpcserver.Server
-	lis      net.Listener
-	mlis     net.Listener
-	msrv     *metrics.Server
-	trace    *tracing.Tracing
-	errc     chan error // servers' unexpected exits
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	stopOnce sync.Once
-	stopErr  error
+	cfg   config.Config
+	lg    *zap.Logger
+	reg   *topic.Registry
+	authz *acl.Authorizer // nil in plaintext (insecure-no-auth) mode
+	grpc  *grpcserver.Server
+	lis   net.Listener
+	mlis  net.Listener
+	msrv  *metrics.Server
+	trace *tracing.Tracing
+	// replicator is the connection to this node's replicator; nil unless
+	// in cluster mode.
+	replicator *grpc.ClientConn
+	errc       chan error // servers' unexpected exits
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	stopOnce   sync.Once
+	stopErr    error
 }
 
 // Start opens the data directory, binds the listeners and starts serving.
@@ -79,6 +82,10 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 
 	m := metrics.New(func() []metrics.PartitionStat { return partitionStats(b.reg) })
 	state := func(string, int32) partition.State {
+		if cfg.ClusterMode() {
+			// No role until the replicator says (ApplyPartitionState).
+			return partition.State{Role: partition.RoleNone, LeaderID: -1}
+		}
 		return partition.State{
 			Role:        partition.RoleLeader,
 			LeaderEpoch: 0,
@@ -104,13 +111,26 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	if err != nil {
 		return nil, err
 	}
-	creds := opts.GRPC.Creds
-	if creds == nil && cfg.TLSEnabled() {
-		rl, err := pki.NewReloader(pki.Files{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CAFile: cfg.TLSCA}, pki.ReloaderOptions{}, lg)
+	var rl *pki.Reloader
+	if cfg.TLSEnabled() {
+		rl, err = pki.NewReloader(pki.Files{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CAFile: cfg.TLSCA}, pki.ReloaderOptions{}, lg)
 		if err != nil {
 			return nil, fmt.Errorf("broker: tls: %w", err)
 		}
+	}
+	creds := opts.GRPC.Creds
+	if creds == nil && rl != nil {
 		creds = credentials.NewTLS(rl.ServerConfig())
+	}
+	var cluster *grpcserver.ClusterConfig
+	if cfg.ClusterMode() {
+		b.replicator, err = dialReplicator(cfg.ReplicatorAddr, rl)
+		if err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, b.replicator.Close)
+		cluster = &grpcserver.ClusterConfig{Replicator: b.replicator, Topics: b.reg, ReplicatorIdentity: cfg.ReplicatorIdentity()}
+		lg.Info("cluster mode", zap.String("replicator", cfg.ReplicatorAddr), zap.String("replicator_identity", cfg.ReplicatorIdentity()))
 	}
 	// Metrics first, so refused calls are counted; authorization next, so
 	// no handler or later interceptor runs for a refused call.
@@ -149,6 +169,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		KeepaliveMinTime:      cfg.KeepaliveMinTime,
 		KeepaliveTime:         cfg.KeepaliveTime,
 		KeepaliveTimeout:      cfg.KeepaliveTimeout,
+		Cluster:               cluster,
 	}, b.reg, b.reg, m, lg, gopts)
 
 	var lc net.ListenConfig
@@ -236,6 +257,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			errs = append(errs, b.msrv.Shutdown(gctx))
 		}
 		b.wg.Wait()
+		if b.replicator != nil {
+			errs = append(errs, b.replicator.Close())
+		}
 		errs = append(errs, b.reg.Close(), b.trace.Shutdown(gctx))
 		b.stopErr = errors.Join(errs...)
 		if b.stopErr != nil {
@@ -281,6 +305,24 @@ func partitionStats(reg *topic.Registry) []metrics.PartitionStat {
 		}
 	}
 	return out
+}
+
+// dialReplicator makes the (lazily connecting) client of this node's
+// replicator, authenticated with the broker's own certificate.
+func dialReplicator(addr string, rl *pki.Reloader) (*grpc.ClientConn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("broker: replicator-addr %q: %w", addr, err)
+	}
+	tlsConf, err := rl.ClientConfig(host)
+	if err != nil {
+		return nil, fmt.Errorf("broker: replicator tls: %w", err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+	if err != nil {
+		return nil, fmt.Errorf("broker: replicator client %s: %w", addr, err)
+	}
+	return conn, nil
 }
 
 func ignoreClosed(err error) error {

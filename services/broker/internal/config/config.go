@@ -46,6 +46,14 @@ type Config struct {
 	// development only. Start refuses plaintext unless it is set.
 	InsecureNoAuth bool
 
+	// ReplicatorAddr turns on cluster mode: the address of this node's
+	// replicator. The broker then takes each partition's role, leader epoch,
+	// replicas and ISR from it (Replica.ApplyPartitionState, accepted only
+	// from the identity replicator-<node-id>), forwards topic administration
+	// and Metadata to it, and serves a partition only while it leads it.
+	// Cluster mode needs mutual TLS.
+	ReplicatorAddr string
+
 	// TopicDefaults fills the zero fields of a CreateTopic config.
 	TopicDefaults topic.Config
 
@@ -167,6 +175,17 @@ func (c Config) Validate() error {
 	if c.ACLPolicy != "" && !c.TLSEnabled() {
 		bad("acl-policy %q needs tls-cert, tls-key and tls-ca: plaintext mode has no identities to authorize", c.ACLPolicy)
 	}
+	if c.ReplicatorAddr != "" {
+		if _, err := checkHostPort(c.ReplicatorAddr); err != nil {
+			bad("replicator-addr %q: %v", c.ReplicatorAddr, err)
+		}
+		if !c.TLSEnabled() {
+			bad("replicator-addr (cluster mode) needs tls-cert, tls-key and tls-ca: replicators only speak mutual TLS")
+		}
+		if c.AutoCreateTopics {
+			bad("auto-create-topics is not supported in cluster mode (replicator-addr): create topics through the controller")
+		}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -212,6 +231,13 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ClusterMode reports whether the broker is driven by a replicator.
+func (c Config) ClusterMode() bool { return c.ReplicatorAddr != "" }
+
+// ReplicatorIdentity is the certificate identity allowed to set this
+// broker's partition states.
+func (c Config) ReplicatorIdentity() string { return fmt.Sprintf("replicator-%d", c.NodeID) }
 
 // TLSEnabled reports whether mutual TLS is configured.
 func (c Config) TLSEnabled() bool { return c.TLSCert != "" }

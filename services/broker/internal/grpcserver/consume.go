@@ -43,7 +43,7 @@ func (s *logService) batchLimits(recField string, records int32, recDefault int,
 // Consume reads one record or a bounded batch at an offset. At the high
 // watermark it answers with no records; past it, OutOfRange.
 func (s *logService) Consume(ctx context.Context, req *stratav1.ConsumeRequest) (*stratav1.ConsumeResponse, error) {
-	p, err := s.lookup(req.GetTopic(), req.GetPartition())
+	p, err := s.lookupLeader(req.GetTopic(), req.GetPartition())
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func (s *logService) Consume(ctx context.Context, req *stratav1.ConsumeRequest) 
 // or with an error status.
 func (s *logService) ConsumeStream(req *stratav1.ConsumeStreamRequest, stream grpc.ServerStreamingServer[stratav1.ConsumeResponse]) error {
 	ctx := stream.Context()
-	p, err := s.lookup(req.GetTopic(), req.GetPartition())
+	p, err := s.lookupLeader(req.GetTopic(), req.GetPartition())
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,8 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, topic.ErrExists):
 		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, partition.ErrStaleEpoch):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, partition.ErrNotEnoughReplicas),
 		errors.Is(err, partition.ErrClosed),
 		errors.Is(err, partition.ErrStopped),

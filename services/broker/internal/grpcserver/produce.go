@@ -40,6 +40,20 @@ func (s *logService) lookup(name string, id int32) (*partition.Partition, error)
 	return p, nil
 }
 
+// lookupLeader is lookup for reads, which only the partition's leader
+// serves: a follower's log may hold records past the high watermark that a
+// new leader truncates.
+func (s *logService) lookupLeader(name string, id int32) (*partition.Partition, error) {
+	p, err := s.lookup(name, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.NotLeader(); err != nil {
+		return nil, toStatus(err)
+	}
+	return p, nil
+}
+
 // lookupForProduce is lookup that creates a missing topic when
 // auto-create is on.
 func (s *logService) lookupForProduce(ctx context.Context, name string, id int32) (*partition.Partition, error) {

@@ -61,6 +61,22 @@ type Config struct {
 	KeepaliveMinTime time.Duration
 	KeepaliveTime    time.Duration
 	KeepaliveTimeout time.Duration
+
+	// Cluster, when set, puts the server in cluster mode.
+	Cluster *ClusterConfig
+}
+
+// ClusterConfig is what a cluster-mode broker's server needs: Topics and
+// Metadata calls are answered by the replicator (the controller's view),
+// and the Replica service is served for it.
+type ClusterConfig struct {
+	// Replicator is the connection to this node's replicator.
+	Replicator grpc.ClientConnInterface
+	// Topics applies the controller's topic configs locally.
+	Topics TopicEnsurer
+	// ReplicatorIdentity is the only identity allowed to call
+	// ApplyPartitionState; empty means no check (plaintext tests).
+	ReplicatorIdentity string
 }
 
 // Options are the seams for security and observability: transport
@@ -112,8 +128,15 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 	s.grpc = grpc.NewServer(sopts...)
 
 	stratav1.RegisterLogServer(s.grpc, &logService{cfg: cfg, cat: cat, admin: admin, rec: rec, lg: lg, shutdown: s.shutdown})
-	stratav1.RegisterMetadataServer(s.grpc, &metadataService{cfg: cfg, cat: cat})
-	stratav1.RegisterTopicsServer(s.grpc, &topicsService{cfg: cfg, cat: cat, admin: admin})
+	if c := cfg.Cluster; c != nil {
+		fwd := &forwarder{cat: cat, topics: stratav1.NewTopicsClient(c.Replicator), meta: stratav1.NewMetadataClient(c.Replicator)}
+		stratav1.RegisterMetadataServer(s.grpc, &forwardedMetadata{f: fwd})
+		stratav1.RegisterTopicsServer(s.grpc, &forwardedTopics{f: fwd})
+		stratav1.RegisterReplicaServer(s.grpc, &replicaService{cluster: *c, nodeID: cfg.NodeID, cat: cat, lg: lg.Named("replica")})
+	} else {
+		stratav1.RegisterMetadataServer(s.grpc, &metadataService{cfg: cfg, cat: cat})
+		stratav1.RegisterTopicsServer(s.grpc, &topicsService{cfg: cfg, cat: cat, admin: admin})
+	}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	for name := range s.grpc.GetServiceInfo() {

@@ -63,3 +63,22 @@ func (e *NotEnoughReplicasError) Error() string {
 
 // Is reports target == ErrNotEnoughReplicas.
 func (e *NotEnoughReplicasError) Is(target error) bool { return target == ErrNotEnoughReplicas }
+
+// ErrStaleEpoch means a partition state from an older leader epoch than the
+// broker already has; see StaleEpochError.
+var ErrStaleEpoch = errors.New("partition: stale leader epoch")
+
+// StaleEpochError: a state or request carried an older leader epoch.
+// errors.Is(err, ErrStaleEpoch) holds.
+type StaleEpochError struct {
+	Topic        string
+	Partition    int32
+	Got, Current int32
+}
+
+func (e *StaleEpochError) Error() string {
+	return fmt.Sprintf("partition: %s/%d: leader epoch %d is older than the current %d", e.Topic, e.Partition, e.Got, e.Current)
+}
+
+// Is reports target == ErrStaleEpoch.
+func (e *StaleEpochError) Is(target error) bool { return target == ErrStaleEpoch }

@@ -26,6 +26,10 @@ const (
 	RoleLeader Role = iota + 1
 	// RoleFollower copies the leader's log (replication issue).
 	RoleFollower
+	// RoleNone: the broker holds the log but has no role for it yet (a
+	// cluster-mode broker before its replicator's first ApplyPartitionState)
+	// or no longer (the replica moved away).
+	RoleNone
 )
 
 func (r Role) String() string {
@@ -34,6 +38,8 @@ func (r Role) String() string {
 		return "leader"
 	case RoleFollower:
 		return "follower"
+	case RoleNone:
+		return "none"
 	}
 	return fmt.Sprintf("role(%d)", int(r))
 }
@@ -76,8 +82,9 @@ type Partition struct {
 	maxRecordBytes atomic.Int64
 	minISR         atomic.Int32
 
-	mu    sync.RWMutex
-	state State
+	mu           sync.RWMutex
+	state        State
+	stateChanged chan struct{} // closed and replaced on every state change
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -98,8 +105,9 @@ func New(log Log, o Options) *Partition {
 		log:    log,
 		lg:     o.Logger.With(zap.String("topic", o.Topic), zap.Int32("partition", o.ID)),
 		now:    o.Now,
-		state:  o.State,
-		closed: make(chan struct{}),
+		state:        o.State,
+		stateChanged: make(chan struct{}),
+		closed:       make(chan struct{}),
 	}
 	p.SetLimits(o.MaxRecordBytes, o.MinInsyncReplicas)
 	return p
@@ -127,11 +135,56 @@ func (p *Partition) State() State {
 	return s
 }
 
-// SetState replaces the partition's cluster state (leader changes).
+// SetState replaces the partition's cluster state unconditionally.
 func (p *Partition) SetState(s State) {
 	p.mu.Lock()
-	p.state = s
+	p.setStateLocked(s)
 	p.mu.Unlock()
+}
+
+// ApplyState replaces the cluster state as the controller decided it. A
+// state from an older leader epoch than the current one is refused with a
+// StaleEpochError: the controller's decisions only move forward, and an
+// older one arriving late (a retried call, a replicator that lagged) must
+// not undo a newer leadership.
+func (p *Partition) ApplyState(s State) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.LeaderEpoch < p.state.LeaderEpoch {
+		return &StaleEpochError{Topic: p.topic, Partition: p.id, Got: s.LeaderEpoch, Current: p.state.LeaderEpoch}
+	}
+	p.setStateLocked(s)
+	return nil
+}
+
+func (p *Partition) setStateLocked(s State) {
+	s.Replicas = append([]int32(nil), s.Replicas...)
+	s.ISR = append([]int32(nil), s.ISR...)
+	if s.Role != p.state.Role || s.LeaderEpoch != p.state.LeaderEpoch {
+		p.lg.Info("partition state", zap.Stringer("role", s.Role), zap.Int32("leader_epoch", s.LeaderEpoch),
+			zap.Int32("leader", s.LeaderID), zap.Int32s("isr", s.ISR))
+	}
+	p.state = s
+	close(p.stateChanged)
+	p.stateChanged = make(chan struct{})
+}
+
+// StateChanged is closed on the next state change; streams serving a
+// leader watch it to end when leadership moves.
+func (p *Partition) StateChanged() <-chan struct{} {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.stateChanged
+}
+
+// NotLeader is nil when this broker leads the partition, else a
+// NotLeaderError naming the leader it knows of.
+func (p *Partition) NotLeader() error {
+	st := p.State()
+	if st.Role == RoleLeader {
+		return nil
+	}
+	return &NotLeaderError{Topic: p.topic, Partition: p.id, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr, Epoch: st.LeaderEpoch}
 }
 
 // LogStartOffset is the first offset still in the log.
@@ -221,21 +274,26 @@ func (p *Partition) Produce(ctx context.Context, recs []*stratav1.Record, acks s
 }
 
 // WaitFor blocks until the high watermark is past offset, ctx ends, stop is
-// closed (ErrStopped) or the partition closes (ErrClosed). It waits on the
-// log's change notification: no polling.
+// closed (ErrStopped), the partition closes (ErrClosed) or this broker stops
+// leading it (a NotLeaderError). It waits on the log's and the state's change
+// notifications: no polling.
 func (p *Partition) WaitFor(ctx context.Context, offset int64, stop <-chan struct{}) error {
 	for {
-		changed := p.log.Changed()
+		changed, stateChanged := p.log.Changed(), p.StateChanged()
 		select {
 		case <-p.closed:
 			return ErrClosed
 		default:
+		}
+		if err := p.NotLeader(); err != nil {
+			return err
 		}
 		if p.HighWatermark() > offset {
 			return nil
 		}
 		select {
 		case <-changed:
+		case <-stateChanged:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-stop:
@@ -363,4 +421,14 @@ func (p *Partition) Segments() (segments int, bytes int64, ok bool) {
 	}
 	st := s.Stats()
 	return st.Segments, st.Bytes, true
+}
+
+// LatestLocalEpoch is the newest leader epoch in the log's epoch file, -1
+// when the log has none.
+func (p *Partition) LatestLocalEpoch() int32 {
+	es := p.log.Epochs()
+	if len(es) == 0 {
+		return -1
+	}
+	return es[len(es)-1].Epoch
 }

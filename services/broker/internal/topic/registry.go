@@ -383,3 +383,38 @@ func closePartitions(ps []*partition.Partition) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Ensure makes the local copy of a topic match the controller's config, as
+// a cluster-mode broker is told it (ApplyPartitionState): it creates the
+// topic when missing and alters it when its config differs. A local topic
+// with a different partition count is a stale copy of a topic deleted and
+// recreated while this broker was away; the controller's metadata is the
+// truth, so the stale copy is deleted and the topic created afresh.
+func (r *Registry) Ensure(ctx context.Context, name string, cfg Config) (*Topic, error) {
+	t, err := r.Get(name)
+	if errors.Is(err, ErrNotFound) {
+		t, err = r.Create(ctx, name, cfg)
+		if errors.Is(err, ErrExists) { // created concurrently
+			return r.Get(name)
+		}
+		return t, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	cur := t.Config()
+	if cfg.Partitions != 0 && cfg.Partitions != cur.Partitions {
+		r.lg.Warn("local topic has a different partition count than the controller's; replacing the stale copy",
+			zap.String("topic", name), zap.Int32("local", cur.Partitions), zap.Int32("controller", cfg.Partitions))
+		if err := r.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		return r.Ensure(ctx, name, cfg)
+	}
+	// Partitions and replication factor are fixed; the rest may change.
+	cfg.Partitions, cfg.ReplicationFactor = 0, 0
+	if cur.Merge(cfg) == cur {
+		return t, nil
+	}
+	return r.Alter(ctx, name, cfg)
+}

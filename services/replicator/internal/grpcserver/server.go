@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/strata-log/strata/pkg/acl"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
 )
@@ -55,8 +56,9 @@ type Deps struct {
 }
 
 // New returns a gRPC server with the Topics, Metadata, health and
-// reflection services registered. tlsConf must require client certs.
-func New(tlsConf *tls.Config, deps Deps, lg *zap.Logger) (*grpc.Server, *health.Server) {
+// reflection services registered. tlsConf must require client certs; authz
+// checks every call against MethodTable (build it with NewInterceptor).
+func New(tlsConf *tls.Config, authz *acl.Interceptor, deps Deps, lg *zap.Logger) (*grpc.Server, *health.Server) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
@@ -66,7 +68,8 @@ func New(tlsConf *tls.Config, deps Deps, lg *zap.Logger) (*grpc.Server, *health.
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(logUnary(lg.Named("grpc"))),
+		grpc.ChainUnaryInterceptor(logUnary(lg.Named("grpc")), authz.Unary()),
+		grpc.ChainStreamInterceptor(authz.Stream()),
 	)
 	svc := &service{lg: lg.Named("topics"), deps: deps}
 	stratav1.RegisterTopicsServer(srv, &topicsServer{service: svc})

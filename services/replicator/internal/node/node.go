@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/services/replicator/internal/applier"
 	"github.com/strata-log/strata/services/replicator/internal/consensus"
 	"github.com/strata-log/strata/services/replicator/internal/controller"
@@ -57,6 +59,10 @@ type Options struct {
 	// ServerTLS requires and verifies client certs; ClientTLS presents this
 	// node's replicator certificate. Both carry the cluster CA.
 	ServerTLS, ClientTLS *tls.Config
+
+	// Authorizer decides every gRPC call (pkg/acl). Nil means the default
+	// policy, with its last-good cache under DataDir/acl.
+	Authorizer *acl.Authorizer
 
 	// MetricsListener serves /metrics when set.
 	MetricsListener net.Listener
@@ -132,8 +138,18 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 		}
 	}
 
+	authz := opts.Authorizer
+	if authz == nil {
+		if authz, err = acl.NewAuthorizer(acl.Options{CachePath: filepath.Join(opts.DataDir, "acl", "policy.cache")}, lg); err != nil {
+			return nil, fmt.Errorf("node: authorizer: %w", err)
+		}
+	}
+	ic, err := acl.NewInterceptor(authz, grpcserver.MethodTable(), lg)
+	if err != nil {
+		return nil, fmt.Errorf("node: authorizer: %w", err)
+	}
 	n.fwd = grpcserver.NewForwarder(opts.ClientTLS)
-	n.grpc, n.health = grpcserver.New(opts.ServerTLS, grpcserver.Deps{State: n.fsm, Controller: n.ctrl,
+	n.grpc, n.health = grpcserver.New(opts.ServerTLS, ic, grpcserver.Deps{State: n.fsm, Controller: n.ctrl,
 		Cluster: clusterView{n}, Forwarder: n.fwd}, lg)
 	grpcServing = true
 	n.wg.Add(1)

@@ -1,0 +1,271 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/strata-log/strata/pkg/pki"
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+)
+
+// fakeReplicator is the replicator a cluster-mode broker forwards Topics
+// and Metadata to: a real mTLS gRPC server as replicator-1 that records
+// who called and answers from a fixed topic.
+type fakeReplicator struct {
+	stratav1.UnimplementedTopicsServer
+	stratav1.UnimplementedMetadataServer
+	addr string
+
+	mu      sync.Mutex
+	callers []string
+	created []string
+}
+
+func startFakeReplicator(tb testing.TB, certs string) *fakeReplicator {
+	tb.Helper()
+	rl, err := pki.NewReloader(pki.DirFiles(certs, "replicator-1"), pki.ReloaderOptions{}, zaptest.NewLogger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := &fakeReplicator{addr: lis.Addr().String()}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(rl.ServerConfig())))
+	stratav1.RegisterTopicsServer(srv, f)
+	stratav1.RegisterMetadataServer(srv, f)
+	go srv.Serve(lis) //nolint:errcheck // returns after Stop
+	tb.Cleanup(srv.Stop)
+	return f
+}
+
+func (f *fakeReplicator) record(ctx context.Context) {
+	p, _ := peer.FromContext(ctx)
+	cn := ""
+	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+		cn = ti.State.PeerCertificates[0].Subject.CommonName
+	}
+	f.mu.Lock()
+	f.callers = append(f.callers, cn)
+	f.mu.Unlock()
+}
+
+func (f *fakeReplicator) CreateTopic(ctx context.Context, req *stratav1.CreateTopicRequest) (*stratav1.CreateTopicResponse, error) {
+	f.record(ctx)
+	if req.GetName() == "exists" {
+		return nil, status.Error(codes.AlreadyExists, "topic exists")
+	}
+	f.mu.Lock()
+	f.created = append(f.created, req.GetName())
+	f.mu.Unlock()
+	return &stratav1.CreateTopicResponse{Topic: &stratav1.TopicMetadata{Name: req.GetName()}}, nil
+}
+
+func (f *fakeReplicator) Metadata(ctx context.Context, req *stratav1.MetadataRequest) (*stratav1.MetadataResponse, error) {
+	f.record(ctx)
+	return &stratav1.MetadataResponse{
+		Brokers: []*stratav1.BrokerInfo{{Id: 1, Address: "b1:9092", Alive: true}, {Id: 2, Address: "b2:9092", Alive: true}},
+		Topics: []*stratav1.TopicMetadata{{Name: "orders", Partitions: []*stratav1.PartitionMetadata{
+			{Partition: 0, LeaderId: 1, LeaderEpoch: 1}, {Partition: 1, LeaderId: 2, LeaderEpoch: 1},
+		}}},
+	}, nil
+}
+
+// startClusterBroker starts broker-1 in cluster mode beside a fake replicator.
+func startClusterBroker(t *testing.T) (*Broker, *fakeReplicator, string) {
+	t.Helper()
+	certs := initCerts(t)
+	if _, err := pki.InitCluster(certs, pki.ClusterOptions{CAName: "strata-test", Nodes: []string{"1", "2"}, Operators: []string{"operator"}}, zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	fr := startFakeReplicator(t, certs)
+	cfg := tlsConfig(t.TempDir(), certs)
+	cfg.ReplicatorAddr = fr.addr
+	return startTLSBroker(t, cfg), fr, certs
+}
+
+func replicaClient(tb testing.TB, b *Broker, certs, name string) stratav1.ReplicaClient {
+	return stratav1.NewReplicaClient(dialAs(tb, b, certs, name).conn)
+}
+
+func orders(role stratav1.Role, epoch, leader int32, leaderAddr string) *stratav1.ApplyPartitionStateRequest {
+	return &stratav1.ApplyPartitionStateRequest{
+		Topic: "orders", Partition: 0, Role: role, LeaderEpoch: epoch, LeaderId: leader, LeaderAddress: leaderAddr,
+		Replicas: []int32{1, 2}, Isr: []int32{1, 2},
+		Config: &stratav1.TopicConfig{Partitions: 2, ReplicationFactor: 2, MinInsyncReplicas: 1},
+	}
+}
+
+func TestClusterModeApplyPartitionState(t *testing.T) {
+	b, _, certs := startClusterBroker(t)
+	ctx := ctxT(t)
+	own := replicaClient(t, b, certs, "replicator-1")
+	op := dialAs(t, b, certs, "operator")
+
+	t.Run("only this node's replicator may apply", func(t *testing.T) {
+		for _, who := range []string{"operator", "broker-1", "replicator-2", "alice"} {
+			_, err := replicaClient(t, b, certs, who).ApplyPartitionState(ctx, orders(stratav1.Role_ROLE_LEADER, 1, 1, "b1:9092"))
+			wantCode(t, err, codes.PermissionDenied)
+		}
+		if _, err := op.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "orders", Records: values(1, "x")}); status.Code(err) != codes.NotFound {
+			t.Fatalf("produce after refused applies: %v, want NotFound (no topic created)", err)
+		}
+	})
+
+	t.Run("leader serves produce and consume", func(t *testing.T) {
+		if _, err := own.ApplyPartitionState(ctx, orders(stratav1.Role_ROLE_LEADER, 1, 1, "b1:9092")); err != nil {
+			t.Fatalf("apply leader: %v", err)
+		}
+		resp, err := op.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "orders", Partition: 0, Records: values(3, "v")})
+		if err != nil || resp.GetBaseOffset() != 0 {
+			t.Fatalf("produce on leader = %v, %v", resp, err)
+		}
+		c, err := op.log.Consume(ctx, &stratav1.ConsumeRequest{Topic: "orders", Partition: 0, Offset: 0, MaxRecords: 10})
+		if err != nil || len(c.GetRecords()) != 3 {
+			t.Fatalf("consume on leader = %d records, %v", len(c.GetRecords()), err)
+		}
+		st, err := own.PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: "orders", Partition: 0})
+		if err != nil || st.GetRole() != stratav1.Role_ROLE_LEADER || st.GetLeaderEpoch() != 1 || st.GetLogEndOffset() != 3 || st.GetLatestLocalEpoch() != 1 {
+			t.Fatalf("status = %v, %v", st, err)
+		}
+	})
+
+	t.Run("partition never assigned answers not leader", func(t *testing.T) {
+		_, err := op.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "orders", Partition: 1, Records: values(1, "x")})
+		wantCode(t, err, codes.FailedPrecondition)
+	})
+
+	t.Run("stale epoch refused", func(t *testing.T) {
+		if _, err := own.ApplyPartitionState(ctx, orders(stratav1.Role_ROLE_LEADER, 3, 1, "b1:9092")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := own.ApplyPartitionState(ctx, orders(stratav1.Role_ROLE_FOLLOWER, 2, 2, "b2:9092"))
+		wantCode(t, err, codes.FailedPrecondition)
+		if _, err := op.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "orders", Records: values(1, "x")}); err != nil {
+			t.Fatalf("the stale state took effect: %v", err)
+		}
+	})
+
+	t.Run("demotion ends streams and redirects clients", func(t *testing.T) {
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		cs, err := op.log.ConsumeStream(sctx, &stratav1.ConsumeStreamRequest{Topic: "orders",
+			Start: &stratav1.ConsumeStreamRequest_Position{Position: stratav1.StartPosition_START_POSITION_LATEST}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := own.ApplyPartitionState(ctx, orders(stratav1.Role_ROLE_FOLLOWER, 4, 2, "b2:9092")); err != nil {
+			t.Fatal(err)
+		}
+		_, err = cs.Recv()
+		st := wantCode(t, err, codes.FailedPrecondition)
+		var nl *stratav1.NotLeader
+		for _, d := range st.Details() {
+			if d, ok := d.(*stratav1.NotLeader); ok {
+				nl = d
+			}
+		}
+		if nl == nil || nl.GetLeaderId() != 2 || nl.GetLeaderAddress() != "b2:9092" || nl.GetLeaderEpoch() != 4 {
+			t.Fatalf("stream ended with %v, want NotLeader naming broker 2 in epoch 4", st.Details())
+		}
+		_, err = op.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "orders", Records: values(1, "x")})
+		wantCode(t, err, codes.FailedPrecondition)
+		_, err = op.log.Consume(ctx, &stratav1.ConsumeRequest{Topic: "orders"})
+		wantCode(t, err, codes.FailedPrecondition)
+	})
+
+	t.Run("bad requests", func(t *testing.T) {
+		bad := orders(stratav1.Role_ROLE_LEADER, 5, 2, "b2:9092") // leader is not this node
+		_, err := own.ApplyPartitionState(ctx, bad)
+		wantCode(t, err, codes.InvalidArgument)
+		bad = orders(stratav1.Role_ROLE_UNSPECIFIED, 5, 1, "")
+		_, err = own.ApplyPartitionState(ctx, bad)
+		wantCode(t, err, codes.InvalidArgument)
+		bad = orders(stratav1.Role_ROLE_FOLLOWER, 5, 2, "")
+		bad.Partition = 7
+		_, err = own.ApplyPartitionState(ctx, bad)
+		wantCode(t, err, codes.NotFound)
+	})
+
+	t.Run("releasing every partition removes the topic", func(t *testing.T) {
+		for p := int32(0); p < 2; p++ {
+			req := orders(stratav1.Role_ROLE_NONE, 6, -1, "")
+			req.Partition = p
+			if _, err := own.ApplyPartitionState(ctx, req); err != nil {
+				t.Fatalf("release %d: %v", p, err)
+			}
+		}
+		_, err := own.PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: "orders", Partition: 0})
+		wantCode(t, err, codes.NotFound)
+	})
+}
+
+func TestClusterModeForwardsTopicsAndMetadata(t *testing.T) {
+	b, fr, certs := startClusterBroker(t)
+	ctx := ctxT(t)
+	op, alice := dialAs(t, b, certs, "operator"), dialAs(t, b, certs, "alice")
+	own := replicaClient(t, b, certs, "replicator-1")
+	if _, err := own.ApplyPartitionState(ctx, orders(stratav1.Role_ROLE_LEADER, 1, 1, "b1:9092")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "orders", Records: values(5, "v")}); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := op.topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "payments"}); err != nil {
+		t.Fatalf("forwarded create: %v", err)
+	}
+	_, err := op.topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "exists"})
+	wantCode(t, err, codes.AlreadyExists) // the replicator's code comes back unchanged
+	_, err = alice.topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "alice-topic"})
+	wantCode(t, err, codes.PermissionDenied) // checked at the broker, never forwarded
+
+	md, err := op.meta.Metadata(ctx, &stratav1.MetadataRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(md.GetBrokers()) != 2 {
+		t.Fatalf("metadata brokers = %v, want the replicator's two", md.GetBrokers())
+	}
+	ps := md.GetTopics()[0].GetPartitions()
+	if ps[0].GetLogEndOffset() != 5 || ps[0].GetHighWatermark() != 5 {
+		t.Errorf("led partition offsets = %d/%d, want 5/5 filled in locally", ps[0].GetLogEndOffset(), ps[0].GetHighWatermark())
+	}
+	if ps[1].GetLogEndOffset() != 0 {
+		t.Errorf("partition led elsewhere got local offsets %d", ps[1].GetLogEndOffset())
+	}
+
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	if len(fr.created) != 1 || fr.created[0] != "payments" {
+		t.Errorf("replicator saw creates %v, want [payments]", fr.created)
+	}
+	for _, c := range fr.callers {
+		if c != "broker-1" {
+			t.Errorf("replicator called by %q, want the broker's own identity broker-1", c)
+		}
+	}
+}
+
+func TestClusterModeNeedsTLS(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.ReplicatorAddr = "127.0.0.1:9093"
+	_, err := Start(context.Background(), cfg, zaptest.NewLogger(t), Options{Getenv: func(string) string { return "" }})
+	if err == nil {
+		t.Fatal("a plaintext broker started in cluster mode")
+	}
+	if errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,168 @@
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/strata-log/strata/pkg/acl"
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/broker/internal/partition"
+	"github.com/strata-log/strata/services/broker/internal/topic"
+)
+
+// TopicEnsurer makes the local copy of a topic match the controller's
+// config, and removes it. *topic.Registry satisfies it.
+type TopicEnsurer interface {
+	Ensure(ctx context.Context, name string, cfg topic.Config) (*topic.Topic, error)
+	Delete(ctx context.Context, name string) error
+}
+
+// replicaService implements the internal strata.v1.Replica service of a
+// cluster-mode broker. The ACL lets only broker and replicator identities
+// reach it; ApplyPartitionState further demands this node's own replicator.
+type replicaService struct {
+	stratav1.UnimplementedReplicaServer
+	cluster ClusterConfig
+	nodeID  int32
+	cat     Catalog
+	lg      *zap.Logger
+}
+
+// ApplyPartitionState sets this broker's role for one partition as the
+// controller decided it, creating the topic locally on first sight. A state
+// from an older leader epoch than the partition has is refused
+// (FailedPrecondition); ROLE_NONE releases the partition, and the topic is
+// removed once none of its partitions has a role here.
+func (s *replicaService) ApplyPartitionState(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) (*stratav1.ApplyPartitionStateResponse, error) {
+	if err := s.fromOwnReplicator(ctx); err != nil {
+		return nil, err
+	}
+	if err := topic.ValidateName(req.GetTopic()); err != nil {
+		return nil, badRequest("topic", err.Error())
+	}
+	if req.GetPartition() < 0 {
+		return nil, badRequest("partition", "must be >= 0, got "+strconv.Itoa(int(req.GetPartition())))
+	}
+	if req.GetLeaderEpoch() < 0 {
+		return nil, badRequest("leader_epoch", "must be >= 0")
+	}
+	st := partition.State{
+		LeaderEpoch: req.GetLeaderEpoch(),
+		LeaderID:    req.GetLeaderId(),
+		LeaderAddr:  req.GetLeaderAddress(),
+		Replicas:    req.GetReplicas(),
+		ISR:         req.GetIsr(),
+	}
+	switch req.GetRole() {
+	case stratav1.Role_ROLE_LEADER:
+		st.Role = partition.RoleLeader
+		if req.GetLeaderId() != s.nodeID {
+			return nil, badRequest("leader_id", "ROLE_LEADER names leader "+strconv.Itoa(int(req.GetLeaderId()))+", not this broker "+strconv.Itoa(int(s.nodeID)))
+		}
+	case stratav1.Role_ROLE_FOLLOWER:
+		st.Role = partition.RoleFollower
+	case stratav1.Role_ROLE_NONE:
+		return s.release(ctx, req, st)
+	default:
+		return nil, badRequest("role", "must be LEADER, FOLLOWER or NONE, got "+req.GetRole().String())
+	}
+	if req.GetConfig() == nil {
+		return nil, badRequest("config", "must be set")
+	}
+	t, err := s.cluster.Topics.Ensure(ctx, req.GetTopic(), configFromProto(req.GetConfig()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	p, err := partitionOf(t, req.GetPartition())
+	if err != nil {
+		return nil, err
+	}
+	if err := p.ApplyState(st); err != nil {
+		return nil, toStatus(err)
+	}
+	return &stratav1.ApplyPartitionStateResponse{LogEndOffset: p.LogEndOffset()}, nil
+}
+
+// release drops this broker's role for a partition; the topic goes when
+// no partition of it has a role left.
+func (s *replicaService) release(ctx context.Context, req *stratav1.ApplyPartitionStateRequest, st partition.State) (*stratav1.ApplyPartitionStateResponse, error) {
+	t, err := s.cat.Get(req.GetTopic())
+	if errors.Is(err, topic.ErrNotFound) {
+		return &stratav1.ApplyPartitionStateResponse{}, nil
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	p, err := partitionOf(t, req.GetPartition())
+	if err != nil {
+		return nil, err
+	}
+	st.Role = partition.RoleNone
+	if err := p.ApplyState(st); err != nil {
+		return nil, toStatus(err)
+	}
+	for _, q := range t.Partitions() {
+		if q.State().Role != partition.RoleNone {
+			return &stratav1.ApplyPartitionStateResponse{LogEndOffset: p.LogEndOffset()}, nil
+		}
+	}
+	s.lg.Info("no partition of the topic has a role here any more; removing it", zap.String("topic", t.Name()))
+	if err := s.cluster.Topics.Delete(ctx, t.Name()); err != nil && !errors.Is(err, topic.ErrNotFound) {
+		return nil, toStatus(err)
+	}
+	return &stratav1.ApplyPartitionStateResponse{}, nil
+}
+
+// PartitionStatus reports this broker's local view of a partition.
+func (s *replicaService) PartitionStatus(ctx context.Context, req *stratav1.PartitionStatusRequest) (*stratav1.PartitionStatusResponse, error) {
+	p, err := s.cat.Partition(req.GetTopic(), req.GetPartition())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	st := p.State()
+	resp := &stratav1.PartitionStatusResponse{
+		Role:             roleToProto(st.Role),
+		LeaderEpoch:      st.LeaderEpoch,
+		LogStartOffset:   p.LogStartOffset(),
+		LogEndOffset:     p.LogEndOffset(),
+		HighWatermark:    p.HighWatermark(),
+		LatestLocalEpoch: p.LatestLocalEpoch(),
+	}
+	return resp, nil
+}
+
+// fromOwnReplicator refuses a caller other than this node's replicator.
+// Without TLS (a plaintext test broker) there is no identity to check.
+func (s *replicaService) fromOwnReplicator(ctx context.Context) error {
+	if s.cluster.ReplicatorIdentity == "" {
+		return nil
+	}
+	id, ok := acl.IdentityFromContext(ctx)
+	if !ok || id != s.cluster.ReplicatorIdentity {
+		return status.Errorf(codes.PermissionDenied, "only %s may set this broker's partition states, not %q", s.cluster.ReplicatorIdentity, id)
+	}
+	return nil
+}
+
+func partitionOf(t *topic.Topic, id int32) (*partition.Partition, error) {
+	ps := t.Partitions()
+	if int(id) >= len(ps) {
+		return nil, status.Errorf(codes.NotFound, "topic %q has %d partitions, no partition %d", t.Name(), len(ps), id)
+	}
+	return ps[id], nil
+}
+
+func roleToProto(r partition.Role) stratav1.Role {
+	switch r {
+	case partition.RoleLeader:
+		return stratav1.Role_ROLE_LEADER
+	case partition.RoleFollower:
+		return stratav1.Role_ROLE_FOLLOWER
+	}
+	return stratav1.Role_ROLE_NONE
+}
