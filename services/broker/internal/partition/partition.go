@@ -100,11 +100,11 @@ func New(log Log, o Options) *Partition {
 		o.Now = time.Now
 	}
 	p := &Partition{
-		topic:  o.Topic,
-		id:     o.ID,
-		log:    log,
-		lg:     o.Logger.With(zap.String("topic", o.Topic), zap.Int32("partition", o.ID)),
-		now:    o.Now,
+		topic:        o.Topic,
+		id:           o.ID,
+		log:          log,
+		lg:           o.Logger.With(zap.String("topic", o.Topic), zap.Int32("partition", o.ID)),
+		now:          o.Now,
 		state:        o.State,
 		stateChanged: make(chan struct{}),
 		closed:       make(chan struct{}),
