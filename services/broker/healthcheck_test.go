@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
@@ -19,6 +20,8 @@ import (
 	"github.com/strata-log/strata/services/broker/internal/broker"
 	"github.com/strata-log/strata/services/broker/internal/config"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // clusterPKI writes a CA with broker-1 and broker-2 key pairs.
 func clusterPKI(tb testing.TB) string {
