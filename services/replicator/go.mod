@@ -16,6 +16,7 @@ require (
 	github.com/hashicorp/serf v0.10.2
 	github.com/prometheus/client_golang v1.25.0
 	github.com/strata-log/strata/pkg/acl v0.0.0
+	github.com/strata-log/strata/pkg/pki v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
@@ -54,7 +55,6 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/sean-/seed v0.0.0-20170313163322-e2103e2c3529 // indirect
-	github.com/strata-log/strata/pkg/pki v0.0.0 // indirect
 	github.com/weppos/publicsuffix-go v0.30.0 // indirect
 	github.com/zmap/zcrypto v0.0.0-20230310154051-c8b263fd8300 // indirect
 	github.com/zmap/zlint/v3 v3.5.0 // indirect

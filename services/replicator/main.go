@@ -1,6 +1,8 @@
 // Command strata-replicator is the control-plane sidecar of a broker: a
 // Serf member, a Raft metadata voter and, on the Raft leader, the cluster
-// controller. See internal/node.
+// controller. See internal/node. `strata-replicator healthcheck` asks the
+// replicator so configured whether it is serving (exit 0) or not (exit 1),
+// for containers.
 package main
 
 import (
@@ -8,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +27,16 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == healthcheckCommand {
+		if err := healthcheck(context.Background(), os.Args[2:], os.Getenv, os.Stdout); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return
+			}
+			fmt.Fprintln(os.Stderr, "strata-replicator healthcheck:", oneLine(err))
+			os.Exit(1) // never 2: Docker reserves it
+		}
+		return
+	}
 	cfg, err := config.FromEnviron(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
