@@ -1,8 +1,9 @@
 // Package acl is Strata's authorization: a Casbin model of identities,
 // roles, topic patterns and actions; a strict policy text format; an
 // Authorizer whose policy can be replaced atomically while checks run; a
-// last-good-policy file cache; and gRPC interceptors that authorize every
-// call by the caller's verified certificate.
+// last-good-policy file cache; gRPC interceptors that authorize every
+// call by the caller's verified certificate; and a Watcher that keeps a
+// node's policy in step with the admin service (long-poll on a version).
 //
 // # Model
 //

@@ -21,6 +21,10 @@ var (
 	ErrCorruptCache = errors.New("acl: corrupt policy cache")
 	// ErrBadMethodTable is returned by NewInterceptor for a bad table.
 	ErrBadMethodTable = errors.New("acl: bad method table")
+	// ErrBadWatcherOptions is returned by NewWatcher for invalid options.
+	ErrBadWatcherOptions = errors.New("acl: bad watcher options")
+	// ErrWatcherRunning is returned by a second Watcher.Run.
+	ErrWatcherRunning = errors.New("acl: watcher already running")
 )
 
 // ParseError tells which policy line is wrong and why. It wraps
