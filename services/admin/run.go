@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 var (
@@ -17,6 +18,7 @@ var (
 const usageText = `usage:
   strata-admin pki init --out DIR --ca-name NAME --node ID [--node ID ...] [--host DNS-OR-IP ...]
   strata-admin serve --listen ADDR --data-dir DIR --tls-cert FILE --tls-key FILE --tls-ca FILE
+  strata-admin healthcheck --listen ADDR --tls-cert FILE --tls-key FILE --tls-ca FILE   (exit 0 healthy, 1 not)
 `
 
 // run dispatches the subcommand named by args. stdout receives the
@@ -35,6 +37,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runPKIInit(args[2:], stdout, stderr)
 	case "serve":
 		return runServe(ctx, args[1:], stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return errHelp
