@@ -75,11 +75,13 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 }
 
 type FetchRequest struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	Topic       string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Partition   int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	ReplicaId   int32                  `protobuf:"varint,3,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
-	FetchOffset int64                  `protobuf:"varint,4,opt,name=fetch_offset,json=fetchOffset,proto3" json:"fetch_offset,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	ReplicaId int32                  `protobuf:"varint,3,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// First request: where to start. Later requests: the follower's log end
+	// offset after appending the previous response.
+	FetchOffset int64 `protobuf:"varint,4,opt,name=fetch_offset,json=fetchOffset,proto3" json:"fetch_offset,omitempty"`
 	// The leader epoch the follower believes current.
 	LeaderEpoch int32 `protobuf:"varint,5,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
 	// Bytes of frames per response; 0 means 1 MiB.
@@ -391,7 +393,9 @@ type OffsetForLeaderEpochRequest struct {
 	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
 	// The epoch whose end is asked for.
 	LeaderEpoch int32 `protobuf:"varint,3,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
-	// The caller's view of the current leader epoch (fencing).
+	// The caller's view of the current leader epoch (fencing): asked of a
+	// leader, it must equal the leader's epoch. -1 asks a broker about its
+	// own log whatever its role (a follower's replicator, for KIP-279).
 	CurrentLeaderEpoch int32 `protobuf:"varint,4,opt,name=current_leader_epoch,json=currentLeaderEpoch,proto3" json:"current_leader_epoch,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
@@ -799,11 +803,16 @@ func (x *PartitionStatusResponse) GetLatestLocalEpoch() int32 {
 }
 
 type TruncateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	LeaderEpoch   int32                  `protobuf:"varint,4,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// Every record at and after offset is removed.
+	Offset int64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The follower's current leader epoch (fencing).
+	LeaderEpoch int32 `protobuf:"varint,4,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	// Empty the log and restart it at offset: the leader's log starts past
+	// this follower's end, so nothing here can be kept.
+	Reset_        bool `protobuf:"varint,5,opt,name=reset,proto3" json:"reset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -866,6 +875,13 @@ func (x *TruncateRequest) GetLeaderEpoch() int32 {
 	return 0
 }
 
+func (x *TruncateRequest) GetReset_() bool {
+	if x != nil {
+		return x.Reset_
+	}
+	return false
+}
+
 type TruncateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LogEndOffset  int64                  `protobuf:"varint,1,opt,name=log_end_offset,json=logEndOffset,proto3" json:"log_end_offset,omitempty"`
@@ -908,6 +924,138 @@ func (x *TruncateResponse) GetLogEndOffset() int64 {
 		return x.LogEndOffset
 	}
 	return 0
+}
+
+type AlterPartitionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// The broker asking; it must be the partition's leader.
+	LeaderId int32 `protobuf:"varint,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// The epoch the proposal is based on; a stale epoch is refused.
+	LeaderEpoch int32 `protobuf:"varint,4,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	// The proposed in-sync replicas (including the leader).
+	Isr           []int32 `protobuf:"varint,5,rep,packed,name=isr,proto3" json:"isr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlterPartitionRequest) Reset() {
+	*x = AlterPartitionRequest{}
+	mi := &file_strata_v1_replica_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterPartitionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterPartitionRequest) ProtoMessage() {}
+
+func (x *AlterPartitionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_replica_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterPartitionRequest.ProtoReflect.Descriptor instead.
+func (*AlterPartitionRequest) Descriptor() ([]byte, []int) {
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AlterPartitionRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *AlterPartitionRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *AlterPartitionRequest) GetLeaderId() int32 {
+	if x != nil {
+		return x.LeaderId
+	}
+	return 0
+}
+
+func (x *AlterPartitionRequest) GetLeaderEpoch() int32 {
+	if x != nil {
+		return x.LeaderEpoch
+	}
+	return 0
+}
+
+func (x *AlterPartitionRequest) GetIsr() []int32 {
+	if x != nil {
+		return x.Isr
+	}
+	return nil
+}
+
+type AlterPartitionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partition's state as committed.
+	LeaderEpoch   int32   `protobuf:"varint,1,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	Isr           []int32 `protobuf:"varint,2,rep,packed,name=isr,proto3" json:"isr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlterPartitionResponse) Reset() {
+	*x = AlterPartitionResponse{}
+	mi := &file_strata_v1_replica_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterPartitionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterPartitionResponse) ProtoMessage() {}
+
+func (x *AlterPartitionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_replica_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterPartitionResponse.ProtoReflect.Descriptor instead.
+func (*AlterPartitionResponse) Descriptor() ([]byte, []int) {
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AlterPartitionResponse) GetLeaderEpoch() int32 {
+	if x != nil {
+		return x.LeaderEpoch
+	}
+	return 0
+}
+
+func (x *AlterPartitionResponse) GetIsr() []int32 {
+	if x != nil {
+		return x.Isr
+	}
+	return nil
 }
 
 var File_strata_v1_replica_proto protoreflect.FileDescriptor
@@ -971,26 +1119,39 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x10log_start_offset\x18\x03 \x01(\x03R\x0elogStartOffset\x12$\n" +
 	"\x0elog_end_offset\x18\x04 \x01(\x03R\flogEndOffset\x12%\n" +
 	"\x0ehigh_watermark\x18\x05 \x01(\x03R\rhighWatermark\x12,\n" +
-	"\x12latest_local_epoch\x18\x06 \x01(\x05R\x10latestLocalEpoch\"\x80\x01\n" +
+	"\x12latest_local_epoch\x18\x06 \x01(\x05R\x10latestLocalEpoch\"\x96\x01\n" +
 	"\x0fTruncateRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12!\n" +
-	"\fleader_epoch\x18\x04 \x01(\x05R\vleaderEpoch\"8\n" +
+	"\fleader_epoch\x18\x04 \x01(\x05R\vleaderEpoch\x12\x14\n" +
+	"\x05reset\x18\x05 \x01(\bR\x05reset\"8\n" +
 	"\x10TruncateResponse\x12$\n" +
-	"\x0elog_end_offset\x18\x01 \x01(\x03R\flogEndOffset*O\n" +
+	"\x0elog_end_offset\x18\x01 \x01(\x03R\flogEndOffset\"\x9d\x01\n" +
+	"\x15AlterPartitionRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1b\n" +
+	"\tleader_id\x18\x03 \x01(\x05R\bleaderId\x12!\n" +
+	"\fleader_epoch\x18\x04 \x01(\x05R\vleaderEpoch\x12\x10\n" +
+	"\x03isr\x18\x05 \x03(\x05R\x03isr\"M\n" +
+	"\x16AlterPartitionResponse\x12!\n" +
+	"\fleader_epoch\x18\x01 \x01(\x05R\vleaderEpoch\x12\x10\n" +
+	"\x03isr\x18\x02 \x03(\x05R\x03isr*O\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_LEADER\x10\x01\x12\x11\n" +
 	"\rROLE_FOLLOWER\x10\x02\x12\r\n" +
-	"\tROLE_NONE\x10\x032\xf4\x03\n" +
-	"\aReplica\x12<\n" +
-	"\x05Fetch\x12\x17.strata.v1.FetchRequest\x1a\x18.strata.v1.FetchResponse0\x01\x12=\n" +
+	"\tROLE_NONE\x10\x032\xf6\x03\n" +
+	"\aReplica\x12>\n" +
+	"\x05Fetch\x12\x17.strata.v1.FetchRequest\x1a\x18.strata.v1.FetchResponse(\x010\x01\x12=\n" +
 	"\x06Append\x12\x18.strata.v1.AppendRequest\x1a\x19.strata.v1.AppendResponse\x12g\n" +
 	"\x14OffsetForLeaderEpoch\x12&.strata.v1.OffsetForLeaderEpochRequest\x1a'.strata.v1.OffsetForLeaderEpochResponse\x12d\n" +
 	"\x13ApplyPartitionState\x12%.strata.v1.ApplyPartitionStateRequest\x1a&.strata.v1.ApplyPartitionStateResponse\x12X\n" +
 	"\x0fPartitionStatus\x12!.strata.v1.PartitionStatusRequest\x1a\".strata.v1.PartitionStatusResponse\x12C\n" +
-	"\bTruncate\x12\x1a.strata.v1.TruncateRequest\x1a\x1b.strata.v1.TruncateResponseB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
+	"\bTruncate\x12\x1a.strata.v1.TruncateRequest\x1a\x1b.strata.v1.TruncateResponse2c\n" +
+	"\n" +
+	"Controller\x12U\n" +
+	"\x0eAlterPartition\x12 .strata.v1.AlterPartitionRequest\x1a!.strata.v1.AlterPartitionResponseB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
 
 var (
 	file_strata_v1_replica_proto_rawDescOnce sync.Once
@@ -1005,7 +1166,7 @@ func file_strata_v1_replica_proto_rawDescGZIP() []byte {
 }
 
 var file_strata_v1_replica_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_strata_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_strata_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_strata_v1_replica_proto_goTypes = []any{
 	(Role)(0),                            // 0: strata.v1.Role
 	(*FetchRequest)(nil),                 // 1: strata.v1.FetchRequest
@@ -1020,11 +1181,13 @@ var file_strata_v1_replica_proto_goTypes = []any{
 	(*PartitionStatusResponse)(nil),      // 10: strata.v1.PartitionStatusResponse
 	(*TruncateRequest)(nil),              // 11: strata.v1.TruncateRequest
 	(*TruncateResponse)(nil),             // 12: strata.v1.TruncateResponse
-	(*TopicConfig)(nil),                  // 13: strata.v1.TopicConfig
+	(*AlterPartitionRequest)(nil),        // 13: strata.v1.AlterPartitionRequest
+	(*AlterPartitionResponse)(nil),       // 14: strata.v1.AlterPartitionResponse
+	(*TopicConfig)(nil),                  // 15: strata.v1.TopicConfig
 }
 var file_strata_v1_replica_proto_depIdxs = []int32{
 	0,  // 0: strata.v1.ApplyPartitionStateRequest.role:type_name -> strata.v1.Role
-	13, // 1: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
+	15, // 1: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
 	0,  // 2: strata.v1.PartitionStatusResponse.role:type_name -> strata.v1.Role
 	1,  // 3: strata.v1.Replica.Fetch:input_type -> strata.v1.FetchRequest
 	3,  // 4: strata.v1.Replica.Append:input_type -> strata.v1.AppendRequest
@@ -1032,14 +1195,16 @@ var file_strata_v1_replica_proto_depIdxs = []int32{
 	7,  // 6: strata.v1.Replica.ApplyPartitionState:input_type -> strata.v1.ApplyPartitionStateRequest
 	9,  // 7: strata.v1.Replica.PartitionStatus:input_type -> strata.v1.PartitionStatusRequest
 	11, // 8: strata.v1.Replica.Truncate:input_type -> strata.v1.TruncateRequest
-	2,  // 9: strata.v1.Replica.Fetch:output_type -> strata.v1.FetchResponse
-	4,  // 10: strata.v1.Replica.Append:output_type -> strata.v1.AppendResponse
-	6,  // 11: strata.v1.Replica.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
-	8,  // 12: strata.v1.Replica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
-	10, // 13: strata.v1.Replica.PartitionStatus:output_type -> strata.v1.PartitionStatusResponse
-	12, // 14: strata.v1.Replica.Truncate:output_type -> strata.v1.TruncateResponse
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
+	13, // 9: strata.v1.Controller.AlterPartition:input_type -> strata.v1.AlterPartitionRequest
+	2,  // 10: strata.v1.Replica.Fetch:output_type -> strata.v1.FetchResponse
+	4,  // 11: strata.v1.Replica.Append:output_type -> strata.v1.AppendResponse
+	6,  // 12: strata.v1.Replica.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
+	8,  // 13: strata.v1.Replica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
+	10, // 14: strata.v1.Replica.PartitionStatus:output_type -> strata.v1.PartitionStatusResponse
+	12, // 15: strata.v1.Replica.Truncate:output_type -> strata.v1.TruncateResponse
+	14, // 16: strata.v1.Controller.AlterPartition:output_type -> strata.v1.AlterPartitionResponse
+	10, // [10:17] is the sub-list for method output_type
+	3,  // [3:10] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1057,9 +1222,9 @@ func file_strata_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_replica_proto_rawDesc), len(file_strata_v1_replica_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_strata_v1_replica_proto_goTypes,
 		DependencyIndexes: file_strata_v1_replica_proto_depIdxs,

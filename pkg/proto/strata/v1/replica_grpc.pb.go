@@ -33,9 +33,21 @@ const (
 //
 // Replica is internal: only the broker and replicator identities may call it.
 type ReplicaClient interface {
-	// Fetch streams one partition to one follower from fetch_offset. At the
-	// end of the log it waits for new records and sends heartbeats.
-	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResponse], error)
+	// Fetch replicates one partition from its leader to one follower's
+	// replicator. The first request opens the stream at fetch_offset; the
+	// leader then streams frames ahead of the follower (pipelined, at most a
+	// bounded number of unacknowledged responses), waits on a notification
+	// at the log end, and sends a heartbeat (a response without frames) at a
+	// bounded interval when idle. After appending each response (heartbeats
+	// included) the follower sends another FetchRequest whose fetch_offset is
+	// its log end offset: that is its position, from which the leader
+	// computes the high watermark and ISR membership, and the
+	// acknowledgement that opens the window. A follower whose leader_epoch
+	// differs from the leader's is refused with FailedPrecondition and must
+	// resynchronize (OffsetForLeaderEpoch, Truncate) before fetching again.
+	// A stream opened below the leader's log start offset or past its log
+	// end offset fails with OutOfRange (OffsetRange details).
+	Fetch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FetchRequest, FetchResponse], error)
 	// Append writes records fetched from the leader into this (follower)
 	// broker at exactly the leader's offsets.
 	Append(ctx context.Context, in *AppendRequest, opts ...grpc.CallOption) (*AppendResponse, error)
@@ -58,24 +70,18 @@ func NewReplicaClient(cc grpc.ClientConnInterface) ReplicaClient {
 	return &replicaClient{cc}
 }
 
-func (c *replicaClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResponse], error) {
+func (c *replicaClient) Fetch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FetchRequest, FetchResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Replica_ServiceDesc.Streams[0], Replica_Fetch_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	x := &grpc.GenericClientStream[FetchRequest, FetchResponse]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Replica_FetchClient = grpc.ServerStreamingClient[FetchResponse]
+type Replica_FetchClient = grpc.BidiStreamingClient[FetchRequest, FetchResponse]
 
 func (c *replicaClient) Append(ctx context.Context, in *AppendRequest, opts ...grpc.CallOption) (*AppendResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -133,9 +139,21 @@ func (c *replicaClient) Truncate(ctx context.Context, in *TruncateRequest, opts 
 //
 // Replica is internal: only the broker and replicator identities may call it.
 type ReplicaServer interface {
-	// Fetch streams one partition to one follower from fetch_offset. At the
-	// end of the log it waits for new records and sends heartbeats.
-	Fetch(*FetchRequest, grpc.ServerStreamingServer[FetchResponse]) error
+	// Fetch replicates one partition from its leader to one follower's
+	// replicator. The first request opens the stream at fetch_offset; the
+	// leader then streams frames ahead of the follower (pipelined, at most a
+	// bounded number of unacknowledged responses), waits on a notification
+	// at the log end, and sends a heartbeat (a response without frames) at a
+	// bounded interval when idle. After appending each response (heartbeats
+	// included) the follower sends another FetchRequest whose fetch_offset is
+	// its log end offset: that is its position, from which the leader
+	// computes the high watermark and ISR membership, and the
+	// acknowledgement that opens the window. A follower whose leader_epoch
+	// differs from the leader's is refused with FailedPrecondition and must
+	// resynchronize (OffsetForLeaderEpoch, Truncate) before fetching again.
+	// A stream opened below the leader's log start offset or past its log
+	// end offset fails with OutOfRange (OffsetRange details).
+	Fetch(grpc.BidiStreamingServer[FetchRequest, FetchResponse]) error
 	// Append writes records fetched from the leader into this (follower)
 	// broker at exactly the leader's offsets.
 	Append(context.Context, *AppendRequest) (*AppendResponse, error)
@@ -158,7 +176,7 @@ type ReplicaServer interface {
 // pointer dereference when methods are called.
 type UnimplementedReplicaServer struct{}
 
-func (UnimplementedReplicaServer) Fetch(*FetchRequest, grpc.ServerStreamingServer[FetchResponse]) error {
+func (UnimplementedReplicaServer) Fetch(grpc.BidiStreamingServer[FetchRequest, FetchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Fetch not implemented")
 }
 func (UnimplementedReplicaServer) Append(context.Context, *AppendRequest) (*AppendResponse, error) {
@@ -198,15 +216,11 @@ func RegisterReplicaServer(s grpc.ServiceRegistrar, srv ReplicaServer) {
 }
 
 func _Replica_Fetch_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(FetchRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(ReplicaServer).Fetch(m, &grpc.GenericServerStream[FetchRequest, FetchResponse]{ServerStream: stream})
+	return srv.(ReplicaServer).Fetch(&grpc.GenericServerStream[FetchRequest, FetchResponse]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Replica_FetchServer = grpc.ServerStreamingServer[FetchResponse]
+type Replica_FetchServer = grpc.BidiStreamingServer[FetchRequest, FetchResponse]
 
 func _Replica_Append_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AppendRequest)
@@ -331,7 +345,124 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Fetch",
 			Handler:       _Replica_Fetch_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
+	Metadata: "strata/v1/replica.proto",
+}
+
+const (
+	Controller_AlterPartition_FullMethodName = "/strata.v1.Controller/AlterPartition"
+)
+
+// ControllerClient is the client API for Controller service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Controller is internal and served by every replicator: a partition
+// leader's broker asks, through its own replicator, for an ISR change. The
+// replicator forwards it to the Raft leader (the controller), which commits
+// it (ChangeISR) only if the caller still leads in leader_epoch. The new ISR
+// reaches the leader through ApplyPartitionState; the leader uses a shrunken
+// ISR only from then on.
+type ControllerClient interface {
+	AlterPartition(ctx context.Context, in *AlterPartitionRequest, opts ...grpc.CallOption) (*AlterPartitionResponse, error)
+}
+
+type controllerClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewControllerClient(cc grpc.ClientConnInterface) ControllerClient {
+	return &controllerClient{cc}
+}
+
+func (c *controllerClient) AlterPartition(ctx context.Context, in *AlterPartitionRequest, opts ...grpc.CallOption) (*AlterPartitionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AlterPartitionResponse)
+	err := c.cc.Invoke(ctx, Controller_AlterPartition_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ControllerServer is the server API for Controller service.
+// All implementations must embed UnimplementedControllerServer
+// for forward compatibility.
+//
+// Controller is internal and served by every replicator: a partition
+// leader's broker asks, through its own replicator, for an ISR change. The
+// replicator forwards it to the Raft leader (the controller), which commits
+// it (ChangeISR) only if the caller still leads in leader_epoch. The new ISR
+// reaches the leader through ApplyPartitionState; the leader uses a shrunken
+// ISR only from then on.
+type ControllerServer interface {
+	AlterPartition(context.Context, *AlterPartitionRequest) (*AlterPartitionResponse, error)
+	mustEmbedUnimplementedControllerServer()
+}
+
+// UnimplementedControllerServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedControllerServer struct{}
+
+func (UnimplementedControllerServer) AlterPartition(context.Context, *AlterPartitionRequest) (*AlterPartitionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AlterPartition not implemented")
+}
+func (UnimplementedControllerServer) mustEmbedUnimplementedControllerServer() {}
+func (UnimplementedControllerServer) testEmbeddedByValue()                    {}
+
+// UnsafeControllerServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ControllerServer will
+// result in compilation errors.
+type UnsafeControllerServer interface {
+	mustEmbedUnimplementedControllerServer()
+}
+
+func RegisterControllerServer(s grpc.ServiceRegistrar, srv ControllerServer) {
+	// If the following call panics, it indicates UnimplementedControllerServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Controller_ServiceDesc, srv)
+}
+
+func _Controller_AlterPartition_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AlterPartitionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServer).AlterPartition(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Controller_AlterPartition_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServer).AlterPartition(ctx, req.(*AlterPartitionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Controller_ServiceDesc is the grpc.ServiceDesc for Controller service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Controller_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "strata.v1.Controller",
+	HandlerType: (*ControllerServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "AlterPartition",
+			Handler:    _Controller_AlterPartition_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
 	Metadata: "strata/v1/replica.proto",
 }
