@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 
 	"go.uber.org/zap"
 )
@@ -132,8 +133,18 @@ func (r *Reader) Next() (Frame, error) {
 // io.EOF only when no frame was available; a corrupt record ends the batch
 // before it and is returned by the next call.
 func (r *Reader) ReadFrames(dst []byte, maxBytes int) (out []byte, next int64, err error) {
+	return r.ReadFramesBefore(dst, maxBytes, math.MaxInt64)
+}
+
+// ReadFramesBefore is ReadFrames stopping before offset before (a leader
+// epoch boundary, so that one batch of frames belongs to one epoch). At
+// before it returns no frames and a nil error.
+func (r *Reader) ReadFramesBefore(dst []byte, maxBytes int, before int64) (out []byte, next int64, err error) {
 	got := 0
 	for {
+		if r.off >= before {
+			return dst, r.off, nil
+		}
 		f, n, err := r.peek()
 		if err != nil {
 			if got > 0 {

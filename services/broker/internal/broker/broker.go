@@ -17,10 +17,12 @@ import (
 
 	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/pki"
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 
 	"github.com/strata-log/strata/services/broker/internal/authz"
 	"github.com/strata-log/strata/services/broker/internal/config"
 	"github.com/strata-log/strata/services/broker/internal/grpcserver"
+	"github.com/strata-log/strata/services/broker/internal/isr"
 	"github.com/strata-log/strata/services/broker/internal/metrics"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 	"github.com/strata-log/strata/services/broker/internal/topic"
@@ -52,7 +54,8 @@ type Broker struct {
 	// replicator is the connection to this node's replicator; nil unless
 	// in cluster mode.
 	replicator *grpc.ClientConn
-	errc       chan error // servers' unexpected exits
+	stopISR    context.CancelFunc // ends the ISR manager (cluster mode)
+	errc       chan error         // servers' unexpected exits
 	stop       chan struct{}
 	wg         sync.WaitGroup
 	stopOnce   sync.Once
@@ -189,6 +192,17 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	b.goServe("grpc", func() error { return b.grpc.Serve(b.lis) })
 	b.wg.Add(1)
 	go b.retentionLoop()
+	if cfg.ClusterMode() {
+		mgr := isr.New(isr.Options{NodeID: cfg.NodeID, LagMax: cfg.ReplicaLagMax, Partitions: b.partitions},
+			stratav1.NewControllerClient(b.replicator), lg)
+		var ctx context.Context
+		ctx, b.stopISR = context.WithCancel(context.Background())
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			mgr.Run(ctx)
+		}()
+	}
 	lg.Info("broker started",
 		zap.Int32("node_id", cfg.NodeID),
 		zap.Stringer("listen", b.lis.Addr()),
@@ -210,19 +224,41 @@ func (b *Broker) goServe(name string, serve func() error) {
 }
 
 // retentionLoop applies age retention to idle partitions (appends apply it
-// themselves).
+// themselves) and checkpoints high watermarks.
 func (b *Broker) retentionLoop() {
 	defer b.wg.Done()
 	t := time.NewTicker(b.cfg.RetentionCheckInterval)
 	defer t.Stop()
+	hw := time.NewTicker(hwCheckpointInterval)
+	defer hw.Stop()
 	for {
 		select {
 		case <-t.C:
 			b.reg.ApplyRetention()
+		case <-hw.C:
+			for _, p := range b.partitions() {
+				if err := p.CheckpointHW(); err != nil {
+					b.lg.Warn("high watermark checkpoint failed", zap.Error(err))
+				}
+			}
 		case <-b.stop:
 			return
 		}
 	}
+}
+
+// hwCheckpointInterval is how often high watermarks are written down; a
+// restarted broker may serve up to this much less than it had committed
+// until its followers report again.
+const hwCheckpointInterval = 5 * time.Second
+
+// partitions lists every open partition.
+func (b *Broker) partitions() []*partition.Partition {
+	var ps []*partition.Partition
+	for _, t := range b.reg.List() {
+		ps = append(ps, t.Partitions()...)
+	}
+	return ps
 }
 
 // Authorizer is the policy in force, for replacing it at run time (a
@@ -252,6 +288,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		defer cancel()
 		b.grpc.Stop(gctx)
 		close(b.stop)
+		if b.stopISR != nil {
+			b.stopISR()
+		}
 		var errs []error
 		if b.msrv != nil {
 			errs = append(errs, b.msrv.Shutdown(gctx))

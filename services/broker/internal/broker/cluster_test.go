@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -85,14 +86,31 @@ func (f *fakeReplicator) Metadata(ctx context.Context, req *stratav1.MetadataReq
 // startClusterBroker starts broker-1 in cluster mode beside a fake replicator.
 func startClusterBroker(t *testing.T) (*Broker, *fakeReplicator, string) {
 	t.Helper()
+	certs := initClusterCerts(t)
+	fr := startFakeReplicator(t, certs)
+	return startNodeBroker(t, certs, 1, fr.addr), fr, certs
+}
+
+// initClusterCerts is initCerts with nodes 1 to 3.
+func initClusterCerts(t *testing.T) string {
+	t.Helper()
 	certs := initCerts(t)
-	if _, err := pki.InitCluster(certs, pki.ClusterOptions{CAName: "strata-test", Nodes: []string{"1", "2"}, Operators: []string{"operator"}}, zaptest.NewLogger(t)); err != nil {
+	if _, err := pki.InitCluster(certs, pki.ClusterOptions{CAName: "strata-test", Nodes: []string{"1", "2", "3"}, Operators: []string{"operator"}}, zaptest.NewLogger(t)); err != nil {
 		t.Fatal(err)
 	}
-	fr := startFakeReplicator(t, certs)
+	return certs
+}
+
+// startNodeBroker starts broker-<id> in cluster mode with its replicator at
+// replicatorAddr.
+func startNodeBroker(t *testing.T, certs string, id int32, replicatorAddr string) *Broker {
+	t.Helper()
 	cfg := tlsConfig(t.TempDir(), certs)
-	cfg.ReplicatorAddr = fr.addr
-	return startTLSBroker(t, cfg), fr, certs
+	f := pki.DirFiles(certs, "broker-"+strconv.Itoa(int(id)))
+	cfg.TLSCert, cfg.TLSKey = f.CertFile, f.KeyFile
+	cfg.NodeID = id
+	cfg.ReplicatorAddr = replicatorAddr
+	return startTLSBroker(t, cfg)
 }
 
 func replicaClient(tb testing.TB, b *Broker, certs, name string) stratav1.ReplicaClient {
@@ -102,7 +120,9 @@ func replicaClient(tb testing.TB, b *Broker, certs, name string) stratav1.Replic
 func orders(role stratav1.Role, epoch, leader int32, leaderAddr string) *stratav1.ApplyPartitionStateRequest {
 	return &stratav1.ApplyPartitionStateRequest{
 		Topic: "orders", Partition: 0, Role: role, LeaderEpoch: epoch, LeaderId: leader, LeaderAddress: leaderAddr,
-		Replicas: []int32{1, 2}, Isr: []int32{1, 2},
+		// Broker 2 never fetches here, so the ISR is the leader alone (an ISR
+		// with 2 would hold the HW; replication_test.go covers that).
+		Replicas: []int32{1, 2}, Isr: []int32{1},
 		Config: &stratav1.TopicConfig{Partitions: 2, ReplicationFactor: 2, MinInsyncReplicas: 1},
 	}
 }

@@ -53,6 +53,9 @@ type Config struct {
 	// and Metadata to it, and serves a partition only while it leads it.
 	// Cluster mode needs mutual TLS.
 	ReplicatorAddr string
+	// ReplicaLagMax is how long a follower may go without catching up to
+	// the leader's log end before the leader asks to drop it from the ISR.
+	ReplicaLagMax time.Duration
 
 	// TopicDefaults fills the zero fields of a CreateTopic config.
 	TopicDefaults topic.Config
@@ -122,6 +125,7 @@ func Default() Config {
 		KeepaliveTimeout:       20 * time.Second,
 		ShutdownTimeout:        10 * time.Second,
 		RetentionCheckInterval: time.Minute,
+		ReplicaLagMax:          5 * time.Second,
 	}
 }
 
@@ -225,6 +229,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout must be > 0, got %s", c.ShutdownTimeout)
+	}
+	if c.ReplicaLagMax < 100*time.Millisecond {
+		bad("replica-lag-max must be >= 100ms, got %s", c.ReplicaLagMax)
 	}
 	if c.RetentionCheckInterval < time.Second {
 		bad("retention-check-interval must be >= 1s, got %s", c.RetentionCheckInterval)

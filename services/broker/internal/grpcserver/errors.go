@@ -66,8 +66,14 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, topic.ErrExists):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, partition.ErrStaleEpoch):
+	case errors.Is(err, partition.ErrStaleEpoch),
+		errors.Is(err, partition.ErrUnknownEpoch),
+		errors.Is(err, partition.ErrNotFollower),
+		errors.Is(err, partition.ErrNotReplica),
+		errors.Is(err, logstore.ErrNotAtEnd):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, partition.ErrBadReplicaRequest), errors.Is(err, logstore.ErrBadBatch):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, partition.ErrNotEnoughReplicas),
 		errors.Is(err, partition.ErrClosed),
 		errors.Is(err, partition.ErrStopped),

@@ -27,10 +27,12 @@ type TopicEnsurer interface {
 // reach it; ApplyPartitionState further demands this node's own replicator.
 type replicaService struct {
 	stratav1.UnimplementedReplicaServer
-	cluster ClusterConfig
-	nodeID  int32
-	cat     Catalog
-	lg      *zap.Logger
+	cluster      ClusterConfig
+	nodeID       int32
+	cat          Catalog
+	lg           *zap.Logger
+	maxSendBytes int
+	shutdown     <-chan struct{} // closed when the server stops: streams end
 }
 
 // ApplyPartitionState sets this broker's role for one partition as the
@@ -145,6 +147,21 @@ func (s *replicaService) fromOwnReplicator(ctx context.Context) error {
 	id, ok := acl.IdentityFromContext(ctx)
 	if !ok || id != s.cluster.ReplicatorIdentity {
 		return status.Errorf(codes.PermissionDenied, "only %s may set this broker's partition states, not %q", s.cluster.ReplicatorIdentity, id)
+	}
+	return nil
+}
+
+// fromReplicator refuses a Fetch whose replica id is not the caller's own
+// node: a follower's position moves the HW, so it must come from that
+// follower's replicator.
+func (s *replicaService) fromReplicator(ctx context.Context, replicaID int32) error {
+	if s.cluster.ReplicatorIdentity == "" {
+		return nil
+	}
+	want := "replicator-" + strconv.Itoa(int(replicaID))
+	id, ok := acl.IdentityFromContext(ctx)
+	if !ok || id != want {
+		return status.Errorf(codes.PermissionDenied, "a fetch for replica %d must come from %s, not %q", replicaID, want, id)
 	}
 	return nil
 }

@@ -132,7 +132,8 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 		fwd := &forwarder{cat: cat, topics: stratav1.NewTopicsClient(c.Replicator), meta: stratav1.NewMetadataClient(c.Replicator)}
 		stratav1.RegisterMetadataServer(s.grpc, &forwardedMetadata{f: fwd})
 		stratav1.RegisterTopicsServer(s.grpc, &forwardedTopics{f: fwd})
-		stratav1.RegisterReplicaServer(s.grpc, &replicaService{cluster: *c, nodeID: cfg.NodeID, cat: cat, lg: lg.Named("replica")})
+		stratav1.RegisterReplicaServer(s.grpc, &replicaService{cluster: *c, nodeID: cfg.NodeID, cat: cat, lg: lg.Named("replica"),
+			maxSendBytes: cfg.MaxSendMsgBytes, shutdown: s.shutdown})
 	} else {
 		stratav1.RegisterMetadataServer(s.grpc, &metadataService{cfg: cfg, cat: cat})
 		stratav1.RegisterTopicsServer(s.grpc, &topicsService{cfg: cfg, cat: cat, admin: admin})

@@ -55,9 +55,17 @@ var ErrNotEnoughReplicas = errors.New("partition: not enough in-sync replicas")
 
 // NotEnoughReplicasError: the ISR is smaller than min_insync_replicas.
 // errors.Is(err, ErrNotEnoughReplicas) holds.
-type NotEnoughReplicasError struct{ ISR, MinISR int }
+type NotEnoughReplicasError struct {
+	ISR, MinISR int
+	// AfterAppend: the records were appended but the ISR shrank below the
+	// minimum before they were committed; they are not acknowledged.
+	AfterAppend bool
+}
 
 func (e *NotEnoughReplicasError) Error() string {
+	if e.AfterAppend {
+		return fmt.Sprintf("partition: the in-sync replicas shrank to %d after the append, acks=ALL needs min_insync_replicas %d (not acknowledged; a retry may duplicate)", e.ISR, e.MinISR)
+	}
 	return fmt.Sprintf("partition: %d in-sync replicas, acks=ALL needs min_insync_replicas %d", e.ISR, e.MinISR)
 }
 
@@ -82,3 +90,17 @@ func (e *StaleEpochError) Error() string {
 
 // Is reports target == ErrStaleEpoch.
 func (e *StaleEpochError) Is(target error) bool { return target == ErrStaleEpoch }
+
+var (
+	// ErrUnknownEpoch means a request named a leader epoch newer than this
+	// broker knows: the controller's decision has not reached it yet.
+	ErrUnknownEpoch = errors.New("partition: unknown leader epoch")
+	// ErrNotFollower means a replicated write reached a broker that does not
+	// follow the partition.
+	ErrNotFollower = errors.New("partition: not a follower")
+	// ErrNotReplica means a Fetch came from a broker that is not a follower
+	// of the partition.
+	ErrNotReplica = errors.New("partition: not a replica")
+	// ErrBadReplicaRequest is a malformed replication request.
+	ErrBadReplicaRequest = errors.New("partition: bad replication request")
+)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,6 +87,15 @@ type Partition struct {
 	state        State
 	stateChanged chan struct{} // closed and replaced on every state change
 
+	// Replication state (replication.go), guarded by rmu.
+	rmu         sync.Mutex
+	hw          atomic.Int64
+	hwSaved     atomic.Int64
+	hwChanged   chan struct{}
+	followers   map[int32]*followerState
+	leaderSince time.Time // when this broker began leading in this epoch
+	epochStart  int64     // log end offset then
+
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -105,11 +115,25 @@ func New(log Log, o Options) *Partition {
 		log:          log,
 		lg:           o.Logger.With(zap.String("topic", o.Topic), zap.Int32("partition", o.ID)),
 		now:          o.Now,
-		state:        o.State,
 		stateChanged: make(chan struct{}),
+		hwChanged:    make(chan struct{}),
+		followers:    make(map[int32]*followerState),
 		closed:       make(chan struct{}),
 	}
 	p.SetLimits(o.MaxRecordBytes, o.MinInsyncReplicas)
+	// A restarted partition serves up to the HW it had checkpointed, never
+	// past its own log end; a leader then recomputes it.
+	hw, err := loadHW(log.Dir())
+	if err != nil {
+		p.lg.Warn("ignoring the high watermark checkpoint", zap.Error(err))
+		hw = 0
+	}
+	hw = min(hw, log.LogEndOffset())
+	p.hw.Store(hw)
+	p.hwSaved.Store(hw)
+	p.mu.Lock()
+	p.setStateLocked(o.State)
+	p.mu.Unlock()
 	return p
 }
 
@@ -160,11 +184,13 @@ func (p *Partition) ApplyState(s State) error {
 func (p *Partition) setStateLocked(s State) {
 	s.Replicas = append([]int32(nil), s.Replicas...)
 	s.ISR = append([]int32(nil), s.ISR...)
-	if s.Role != p.state.Role || s.LeaderEpoch != p.state.LeaderEpoch {
+	old := p.state
+	if s.Role != old.Role || s.LeaderEpoch != old.LeaderEpoch || !slices.Equal(s.ISR, old.ISR) {
 		p.lg.Info("partition state", zap.Stringer("role", s.Role), zap.Int32("leader_epoch", s.LeaderEpoch),
 			zap.Int32("leader", s.LeaderID), zap.Int32s("isr", s.ISR))
 	}
 	p.state = s
+	p.onStateChangeLocked(old, s)
 	close(p.stateChanged)
 	p.stateChanged = make(chan struct{})
 }
@@ -192,11 +218,6 @@ func (p *Partition) LogStartOffset() int64 { return p.log.LogStartOffset() }
 
 // LogEndOffset is the next offset to be assigned.
 func (p *Partition) LogEndOffset() int64 { return p.log.LogEndOffset() }
-
-// HighWatermark is one past the last offset consumers may read. With the
-// ISR being this broker alone it is the log end offset; replication will
-// make it the minimum log end offset over the ISR.
-func (p *Partition) HighWatermark() int64 { return p.log.LogEndOffset() }
 
 // Healthy is nil, or why the log refuses writes or reads.
 func (p *Partition) Healthy() error { return p.log.Healthy() }
@@ -265,9 +286,17 @@ func (p *Partition) Produce(ctx context.Context, recs []*stratav1.Record, acks s
 		return ProduceResult{}, fmt.Errorf("partition %s/%d: append: %w", p.topic, p.id, err)
 	}
 	res := ProduceResult{Base: base, Last: base + int64(len(batch)) - 1, Epoch: st.LeaderEpoch}
+	p.advanceHW()
 	if acks == stratav1.Acks_ACKS_ALL {
 		if err := p.WaitFor(ctx, res.Last, nil); err != nil {
 			return res, err
+		}
+		// The HW passed the batch, but if the ISR shrank below the minimum
+		// meanwhile fewer copies than promised may hold it: no ack (Kafka's
+		// NOT_ENOUGH_REPLICAS_AFTER_APPEND). The records stay; a retry may
+		// duplicate them.
+		if isr, need := len(p.State().ISR), int(p.minISR.Load()); isr < need {
+			return res, &NotEnoughReplicasError{ISR: isr, MinISR: need, AfterAppend: true}
 		}
 	}
 	return res, nil
@@ -279,7 +308,7 @@ func (p *Partition) Produce(ctx context.Context, recs []*stratav1.Record, acks s
 // notifications: no polling.
 func (p *Partition) WaitFor(ctx context.Context, offset int64, stop <-chan struct{}) error {
 	for {
-		changed, stateChanged := p.log.Changed(), p.StateChanged()
+		changed, stateChanged := p.HWChanged(), p.StateChanged()
 		select {
 		case <-p.closed:
 			return ErrClosed
@@ -308,7 +337,7 @@ func (p *Partition) WaitFor(ctx context.Context, offset int64, stop <-chan struc
 func (p *Partition) Close() error {
 	p.closeOnce.Do(func() {
 		close(p.closed)
-		p.closeErr = errors.Join(p.log.Sync(), p.log.Close())
+		p.closeErr = errors.Join(p.log.Sync(), p.CheckpointHW(), p.log.Close())
 	})
 	return p.closeErr
 }
@@ -316,7 +345,10 @@ func (p *Partition) Close() error {
 // Cursor reads a partition's records in order, up to the high watermark.
 // It is not safe for concurrent use.
 type Cursor struct {
-	p      *Partition
+	p *Partition
+	// limit is where reading stops: the HW for consumers, the log end for
+	// a follower's fetch.
+	limit  func() int64
 	r      *logstore.Reader
 	next   int64
 	epochs []logstore.EpochEntry
@@ -343,7 +375,56 @@ func (p *Partition) NewCursor(offset int64) (*Cursor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cursor{p: p, r: r, next: offset}, nil
+	return &Cursor{p: p, r: r, next: offset, limit: p.HighWatermark}, nil
+}
+
+// NewReplicaCursor positions a cursor for a follower's Fetch at offset,
+// which must be in [log start, log end]: a follower reads past the HW.
+func (p *Partition) NewReplicaCursor(offset int64) (*Cursor, error) {
+	select {
+	case <-p.closed:
+		return nil, ErrClosed
+	default:
+	}
+	start, end := p.log.LogStartOffset(), p.log.LogEndOffset()
+	if offset < start || offset > end {
+		return nil, &logstore.OutOfRangeError{Offset: offset, Start: start, End: end}
+	}
+	r, err := p.log.NewReader(offset)
+	if err != nil {
+		return nil, err
+	}
+	return &Cursor{p: p, r: r, next: offset, limit: p.log.LogEndOffset}, nil
+}
+
+// ReadFrames appends raw frames of one leader epoch to dst, about maxBytes
+// (at least one frame when any is there), for a follower's Fetch: the
+// frames go out exactly as stored. It returns the frames, their epoch and
+// their count; 0 frames means the cursor is at its limit.
+func (c *Cursor) ReadFrames(dst []byte, maxBytes int) (out []byte, epoch int32, n int, err error) {
+	if c.pending {
+		return dst, 0, 0, errors.New("partition: ReadFrames after Read on one cursor")
+	}
+	limit := c.limit()
+	if c.next >= limit {
+		return dst, 0, 0, nil
+	}
+	epochs := c.p.log.Epochs()
+	epoch, before := int32(0), limit
+	for _, e := range epochs {
+		if e.StartOffset > c.next {
+			before = min(before, e.StartOffset)
+			break
+		}
+		epoch = e.Epoch
+	}
+	out, next, err := c.r.ReadFramesBefore(dst, maxBytes, before)
+	n = int(next - c.next)
+	c.next = next
+	if errors.Is(err, io.EOF) && n == 0 {
+		err = nil
+	}
+	return out, epoch, n, err
 }
 
 // Next is the offset the cursor reads next.
@@ -354,7 +435,7 @@ func (c *Cursor) Next() int64 { return c.next }
 // the high watermark. fn's frame is valid only during the call. It returns
 // how many records it read; 0 means the cursor is at the high watermark.
 func (c *Cursor) Read(maxRecords, maxBytes int, fn func(f logstore.Frame, epoch int32)) (int, error) {
-	hw := c.p.HighWatermark()
+	hw := c.limit()
 	c.epochs = c.p.log.Epochs()
 	n, size := 0, 0
 	for n < maxRecords && c.next < hw {
