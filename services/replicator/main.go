@@ -113,7 +113,7 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		SerfBind: cfg.SerfBind, SerfAdvertise: cfg.SerfAdvertise, Join: cfg.Join, ClusterKey: key,
 		RaftListener: raftLn, RaftAdvertise: cfg.RaftAdvertise,
 		GRPCListener: grpcLn, Advertise: cfg.Advertise,
-		BrokerAdvertise: cfg.BrokerAdvertise, Broker: broker,
+		BrokerAdvertise: cfg.BrokerAdvertise, BrokerInternal: cfg.BrokerAddr, Broker: broker,
 		BootstrapExpect: cfg.BootstrapExpect, Bootstrap: cfg.Bootstrap,
 		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn,
 		Controller: controller.Options{PreferredLeaderInterval: cfg.PreferredLeaderInterval},

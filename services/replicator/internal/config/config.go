@@ -29,7 +29,9 @@ type Config struct {
 	RaftBind, RaftAdvertise string
 	// Listen and Advertise are the replicator's gRPC addresses.
 	Listen, Advertise string
-	// BrokerAddr is where this replicator reaches its local broker.
+	// BrokerAddr is where this replicator reaches its local broker. It is
+	// also gossiped (tag broker_internal) as the address the other nodes'
+	// fetchers dial, so it must be reachable from them.
 	BrokerAddr string
 	// BrokerAdvertise is the broker's address for clients, gossiped in tags.
 	BrokerAdvertise string
@@ -86,7 +88,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.RaftAdvertise, "raft-advertise", c.RaftAdvertise, "Raft advertised address (default: bind)")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "replicator gRPC listen address")
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "replicator gRPC advertised address (default: listen)")
-	fs.StringVar(&c.BrokerAddr, "broker-addr", c.BrokerAddr, "the local broker's gRPC address")
+	fs.StringVar(&c.BrokerAddr, "broker-addr", c.BrokerAddr, "the local broker's gRPC address; the other nodes' fetchers dial it too")
 	fs.StringVar(&c.BrokerAdvertise, "broker-advertise", c.BrokerAdvertise, "the broker's advertised address for clients (default: broker-addr)")
 	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "base64 32-byte gossip encryption key")
 	fs.StringVar(&c.ClusterKeyFile, "cluster-key-file", c.ClusterKeyFile, "file holding the base64 gossip key (exclusive with --cluster-key)")
@@ -173,7 +175,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", a.name, err))
 		}
 	}
-	for _, a := range []struct{ name, v string }{{"raft-advertise", c.RaftAdvertise}, {"serf-advertise", c.SerfAdvertise}, {"advertise", c.Advertise}} {
+	for _, a := range []struct{ name, v string }{{"raft-advertise", c.RaftAdvertise}, {"serf-advertise", c.SerfAdvertise}, {"advertise", c.Advertise}, {"broker-addr", c.BrokerAddr}} {
 		if h, _, err := net.SplitHostPort(a.v); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
 			errs = append(errs, fmt.Errorf("%s %q must name a reachable host, not a wildcard (set it explicitly)", a.name, a.v))
 		}

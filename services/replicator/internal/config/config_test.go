@@ -50,6 +50,7 @@ func TestValidateNamesTheProblem(t *testing.T) {
 		{"short key", []string{"--cluster-key=" + base64.StdEncoding.EncodeToString([]byte("short"))}, nil, "32 bytes"},
 		{"no tls", []string{"--tls-ca="}, nil, "tls-cert, tls-key and tls-ca"},
 		{"wildcard advertise", []string{"--raft-advertise=0.0.0.0:7947"}, nil, "raft-advertise"},
+		{"wildcard broker addr", []string{"--broker-addr=0.0.0.0:9092"}, nil, "broker-addr"},
 		{"bad join", []string{"--join=nohostport"}, nil, "join"},
 		{"both bootstraps", []string{"--bootstrap", "--bootstrap-expect=3"}, nil, "exclusive"},
 		{"bad env", nil, map[string]string{"STRATA_BOOTSTRAP_EXPECT": "three"}, "STRATA_BOOTSTRAP_EXPECT"},

@@ -198,7 +198,9 @@ func (c *Controller) reconcileMembers(ctx context.Context, st *metadata.State) {
 		b, registered := st.Brokers[m.ID]
 		switch m.Status {
 		case membership.StatusAlive:
-			if registered && b.Alive && b.BrokerAddress == m.BrokerAddr &&
+			// Compared through the fallbacks, so that a member without the
+			// internal tag is not registered again on every pass.
+			if registered && b.Alive && b.BrokerAddress == m.BrokerAddr && b.InternalAddress() == m.BrokerInternal() &&
 				b.ReplicatorAddress == m.ReplicatorAddr && b.RaftAddress == m.RaftAddr {
 				continue
 			}
@@ -207,7 +209,7 @@ func (c *Controller) reconcileMembers(ctx context.Context, st *metadata.State) {
 				continue
 			}
 			err := c.propose(ctx, ActionRegisterBroker, metadata.Command{Type: metadata.CmdRegisterBroker,
-				RegisterBroker: &metadata.RegisterBroker{ID: m.ID, BrokerAddress: m.BrokerAddr,
+				RegisterBroker: &metadata.RegisterBroker{ID: m.ID, BrokerAddress: m.BrokerAddr, BrokerInternalAddress: m.BrokerInternalAddr,
 					ReplicatorAddress: m.ReplicatorAddr, RaftAddress: m.RaftAddr, Alive: true}})
 			c.logResult("register broker", m.ID, err)
 		case membership.StatusFailed, membership.StatusLeft, membership.StatusLeaving:

@@ -223,6 +223,36 @@ func TestReconcileRegistersBrokersAndRaftServers(t *testing.T) {
 	}
 }
 
+// TestReconcileRegistersInternalBrokerAddress: a member's broker_internal
+// tag reaches the metadata; a member without it is registered once, with
+// its advertised address standing in, not again on every pass.
+func TestReconcileRegistersInternalBrokerAddress(t *testing.T) {
+	h := newHarness(t, 2)
+	if got := h.action(ActionRegisterBroker); got != 2 {
+		t.Fatalf("register_broker %d times, want 2", got)
+	}
+	if b := h.fsm.State().Brokers[1]; b.InternalAddress() != "b1:1" {
+		t.Fatalf("broker 1 without the tag: internal address %q", b.InternalAddress())
+	}
+	h.ctrl.Reconcile(context.Background())
+	if got := h.action(ActionRegisterBroker); got != 2 {
+		t.Fatalf("register_broker %d times after an idle pass, want still 2", got)
+	}
+	h.members.mu.Lock()
+	m := h.members.m[2]
+	m.BrokerInternalAddr = "broker-2:9092"
+	h.members.m[2] = m
+	h.members.mu.Unlock()
+	h.ctrl.Reconcile(context.Background())
+	b := h.fsm.State().Brokers[2]
+	if b.InternalAddress() != "broker-2:9092" || b.BrokerAddress != "b2:1" {
+		t.Fatalf("broker 2 after the tag appeared: %+v", b)
+	}
+	if got := h.action(ActionRegisterBroker); got != 3 {
+		t.Fatalf("register_broker %d times, want 3", got)
+	}
+}
+
 func TestCreateTopicPlacementAndErrors(t *testing.T) {
 	h := newHarness(t, 3)
 	topic := h.create(t, "orders", 6, 3, false)

@@ -17,6 +17,10 @@ const (
 	TagBroker     = "broker"
 	TagReplicator = "replicator"
 	TagRaft       = "raft"
+	// TagBrokerInternal is the broker's address on the cluster network,
+	// which other replicators' fetchers dial; TagBroker is the one clients
+	// are told, which may be reachable only from outside (a host port).
+	TagBrokerInternal = "broker_internal"
 )
 
 // Status is a member's Serf status.
@@ -47,12 +51,24 @@ func (s Status) String() string {
 
 // Member is one replicator as seen through Serf.
 type Member struct {
-	ID             int32
-	Name           string
-	BrokerAddr     string
-	ReplicatorAddr string
-	RaftAddr       string
-	Status         Status
+	ID         int32
+	Name       string
+	BrokerAddr string
+	// BrokerInternalAddr is empty when the member does not gossip it
+	// (an older replicator); see BrokerInternal.
+	BrokerInternalAddr string
+	ReplicatorAddr     string
+	RaftAddr           string
+	Status             Status
+}
+
+// BrokerInternal is the address other nodes reach the member's broker at:
+// the gossiped internal address, or the advertised one when there is none.
+func (m Member) BrokerInternal() string {
+	if m.BrokerInternalAddr != "" {
+		return m.BrokerInternalAddr
+	}
+	return m.BrokerAddr
 }
 
 // EventType says what happened to a member.
@@ -85,7 +101,7 @@ func fromSerf(m serf.Member) (Member, error) {
 	if err != nil || id <= 0 {
 		return Member{}, fmt.Errorf("membership: member %s has no valid %q tag", m.Name, TagID)
 	}
-	out := Member{ID: int32(id), Name: m.Name, BrokerAddr: m.Tags[TagBroker],
+	out := Member{ID: int32(id), Name: m.Name, BrokerAddr: m.Tags[TagBroker], BrokerInternalAddr: m.Tags[TagBrokerInternal],
 		ReplicatorAddr: m.Tags[TagReplicator], RaftAddr: m.Tags[TagRaft]}
 	switch m.Status {
 	case serf.StatusAlive:

@@ -31,6 +31,9 @@ type Options struct {
 	ClusterKey []byte
 	// BrokerAddr, ReplicatorAddr and RaftAddr are the advertised addresses gossiped as tags.
 	BrokerAddr, ReplicatorAddr, RaftAddr string
+	// BrokerInternalAddr is the broker's address on the cluster network
+	// (tag broker_internal); empty means BrokerAddr.
+	BrokerInternalAddr string
 	// Handler receives every member event, from the single event goroutine.
 	Handler func(Event)
 	// Tune, if set, adjusts the memberlist config (tests shorten timings).
@@ -91,6 +94,9 @@ func New(opts Options, lg *zap.Logger) (*Membership, error) {
 		TagBroker:     opts.BrokerAddr,
 		TagReplicator: opts.ReplicatorAddr,
 		TagRaft:       opts.RaftAddr,
+	}
+	if opts.BrokerInternalAddr != "" {
+		conf.Tags[TagBrokerInternal] = opts.BrokerInternalAddr
 	}
 	conf.EventCh = m.events
 	serfLog := logbridge.StdLogger(lg.Named("serf"))

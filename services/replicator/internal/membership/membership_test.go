@@ -50,7 +50,7 @@ func start(t *testing.T, id int32, key []byte, join []string, h func(Event)) (*M
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 	m, err := New(Options{NodeID: id, BindAddr: addr, Join: join, ClusterKey: key,
-		BrokerAddr: fmt.Sprintf("b%d:9092", id), ReplicatorAddr: fmt.Sprintf("r%d:9093", id), RaftAddr: fmt.Sprintf("f%d:7947", id),
+		BrokerAddr: fmt.Sprintf("b%d:9092", id), BrokerInternalAddr: fmt.Sprintf("broker-%d:9092", id), ReplicatorAddr: fmt.Sprintf("r%d:9093", id), RaftAddr: fmt.Sprintf("f%d:7947", id),
 		Handler: h, Tune: fast, RejoinMax: 200 * time.Millisecond}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func TestJoinTagsLeaveAndEncryption(t *testing.T) {
 			got = m
 		}
 	}
-	if got.Status != StatusAlive || got.BrokerAddr != "b2:9092" || got.ReplicatorAddr != "r2:9093" || got.RaftAddr != "f2:7947" || got.Name != "replicator-2" {
+	if got.Status != StatusAlive || got.BrokerAddr != "b2:9092" || got.BrokerInternal() != "broker-2:9092" || got.ReplicatorAddr != "r2:9093" || got.RaftAddr != "f2:7947" || got.Name != "replicator-2" {
 		t.Fatalf("member 2: %+v", got)
 	}
 

@@ -55,7 +55,11 @@ func (s *State) registerBroker(c *RegisterBroker) error {
 	if c.BrokerAddress == "" || c.ReplicatorAddress == "" || c.RaftAddress == "" {
 		return fmt.Errorf("%w: broker %d: broker, replicator and raft addresses are required", ErrInvalidCommand, c.ID)
 	}
-	s.Brokers[c.ID] = &Broker{ID: c.ID, BrokerAddress: c.BrokerAddress,
+	internal := c.BrokerInternalAddress
+	if internal == "" {
+		internal = c.BrokerAddress
+	}
+	s.Brokers[c.ID] = &Broker{ID: c.ID, BrokerAddress: c.BrokerAddress, BrokerInternalAddress: internal,
 		ReplicatorAddress: c.ReplicatorAddress, RaftAddress: c.RaftAddress, Alive: c.Alive}
 	return nil
 }

@@ -45,6 +45,9 @@ type RegisterBroker struct {
 	ReplicatorAddress string `json:"replicator_address"`
 	RaftAddress       string `json:"raft_address"`
 	Alive             bool   `json:"alive"`
+	// BrokerInternalAddress is the broker's cluster-network address;
+	// empty means BrokerAddress.
+	BrokerInternalAddress string `json:"broker_internal_address,omitempty"`
 }
 
 // SetBrokerAlive marks a registered broker alive or dead.

@@ -82,6 +82,16 @@ func TestApplyCommands(t *testing.T) {
 				if !s.IsAlive(5) {
 					t.Fatal("broker 5 not alive")
 				}
+				if got := s.Brokers[5].InternalAddress(); got != "b" {
+					t.Fatalf("internal address without the tag = %q, want the advertised one", got)
+				}
+			}},
+		{name: "register broker internal address", cmd: Command{Type: CmdRegisterBroker, RegisterBroker: &RegisterBroker{ID: 5,
+			BrokerAddress: "127.0.0.1:19092", BrokerInternalAddress: "broker-5:9092", ReplicatorAddress: "r", RaftAddress: "f", Alive: true}},
+			check: func(t *testing.T, s *State) {
+				if b := s.Brokers[5]; b.BrokerAddress != "127.0.0.1:19092" || b.InternalAddress() != "broker-5:9092" {
+					t.Fatalf("%+v", b)
+				}
 			}},
 		{name: "register broker bad id", cmd: Command{Type: CmdRegisterBroker, RegisterBroker: &RegisterBroker{ID: 0,
 			BrokerAddress: "b", ReplicatorAddress: "r", RaftAddress: "f"}}, want: ErrInvalidCommand},
@@ -286,6 +296,19 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	// Restored state accepts commands.
 	mustApply(t, g, Command{Type: CmdDeleteTopic, DeleteTopic: &DeleteTopic{Name: "t"}})
+}
+
+// TestRestoreOldSnapshotInternalAddress: a snapshot written before brokers
+// had an internal address reads back with the advertised one in its place.
+func TestRestoreOldSnapshotInternalAddress(t *testing.T) {
+	f := NewFSM(zaptest.NewLogger(t))
+	old := `{"brokers":{"1":{"id":1,"broker_address":"b1:9092","replicator_address":"r1:9093","raft_address":"f1:7947","alive":true}},"topics":{},"index":7}`
+	if err := f.Restore(io.NopCloser(bytes.NewReader([]byte(old)))); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.State().Brokers[1].InternalAddress(); got != "b1:9092" {
+		t.Fatalf("internal address %q, want b1:9092", got)
+	}
 }
 
 func TestRestoreRejectsGarbage(t *testing.T) {

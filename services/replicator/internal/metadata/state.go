@@ -15,13 +15,27 @@ const NoLeader int32 = -1
 // Broker is one node of the cluster as registered by the controller.
 type Broker struct {
 	ID int32 `json:"id"`
-	// BrokerAddress is the advertised gRPC address of the node's broker.
+	// BrokerAddress is the advertised gRPC address of the node's broker,
+	// the one clients are told (leader hints, Metadata).
 	BrokerAddress string `json:"broker_address"`
+	// BrokerInternalAddress is the broker's address on the cluster
+	// network, which followers' fetchers dial. Snapshots and commands
+	// from before it existed leave it empty: use InternalAddress.
+	BrokerInternalAddress string `json:"broker_internal_address,omitempty"`
 	// ReplicatorAddress is the advertised gRPC address of the node's replicator.
 	ReplicatorAddress string `json:"replicator_address"`
 	// RaftAddress is the node's Raft transport address.
 	RaftAddress string `json:"raft_address"`
 	Alive       bool   `json:"alive"`
+}
+
+// InternalAddress is the address other nodes reach the broker at:
+// BrokerInternalAddress, or BrokerAddress when that is empty.
+func (b *Broker) InternalAddress() string {
+	if b.BrokerInternalAddress != "" {
+		return b.BrokerInternalAddress
+	}
+	return b.BrokerAddress
 }
 
 // TopicConfig mirrors strata.v1.TopicConfig. Zero values mean broker defaults.

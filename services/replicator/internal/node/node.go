@@ -50,6 +50,9 @@ type Options struct {
 
 	// BrokerAdvertise is the local broker's address for clients (a tag).
 	BrokerAdvertise string
+	// BrokerInternal is the local broker's address on the cluster network,
+	// gossiped for the other nodes' fetchers; empty means BrokerAdvertise.
+	BrokerInternal string
 	// Broker is the local broker client.
 	Broker applier.Broker
 
@@ -175,7 +178,7 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 
 	m, err := membership.New(membership.Options{
 		NodeID: opts.NodeID, BindAddr: opts.SerfBind, AdvertiseAddr: opts.SerfAdvertise, Join: opts.Join,
-		ClusterKey: opts.ClusterKey, BrokerAddr: opts.BrokerAdvertise, ReplicatorAddr: n.advertise(),
+		ClusterKey: opts.ClusterKey, BrokerAddr: opts.BrokerAdvertise, BrokerInternalAddr: opts.BrokerInternal, ReplicatorAddr: n.advertise(),
 		RaftAddr: n.raftAdvertise(), Handler: n.onMemberEvent, Tune: opts.TuneSerf,
 	}, lg)
 	if err != nil {
