@@ -147,3 +147,22 @@ func (p *Policy) String() string {
 	}
 	return b.String()
 }
+
+// Names reports whether the policy names identity where it could give it
+// powers: as the subject of a rule, as a role, or as (or matched by the
+// pattern of) the identity of a binding. A certificate issued for such a
+// name holds what the policy grants it, so the admin service lets only
+// admins issue one.
+func (p *Policy) Names(identity string) bool {
+	for _, r := range p.Rules {
+		if r.Subject == identity {
+			return true
+		}
+	}
+	for _, b := range p.Bindings {
+		if b.Role == identity || globMatch(identity, b.Identity) {
+			return true
+		}
+	}
+	return false
+}

@@ -91,3 +91,31 @@ func TestGlobMatch(t *testing.T) {
 		t.Error("patterns must not match the cluster object")
 	}
 }
+
+func TestPolicyNames(t *testing.T) {
+	p, err := ParsePolicy(matrixPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{
+		{"bob", true},       // subject of a rule
+		{"producers", true}, // role with rules
+		{"seniors", true},   // role without rules of its own
+		{"alice", true},     // bound identity
+		{"team-a-7", true},  // matches a binding pattern
+		{"team-a-*", true},  // the pattern itself matches: refused, conservatively
+		{"team-b-1", false}, // matches nothing
+		{"mallory", false},  // named nowhere
+		{"orders", false},   // an object is not an identity
+		{"orders-secret", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := p.Names(tc.name); got != tc.want {
+				t.Fatalf("Names(%q) = %v, want %v", tc.name, got, tc.want)
+			}
+		})
+	}
+}

@@ -2,7 +2,7 @@
 // cluster PKI.
 //
 //	strata-admin pki init --out DIR --ca-name NAME --node 1 --node 2 ... [--host H ...]
-//	strata-admin serve --listen ADDR --data-dir DIR --tls-cert F --tls-key F --tls-ca F
+//	strata-admin serve --listen ADDR --data-dir DIR --tls-cert F --tls-key F --tls-ca F [--ca-key F] [--cluster-addrs A,...]
 //
 // main only hands the arguments to run and maps its error to an exit code:
 // 2 for a usage error, 1 for any other failure.

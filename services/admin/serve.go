@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/pki"
+	"github.com/strata-log/strata/services/admin/internal/cluster"
 	"github.com/strata-log/strata/services/admin/internal/httpapi"
 )
 
@@ -27,6 +29,13 @@ type serveConfig struct {
 	TLSCert         string
 	TLSKey          string
 	TLSCA           string
+	// CAKey is the cluster CA's private key (its certificate is TLSCA):
+	// with it admin issues certificates; without it the certificate
+	// routes answer 503.
+	CAKey string
+	// ClusterAddrs are the gRPC addresses (host:port) topic routes are
+	// forwarded to; empty turns those routes off (503).
+	ClusterAddrs    []string
 	ShutdownTimeout time.Duration
 }
 
@@ -53,6 +62,11 @@ func (c serveConfig) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
 	}
+	for _, a := range c.ClusterAddrs {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("--cluster-addrs %q: want host:port", a))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -66,6 +80,16 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "admin certificate (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "admin private key (PEM)")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "cluster CA certificate (PEM) client certificates must chain to")
+	fs.StringVar(&cfg.CAKey, "ca-key", "", "cluster CA private key (PEM; its certificate is --tls-ca): turns on certificate issuing")
+	fs.Func("cluster-addrs", "comma-separated gRPC addresses (host:port) of cluster nodes topic routes are forwarded to", func(v string) error {
+		cfg.ClusterAddrs = nil
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				cfg.ClusterAddrs = append(cfg.ClusterAddrs, a)
+			}
+		}
+		return nil
+	})
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "graceful shutdown deadline")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -144,7 +168,21 @@ func serve(ctx context.Context, cfg serveConfig, ln net.Listener, lg *zap.Logger
 	} else if err != nil {
 		return fmt.Errorf("acl: policy file %s: %w", policyPath, err)
 	}
-	api, err := httpapi.New(httpapi.Options{Authorizer: authz, PolicyPath: policyPath, CAFile: cfg.TLSCA}, lg)
+	apiOpts := httpapi.Options{Authorizer: authz, PolicyPath: policyPath, CAFile: cfg.TLSCA}
+	if cfg.CAKey != "" {
+		if apiOpts.CA, err = pki.LoadCAFiles(cfg.TLSCA, cfg.CAKey, lg); err != nil {
+			return fmt.Errorf("ca-key: %w", err)
+		}
+	}
+	if len(cfg.ClusterAddrs) > 0 {
+		topics, err := cluster.Dial(cfg.ClusterAddrs, reloader.ClientConfig, lg)
+		if err != nil {
+			return fmt.Errorf("cluster-addrs: %w", err)
+		}
+		defer func() { err = errors.Join(err, topics.Close()) }()
+		apiOpts.Topics = topics
+	}
+	api, err := httpapi.New(apiOpts, lg)
 	if err != nil {
 		return err
 	}
@@ -159,7 +197,8 @@ func serve(ctx context.Context, cfg serveConfig, ln net.Listener, lg *zap.Logger
 		ErrorLog:          zap.NewStdLog(lg.Named("http")),
 	}
 	_, version := authz.Policy()
-	lg.Info("admin serving", zap.String("addr", ln.Addr().String()), zap.Uint64("policy_version", version))
+	lg.Info("admin serving", zap.String("addr", ln.Addr().String()), zap.Uint64("policy_version", version),
+		zap.Bool("issues_certificates", apiOpts.CA != nil), zap.Strings("cluster_addrs", cfg.ClusterAddrs))
 
 	errc := make(chan error, 1)
 	serving = true // srv.Serve owns ln from here and closes it.
@@ -173,6 +212,8 @@ func serve(ctx context.Context, cfg serveConfig, ln net.Listener, lg *zap.Logger
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	// Held policy watches end now rather than at their wait.
+	api.Stop()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	shutErr := srv.Shutdown(sctx)

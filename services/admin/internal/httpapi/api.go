@@ -2,13 +2,17 @@ package httpapi
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"path/filepath"
+	"sync"
 
 	"github.com/go-chi/chi/v5"
 	"go.uber.org/zap"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/pki"
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 )
 
 // PolicyFileName is the durable policy file inside the data directory.
@@ -21,8 +25,15 @@ type Options struct {
 	Authorizer *acl.Authorizer
 	// PolicyPath is the Authorizer's CachePath. Required.
 	PolicyPath string
-	// CAFile is the PEM CA certificate served at /v1/ca.pem. Required.
+	// CAFile is the PEM CA certificate served at /v1/ca.pem and returned
+	// with issued certificates. Required.
 	CAFile string
+	// CA issues certificates (POST /v1/certs, /v1/certs/csr). Nil turns
+	// issuing off: those routes answer 503.
+	CA *pki.CA
+	// Topics is the cluster's Topics service (any node forwards to the
+	// controller). Nil turns the /v1/topics routes off: they answer 503.
+	Topics stratav1.TopicsClient
 }
 
 // PolicyPath returns the policy file path inside dataDir.
@@ -32,9 +43,27 @@ func PolicyPath(dataDir string) string { return filepath.Join(dataDir, PolicyFil
 type API struct {
 	mux   *chi.Mux
 	rules map[string]Rule
+
+	stopOnce sync.Once
+	stopping chan struct{} // closed by Stop
 }
 
 // New builds the router. lg may be nil.
+//
+// Routes and what they need (see Rule; "cluster" is the object):
+//
+//	GET    /healthz, /readyz, /v1/ca.pem   any verified certificate
+//	GET    /metrics                        describe on cluster
+//	GET    /v1/acl/policy[?after=&wait=]   describe on cluster (the watch)
+//	PUT    /v1/acl/policy                  admin on cluster
+//	GET    /v1/acl/rules                   describe on cluster
+//	POST   /v1/acl/rules                   admin on cluster
+//	DELETE /v1/acl/rules                   admin on cluster
+//	POST   /v1/certs, /v1/certs/csr        create on cluster (+ admin for privileged names)
+//	GET    /v1/topics                      describe on cluster
+//	POST   /v1/topics                      create on the topic in the body
+//	GET    /v1/topics/{name}               describe on the topic
+//	DELETE /v1/topics/{name}               delete on the topic
 func New(opts Options, lg *zap.Logger) (*API, error) {
 	if lg == nil {
 		lg = zap.NewNop()
@@ -42,20 +71,30 @@ func New(opts Options, lg *zap.Logger) (*API, error) {
 	if opts.Authorizer == nil || opts.PolicyPath == "" || opts.CAFile == "" {
 		return nil, errors.New("httpapi: Authorizer, PolicyPath and CAFile are required")
 	}
-	policy := &policyResource{authz: opts.Authorizer, cache: acl.NewCache(opts.PolicyPath), lg: lg}
+	a := &API{stopping: make(chan struct{})}
+	m := newMetrics(opts.Authorizer)
+	store := newPolicyStore(opts.Authorizer, opts.PolicyPath, m, lg)
+	mux := chi.NewRouter()
+	g := &guardian{mux: mux, authz: opts.Authorizer, lg: lg}
+
+	aclRes := &aclResource{store: store, stopping: a.stopping, lg: lg}
+	certs := &certsResource{ca: opts.CA, caFile: opts.CAFile, store: store, authz: opts.Authorizer, m: m, lg: lg}
+	topics := &topicsResource{topics: opts.Topics, g: g, lg: lg}
 	ca := &caResource{caFile: opts.CAFile, lg: lg}
 
 	rules := map[string]Rule{
 		routeKey(http.MethodGet, "/healthz"):   {AnyAuthenticated: true},
 		routeKey(http.MethodGet, "/readyz"):    {AnyAuthenticated: true},
 		routeKey(http.MethodGet, "/v1/ca.pem"): {AnyAuthenticated: true},
+		routeKey(http.MethodGet, "/metrics"):   ruleCluster(acl.ActionDescribe),
 	}
-	for k, v := range policy.rules("/v1/acl") {
-		rules[k] = v
-	}
+	maps.Copy(rules, aclRes.rules("/v1/acl"))
+	maps.Copy(rules, certs.rules("/v1/certs"))
+	maps.Copy(rules, topics.rules("/v1/topics"))
+	g.rules = rules
 
-	mux := chi.NewRouter()
-	mux.Use(guard(mux, rules, opts.Authorizer, lg))
+	// Metrics outermost, so refused requests are counted too.
+	mux.Use(m.middleware(mux), g.middleware)
 	mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, lg, http.StatusNotFound, "not found")
 	})
@@ -69,15 +108,24 @@ func New(opts Options, lg *zap.Logger) (*API, error) {
 		_, version := opts.Authorizer.Policy()
 		writeJSON(w, lg, http.StatusOK, map[string]any{"status": "ready", "policy_version": version})
 	})
+	mux.Method(http.MethodGet, "/metrics", m.handler(lg))
 	mux.Route("/v1", func(r chi.Router) {
 		r.Get("/ca.pem", ca.getPEM)
-		r.Mount("/acl", policy.Routes())
+		r.Mount("/acl", aclRes.Routes())
+		r.Mount("/certs", certs.Routes())
+		r.Mount("/topics", topics.Routes())
 	})
-	return &API{mux: mux, rules: rules}, nil
+	a.mux, a.rules = mux, rules
+	return a, nil
 }
 
 // ServeHTTP serves the API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// Stop ends every held policy watch now (each answers 503), so that a
+// graceful server shutdown need not wait for them. Call it before
+// http.Server.Shutdown. It is safe to call more than once.
+func (a *API) Stop() { a.stopOnce.Do(func() { close(a.stopping) }) }
 
 // Router returns the router, for walking its routes.
 func (a *API) Router() chi.Routes { return a.mux }

@@ -1,11 +1,10 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"sync"
+	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"go.uber.org/zap"
@@ -13,107 +12,143 @@ import (
 	"github.com/strata-log/strata/pkg/acl"
 )
 
-// maxBodyBytes bounds every request body.
-const maxBodyBytes = 1 << 20
-
-// policyDoc is the JSON form of the policy on GET and PUT.
+// policyDoc is the JSON form of the policy on GET and PUT. On PUT a
+// non-zero Version must be the version in force (compare-and-swap).
 type policyDoc struct {
 	Policy  string `json:"policy"`
 	Version uint64 `json:"version,omitempty"`
 }
 
-// policyResource serves the ACL policy. The Authorizer holds it in force and
-// saves it to cache (the durable copy under the data directory).
-type policyResource struct {
-	authz *acl.Authorizer
-	cache *acl.Cache // the Authorizer's CachePath, to confirm durability
-	lg    *zap.Logger
+// writeDeadlineSlack is added to a long poll's wait for its write
+// deadline, which replaces the server's WriteTimeout for that request.
+const writeDeadlineSlack = 10 * time.Second
 
-	mu sync.Mutex // serialises replacements so each reports its own version
+// aclResource serves the ACL policy: whole (/policy, and its watch) and
+// a line at a time (/rules, in rules.go).
+type aclResource struct {
+	store    *policyStore
+	stopping <-chan struct{} // closed when the server shuts down
+	lg       *zap.Logger
 }
 
-// Routes serves GET and PUT /policy.
-func (p *policyResource) Routes() chi.Router {
+// Routes serves /policy and /rules.
+func (p *aclResource) Routes() chi.Router {
 	r := chi.NewRouter()
 	r.Get("/policy", p.get)
 	r.Put("/policy", p.put)
+	r.Get("/rules", p.listRules)
+	r.Post("/rules", p.addRules)
+	r.Delete("/rules", p.removeRules)
 	return r
 }
 
-func (p *policyResource) rules(prefix string) map[string]Rule {
+// rules: reading the policy, its watch, and its rules needs describe on
+// cluster (brokers and replicators hold it by default; a watch reveals
+// nothing a plain GET does not); changing it needs admin.
+func (p *aclResource) rules(prefix string) map[string]Rule {
 	return map[string]Rule{
-		routeKey(http.MethodGet, prefix+"/policy"): ruleCluster(acl.ActionDescribe),
-		routeKey(http.MethodPut, prefix+"/policy"): ruleCluster(acl.ActionAdmin),
+		routeKey(http.MethodGet, prefix+"/policy"):   ruleCluster(acl.ActionDescribe),
+		routeKey(http.MethodPut, prefix+"/policy"):   ruleCluster(acl.ActionAdmin),
+		routeKey(http.MethodGet, prefix+"/rules"):    ruleCluster(acl.ActionDescribe),
+		routeKey(http.MethodPost, prefix+"/rules"):   ruleCluster(acl.ActionAdmin),
+		routeKey(http.MethodDelete, prefix+"/rules"): ruleCluster(acl.ActionAdmin),
 	}
 }
 
-func (p *policyResource) get(w http.ResponseWriter, r *http.Request) {
-	text, version := p.authz.Policy()
+// get answers the policy in force. With ?after=V it is the watch: it
+// answers 200 as soon as the version is greater than V, or 304 Not
+// Modified (no body) when wait (default 30s, at most 60s) passes first.
+// Every answer carries the version in acl.PolicyVersionHeader.
+func (p *aclResource) get(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	afterStr, waitStr := q.Get("after"), q.Get("wait")
+	if !q.Has("after") {
+		if q.Has("wait") {
+			writeError(w, p.lg, http.StatusBadRequest, "wait needs after")
+			return
+		}
+		text, version, _ := p.store.snapshot()
+		p.writePolicy(w, text, version)
+		return
+	}
+	after, err := strconv.ParseUint(afterStr, 10, 64)
+	if err != nil {
+		writeError(w, p.lg, http.StatusBadRequest, "after must be a policy version (unsigned integer)")
+		return
+	}
+	wait := acl.DefaultWatchWait
+	if q.Has("wait") {
+		if wait, err = time.ParseDuration(waitStr); err != nil || wait <= 0 || wait > acl.MaxWatchWait {
+			writeError(w, p.lg, http.StatusBadRequest, "wait must be a duration in (0, "+acl.MaxWatchWait.String()+"]")
+			return
+		}
+	}
+	// A held poll outlives the server's WriteTimeout; give this response
+	// its own deadline. Recorders in tests do not support it.
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeDeadlineSlack)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		p.lg.Warn("set write deadline failed", zap.Error(err))
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		text, version, changed := p.store.snapshot()
+		if version > after {
+			p.writePolicy(w, text, version)
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			w.Header().Set(acl.PolicyVersionHeader, strconv.FormatUint(version, 10))
+			w.WriteHeader(http.StatusNotModified)
+			return
+		case <-p.stopping:
+			w.Header().Set(acl.PolicyVersionHeader, strconv.FormatUint(version, 10))
+			writeError(w, p.lg, http.StatusServiceUnavailable, "admin is shutting down")
+			return
+		case <-r.Context().Done():
+			return // the caller left; nobody reads an answer
+		}
+	}
+}
+
+func (p *aclResource) writePolicy(w http.ResponseWriter, text string, version uint64) {
+	w.Header().Set(acl.PolicyVersionHeader, strconv.FormatUint(version, 10))
 	writeJSON(w, p.lg, http.StatusOK, policyDoc{Policy: text, Version: version})
 }
 
-func (p *policyResource) put(w http.ResponseWriter, r *http.Request) {
+func (p *aclResource) put(w http.ResponseWriter, r *http.Request) {
 	id := identityFrom(r.Context())
 	var doc policyDoc
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, p.lg, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes", maxBodyBytes))
-			return
-		}
-		writeError(w, p.lg, http.StatusBadRequest, "body must be JSON {\"policy\": \"...\"}: "+err.Error())
-		return
-	}
-	if dec.More() {
-		writeError(w, p.lg, http.StatusBadRequest, "body must hold one JSON object")
-		return
-	}
-
-	// Refuse a policy under which its own author could no longer administer
-	// the cluster: one bad PUT must not lock every operator out for good.
-	probe, err := acl.NewAuthorizer(acl.Options{Policy: doc.Policy}, zap.NewNop())
-	if err != nil || doc.Policy == "" {
-		if err == nil {
-			err = fmt.Errorf("%w: empty policy", acl.ErrInvalidPolicy)
-		}
+	if err := decodePolicyDoc(w, r, &doc); err != nil {
 		p.lg.Warn("audit: acl policy replacement refused", zap.String("identity", id), zap.Error(err))
-		writeError(w, p.lg, http.StatusBadRequest, err.Error())
+		writeErr(w, p.lg, err)
 		return
 	}
-	if ok, err := probe.Allowed(id, acl.ObjectCluster, acl.ActionAdmin); err != nil || !ok {
-		p.lg.Warn("audit: acl policy replacement refused: would revoke the caller's admin",
-			zap.String("identity", id))
-		writeError(w, p.lg, http.StatusConflict,
-			"policy would revoke your own admin on cluster; refusing to lock you out")
-		return
-	}
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	_, oldVersion := p.authz.Policy()
-	if err := p.authz.Replace(doc.Policy); err != nil {
-		p.lg.Warn("audit: acl policy replacement refused", zap.String("identity", id),
-			zap.Uint64("version", oldVersion), zap.Error(err))
-		if errors.Is(err, acl.ErrInvalidPolicy) {
-			writeError(w, p.lg, http.StatusBadRequest, err.Error())
-			return
+	text, version, err := p.store.change(id, "replace policy", func(_ string, inForce uint64) (string, error) {
+		// A version in the body makes the PUT a compare-and-swap: it
+		// replaces only the policy its author read.
+		if doc.Version != 0 && doc.Version != inForce {
+			return "", errorf(http.StatusConflict, "policy is at version %d, not %d; read it again", inForce, doc.Version)
 		}
-		writeError(w, p.lg, http.StatusInternalServerError, "policy not replaced")
+		return doc.Policy, nil
+	})
+	if err != nil {
+		writeErr(w, p.lg, err)
 		return
 	}
-	text, version := p.authz.Policy()
-	// The Authorizer keeps a policy in force even when its cache write
-	// fails; the admin service owns the policy, so it reports success only
-	// once the policy is on disk.
-	if _, saved, err := p.cache.Load(); err != nil || saved != version {
-		p.lg.Error("audit: acl policy in force but not persisted", zap.String("identity", id),
-			zap.Uint64("old_version", oldVersion), zap.Uint64("version", version), zap.Error(err))
-		writeError(w, p.lg, http.StatusInternalServerError, "policy in force but not persisted; retry")
-		return
+	p.writePolicy(w, text, version)
+}
+
+func decodePolicyDoc(w http.ResponseWriter, r *http.Request, doc *policyDoc) error {
+	b, err := readBody(w, r)
+	if err != nil {
+		return err
 	}
-	p.lg.Info("audit: acl policy replaced", zap.String("identity", id),
-		zap.Uint64("old_version", oldVersion), zap.Uint64("version", version), zap.Int("bytes", len(text)))
-	writeJSON(w, p.lg, http.StatusOK, policyDoc{Policy: text, Version: version})
+	return decodePolicyBody(b, doc)
+}
+
+// decodePolicyBody decodes a PUT /v1/acl/policy body.
+func decodePolicyBody(b []byte, doc *policyDoc) error {
+	return decodeStrict(b, doc, `{"policy": "..."}`)
 }
