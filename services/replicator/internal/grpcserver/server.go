@@ -1,6 +1,7 @@
 // Package grpcserver is the replicator's gRPC API: strata.v1.Topics (topic
-// administration; a follower forwards to the controller, the Raft leader)
-// and strata.v1.Metadata (the cluster as the local FSM knows it), with
+// administration; a follower forwards to the controller, the Raft leader),
+// strata.v1.Controller (partition leaders' ISR changes, forwarded the same
+// way) and strata.v1.Metadata (the cluster as the local FSM knows it), with
 // grpc.health.v1 and reflection, over mutual TLS.
 package grpcserver
 
@@ -53,10 +54,12 @@ type Deps struct {
 	Cluster    Cluster
 	// Forwarder reaches other replicators (the controller).
 	Forwarder *Forwarder
+	// ISR commits partition leaders' ISR changes (Controller.AlterPartition).
+	ISR ISRChanger
 }
 
-// New returns a gRPC server with the Topics, Metadata, health and
-// reflection services registered. tlsConf must require client certs; authz
+// New returns a gRPC server with the Topics, Controller, Metadata, health
+// and reflection services registered. tlsConf must require client certs; authz
 // checks every call against MethodTable (build it with NewInterceptor).
 func New(tlsConf *tls.Config, authz *acl.Interceptor, deps Deps, lg *zap.Logger) (*grpc.Server, *health.Server) {
 	if lg == nil {
@@ -74,6 +77,7 @@ func New(tlsConf *tls.Config, authz *acl.Interceptor, deps Deps, lg *zap.Logger)
 	svc := &service{lg: lg.Named("topics"), deps: deps}
 	stratav1.RegisterTopicsServer(srv, &topicsServer{service: svc})
 	stratav1.RegisterMetadataServer(srv, &metadataServer{service: svc})
+	stratav1.RegisterControllerServer(srv, &controllerServer{service: svc})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)

@@ -119,6 +119,11 @@ func toStatus(err error) error {
 	case errors.Is(err, metadata.ErrInvalidConfig), errors.Is(err, metadata.ErrInvalidAssignment),
 		errors.Is(err, controller.ErrInvalidRequest):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, metadata.ErrStaleEpoch), errors.Is(err, metadata.ErrNotPartitionLeader),
+		errors.Is(err, metadata.ErrIneligibleLeader):
+		// The caller's view of the partition is out of date (or a replica
+		// it wants back in is dead): it learns the current state and retries.
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, controller.ErrNotEnoughBrokers):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, consensus.ErrNotLeader):

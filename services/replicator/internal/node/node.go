@@ -153,7 +153,7 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 	}
 	n.fwd = grpcserver.NewForwarder(opts.ClientTLS)
 	n.grpc, n.health = grpcserver.New(opts.ServerTLS, ic, grpcserver.Deps{State: n.fsm, Controller: n.ctrl,
-		Cluster: clusterView{n}, Forwarder: n.fwd}, lg)
+		Cluster: clusterView{n}, Forwarder: n.fwd, ISR: n}, lg)
 	grpcServing = true
 	n.wg.Add(1)
 	go func() {
@@ -306,11 +306,12 @@ func (n *Node) leadershipLoop(ctx context.Context) {
 	}
 }
 
-// AlterPartition proposes an ISR change for a partition led by leaderID in
-// leaderEpoch (Kafka's AlterPartition): the hand-off point for the ISR
-// shrink/expand logic. It must run on the Raft leader (else
-// consensus.ErrNotLeader); the FSM rejects it with metadata.ErrStaleEpoch
-// when leaderEpoch is no longer current.
+// AlterPartition proposes an ISR change (shrink or expansion) for a
+// partition led by leaderID in leaderEpoch (Kafka's AlterPartition); the
+// gRPC Controller.AlterPartition lands here on the Raft leader. Elsewhere it
+// returns consensus.ErrNotLeader; the FSM rejects it with
+// metadata.ErrStaleEpoch when leaderEpoch is no longer current and
+// metadata.ErrNotPartitionLeader when leaderID does not lead.
 func (n *Node) AlterPartition(ctx context.Context, topic string, partition, leaderID, leaderEpoch int32, isr []int32) error {
 	return n.raft.Propose(ctx, metadata.Command{Type: metadata.CmdChangeISR, ChangeISR: &metadata.ChangeISR{
 		Topic: topic, Partition: partition, LeaderID: leaderID, LeaderEpoch: leaderEpoch, ISR: slices.Clone(isr)}})

@@ -218,6 +218,18 @@ func (c *cluster) client(tn *testNode) (stratav1.TopicsClient, stratav1.Metadata
 // clientAs dials tn's gRPC API with a client certificate for identity cn.
 func (c *cluster) clientAs(tn *testNode, cn string) (stratav1.TopicsClient, stratav1.MetadataClient) {
 	c.t.Helper()
+	conn := c.connAs(tn, cn)
+	return stratav1.NewTopicsClient(conn), stratav1.NewMetadataClient(conn)
+}
+
+// controllerAs is clientAs for the Controller service.
+func (c *cluster) controllerAs(tn *testNode, cn string) stratav1.ControllerClient {
+	c.t.Helper()
+	return stratav1.NewControllerClient(c.connAs(tn, cn))
+}
+
+func (c *cluster) connAs(tn *testNode, cn string) *grpc.ClientConn {
+	c.t.Helper()
 	conn, err := grpc.NewClient(tn.grpc, grpc.WithTransportCredentials(credentials.NewTLS(c.ca.ClientTLS(c.t, cn))))
 	if err != nil {
 		c.t.Fatal(err)
@@ -227,7 +239,7 @@ func (c *cluster) clientAs(tn *testNode, cn string) (stratav1.TopicsClient, stra
 			c.t.Error(err)
 		}
 	})
-	return stratav1.NewTopicsClient(conn), stratav1.NewMetadataClient(conn)
+	return conn
 }
 
 func TestClusterFailoverRestartAndFullRestart(t *testing.T) {
@@ -659,4 +671,110 @@ func TestAuthorization(t *testing.T) {
 	if _, err := broker.DeleteTopic(ctx, &stratav1.DeleteTopicRequest{Name: "fwd"}); err != nil {
 		t.Fatalf("broker-1 DeleteTopic: %v", err)
 	}
+}
+
+// TestAlterPartitionForwardedAndAuthorized: a partition leader's broker asks
+// a replicator that is not the Raft leader for an ISR shrink and then an
+// expansion; both are forwarded to the controller and committed. Stale or
+// foreign proposals are FailedPrecondition, malformed ones InvalidArgument,
+// and a client certificate may not call it at all.
+func TestAlterPartitionForwardedAndAuthorized(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	c := newCluster(t, 3)
+	for _, tn := range c.nodes {
+		c.start(tn, lg)
+	}
+	leader := c.leader(15 * time.Second)
+	c.waitBrokers(15*time.Second, map[int32]bool{1: true, 2: true, 3: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	topics, _ := c.client(leader)
+	if _, err := topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "isr",
+		Config: &stratav1.TopicConfig{Partitions: 1, ReplicationFactor: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	var follower *testNode
+	for _, tn := range c.nodes {
+		if tn != leader {
+			follower = tn
+			break
+		}
+	}
+	var p0 metadata.Partition
+	testutil.Eventually(t, 10*time.Second, func() error {
+		tp := follower.node.FSM().State().Topics["isr"]
+		if tp == nil {
+			return errors.New("topic not on the follower yet")
+		}
+		p0 = tp.Partitions[0]
+		return nil
+	})
+	brokerCN := "broker-" + strconv.Itoa(int(p0.Leader))
+	ctl := c.controllerAs(follower, brokerCN)
+	waitISR := func(want []int32) {
+		t.Helper()
+		testutil.Eventually(t, 10*time.Second, func() error {
+			for _, tn := range c.nodes {
+				if got := tn.node.FSM().State().Topics["isr"].Partitions[0].ISR; !slices.Equal(got, want) {
+					return fmt.Errorf("node %d: ISR %v, want %v", tn.id, got, want)
+				}
+			}
+			return nil
+		})
+	}
+
+	shrunk := []int32{p0.Leader}
+	resp, err := ctl.AlterPartition(ctx, &stratav1.AlterPartitionRequest{Topic: "isr", LeaderId: p0.Leader,
+		LeaderEpoch: p0.LeaderEpoch, Isr: shrunk})
+	if err != nil {
+		t.Fatalf("shrink through follower %d: %v", follower.id, err)
+	}
+	if resp.LeaderEpoch != p0.LeaderEpoch || !slices.Equal(resp.Isr, shrunk) {
+		t.Fatalf("shrink response %v", resp)
+	}
+	waitISR(shrunk)
+	// Expansion: the caught-up followers are proposed back in.
+	if _, err := ctl.AlterPartition(ctx, &stratav1.AlterPartitionRequest{Topic: "isr", LeaderId: p0.Leader,
+		LeaderEpoch: p0.LeaderEpoch, Isr: p0.Replicas}); err != nil {
+		t.Fatalf("expand: %v", err)
+	}
+	waitISR(p0.Replicas)
+
+	var other int32
+	for _, id := range p0.Replicas {
+		if id != p0.Leader {
+			other = id
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		req  *stratav1.AlterPartitionRequest
+		want codes.Code
+	}{
+		{"stale epoch", &stratav1.AlterPartitionRequest{Topic: "isr", LeaderId: p0.Leader, LeaderEpoch: p0.LeaderEpoch + 1, Isr: shrunk}, codes.FailedPrecondition},
+		{"not the leader", &stratav1.AlterPartitionRequest{Topic: "isr", LeaderId: other, LeaderEpoch: p0.LeaderEpoch, Isr: []int32{other}}, codes.FailedPrecondition},
+		{"not a replica", &stratav1.AlterPartitionRequest{Topic: "isr", LeaderId: p0.Leader, LeaderEpoch: p0.LeaderEpoch, Isr: []int32{p0.Leader, 9}}, codes.InvalidArgument},
+		{"without the leader", &stratav1.AlterPartitionRequest{Topic: "isr", LeaderId: p0.Leader, LeaderEpoch: p0.LeaderEpoch, Isr: []int32{other}}, codes.InvalidArgument},
+		{"no such partition", &stratav1.AlterPartitionRequest{Topic: "isr", Partition: 3, LeaderId: p0.Leader, Isr: shrunk}, codes.NotFound},
+		{"bad topic", &stratav1.AlterPartitionRequest{Topic: "", LeaderId: p0.Leader, Isr: shrunk}, codes.InvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ctl.AlterPartition(ctx, tc.req); status.Code(err) != tc.want {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	waitISR(p0.Replicas)
+
+	for _, cn := range []string{"alice", "brokers-1"} {
+		_, err := c.controllerAs(follower, cn).AlterPartition(ctx, &stratav1.AlterPartitionRequest{Topic: "isr",
+			LeaderId: p0.Leader, LeaderEpoch: p0.LeaderEpoch, Isr: shrunk})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("%s AlterPartition: %v, want PermissionDenied", cn, err)
+		}
+	}
+	waitISR(p0.Replicas)
 }
