@@ -231,7 +231,10 @@ func (c *Client) fetchMetadata(ctx context.Context) (*stratav1.MetadataResponse,
 			return nil, err
 		}
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
-		resp, err := stratav1.NewMetadataClient(cc).Metadata(rctx, &stratav1.MetadataRequest{}, grpc.WaitForReady(true))
+		// Fail fast (no WaitForReady): a dead broker's connection goes to
+		// TRANSIENT_FAILURE at once, and the next address is tried instead
+		// of waiting out the dial timeout on it.
+		resp, err := stratav1.NewMetadataClient(cc).Metadata(rctx, &stratav1.MetadataRequest{})
 		cancel()
 		if err == nil {
 			return resp, nil
