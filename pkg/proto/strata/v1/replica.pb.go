@@ -74,6 +74,176 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_strata_v1_replica_proto_rawDescGZIP(), []int{0}
 }
 
+type ReadReplicaRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Offset    int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Records per response; 0 means 1000.
+	MaxRecords int32 `protobuf:"varint,4,opt,name=max_records,json=maxRecords,proto3" json:"max_records,omitempty"`
+	// Payload bytes per response (at least one record); 0 means 1 MiB.
+	MaxBytes      int32 `protobuf:"varint,5,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadReplicaRequest) Reset() {
+	*x = ReadReplicaRequest{}
+	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadReplicaRequest) ProtoMessage() {}
+
+func (x *ReadReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadReplicaRequest.ProtoReflect.Descriptor instead.
+func (*ReadReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReadReplicaRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ReadReplicaRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ReadReplicaRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ReadReplicaRequest) GetMaxRecords() int32 {
+	if x != nil {
+		return x.MaxRecords
+	}
+	return 0
+}
+
+func (x *ReadReplicaRequest) GetMaxBytes() int32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+type ReadReplicaResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Records        []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	NextOffset     int64                  `protobuf:"varint,2,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	Role           Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=strata.v1.Role" json:"role,omitempty"`
+	LeaderEpoch    int32                  `protobuf:"varint,4,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	LogStartOffset int64                  `protobuf:"varint,5,opt,name=log_start_offset,json=logStartOffset,proto3" json:"log_start_offset,omitempty"`
+	LogEndOffset   int64                  `protobuf:"varint,6,opt,name=log_end_offset,json=logEndOffset,proto3" json:"log_end_offset,omitempty"`
+	HighWatermark  int64                  `protobuf:"varint,7,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReadReplicaResponse) Reset() {
+	*x = ReadReplicaResponse{}
+	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadReplicaResponse) ProtoMessage() {}
+
+func (x *ReadReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadReplicaResponse.ProtoReflect.Descriptor instead.
+func (*ReadReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReadReplicaResponse) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *ReadReplicaResponse) GetNextOffset() int64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
+func (x *ReadReplicaResponse) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *ReadReplicaResponse) GetLeaderEpoch() int32 {
+	if x != nil {
+		return x.LeaderEpoch
+	}
+	return 0
+}
+
+func (x *ReadReplicaResponse) GetLogStartOffset() int64 {
+	if x != nil {
+		return x.LogStartOffset
+	}
+	return 0
+}
+
+func (x *ReadReplicaResponse) GetLogEndOffset() int64 {
+	if x != nil {
+		return x.LogEndOffset
+	}
+	return 0
+}
+
+func (x *ReadReplicaResponse) GetHighWatermark() int64 {
+	if x != nil {
+		return x.HighWatermark
+	}
+	return 0
+}
+
 type FetchRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -92,7 +262,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	mi := &file_strata_v1_replica_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -104,7 +274,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	mi := &file_strata_v1_replica_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -117,7 +287,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{0}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -180,7 +350,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	mi := &file_strata_v1_replica_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -192,7 +362,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	mi := &file_strata_v1_replica_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -205,7 +375,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{1}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *FetchResponse) GetLeaderEpoch() int32 {
@@ -273,7 +443,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[2]
+	mi := &file_strata_v1_replica_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -285,7 +455,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[2]
+	mi := &file_strata_v1_replica_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -298,7 +468,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{2}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AppendRequest) GetTopic() string {
@@ -352,7 +522,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[3]
+	mi := &file_strata_v1_replica_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +534,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[3]
+	mi := &file_strata_v1_replica_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +547,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{3}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AppendResponse) GetLogEndOffset() int64 {
@@ -403,7 +573,7 @@ type OffsetForLeaderEpochRequest struct {
 
 func (x *OffsetForLeaderEpochRequest) Reset() {
 	*x = OffsetForLeaderEpochRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[4]
+	mi := &file_strata_v1_replica_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +585,7 @@ func (x *OffsetForLeaderEpochRequest) String() string {
 func (*OffsetForLeaderEpochRequest) ProtoMessage() {}
 
 func (x *OffsetForLeaderEpochRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[4]
+	mi := &file_strata_v1_replica_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +598,7 @@ func (x *OffsetForLeaderEpochRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetForLeaderEpochRequest.ProtoReflect.Descriptor instead.
 func (*OffsetForLeaderEpochRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{4}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OffsetForLeaderEpochRequest) GetTopic() string {
@@ -471,7 +641,7 @@ type OffsetForLeaderEpochResponse struct {
 
 func (x *OffsetForLeaderEpochResponse) Reset() {
 	*x = OffsetForLeaderEpochResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[5]
+	mi := &file_strata_v1_replica_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +653,7 @@ func (x *OffsetForLeaderEpochResponse) String() string {
 func (*OffsetForLeaderEpochResponse) ProtoMessage() {}
 
 func (x *OffsetForLeaderEpochResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[5]
+	mi := &file_strata_v1_replica_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +666,7 @@ func (x *OffsetForLeaderEpochResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetForLeaderEpochResponse.ProtoReflect.Descriptor instead.
 func (*OffsetForLeaderEpochResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{5}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *OffsetForLeaderEpochResponse) GetLeaderEpoch() int32 {
@@ -530,7 +700,7 @@ type ApplyPartitionStateRequest struct {
 
 func (x *ApplyPartitionStateRequest) Reset() {
 	*x = ApplyPartitionStateRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[6]
+	mi := &file_strata_v1_replica_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +712,7 @@ func (x *ApplyPartitionStateRequest) String() string {
 func (*ApplyPartitionStateRequest) ProtoMessage() {}
 
 func (x *ApplyPartitionStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[6]
+	mi := &file_strata_v1_replica_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +725,7 @@ func (x *ApplyPartitionStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPartitionStateRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPartitionStateRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{6}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ApplyPartitionStateRequest) GetTopic() string {
@@ -630,7 +800,7 @@ type ApplyPartitionStateResponse struct {
 
 func (x *ApplyPartitionStateResponse) Reset() {
 	*x = ApplyPartitionStateResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[7]
+	mi := &file_strata_v1_replica_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +812,7 @@ func (x *ApplyPartitionStateResponse) String() string {
 func (*ApplyPartitionStateResponse) ProtoMessage() {}
 
 func (x *ApplyPartitionStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[7]
+	mi := &file_strata_v1_replica_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +825,7 @@ func (x *ApplyPartitionStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPartitionStateResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPartitionStateResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{7}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyPartitionStateResponse) GetLogEndOffset() int64 {
@@ -675,7 +845,7 @@ type PartitionStatusRequest struct {
 
 func (x *PartitionStatusRequest) Reset() {
 	*x = PartitionStatusRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[8]
+	mi := &file_strata_v1_replica_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +857,7 @@ func (x *PartitionStatusRequest) String() string {
 func (*PartitionStatusRequest) ProtoMessage() {}
 
 func (x *PartitionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[8]
+	mi := &file_strata_v1_replica_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +870,7 @@ func (x *PartitionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatusRequest.ProtoReflect.Descriptor instead.
 func (*PartitionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{8}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PartitionStatusRequest) GetTopic() string {
@@ -732,7 +902,7 @@ type PartitionStatusResponse struct {
 
 func (x *PartitionStatusResponse) Reset() {
 	*x = PartitionStatusResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[9]
+	mi := &file_strata_v1_replica_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +914,7 @@ func (x *PartitionStatusResponse) String() string {
 func (*PartitionStatusResponse) ProtoMessage() {}
 
 func (x *PartitionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[9]
+	mi := &file_strata_v1_replica_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +927,7 @@ func (x *PartitionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatusResponse.ProtoReflect.Descriptor instead.
 func (*PartitionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{9}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PartitionStatusResponse) GetRole() Role {
@@ -819,7 +989,7 @@ type TruncateRequest struct {
 
 func (x *TruncateRequest) Reset() {
 	*x = TruncateRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[10]
+	mi := &file_strata_v1_replica_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +1001,7 @@ func (x *TruncateRequest) String() string {
 func (*TruncateRequest) ProtoMessage() {}
 
 func (x *TruncateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[10]
+	mi := &file_strata_v1_replica_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +1014,7 @@ func (x *TruncateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateRequest.ProtoReflect.Descriptor instead.
 func (*TruncateRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{10}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TruncateRequest) GetTopic() string {
@@ -891,7 +1061,7 @@ type TruncateResponse struct {
 
 func (x *TruncateResponse) Reset() {
 	*x = TruncateResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[11]
+	mi := &file_strata_v1_replica_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1073,7 @@ func (x *TruncateResponse) String() string {
 func (*TruncateResponse) ProtoMessage() {}
 
 func (x *TruncateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[11]
+	mi := &file_strata_v1_replica_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1086,7 @@ func (x *TruncateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateResponse.ProtoReflect.Descriptor instead.
 func (*TruncateResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{11}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TruncateResponse) GetLogEndOffset() int64 {
@@ -942,7 +1112,7 @@ type AlterPartitionRequest struct {
 
 func (x *AlterPartitionRequest) Reset() {
 	*x = AlterPartitionRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[12]
+	mi := &file_strata_v1_replica_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1124,7 @@ func (x *AlterPartitionRequest) String() string {
 func (*AlterPartitionRequest) ProtoMessage() {}
 
 func (x *AlterPartitionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[12]
+	mi := &file_strata_v1_replica_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1137,7 @@ func (x *AlterPartitionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterPartitionRequest.ProtoReflect.Descriptor instead.
 func (*AlterPartitionRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{12}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AlterPartitionRequest) GetTopic() string {
@@ -1016,7 +1186,7 @@ type AlterPartitionResponse struct {
 
 func (x *AlterPartitionResponse) Reset() {
 	*x = AlterPartitionResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[13]
+	mi := &file_strata_v1_replica_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1198,7 @@ func (x *AlterPartitionResponse) String() string {
 func (*AlterPartitionResponse) ProtoMessage() {}
 
 func (x *AlterPartitionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[13]
+	mi := &file_strata_v1_replica_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1211,7 @@ func (x *AlterPartitionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterPartitionResponse.ProtoReflect.Descriptor instead.
 func (*AlterPartitionResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{13}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AlterPartitionResponse) GetLeaderEpoch() int32 {
@@ -1062,7 +1232,23 @@ var File_strata_v1_replica_proto protoreflect.FileDescriptor
 
 const file_strata_v1_replica_proto_rawDesc = "" +
 	"\n" +
-	"\x17strata/v1/replica.proto\x12\tstrata.v1\x1a\x17strata/v1/cluster.proto\"\xc4\x01\n" +
+	"\x17strata/v1/replica.proto\x12\tstrata.v1\x1a\x17strata/v1/cluster.proto\x1a\x16strata/v1/record.proto\"\x9e\x01\n" +
+	"\x12ReadReplicaRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x1f\n" +
+	"\vmax_records\x18\x04 \x01(\x05R\n" +
+	"maxRecords\x12\x1b\n" +
+	"\tmax_bytes\x18\x05 \x01(\x05R\bmaxBytes\"\xa2\x02\n" +
+	"\x13ReadReplicaResponse\x12+\n" +
+	"\arecords\x18\x01 \x03(\v2\x11.strata.v1.RecordR\arecords\x12\x1f\n" +
+	"\vnext_offset\x18\x02 \x01(\x03R\n" +
+	"nextOffset\x12#\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x0f.strata.v1.RoleR\x04role\x12!\n" +
+	"\fleader_epoch\x18\x04 \x01(\x05R\vleaderEpoch\x12(\n" +
+	"\x10log_start_offset\x18\x05 \x01(\x03R\x0elogStartOffset\x12$\n" +
+	"\x0elog_end_offset\x18\x06 \x01(\x03R\flogEndOffset\x12%\n" +
+	"\x0ehigh_watermark\x18\a \x01(\x03R\rhighWatermark\"\xc4\x01\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1d\n" +
@@ -1141,14 +1327,15 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_LEADER\x10\x01\x12\x11\n" +
 	"\rROLE_FOLLOWER\x10\x02\x12\r\n" +
-	"\tROLE_NONE\x10\x032\xf6\x03\n" +
+	"\tROLE_NONE\x10\x032\xc4\x04\n" +
 	"\aReplica\x12>\n" +
 	"\x05Fetch\x12\x17.strata.v1.FetchRequest\x1a\x18.strata.v1.FetchResponse(\x010\x01\x12=\n" +
 	"\x06Append\x12\x18.strata.v1.AppendRequest\x1a\x19.strata.v1.AppendResponse\x12g\n" +
 	"\x14OffsetForLeaderEpoch\x12&.strata.v1.OffsetForLeaderEpochRequest\x1a'.strata.v1.OffsetForLeaderEpochResponse\x12d\n" +
 	"\x13ApplyPartitionState\x12%.strata.v1.ApplyPartitionStateRequest\x1a&.strata.v1.ApplyPartitionStateResponse\x12X\n" +
 	"\x0fPartitionStatus\x12!.strata.v1.PartitionStatusRequest\x1a\".strata.v1.PartitionStatusResponse\x12C\n" +
-	"\bTruncate\x12\x1a.strata.v1.TruncateRequest\x1a\x1b.strata.v1.TruncateResponse2c\n" +
+	"\bTruncate\x12\x1a.strata.v1.TruncateRequest\x1a\x1b.strata.v1.TruncateResponse\x12L\n" +
+	"\vReadReplica\x12\x1d.strata.v1.ReadReplicaRequest\x1a\x1e.strata.v1.ReadReplicaResponse2c\n" +
 	"\n" +
 	"Controller\x12U\n" +
 	"\x0eAlterPartition\x12 .strata.v1.AlterPartitionRequest\x1a!.strata.v1.AlterPartitionResponseB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
@@ -1166,48 +1353,55 @@ func file_strata_v1_replica_proto_rawDescGZIP() []byte {
 }
 
 var file_strata_v1_replica_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_strata_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_strata_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_strata_v1_replica_proto_goTypes = []any{
 	(Role)(0),                            // 0: strata.v1.Role
-	(*FetchRequest)(nil),                 // 1: strata.v1.FetchRequest
-	(*FetchResponse)(nil),                // 2: strata.v1.FetchResponse
-	(*AppendRequest)(nil),                // 3: strata.v1.AppendRequest
-	(*AppendResponse)(nil),               // 4: strata.v1.AppendResponse
-	(*OffsetForLeaderEpochRequest)(nil),  // 5: strata.v1.OffsetForLeaderEpochRequest
-	(*OffsetForLeaderEpochResponse)(nil), // 6: strata.v1.OffsetForLeaderEpochResponse
-	(*ApplyPartitionStateRequest)(nil),   // 7: strata.v1.ApplyPartitionStateRequest
-	(*ApplyPartitionStateResponse)(nil),  // 8: strata.v1.ApplyPartitionStateResponse
-	(*PartitionStatusRequest)(nil),       // 9: strata.v1.PartitionStatusRequest
-	(*PartitionStatusResponse)(nil),      // 10: strata.v1.PartitionStatusResponse
-	(*TruncateRequest)(nil),              // 11: strata.v1.TruncateRequest
-	(*TruncateResponse)(nil),             // 12: strata.v1.TruncateResponse
-	(*AlterPartitionRequest)(nil),        // 13: strata.v1.AlterPartitionRequest
-	(*AlterPartitionResponse)(nil),       // 14: strata.v1.AlterPartitionResponse
-	(*TopicConfig)(nil),                  // 15: strata.v1.TopicConfig
+	(*ReadReplicaRequest)(nil),           // 1: strata.v1.ReadReplicaRequest
+	(*ReadReplicaResponse)(nil),          // 2: strata.v1.ReadReplicaResponse
+	(*FetchRequest)(nil),                 // 3: strata.v1.FetchRequest
+	(*FetchResponse)(nil),                // 4: strata.v1.FetchResponse
+	(*AppendRequest)(nil),                // 5: strata.v1.AppendRequest
+	(*AppendResponse)(nil),               // 6: strata.v1.AppendResponse
+	(*OffsetForLeaderEpochRequest)(nil),  // 7: strata.v1.OffsetForLeaderEpochRequest
+	(*OffsetForLeaderEpochResponse)(nil), // 8: strata.v1.OffsetForLeaderEpochResponse
+	(*ApplyPartitionStateRequest)(nil),   // 9: strata.v1.ApplyPartitionStateRequest
+	(*ApplyPartitionStateResponse)(nil),  // 10: strata.v1.ApplyPartitionStateResponse
+	(*PartitionStatusRequest)(nil),       // 11: strata.v1.PartitionStatusRequest
+	(*PartitionStatusResponse)(nil),      // 12: strata.v1.PartitionStatusResponse
+	(*TruncateRequest)(nil),              // 13: strata.v1.TruncateRequest
+	(*TruncateResponse)(nil),             // 14: strata.v1.TruncateResponse
+	(*AlterPartitionRequest)(nil),        // 15: strata.v1.AlterPartitionRequest
+	(*AlterPartitionResponse)(nil),       // 16: strata.v1.AlterPartitionResponse
+	(*Record)(nil),                       // 17: strata.v1.Record
+	(*TopicConfig)(nil),                  // 18: strata.v1.TopicConfig
 }
 var file_strata_v1_replica_proto_depIdxs = []int32{
-	0,  // 0: strata.v1.ApplyPartitionStateRequest.role:type_name -> strata.v1.Role
-	15, // 1: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
-	0,  // 2: strata.v1.PartitionStatusResponse.role:type_name -> strata.v1.Role
-	1,  // 3: strata.v1.Replica.Fetch:input_type -> strata.v1.FetchRequest
-	3,  // 4: strata.v1.Replica.Append:input_type -> strata.v1.AppendRequest
-	5,  // 5: strata.v1.Replica.OffsetForLeaderEpoch:input_type -> strata.v1.OffsetForLeaderEpochRequest
-	7,  // 6: strata.v1.Replica.ApplyPartitionState:input_type -> strata.v1.ApplyPartitionStateRequest
-	9,  // 7: strata.v1.Replica.PartitionStatus:input_type -> strata.v1.PartitionStatusRequest
-	11, // 8: strata.v1.Replica.Truncate:input_type -> strata.v1.TruncateRequest
-	13, // 9: strata.v1.Controller.AlterPartition:input_type -> strata.v1.AlterPartitionRequest
-	2,  // 10: strata.v1.Replica.Fetch:output_type -> strata.v1.FetchResponse
-	4,  // 11: strata.v1.Replica.Append:output_type -> strata.v1.AppendResponse
-	6,  // 12: strata.v1.Replica.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
-	8,  // 13: strata.v1.Replica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
-	10, // 14: strata.v1.Replica.PartitionStatus:output_type -> strata.v1.PartitionStatusResponse
-	12, // 15: strata.v1.Replica.Truncate:output_type -> strata.v1.TruncateResponse
-	14, // 16: strata.v1.Controller.AlterPartition:output_type -> strata.v1.AlterPartitionResponse
-	10, // [10:17] is the sub-list for method output_type
-	3,  // [3:10] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	17, // 0: strata.v1.ReadReplicaResponse.records:type_name -> strata.v1.Record
+	0,  // 1: strata.v1.ReadReplicaResponse.role:type_name -> strata.v1.Role
+	0,  // 2: strata.v1.ApplyPartitionStateRequest.role:type_name -> strata.v1.Role
+	18, // 3: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
+	0,  // 4: strata.v1.PartitionStatusResponse.role:type_name -> strata.v1.Role
+	3,  // 5: strata.v1.Replica.Fetch:input_type -> strata.v1.FetchRequest
+	5,  // 6: strata.v1.Replica.Append:input_type -> strata.v1.AppendRequest
+	7,  // 7: strata.v1.Replica.OffsetForLeaderEpoch:input_type -> strata.v1.OffsetForLeaderEpochRequest
+	9,  // 8: strata.v1.Replica.ApplyPartitionState:input_type -> strata.v1.ApplyPartitionStateRequest
+	11, // 9: strata.v1.Replica.PartitionStatus:input_type -> strata.v1.PartitionStatusRequest
+	13, // 10: strata.v1.Replica.Truncate:input_type -> strata.v1.TruncateRequest
+	1,  // 11: strata.v1.Replica.ReadReplica:input_type -> strata.v1.ReadReplicaRequest
+	15, // 12: strata.v1.Controller.AlterPartition:input_type -> strata.v1.AlterPartitionRequest
+	4,  // 13: strata.v1.Replica.Fetch:output_type -> strata.v1.FetchResponse
+	6,  // 14: strata.v1.Replica.Append:output_type -> strata.v1.AppendResponse
+	8,  // 15: strata.v1.Replica.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
+	10, // 16: strata.v1.Replica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
+	12, // 17: strata.v1.Replica.PartitionStatus:output_type -> strata.v1.PartitionStatusResponse
+	14, // 18: strata.v1.Replica.Truncate:output_type -> strata.v1.TruncateResponse
+	2,  // 19: strata.v1.Replica.ReadReplica:output_type -> strata.v1.ReadReplicaResponse
+	16, // 20: strata.v1.Controller.AlterPartition:output_type -> strata.v1.AlterPartitionResponse
+	13, // [13:21] is the sub-list for method output_type
+	5,  // [5:13] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_strata_v1_replica_proto_init() }
@@ -1216,13 +1410,14 @@ func file_strata_v1_replica_proto_init() {
 		return
 	}
 	file_strata_v1_cluster_proto_init()
+	file_strata_v1_record_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_replica_proto_rawDesc), len(file_strata_v1_replica_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -25,6 +25,7 @@ const (
 	Replica_ApplyPartitionState_FullMethodName  = "/strata.v1.Replica/ApplyPartitionState"
 	Replica_PartitionStatus_FullMethodName      = "/strata.v1.Replica/PartitionStatus"
 	Replica_Truncate_FullMethodName             = "/strata.v1.Replica/Truncate"
+	Replica_ReadReplica_FullMethodName          = "/strata.v1.Replica/ReadReplica"
 )
 
 // ReplicaClient is the client API for Replica service.
@@ -60,6 +61,10 @@ type ReplicaClient interface {
 	PartitionStatus(ctx context.Context, in *PartitionStatusRequest, opts ...grpc.CallOption) (*PartitionStatusResponse, error)
 	// Truncate removes every record at and after offset on this follower.
 	Truncate(ctx context.Context, in *TruncateRequest, opts ...grpc.CallOption) (*TruncateResponse, error)
+	// ReadReplica reads this broker's own copy of a partition, whatever its
+	// role, up to its log end offset (past the high watermark): for tools
+	// that compare replicas (strata verify). Needs replicate on cluster.
+	ReadReplica(ctx context.Context, in *ReadReplicaRequest, opts ...grpc.CallOption) (*ReadReplicaResponse, error)
 }
 
 type replicaClient struct {
@@ -133,6 +138,16 @@ func (c *replicaClient) Truncate(ctx context.Context, in *TruncateRequest, opts 
 	return out, nil
 }
 
+func (c *replicaClient) ReadReplica(ctx context.Context, in *ReadReplicaRequest, opts ...grpc.CallOption) (*ReadReplicaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadReplicaResponse)
+	err := c.cc.Invoke(ctx, Replica_ReadReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReplicaServer is the server API for Replica service.
 // All implementations must embed UnimplementedReplicaServer
 // for forward compatibility.
@@ -166,6 +181,10 @@ type ReplicaServer interface {
 	PartitionStatus(context.Context, *PartitionStatusRequest) (*PartitionStatusResponse, error)
 	// Truncate removes every record at and after offset on this follower.
 	Truncate(context.Context, *TruncateRequest) (*TruncateResponse, error)
+	// ReadReplica reads this broker's own copy of a partition, whatever its
+	// role, up to its log end offset (past the high watermark): for tools
+	// that compare replicas (strata verify). Needs replicate on cluster.
+	ReadReplica(context.Context, *ReadReplicaRequest) (*ReadReplicaResponse, error)
 	mustEmbedUnimplementedReplicaServer()
 }
 
@@ -193,6 +212,9 @@ func (UnimplementedReplicaServer) PartitionStatus(context.Context, *PartitionSta
 }
 func (UnimplementedReplicaServer) Truncate(context.Context, *TruncateRequest) (*TruncateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Truncate not implemented")
+}
+func (UnimplementedReplicaServer) ReadReplica(context.Context, *ReadReplicaRequest) (*ReadReplicaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadReplica not implemented")
 }
 func (UnimplementedReplicaServer) mustEmbedUnimplementedReplicaServer() {}
 func (UnimplementedReplicaServer) testEmbeddedByValue()                 {}
@@ -312,6 +334,24 @@ func _Replica_Truncate_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replica_ReadReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServer).ReadReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replica_ReadReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServer).ReadReplica(ctx, req.(*ReadReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Replica_ServiceDesc is the grpc.ServiceDesc for Replica service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -338,6 +378,10 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Truncate",
 			Handler:    _Replica_Truncate_Handler,
+		},
+		{
+			MethodName: "ReadReplica",
+			Handler:    _Replica_ReadReplica_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

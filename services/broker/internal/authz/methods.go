@@ -18,7 +18,7 @@ import (
 // checked on every message). Topics: CreateTopic create, DeleteTopic
 // delete, AlterTopicConfig alter and DescribeTopic describe on the named
 // topic; ListTopics and Metadata describe on cluster. The Replica service
-// (not registered yet) needs replicate on cluster.
+// (cluster mode only) needs replicate on cluster.
 func MethodTable() acl.MethodTable {
 	produce := acl.MethodRule{Action: acl.ActionProduce, Object: acl.TopicOf((*stratav1.ProduceRequest).GetTopic)}
 	onCluster := func(action string) acl.MethodRule { return acl.MethodRule{Action: action} }
@@ -56,5 +56,6 @@ func MethodTable() acl.MethodTable {
 		stratav1.Replica_ApplyPartitionState_FullMethodName:  replicate,
 		stratav1.Replica_PartitionStatus_FullMethodName:      replicate,
 		stratav1.Replica_Truncate_FullMethodName:             replicate,
+		stratav1.Replica_ReadReplica_FullMethodName:          replicate,
 	})
 }

@@ -277,9 +277,20 @@ func TestReplicationTruncation(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A verifier (the operator) reads broker 1's own copy, past its HW.
+	rr, err := replicaClient(t, pr.leader, pr.certs, "operator").ReadReplica(ctx, &stratav1.ReadReplicaRequest{Topic: "events"})
+	if err != nil || len(rr.GetRecords()) != 5 || rr.GetLogEndOffset() != 5 || rr.GetRole() != stratav1.Role_ROLE_FOLLOWER {
+		t.Fatalf("ReadReplica on the follower = %d records, %+v, %v", len(rr.GetRecords()), rr, err)
+	}
+	if rr.GetRecords()[4].GetOffset() != 4 || rr.GetRecords()[4].GetLeaderEpoch() != 1 {
+		t.Fatalf("last record %v", rr.GetRecords()[4])
+	}
+	_, err = replicaClient(t, pr.leader, pr.certs, "alice").ReadReplica(ctx, &stratav1.ReadReplicaRequest{Topic: "events"})
+	wantCode(t, err, codes.PermissionDenied)
+
 	// Broker 1's replicator resynchronizes: its latest epoch is 1.
 	leaderAsk := replicaClient(t, pr.follower, pr.certs, "replicator-1")
-	_, err := leaderAsk.OffsetForLeaderEpoch(ctx, &stratav1.OffsetForLeaderEpochRequest{Topic: "events", LeaderEpoch: 3, CurrentLeaderEpoch: 2})
+	_, err = leaderAsk.OffsetForLeaderEpoch(ctx, &stratav1.OffsetForLeaderEpochRequest{Topic: "events", LeaderEpoch: 3, CurrentLeaderEpoch: 2})
 	wantCode(t, err, codes.FailedPrecondition) // newer than the leader's own epoch
 	ans, err := leaderAsk.OffsetForLeaderEpoch(ctx, &stratav1.OffsetForLeaderEpochRequest{Topic: "events", LeaderEpoch: 1, CurrentLeaderEpoch: 2})
 	if err != nil || ans.GetLeaderEpoch() != 1 || ans.GetEndOffset() != 2 {
