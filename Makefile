@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS := .tools/buf-$(BUF_VERSION)-go-$(PROTOC_GEN_GO_VERSION)-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 PROTO_TOOLS := $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 
-.PHONY: all build test lint bench bench-compare proto proto-check up down dev clean
+.PHONY: all build test lint bench bench-compare proto proto-check up down down-volumes test-compose dev clean
 
 all: build
 
@@ -71,11 +71,27 @@ $(PROTO_TOOLS):
 	GOWORK=off GOBIN=$(abspath $(TOOLS)) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOWORK=off GOBIN=$(abspath $(TOOLS)) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
-up:
-	@echo "up: will build images and start the 3-node docker compose cluster (control-plane issue)"
+# The 3-node docker compose cluster (deployments/compose, see its README).
+# The compose plugin (`docker compose`) when it works, else docker-compose.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE_RUN = $(COMPOSE) -p strata -f deployments/compose/docker-compose.yml
 
+## up: build, start the compose cluster, wait until healthy, set the CLI context "compose"
+up: build
+	COMPOSE="$(COMPOSE)" bash deployments/compose/up.sh
+
+## down: stop and remove the cluster's containers (volumes kept)
 down:
-	@echo "down: will stop the docker compose cluster (control-plane issue)"
+	$(COMPOSE_RUN) down --remove-orphans
+
+## down-volumes: down, and remove the cluster's volumes and .data/compose
+down-volumes:
+	$(COMPOSE_RUN) down --remove-orphans --volumes
+	rm -rf .data/compose
+
+## test-compose: up, produce/consume, kill node 1, fail over, restart it, down
+test-compose:
+	COMPOSE="$(COMPOSE)" bash deployments/compose/test.sh
 
 ## dev: one broker on 127.0.0.1:9092 (metrics :9100), data under ./.data/dev; Ctrl-C stops it.
 # Plaintext with NO authentication or authorization (--insecure-no-auth): local development only.
