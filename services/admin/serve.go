@@ -24,11 +24,11 @@ import (
 
 // serveConfig is the configuration of `serve`.
 type serveConfig struct {
-	Listen          string
-	DataDir         string
-	TLSCert         string
-	TLSKey          string
-	TLSCA           string
+	Listen  string
+	DataDir string
+	TLSCert string
+	TLSKey  string
+	TLSCA   string
 	// CAKey is the cluster CA's private key (its certificate is TLSCA):
 	// with it admin issues certificates; without it the certificate
 	// routes answer 503.
