@@ -1,0 +1,73 @@
+package fetcher
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+)
+
+// maxRecvBytes bounds one Fetch response; the leader's own bound
+// (max_bytes, at least one record) is far below it.
+const maxRecvBytes = 64 << 20
+
+// Conns dials leader brokers with this replicator's client certificate
+// and keeps one connection per address; every fetcher of partitions led by
+// the same broker shares it (gRPC multiplexes the streams). The cache is
+// never pruned: it holds at most one entry per broker of the cluster.
+type Conns struct {
+	tls *tls.Config
+
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	closed bool
+}
+
+var _ Dialer = (*Conns)(nil)
+
+// NewConns returns an empty cache. tlsConf carries the replicator's
+// client certificate and the cluster CA; its ServerName should be empty so
+// that each connection verifies the host it dials (the broker's
+// certificate must name its cluster-network host, e.g. broker-2).
+func NewConns(tlsConf *tls.Config) *Conns {
+	return &Conns{tls: tlsConf, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Leader returns a Replica client for the broker at addr. Connections are
+// made lazily, so an unreachable broker fails the call, not this.
+func (c *Conns) Leader(addr string) (Leader, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrConnsClosed
+	}
+	conn, ok := c.conns[addr]
+	if !ok {
+		var err error
+		conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(c.tls)),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)))
+		if err != nil {
+			return nil, fmt.Errorf("fetcher: leader client %s: %w", addr, err)
+		}
+		c.conns[addr] = conn
+	}
+	return stratav1.NewReplicaClient(conn), nil
+}
+
+// Close closes every connection; later Leader calls fail.
+func (c *Conns) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	var err error
+	for addr, conn := range c.conns {
+		err = errors.Join(err, conn.Close())
+		delete(c.conns, addr)
+	}
+	return err
+}
