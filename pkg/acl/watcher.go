@@ -108,7 +108,7 @@ func NewWatcher(a *Authorizer, opts WatcherOptions, lg *zap.Logger) (*Watcher, e
 	if a == nil {
 		return nil, fmt.Errorf("%w: nil authorizer", ErrBadWatcherOptions)
 	}
-	base, err := adminBaseURL(opts.AdminURL)
+	base, err := AdminBaseURL(opts.AdminURL)
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +147,11 @@ func NewWatcher(a *Authorizer, opts WatcherOptions, lg *zap.Logger) (*Watcher, e
 	}, nil
 }
 
-// adminBaseURL checks an admin URL and returns "https://host[:port]".
-func adminBaseURL(raw string) (string, error) {
+// AdminBaseURL checks an admin service URL ("https://host:port", nothing
+// else) and returns it in canonical form. Errors wrap
+// ErrBadWatcherOptions. Configuration code uses it to refuse a bad URL at
+// start.
+func AdminBaseURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", fmt.Errorf("%w: admin URL %q: %w", ErrBadWatcherOptions, raw, err)

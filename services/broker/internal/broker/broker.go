@@ -55,6 +55,7 @@ type Broker struct {
 	// in cluster mode.
 	replicator *grpc.ClientConn
 	stopISR    context.CancelFunc // ends the ISR manager (cluster mode)
+	watcher    *acl.Watcher       // follows admin's ACL policy; nil without acl-admin-url
 	errc       chan error         // servers' unexpected exits
 	stop       chan struct{}
 	wg         sync.WaitGroup
@@ -146,6 +147,14 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 			return nil, err
 		}
 		unary, stream = append(unary, ic.Unary()), append(stream, ic.Stream())
+		if cfg.ACLAdminURL != "" {
+			b.watcher, err = authz.NewWatcher(b.authz, cfg.ACLAdminURL, pki.Files{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CAFile: cfg.TLSCA}, lg)
+			if err != nil {
+				return nil, err
+			}
+			b.watcher.Start()
+			cleanup = append(cleanup, b.watcher.Close)
+		}
 	} else {
 		lg.Warn("plaintext gRPC without authentication or authorization (insecure-no-auth): local development only")
 	}
@@ -292,6 +301,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			b.stopISR()
 		}
 		var errs []error
+		if b.watcher != nil {
+			errs = append(errs, b.watcher.Close())
+		}
 		if b.msrv != nil {
 			errs = append(errs, b.msrv.Shutdown(gctx))
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 )
 
@@ -41,6 +42,11 @@ type Config struct {
 	// when TLS is on; empty means acl.DefaultPolicy. A valid cached policy
 	// (<data-dir>/acl/policy.cache) wins over it at start.
 	ACLPolicy string
+	// ACLAdminURL, when set, is the admin service ("https://host:port"):
+	// the broker watches its policy (long-poll as its own certificate) and
+	// puts every newer version in force and in the cache, so a change
+	// reaches it within seconds and survives a restart with admin down.
+	ACLAdminURL string
 	// InsecureNoAuth allows plaintext gRPC without TLS. Without TLS there is
 	// no verified identity, so every caller may do everything: local
 	// development only. Start refuses plaintext unless it is set.
@@ -178,6 +184,14 @@ func (c Config) Validate() error {
 	}
 	if c.ACLPolicy != "" && !c.TLSEnabled() {
 		bad("acl-policy %q needs tls-cert, tls-key and tls-ca: plaintext mode has no identities to authorize", c.ACLPolicy)
+	}
+	if c.ACLAdminURL != "" {
+		if _, err := acl.AdminBaseURL(c.ACLAdminURL); err != nil {
+			bad("acl-admin-url: %v", err)
+		}
+		if !c.TLSEnabled() {
+			bad("acl-admin-url needs tls-cert, tls-key and tls-ca: the broker watches admin as its own certificate")
+		}
 	}
 	if c.ReplicatorAddr != "" {
 		if _, err := checkHostPort(c.ReplicatorAddr); err != nil {

@@ -36,6 +36,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key `file` of --tls-cert")
 	fs.StringVar(&c.TLSCA, "tls-ca", c.TLSCA, "PEM CA `file` client certificates must chain to")
 	fs.StringVar(&c.ACLPolicy, "acl-policy", c.ACLPolicy, "policy `file` (pkg/acl CSV lines) authorizing mTLS callers (default: the built-in policy)")
+	fs.StringVar(&c.ACLAdminURL, "acl-admin-url", c.ACLAdminURL, "admin service `url` (https://host:port) whose ACL policy the broker watches and enforces")
 	fs.StringVar(&c.ReplicatorAddr, "replicator-addr", c.ReplicatorAddr, "cluster mode: this node's replicator `host:port` (partition roles and topic admin come from it)")
 	fs.DurationVar(&c.ReplicaLagMax, "replica-lag-max", c.ReplicaLagMax, "cluster mode: how long a follower may lag before it leaves the ISR")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", c.InsecureNoAuth, "serve plaintext gRPC with NO authentication or authorization (local development only)")
