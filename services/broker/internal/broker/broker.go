@@ -202,7 +202,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	b.wg.Add(1)
 	go b.retentionLoop()
 	if cfg.ClusterMode() {
-		mgr := isr.New(isr.Options{NodeID: cfg.NodeID, LagMax: cfg.ReplicaLagMax, Partitions: b.partitions},
+		mgr := isr.New(isr.Options{NodeID: cfg.NodeID, LagMax: cfg.ReplicaLagMax, Partitions: b.partitions, OnChange: m.ISRChange},
 			stratav1.NewControllerClient(b.replicator), lg)
 		var ctx context.Context
 		ctx, b.stopISR = context.WithCancel(context.Background())
@@ -351,6 +351,12 @@ func partitionStats(reg *topic.Registry) []metrics.PartitionStat {
 			}
 			if n, bytes, ok := p.Segments(); ok {
 				s.Segments, s.Bytes = n, bytes
+			}
+			if st := p.State(); st.Role == partition.RoleLeader {
+				s.Leader, s.Replicas, s.ISR = true, len(st.Replicas), len(st.ISR)
+				for _, f := range p.Followers() {
+					s.Followers = append(s.Followers, metrics.FollowerStat{ID: f.ID, LagRecords: f.Records, LagSeconds: f.SinceCaughtUp.Seconds()})
+				}
 			}
 			out = append(out, s)
 		}

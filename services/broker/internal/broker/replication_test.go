@@ -3,6 +3,9 @@ package broker
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,6 +166,25 @@ func TestReplicationHighWatermarkAndAcksAll(t *testing.T) {
 		return pr.status(pr.rep2).GetLogEndOffset() == 11
 	})
 	eventually(t, 10*time.Second, func() bool { return pr.status(pr.rep1).GetHighWatermark() == 11 })
+
+	// The leader's metrics show the replication state.
+	resp2, err := http.Get("http://" + pr.leader.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	for _, want := range []string{
+		`strata_broker_isr_size{partition="0",topic="events"} 2`,
+		`strata_broker_under_replicated{partition="0",topic="events"} 0`,
+		`strata_broker_follower_lag_records{follower="2",partition="0",topic="events"} 0`,
+		`strata_broker_high_watermark{partition="0",topic="events"} 11`,
+		`strata_broker_fetch_bytes_total{topic="events"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 
 	// A follower's copy is byte-identical: promote it and read it back.
 	pr.apply(pr.rep2, stratav1.Role_ROLE_LEADER, 2, []int32{2}, 1)

@@ -110,6 +110,7 @@ func (s *replicaService) Fetch(stream grpc.BidiStreamingServer[stratav1.FetchReq
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
+		s.rec.Fetched(first.GetTopic(), len(resp.GetFrames()))
 		hb.Reset(fetchHeartbeat) // Go 1.23+ timers: Reset drops a pending tick
 	}
 }

@@ -33,6 +33,7 @@ type replicaService struct {
 	lg           *zap.Logger
 	maxSendBytes int
 	shutdown     <-chan struct{} // closed when the server stops: streams end
+	rec          Recorder
 }
 
 // ApplyPartitionState sets this broker's role for one partition as the

@@ -44,6 +44,8 @@ type TopicAdmin interface {
 type Recorder interface {
 	Produced(topic string, records, bytes int)
 	Consumed(topic string, records, bytes int)
+	// Fetched counts frame bytes sent to followers.
+	Fetched(topic string, bytes int)
 }
 
 // Config is the server's behaviour and limits.
@@ -133,7 +135,7 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 		stratav1.RegisterMetadataServer(s.grpc, &forwardedMetadata{f: fwd})
 		stratav1.RegisterTopicsServer(s.grpc, &forwardedTopics{f: fwd})
 		stratav1.RegisterReplicaServer(s.grpc, &replicaService{cluster: *c, nodeID: cfg.NodeID, cat: cat, lg: lg.Named("replica"),
-			maxSendBytes: cfg.MaxSendMsgBytes, shutdown: s.shutdown})
+			maxSendBytes: cfg.MaxSendMsgBytes, shutdown: s.shutdown, rec: rec})
 	} else {
 		stratav1.RegisterMetadataServer(s.grpc, &metadataService{cfg: cfg, cat: cat})
 		stratav1.RegisterTopicsServer(s.grpc, &topicsService{cfg: cfg, cat: cat, admin: admin})
@@ -194,3 +196,4 @@ type nopRecorder struct{}
 
 func (nopRecorder) Produced(string, int, int) {}
 func (nopRecorder) Consumed(string, int, int) {}
+func (nopRecorder) Fetched(string, int)       {}

@@ -28,6 +28,23 @@ type PartitionStat struct {
 	// Segments and Bytes are -1 when the log does not report them.
 	Segments int
 	Bytes    int64
+	// Leader is true when this broker leads the partition; the fields
+	// below are reported only then.
+	Leader   bool
+	Replicas int
+	ISR      int
+	// Followers are the leader's view of each follower.
+	Followers []FollowerStat
+}
+
+// FollowerStat is a leader's view of one follower.
+type FollowerStat struct {
+	ID int32
+	// LagRecords is the leader's log end minus the follower's position
+	// (-1 when the follower has not reported in this epoch).
+	LagRecords int64
+	// LagSeconds is the time since the follower last caught up.
+	LagSeconds float64
 }
 
 // Metrics are the broker's collectors.
@@ -41,6 +58,8 @@ type Metrics struct {
 	rpcDuration     *prometheus.HistogramVec
 	openStreams     *prometheus.GaugeVec
 	fsync           prometheus.Histogram
+	isrChanges      *prometheus.CounterVec
+	fetchBytes      *prometheus.CounterVec
 }
 
 // New registers the collectors on a new private registry. partitions is
@@ -64,6 +83,8 @@ func New(partitions func() []PartitionStat) *Metrics {
 		Help:    "Duration of partition log store fsyncs.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 3, 10),
 	})).(prometheus.Histogram)
+	m.isrChanges = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_isr_changes_total", Help: "ISR changes this broker proposed as a leader, by outcome (shrink, expand, failed)."}, []string{"kind"})).(*prometheus.CounterVec)
+	m.fetchBytes = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_fetch_bytes_total", Help: "Frame bytes sent to followers by Fetch streams."}, []string{"topic"})).(*prometheus.CounterVec)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if partitions != nil {
 		reg.MustRegister(newPartitionCollector(partitions))
@@ -84,6 +105,14 @@ func (m *Metrics) Produced(topic string, records, bytes int) {
 func (m *Metrics) Consumed(topic string, records, bytes int) {
 	m.consumedRecords.WithLabelValues(topic).Add(float64(records))
 	m.consumedBytes.WithLabelValues(topic).Add(float64(bytes))
+}
+
+// ISRChange counts an ISR proposal by outcome.
+func (m *Metrics) ISRChange(kind string) { m.isrChanges.WithLabelValues(kind).Inc() }
+
+// Fetched counts frame bytes sent to a follower.
+func (m *Metrics) Fetched(topic string, bytes int) {
+	m.fetchBytes.WithLabelValues(topic).Add(float64(bytes))
 }
 
 // ObserveFsync is the storage engine's fsync hook.
@@ -151,22 +180,29 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type partitionCollector struct {
 	stats                                     func() []PartitionStat
 	logStart, logEnd, hw, segments, bytesDesc *prometheus.Desc
+	leader, isr, underReplicated              *prometheus.Desc
+	lagRecords, lagSeconds                    *prometheus.Desc
 }
 
 func newPartitionCollector(stats func() []PartitionStat) *partitionCollector {
 	labels := []string{"topic", "partition"}
 	return &partitionCollector{
-		stats:     stats,
-		logStart:  prometheus.NewDesc("strata_broker_log_start_offset", "First offset in the partition's log.", labels, nil),
-		logEnd:    prometheus.NewDesc("strata_broker_log_end_offset", "Next offset to be assigned in the partition's log.", labels, nil),
-		hw:        prometheus.NewDesc("strata_broker_high_watermark", "One past the last offset consumers may read.", labels, nil),
-		segments:  prometheus.NewDesc("strata_broker_log_segments", "Segments in the partition's log.", labels, nil),
-		bytesDesc: prometheus.NewDesc("strata_broker_log_bytes", "Bytes of the partition's log stores.", labels, nil),
+		stats:           stats,
+		logStart:        prometheus.NewDesc("strata_broker_log_start_offset", "First offset in the partition's log.", labels, nil),
+		logEnd:          prometheus.NewDesc("strata_broker_log_end_offset", "Next offset to be assigned in the partition's log.", labels, nil),
+		hw:              prometheus.NewDesc("strata_broker_high_watermark", "One past the last offset consumers may read.", labels, nil),
+		segments:        prometheus.NewDesc("strata_broker_log_segments", "Segments in the partition's log.", labels, nil),
+		bytesDesc:       prometheus.NewDesc("strata_broker_log_bytes", "Bytes of the partition's log stores.", labels, nil),
+		leader:          prometheus.NewDesc("strata_broker_partition_leader", "1 when this broker leads the partition.", labels, nil),
+		isr:             prometheus.NewDesc("strata_broker_isr_size", "In-sync replicas of a partition this broker leads.", labels, nil),
+		underReplicated: prometheus.NewDesc("strata_broker_under_replicated", "1 when a partition this broker leads has fewer in-sync replicas than replicas.", labels, nil),
+		lagRecords:      prometheus.NewDesc("strata_broker_follower_lag_records", "Leader log end minus the follower's position (-1: not reported yet).", append(labels, "follower"), nil),
+		lagSeconds:      prometheus.NewDesc("strata_broker_follower_lag_seconds", "Seconds since the follower last caught up with the leader's log end.", append(labels, "follower"), nil),
 	}
 }
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.logStart, c.logEnd, c.hw, c.segments, c.bytesDesc} {
+	for _, d := range []*prometheus.Desc{c.logStart, c.logEnd, c.hw, c.segments, c.bytesDesc, c.leader, c.isr, c.underReplicated, c.lagRecords, c.lagSeconds} {
 		ch <- d
 	}
 }
@@ -180,6 +216,22 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 		if s.Segments >= 0 {
 			ch <- prometheus.MustNewConstMetric(c.segments, prometheus.GaugeValue, float64(s.Segments), labels...)
 			ch <- prometheus.MustNewConstMetric(c.bytesDesc, prometheus.GaugeValue, float64(s.Bytes), labels...)
+		}
+		if !s.Leader {
+			ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, 0, labels...)
+			continue
+		}
+		under := 0.0
+		if s.ISR < s.Replicas {
+			under = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, 1, labels...)
+		ch <- prometheus.MustNewConstMetric(c.isr, prometheus.GaugeValue, float64(s.ISR), labels...)
+		ch <- prometheus.MustNewConstMetric(c.underReplicated, prometheus.GaugeValue, under, labels...)
+		for _, f := range s.Followers {
+			fl := append(labels[:2:2], strconv.Itoa(int(f.ID)))
+			ch <- prometheus.MustNewConstMetric(c.lagRecords, prometheus.GaugeValue, float64(f.LagRecords), fl...)
+			ch <- prometheus.MustNewConstMetric(c.lagSeconds, prometheus.GaugeValue, f.LagSeconds, fl...)
 		}
 	}
 }

@@ -362,3 +362,42 @@ func writeFileSync(path string, data []byte) (err error) {
 	}
 	return errors.Join(d.Sync(), d.Close())
 }
+
+// FollowerLag is a leader's view of one follower, for metrics.
+type FollowerLag struct {
+	ID int32
+	// Records is the leader's log end minus the follower's position; -1
+	// before its first report in this epoch.
+	Records int64
+	// SinceCaughtUp is the time since the follower last caught up.
+	SinceCaughtUp time.Duration
+}
+
+// Followers reports every follower of a partition this broker leads; nil
+// when it does not lead.
+func (p *Partition) Followers() []FollowerLag {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	st := p.state
+	if st.Role != RoleLeader {
+		return nil
+	}
+	now, end := p.now(), p.log.LogEndOffset()
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	var out []FollowerLag
+	for _, id := range st.Replicas {
+		if id == st.LeaderID {
+			continue
+		}
+		fl := FollowerLag{ID: id, Records: -1, SinceCaughtUp: now.Sub(p.leaderSince)}
+		if f := p.followers[id]; f != nil {
+			fl.SinceCaughtUp = now.Sub(f.lastCaughtUp)
+			if f.leo >= 0 {
+				fl.Records = end - f.leo
+			}
+		}
+		out = append(out, fl)
+	}
+	return out
+}
