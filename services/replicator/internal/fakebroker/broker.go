@@ -61,6 +61,11 @@ type Stream struct {
 type Stats struct {
 	// Appends counts Append calls with frames, HWUpdates those without.
 	Appends, HWUpdates int
+	// Refused counts Append and Truncate calls refused because this broker
+	// did not follow the partition in the request's epoch.
+	Refused int
+	// ApplyFailures counts ApplyPartitionState calls failed by SetApplyError.
+	ApplyFailures int
 	Truncates          []*stratav1.TruncateRequest
 	Streams            []Stream
 }
@@ -125,7 +130,8 @@ func Start(tb testing.TB, ca *testutil.CA, cn string, opts Options) *Broker {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := b.srv.Serve(ln); err != nil {
+		// Stop before Serve ran (a short test) is ErrServerStopped.
+		if err := b.srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			tb.Errorf("fake broker %s: %v", cn, err)
 		}
 	}()
@@ -228,6 +234,8 @@ func (b *Broker) ApplyPartitionState(_ context.Context, req *stratav1.ApplyParti
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.applyErr != nil {
+		b.stats.ApplyFailures++
+		b.notifyLocked()
 		return nil, b.applyErr
 	}
 	pt := b.part(req.GetTopic(), req.GetPartition())
@@ -261,6 +269,7 @@ func (b *Broker) followerLocked(topic string, p, epoch int32) (*partition, error
 		return nil, status.Error(codes.NotFound, "no such partition")
 	}
 	if pt.role != stratav1.Role_ROLE_FOLLOWER || pt.epoch != epoch {
+		b.stats.Refused++
 		return nil, status.Errorf(codes.FailedPrecondition, "%s in epoch %d, request for follower in %d", pt.role, pt.epoch, epoch)
 	}
 	return pt, nil

@@ -1,0 +1,250 @@
+package fetcher
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/replicator/internal/applier"
+	"github.com/strata-log/strata/services/replicator/internal/fakebroker"
+	"github.com/strata-log/strata/services/replicator/internal/metadata"
+	"github.com/strata-log/strata/services/replicator/internal/testutil"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// The node under test is 2; brokers 1 and 3 can lead topic "t" partition 0.
+const (
+	localID = 2
+	topic   = "t"
+)
+
+// env is one follower node: the real FSM, the real applier and a fetcher
+// Manager driving a fake local broker, and fake brokers 1 and 3 to lead.
+type env struct {
+	t       *testing.T
+	ca      *testutil.CA
+	fsm     *metadata.FSM
+	index   uint64
+	local   *fakebroker.Broker
+	brokers map[int32]*fakebroker.Broker
+	obs     *recorder
+}
+
+func newEnv(t *testing.T, fopts fakebroker.Options) *env {
+	t.Helper()
+	e := &env{t: t, ca: testutil.NewCA(t), fsm: metadata.NewFSM(zaptest.NewLogger(t)),
+		brokers: map[int32]*fakebroker.Broker{}, obs: newRecorder()}
+	for id := int32(1); id <= 3; id++ {
+		b := fakebroker.Start(t, e.ca, fmt.Sprintf("broker-%d", id), fopts)
+		if id == localID {
+			e.local = b
+		} else {
+			e.brokers[id] = b
+		}
+		// The advertised address leads nowhere: fetchers must use the
+		// internal one.
+		e.apply(metadata.Command{Type: metadata.CmdRegisterBroker, RegisterBroker: &metadata.RegisterBroker{ID: id,
+			BrokerAddress: fmt.Sprintf("unreachable.invalid:1909%d", id), BrokerInternalAddress: b.Addr(),
+			ReplicatorAddress: "r:1", RaftAddress: "f:1", Alive: true}})
+	}
+	e.apply(metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: topic,
+		Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 3}, Assignment: [][]int32{{1, 2, 3}}}})
+	return e
+}
+
+func (e *env) apply(cmd metadata.Command) {
+	e.t.Helper()
+	e.index++
+	if err := e.fsm.ApplyCommand(e.index, cmd); err != nil {
+		e.t.Fatalf("%s: %v", cmd.Type, err)
+	}
+}
+
+func (e *env) partition() metadata.Partition {
+	return e.fsm.State().Topics[topic].Partitions[0]
+}
+
+// elect makes leader lead in the next epoch, with the full ISR.
+func (e *env) elect(leader int32) int32 {
+	e.t.Helper()
+	p := e.partition()
+	e.apply(metadata.Command{Type: metadata.CmdElectLeader, ElectLeader: &metadata.ElectLeader{Topic: topic,
+		ExpectedEpoch: p.LeaderEpoch, Leader: leader, ISR: p.Replicas}})
+	return p.LeaderEpoch + 1
+}
+
+// electUntil re-elects leader until the epoch is epoch.
+func (e *env) electUntil(leader, epoch int32) {
+	e.t.Helper()
+	for e.partition().LeaderEpoch < epoch {
+		e.elect(leader)
+	}
+}
+
+// applierBroker adapts the local fake's client to applier.Broker.
+type applierBroker struct{ c stratav1.ReplicaClient }
+
+func (b applierBroker) ApplyPartitionState(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) error {
+	_, err := b.c.ApplyPartitionState(ctx, req)
+	return err
+}
+
+// start runs the applier and the manager as the node does (gated: true
+// wires the Applied tracker) until the test ends.
+func (e *env) start(opts Options, gated bool) {
+	e.t.Helper()
+	lg := zaptest.NewLogger(e.t)
+	tlsConf := e.ca.ClientTLS(e.t, "replicator-2")
+	conn, err := grpc.NewClient(e.local.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	conns := NewConns(tlsConf)
+	var applied *Applied
+	aopts := applier.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	if gated {
+		applied = NewApplied()
+		aopts.OnApply = applied.Observe
+	}
+	if opts.MinBackoff == 0 {
+		opts.MinBackoff, opts.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
+	}
+	opts.Observer = e.obs
+	client := stratav1.NewReplicaClient(conn)
+	ap := applier.New(localID, e.fsm, applierBroker{client}, aopts, lg)
+	m := New(localID, e.fsm, client, conns, applied, opts, lg)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		ap.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		m.Run(ctx)
+	}()
+	e.t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if err := conns.Close(); err != nil {
+			e.t.Error(err)
+		}
+		if err := conn.Close(); err != nil {
+			e.t.Error(err)
+		}
+	})
+}
+
+// waitSame waits until the local log mirrors leader's from the local log
+// start on (a follower may start later, never earlier) and, when hw, until
+// the local high watermark reached the leader's log end.
+func (e *env) waitSame(leader *fakebroker.Broker, hw bool) {
+	e.t.Helper()
+	testutil.Eventually(e.t, 10*time.Second, func() error {
+		ls, lrecs := leader.Log(topic, 0)
+		fs, frecs := e.local.Log(topic, 0)
+		if fs < ls {
+			return fmt.Errorf("local log starts at %d, before the leader's %d", fs, ls)
+		}
+		if skip := fs - ls; skip > int64(len(lrecs)) || !slices.Equal(frecs, lrecs[skip:]) {
+			return fmt.Errorf("local [%d, %d) %v\nleader [%d, %d) %v", fs, fs+int64(len(frecs)), frecs, ls, ls+int64(len(lrecs)), lrecs)
+		}
+		if leo := ls + int64(len(lrecs)); hw && e.local.HighWatermark(topic, 0) != leo {
+			return fmt.Errorf("local high watermark %d, leader log end %d", e.local.HighWatermark(topic, 0), leo)
+		}
+		return nil
+	})
+}
+
+// run returns n records written by who in epoch from offset from; the
+// value names all three, so records of different histories never match.
+func run(who string, epoch int32, from, n int) []fakebroker.Record {
+	out := make([]fakebroker.Record, n)
+	for i := range out {
+		out[i] = fakebroker.Record{Epoch: epoch, Value: fmt.Sprintf("%s/e%d/%d", who, epoch, from+i)}
+	}
+	return out
+}
+
+// recorder is an Observer that keeps totals.
+type recorder struct {
+	mu      sync.Mutex
+	bytes   int
+	lag     int64
+	started int
+	stopped map[bool]int
+	errors  map[string]int
+}
+
+func newRecorder() *recorder { return &recorder{stopped: map[bool]int{}, errors: map[string]int{}} }
+
+func (r *recorder) FetcherStarted(string, int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.started++
+}
+
+func (r *recorder) FetcherStopped(_ string, _ int32, gone bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped[gone]++
+}
+
+func (r *recorder) Fetched(_ string, _ int32, bytes int, _ bool, lag int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.bytes += bytes
+	r.lag = lag
+}
+
+func (r *recorder) FetchError(step, code string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errors[step+"/"+code]++
+}
+
+func (r *recorder) snapshot() (bytes int, lag int64, started int, stopped map[bool]int, errors map[string]int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	stopped, errors = map[bool]int{}, map[string]int{}
+	for k, v := range r.stopped {
+		stopped[k] = v
+	}
+	for k, v := range r.errors {
+		errors[k] = v
+	}
+	return r.bytes, r.lag, r.started, stopped, errors
+}
+
+// localStatus asks the local fake directly.
+func (e *env) localStatus() (*stratav1.PartitionStatusResponse, error) {
+	tlsConf := e.ca.ClientTLS(e.t, "replicator-2")
+	conn, err := grpc.NewClient(e.local.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return stratav1.NewReplicaClient(conn).PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: topic})
+}
+
+func deleteTopic() metadata.Command {
+	return metadata.Command{Type: metadata.CmdDeleteTopic, DeleteTopic: &metadata.DeleteTopic{Name: topic}}
+}
+
+func electOffline(p metadata.Partition) metadata.Command {
+	return metadata.Command{Type: metadata.CmdElectLeader, ElectLeader: &metadata.ElectLeader{Topic: topic,
+		ExpectedEpoch: p.LeaderEpoch, Leader: metadata.NoLeader, ISR: p.ISR}}
+}
