@@ -66,8 +66,8 @@ type Stats struct {
 	Refused int
 	// ApplyFailures counts ApplyPartitionState calls failed by SetApplyError.
 	ApplyFailures int
-	Truncates          []*stratav1.TruncateRequest
-	Streams            []Stream
+	Truncates     []*stratav1.TruncateRequest
+	Streams       []Stream
 }
 
 // OpenStreams counts the Fetch streams still open.

@@ -207,4 +207,3 @@ func TestDesired(t *testing.T) {
 		t.Fatalf("offline: %v", got)
 	}
 }
-
