@@ -98,7 +98,11 @@ func TestAdminListenerTLSNegatives(t *testing.T) {
 				resp.Body.Close()
 				t.Fatalf("served with status %d", resp.StatusCode)
 			}
-			if !strings.Contains(err.Error(), tc.why) {
+			// Admin refuses by alert; when the alert races with the
+			// client's write the client sees only the cut connection. A
+			// name mismatch is the client's own refusal.
+			cut := strings.Contains(err.Error(), "broken pipe") || strings.Contains(err.Error(), "connection reset")
+			if !strings.Contains(err.Error(), tc.why) && (tc.why == "admin.other.example" || !cut) {
 				t.Fatalf("refused for another reason: %v (want %q)", err, tc.why)
 			}
 			expectServing(t, a, pkiDir)
