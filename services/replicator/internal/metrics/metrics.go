@@ -29,7 +29,9 @@ type Sources struct {
 // Metrics holds the registry and the counters updated by the replicator.
 type Metrics struct {
 	Registry *prometheus.Registry
-	actions  *prometheus.CounterVec
+	// Replication is the fetchers' Observer.
+	Replication *Replication
+	actions     *prometheus.CounterVec
 }
 
 // New registers the collectors.
@@ -40,8 +42,10 @@ func New(src Sources) *Metrics {
 			Namespace: "strata", Subsystem: "controller", Name: "actions_total",
 			Help: "Changes made by the controller, by kind.",
 		}, []string{"kind"})}
+	m.Replication = newReplication(time.Now)
 	reg.MustRegister(m.actions, &collector{src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.Replication.collectors()...)
 	return m
 }
 
