@@ -1,8 +1,9 @@
 // Command strata-replicator is the control-plane sidecar of a broker: a
 // Serf member, a Raft metadata voter and, on the Raft leader, the cluster
-// controller. See internal/node. `strata-replicator healthcheck` asks the
-// replicator so configured whether it is serving (exit 0) or not (exit 1),
-// for containers.
+// controller; it also replicates the partitions its broker follows from
+// their leaders (internal/fetcher). See internal/node.
+// `strata-replicator healthcheck` asks the replicator so configured
+// whether it is serving (exit 0) or not (exit 1), for containers.
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"github.com/strata-log/strata/services/replicator/internal/applier"
 	"github.com/strata-log/strata/services/replicator/internal/config"
 	"github.com/strata-log/strata/services/replicator/internal/controller"
+	"github.com/strata-log/strata/services/replicator/internal/fetcher"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
 	"github.com/strata-log/strata/services/replicator/internal/node"
 )
@@ -78,6 +80,11 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, broker.Close()) }()
+	// Fetchers dial leader brokers at their cluster-network addresses; the
+	// TLS server name is each dialled host, which the broker's certificate
+	// must name.
+	leaders := fetcher.NewConns(clientTLS)
+	defer func() { err = errors.Join(err, leaders.Close()) }()
 
 	var lns []net.Listener
 	listen := func(addr string) (net.Listener, error) {
@@ -114,6 +121,7 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		RaftListener: raftLn, RaftAdvertise: cfg.RaftAdvertise,
 		GRPCListener: grpcLn, Advertise: cfg.Advertise,
 		BrokerAdvertise: cfg.BrokerAdvertise, BrokerInternal: cfg.BrokerAddr, Broker: broker,
+		Local: broker.Replica(), Leaders: leaders,
 		BootstrapExpect: cfg.BootstrapExpect, Bootstrap: cfg.Bootstrap,
 		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn,
 		Controller: controller.Options{PreferredLeaderInterval: cfg.PreferredLeaderInterval},

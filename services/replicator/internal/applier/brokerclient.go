@@ -54,6 +54,10 @@ func (b *GRPCBroker) ApplyPartitionState(ctx context.Context, req *stratav1.Appl
 	return err
 }
 
+// Replica returns the broker's Replica client on the same connection
+// (the fetchers' Append, Truncate and status calls).
+func (b *GRPCBroker) Replica() stratav1.ReplicaClient { return b.client }
+
 // Ready receives each time the broker becomes SERVING.
 func (b *GRPCBroker) Ready() <-chan struct{} { return b.ready }
 

@@ -201,6 +201,14 @@ func (b *Broker) Log(topic string, p int32) (int64, []Record) {
 	return pt.log.start, slices.Clone(pt.log.recs)
 }
 
+// Role returns a partition's role and leader epoch.
+func (b *Broker) Role(topic string, p int32) (stratav1.Role, int32) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	pt := b.part(topic, p)
+	return pt.role, pt.epoch
+}
+
 // HighWatermark returns a partition's high watermark.
 func (b *Broker) HighWatermark(topic string, p int32) int64 {
 	b.mu.Lock()

@@ -1,6 +1,7 @@
 // Package node wires one replicator together: Serf membership, the Raft
 // metadata group, the controller (on the Raft leader), the applier that
-// drives the local broker, the gRPC API and metrics.
+// drives the local broker, the fetchers that replicate follower partitions
+// into it, the gRPC API and metrics.
 package node
 
 import (
@@ -24,9 +25,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/strata-log/strata/pkg/acl"
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/replicator/internal/applier"
 	"github.com/strata-log/strata/services/replicator/internal/consensus"
 	"github.com/strata-log/strata/services/replicator/internal/controller"
+	"github.com/strata-log/strata/services/replicator/internal/fetcher"
 	"github.com/strata-log/strata/services/replicator/internal/grpcserver"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
@@ -55,6 +58,14 @@ type Options struct {
 	BrokerInternal string
 	// Broker is the local broker client.
 	Broker applier.Broker
+	// Local is the local broker's Replica client for the fetchers and
+	// Leaders dials the partition leaders' brokers (fetcher.Conns, owned by
+	// the caller). With both set the node replicates every partition it
+	// follows into its broker; without, it runs the control plane only.
+	Local   fetcher.Local
+	Leaders fetcher.Dialer
+	// Fetcher tunes the fetchers; its Observer defaults to the node's metrics.
+	Fetcher fetcher.Options
 
 	BootstrapExpect int
 	Bootstrap       bool
@@ -166,6 +177,17 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 		n.httpSrv = metrics.Serve(opts.MetricsListener, n.metrics.Registry)
 	}
 
+	// The fetchers wait on what the applier has told the broker: both
+	// follow the FSM, and a fetcher must not write before its epoch is
+	// applied.
+	applied := fetcher.NewApplied()
+	aopts := opts.Applier
+	aopts.OnApply = func(req *stratav1.ApplyPartitionStateRequest) {
+		applied.Observe(req)
+		if opts.Applier.OnApply != nil {
+			opts.Applier.OnApply(req)
+		}
+	}
 	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
@@ -173,8 +195,22 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 	}()
 	go func() {
 		defer n.wg.Done()
-		applier.New(opts.NodeID, n.fsm, opts.Broker, opts.Applier, lg).Run(ctx)
+		applier.New(opts.NodeID, n.fsm, opts.Broker, aopts, lg).Run(ctx)
 	}()
+	if opts.Local != nil && opts.Leaders != nil {
+		fopts := opts.Fetcher
+		if fopts.Observer == nil {
+			fopts.Observer = n.metrics.Replication
+		}
+		m := fetcher.New(opts.NodeID, n.fsm, opts.Local, opts.Leaders, applied, fopts, lg)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			m.Run(ctx)
+		}()
+	} else {
+		lg.Info("no local Replica client: follower partitions are not replicated")
+	}
 
 	m, err := membership.New(membership.Options{
 		NodeID: opts.NodeID, BindAddr: opts.SerfBind, AdvertiseAddr: opts.SerfAdvertise, Join: opts.Join,

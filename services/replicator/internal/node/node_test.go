@@ -27,6 +27,8 @@ import (
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/replicator/internal/applier"
 	"github.com/strata-log/strata/services/replicator/internal/controller"
+	"github.com/strata-log/strata/services/replicator/internal/fakebroker"
+	"github.com/strata-log/strata/services/replicator/internal/fetcher"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
@@ -63,7 +65,10 @@ type testNode struct {
 	dir              string
 	serf, raft, grpc string
 	broker           *fakeBroker
-	node             *Node
+	// replica, when set, is a fake broker serving Replica that the node
+	// applies states to and replicates into (instead of broker).
+	replica *fakebroker.Broker
+	node    *Node
 	// cn overrides the certificate common name (default replicator-<id>).
 	cn string
 }
@@ -142,10 +147,28 @@ func (c *cluster) start(tn *testNode, lg *zap.Logger) {
 	if tn.cn != "" {
 		cn = tn.cn
 	}
+	opts := Options{Broker: tn.broker}
+	if tn.replica != nil {
+		tlsConf := c.ca.ClientTLS(c.t, cn)
+		conn, err := grpc.NewClient(tn.replica.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		leaders := fetcher.NewConns(tlsConf)
+		c.t.Cleanup(func() {
+			if err := errors.Join(leaders.Close(), conn.Close()); err != nil {
+				c.t.Error(err)
+			}
+		})
+		client := stratav1.NewReplicaClient(conn)
+		opts.Broker, opts.Local, opts.Leaders, opts.BrokerInternal = replicaBroker{client}, client, leaders, tn.replica.Addr()
+		opts.Fetcher = fetcher.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+	}
 	n, err := Start(Options{
 		NodeID: tn.id, DataDir: tn.dir, SerfBind: tn.serf, Join: join, ClusterKey: c.key,
 		RaftListener: raftLn, GRPCListener: grpcLn, MetricsListener: metricsLn,
-		BrokerAdvertise: fmt.Sprintf("broker-%d.test:9092", tn.id), Broker: tn.broker,
+		BrokerAdvertise: fmt.Sprintf("broker-%d.test:9092", tn.id), Broker: opts.Broker,
+		BrokerInternal: opts.BrokerInternal, Local: opts.Local, Leaders: opts.Leaders, Fetcher: opts.Fetcher,
 		BootstrapExpect: bootstrapExpect(len(c.nodes)), Bootstrap: len(c.nodes) == 1,
 		ServerTLS: c.ca.ServerTLS(c.t, cn), ClientTLS: c.ca.ClientTLS(c.t, cn),
 		Controller: controller.Options{ReconcileInterval: 500 * time.Millisecond, PreferredLeaderInterval: -1},

@@ -1,0 +1,114 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/replicator/internal/fakebroker"
+	"github.com/strata-log/strata/services/replicator/internal/testutil"
+)
+
+// replicaBroker adapts a Replica client to applier.Broker.
+type replicaBroker struct{ c stratav1.ReplicaClient }
+
+func (b replicaBroker) ApplyPartitionState(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) error {
+	_, err := b.c.ApplyPartitionState(ctx, req)
+	return err
+}
+
+// TestReplicationFollowsFailover: three replicators, each with a fake
+// broker. The followers' fetchers copy the leader's records (dialling the
+// gossiped internal addresses; the advertised ones do not resolve); when
+// the leader's node dies, the controller's new leader is followed in the
+// new epoch by the remaining follower.
+func TestReplicationFollowsFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	c := newCluster(t, 3)
+	for _, tn := range c.nodes {
+		tn.replica = fakebroker.Start(t, c.ca, fmt.Sprintf("broker-%d", tn.id), fakebroker.Options{})
+		c.start(tn, lg)
+	}
+	c.leader(15 * time.Second)
+	c.waitBrokers(15*time.Second, map[int32]bool{1: true, 2: true, 3: true})
+	topics, _ := c.client(c.nodes[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "rep",
+		Config: &stratav1.TopicConfig{Partitions: 1, ReplicationFactor: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := c.nodes[resp.Topic.Partitions[0].LeaderId-1]
+	waitLeads(t, first, 0)
+	first.replica.Produce("rep", 0, "r0", "r1", "r2", "r3", "r4")
+	waitReplicated(t, first, c.running())
+
+	c.kill(first)
+	first.replica.Stop()
+	var second *testNode
+	testutil.Eventually(t, 15*time.Second, func() error {
+		p := c.running()[0].node.FSM().State().Topics["rep"].Partitions[0]
+		if p.Leader == first.id || p.Leader < 0 || p.LeaderEpoch < 1 {
+			return fmt.Errorf("partition %+v", p)
+		}
+		second = c.nodes[p.Leader-1]
+		return nil
+	})
+	epoch := c.running()[0].node.FSM().State().Topics["rep"].Partitions[0].LeaderEpoch
+	waitLeads(t, second, epoch)
+	second.replica.Produce("rep", 0, "s5", "s6")
+	waitReplicated(t, second, c.running())
+
+	for _, tn := range c.running() {
+		if tn == second {
+			continue
+		}
+		if body := scrape(t, tn.node); !strings.Contains(body, `strata_replication_fetch_bytes_total{partition="0",topic="rep"}`) ||
+			!strings.Contains(body, `strata_replication_fetchers 1`) {
+			t.Fatalf("follower %d metrics lack replication series:\n%s", tn.id, body)
+		}
+	}
+}
+
+// waitLeads waits until tn's broker leads rep/0 in epoch.
+func waitLeads(t *testing.T, tn *testNode, epoch int32) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if role, e := tn.replica.Role("rep", 0); role != stratav1.Role_ROLE_LEADER || e != epoch {
+			return fmt.Errorf("broker %d is %s in epoch %d", tn.id, role, e)
+		}
+		return nil
+	})
+}
+
+// waitReplicated waits until every other node's broker holds the leader's
+// log and its high watermark reached the log end.
+func waitReplicated(t *testing.T, leader *testNode, nodes []*testNode) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		_, want := leader.replica.Log("rep", 0)
+		for _, tn := range nodes {
+			if tn == leader {
+				continue
+			}
+			if _, got := tn.replica.Log("rep", 0); !slices.Equal(got, want) {
+				return fmt.Errorf("broker %d holds %v, leader %d holds %v", tn.id, got, leader.id, want)
+			}
+			if hw := tn.replica.HighWatermark("rep", 0); hw != int64(len(want)) {
+				return fmt.Errorf("broker %d high watermark %d, want %d", tn.id, hw, len(want))
+			}
+		}
+		return nil
+	})
+}
