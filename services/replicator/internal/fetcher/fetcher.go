@@ -238,10 +238,11 @@ func (f *fetcher) fetchFailed(ctx, sctx context.Context, leo int64, err error) (
 		if rng == nil {
 			break
 		}
-		if ferr := f.fixRange(ctx, leo, rng); ferr != nil {
+		fixed, ferr := f.fixRange(ctx, leo, rng)
+		if ferr != nil {
 			return false, ferr
 		}
-		return true, stepErr("fetch", err)
+		return fixed, stepErr("fetch", err)
 	}
 	return false, stepErr("fetch", err)
 }
@@ -252,16 +253,16 @@ func (f *fetcher) fetchFailed(ctx, sctx context.Context, leo int64, err error) (
 // restarts empty at the leader's start. Past the end, this follower holds
 // records the leader never had that resync could not see (no common
 // epoch, or an unclean election): they go.
-func (f *fetcher) fixRange(ctx context.Context, leo int64, rng *stratav1.OffsetRange) error {
+func (f *fetcher) fixRange(ctx context.Context, leo int64, rng *stratav1.OffsetRange) (fixed bool, err error) {
 	switch {
 	case leo < rng.GetLogStartOffset():
-		_, err := f.truncate(ctx, rng.GetLogStartOffset(), true)
-		return err
+		_, err = f.truncate(ctx, rng.GetLogStartOffset(), true)
 	case leo > rng.GetEndOffset():
-		_, err := f.truncate(ctx, rng.GetEndOffset(), false)
-		return err
+		_, err = f.truncate(ctx, rng.GetEndOffset(), false)
+	default:
+		return false, nil // the range holds leo: nothing here to repair
 	}
-	return nil
+	return err == nil, err
 }
 
 func offsetRange(err error) *stratav1.OffsetRange {

@@ -130,6 +130,27 @@ func TestWaitsForLeaderEpoch(t *testing.T) {
 	e.waitSame(leader, true)
 }
 
+// TestIdleLeaderIsDropped: a leader that keeps the stream open but sends
+// nothing, not even heartbeats, is given up after the idle timeout and
+// dialled again.
+func TestIdleLeaderIsDropped(t *testing.T) {
+	e := newEnv(t, fakebroker.Options{Heartbeat: time.Hour})
+	leader := e.brokers[1]
+	leader.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, 0, 0)
+	e.start(Options{IdleTimeout: 100 * time.Millisecond}, true)
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, _, _, _, errs := e.obs.snapshot(); errs["fetch/idle"] < 2 {
+			return fmt.Errorf("errors so far %v", errs)
+		}
+		if n := len(leader.Stats().Streams); n < 3 {
+			return fmt.Errorf("%d streams opened", n)
+		}
+		return nil
+	})
+	leader.Produce(topic, 0, "a", "b")
+	e.waitSame(leader, false)
+}
+
 // TestFollowsLeadership: the fetcher stops when this node becomes the
 // leader, a new one follows the next leader from its internal address,
 // a dead leader is retried with backoff until the metadata moves on, and
