@@ -20,8 +20,12 @@ import (
 
 var (
 	strataBin  string
+	brokerBin  string
+	adminBin   string
 	brokerAddr string
 	skipReason string
+	// adminSkip is why the admin end-to-end tests cannot run.
+	adminSkip string
 )
 
 func TestMain(m *testing.M) {
@@ -47,7 +51,8 @@ func runMain(m *testing.M) int {
 		return nil
 	}
 	strataBin = filepath.Join(dir, "strata")
-	brokerBin := filepath.Join(dir, "strata-broker")
+	brokerBin = filepath.Join(dir, "strata-broker")
+	adminBin = filepath.Join(dir, "strata-admin")
 	if err := build(strataBin, "./cmd/strata"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -56,6 +61,11 @@ func runMain(m *testing.M) int {
 		skipReason = "services/broker has no main yet"
 	} else if err := build(brokerBin, "./services/broker"); err != nil {
 		skipReason = err.Error()
+	}
+	if skipReason != "" {
+		adminSkip = skipReason
+	} else if err := build(adminBin, "./services/admin"); err != nil {
+		adminSkip = err.Error()
 	}
 	if skipReason == "" && !testing.Short() {
 		l, err := net.Listen("tcp", "127.0.0.1:0")

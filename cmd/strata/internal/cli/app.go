@@ -59,6 +59,12 @@ func commands() []command {
 		{"context list", "", "list contexts", runContextList},
 		{"context show", "[NAME]", "show a context (default: the current one)", runContextShow},
 		{"context delete", "NAME", "delete a context", runContextDelete},
+		{"acl list", "", "list the ACL rules and role bindings (admin API)", runACLList},
+		{"acl add", "LINE", "add a rule (p SUBJECT OBJECT ACTION [allow|deny]) or binding (g IDENTITY ROLE)", runACLAdd},
+		{"acl remove", "LINE", "remove a rule or binding, written as for acl add", runACLRemove},
+		{"acl apply", "FILE", "replace the whole ACL policy with FILE (- for stdin)", runACLApply},
+		{"cert issue", "NAME", "have admin issue a certificate and key for NAME into --out DIR", runCertIssue},
+		{"cert ca", "", "print the cluster CA certificate (from admin)", runCertCA},
 		{"bench produce", "", "produce load and report throughput and latency", runBenchProduce},
 		{"bench consume", "", "consume load and report throughput", runBenchConsume},
 	}

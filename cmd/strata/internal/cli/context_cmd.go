@@ -18,7 +18,6 @@ func (e *env) contextFile() (string, *ContextFile, error) {
 
 func runContextSet(_ context.Context, e *env, args []string) error {
 	fs := e.flagSet()
-	admin := fs.String("admin", "", "admin HTTP API `url`")
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -49,7 +48,7 @@ func runContextSet(_ context.Context, e *env, args []string) error {
 		c.Key = e.g.key
 	}
 	if set["admin"] {
-		c.Admin = *admin
+		c.Admin = e.g.admin
 	}
 	if set["insecure"] {
 		c.Insecure = e.g.insecure.v

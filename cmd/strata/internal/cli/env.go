@@ -24,6 +24,7 @@ type globals struct {
 	ca       string
 	cert     string
 	key      string
+	admin    string
 	insecure boolFlag
 	json     bool
 	timeout  time.Duration
@@ -53,6 +54,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.ca, "ca", g.ca, "CA certificate `file` (PEM) to verify brokers")
 	fs.StringVar(&g.cert, "cert", g.cert, "client certificate `file` (PEM) for mutual TLS")
 	fs.StringVar(&g.key, "key", g.key, "client key `file` (PEM)")
+	fs.StringVar(&g.admin, "admin", g.admin, "admin API `url` (https://host:port; overrides the context, default $STRATA_ADMIN)")
 	fs.Var(&g.insecure, "insecure", "use plaintext connections (no TLS)")
 	fs.BoolVar(&g.json, "json", g.json, "print JSON instead of tables")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "bound the whole command (0: none)")
@@ -111,6 +113,11 @@ func (e *env) resolve() (Context, error) {
 	}
 	if e.g.insecure.set {
 		c.Insecure = e.g.insecure.v
+	}
+	if e.g.admin != "" {
+		c.Admin = e.g.admin
+	} else if a := e.io.Getenv("STRATA_ADMIN"); a != "" && c.Admin == "" {
+		c.Admin = a
 	}
 	return c, nil
 }

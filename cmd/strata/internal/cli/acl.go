@@ -1,0 +1,168 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+)
+
+// aclRule, aclBinding and aclDoc are the admin API's /v1/acl/rules JSON.
+type aclRule struct {
+	Subject string `json:"subject"`
+	Object  string `json:"object"`
+	Action  string `json:"action"`
+	Effect  string `json:"effect,omitempty"`
+}
+
+type aclBinding struct {
+	Identity string `json:"identity"`
+	Role     string `json:"role"`
+}
+
+type aclDoc struct {
+	Version  uint64       `json:"version,omitempty"`
+	Rules    []aclRule    `json:"rules"`
+	Bindings []aclBinding `json:"bindings"`
+}
+
+type policyDoc struct {
+	Policy  string `json:"policy"`
+	Version uint64 `json:"version,omitempty"`
+}
+
+const aclLineUsage = "a policy line: p SUBJECT OBJECT ACTION [allow|deny] or g IDENTITY ROLE (fields may be comma-separated)"
+
+// parseACLLine turns command-line words into one rule or binding. The
+// words are a policy line, split by spaces or commas: "p alice orders-*
+// produce", "p, alice, orders, consume, deny", "g alice writers".
+func parseACLLine(args []string) (aclDoc, string, error) {
+	fields := strings.FieldsFunc(strings.Join(args, " "), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+	var doc aclDoc
+	if len(fields) == 0 {
+		return doc, "", usagef("expected %s", aclLineUsage)
+	}
+	switch fields[0] {
+	case "p":
+		if len(fields) != 4 && len(fields) != 5 {
+			return doc, "", usagef("a p line has 4 or 5 fields, got %d: expected %s", len(fields), aclLineUsage)
+		}
+		r := aclRule{Subject: fields[1], Object: fields[2], Action: fields[3], Effect: "allow"}
+		if len(fields) == 5 {
+			r.Effect = fields[4]
+		}
+		doc.Rules = []aclRule{r}
+		return doc, fmt.Sprintf("p, %s, %s, %s, %s", r.Subject, r.Object, r.Action, r.Effect), nil
+	case "g":
+		if len(fields) != 3 {
+			return doc, "", usagef("a g line has 3 fields, got %d: expected %s", len(fields), aclLineUsage)
+		}
+		doc.Bindings = []aclBinding{{Identity: fields[1], Role: fields[2]}}
+		return doc, fmt.Sprintf("g, %s, %s", fields[1], fields[2]), nil
+	default:
+		return doc, "", usagef("line type %q: expected %s", fields[0], aclLineUsage)
+	}
+}
+
+func runACLList(ctx context.Context, e *env, args []string) error {
+	if _, err := e.parse(e.flagSet(), args, 0, 0); err != nil {
+		return err
+	}
+	a, err := e.admin()
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	var doc aclDoc
+	if err := a.do(ctx, http.MethodGet, "/v1/acl/rules", nil, &doc); err != nil {
+		return err
+	}
+	if e.g.json {
+		return printJSON(e.io.Out, doc)
+	}
+	t := newTable(e.io.Out, "TYPE", "SUBJECT", "OBJECT/ROLE", "ACTION", "EFFECT")
+	for _, r := range doc.Rules {
+		t.row("p", r.Subject, r.Object, r.Action, r.Effect)
+	}
+	for _, b := range doc.Bindings {
+		t.row("g", b.Identity, b.Role, "", "")
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.io.Out, "policy version %d\n", doc.Version)
+	return err
+}
+
+func runACLAdd(ctx context.Context, e *env, args []string) error {
+	return aclEdit(ctx, e, args, http.MethodPost, "added")
+}
+
+func runACLRemove(ctx context.Context, e *env, args []string) error {
+	return aclEdit(ctx, e, args, http.MethodDelete, "removed")
+}
+
+func aclEdit(ctx context.Context, e *env, args []string, method, done string) error {
+	pos, err := e.parse(e.flagSet(), args, 1, 5)
+	if err != nil {
+		return err
+	}
+	doc, line, err := parseACLLine(pos)
+	if err != nil {
+		return err
+	}
+	a, err := e.admin()
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	var after aclDoc
+	if err := a.do(ctx, method, "/v1/acl/rules", doc, &after); err != nil {
+		return err
+	}
+	if e.g.json {
+		return printJSON(e.io.Out, after)
+	}
+	_, err = fmt.Fprintf(e.io.Out, "%s %s (policy version %d)\n", done, line, after.Version)
+	return err
+}
+
+func runACLApply(ctx context.Context, e *env, args []string) error {
+	fs := e.flagSet()
+	ifVersion := fs.Uint64("if-version", 0, "replace only if the policy in force is at this `version` (0: any)")
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	var text []byte
+	if pos[0] == "-" {
+		text, err = io.ReadAll(io.LimitReader(e.io.In, 1<<20+1))
+	} else {
+		text, err = os.ReadFile(pos[0])
+	}
+	if err != nil {
+		return fmt.Errorf("read policy: %w", err)
+	}
+	a, err := e.admin()
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	var after policyDoc
+	if err := a.do(ctx, http.MethodPut, "/v1/acl/policy", policyDoc{Policy: string(text), Version: *ifVersion}, &after); err != nil {
+		return err
+	}
+	if e.g.json {
+		return printJSON(e.io.Out, after)
+	}
+	_, err = fmt.Fprintf(e.io.Out, "applied %s (policy version %d)\n", pos[0], after.Version)
+	return err
+}
