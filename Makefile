@@ -93,13 +93,33 @@ down-volumes:
 test-compose:
 	COMPOSE="$(COMPOSE)" bash deployments/compose/test.sh
 
-## dev: one broker on 127.0.0.1:9092 (metrics :9100), data under ./.data/dev; Ctrl-C stops it.
-# Plaintext with NO authentication or authorization (--insecure-no-auth): local development only.
+## dev: one broker on 127.0.0.1:9092 (metrics :9100) and admin on 127.0.0.1:9443, mutual TLS and ACLs, data under ./.data/dev; Ctrl-C stops both.
+# The first run writes a local CA and certificates into .data/dev/pki
+# (strata-admin pki init; later runs keep them) and points the CLI context
+# "dev" at the operator certificate, which the default ACL policy makes
+# admin: `bin/strata topic create demo` works right away. The broker
+# watches admin's policy (--acl-admin-url), so `bin/strata acl add ...`
+# applies within a second.
+DEV_DIR := $(CURDIR)/.data/dev
+DEV_PKI := $(DEV_DIR)/pki
 DEV_FLAGS ?=
 dev:
-	@mkdir -p $(BIN) .data/dev
+	@mkdir -p $(BIN) $(DEV_DIR)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/strata-broker ./services/broker
-	$(BIN)/strata-broker --data-dir .data/dev --listen 127.0.0.1:9092 --metrics-listen 127.0.0.1:9100 --log-level info --insecure-no-auth $(DEV_FLAGS)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/strata-admin ./services/admin
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/strata ./cmd/strata
+	$(BIN)/strata-admin pki init --out $(DEV_PKI) --ca-name strata-dev --node 1
+	$(BIN)/strata context set dev --brokers 127.0.0.1:9092 --admin https://127.0.0.1:9443 --insecure=false \
+	  --ca $(DEV_PKI)/ca.pem --cert $(DEV_PKI)/operator.pem --key $(DEV_PKI)/operator-key.pem
+	$(BIN)/strata context use dev
+	@# admin runs in the background for as long as the broker runs.
+	$(BIN)/strata-admin serve --listen 127.0.0.1:9443 --data-dir $(DEV_DIR)/admin \
+	  --tls-cert $(DEV_PKI)/admin.pem --tls-key $(DEV_PKI)/admin-key.pem --tls-ca $(DEV_PKI)/ca.pem \
+	  --ca-key $(DEV_PKI)/ca-key.pem --cluster-addrs 127.0.0.1:9092 & admin=$$!; \
+	trap 'kill $$admin 2>/dev/null; wait $$admin' EXIT INT TERM; \
+	$(BIN)/strata-broker --data-dir $(DEV_DIR) --listen 127.0.0.1:9092 --metrics-listen 127.0.0.1:9100 --log-level info \
+	  --tls-cert $(DEV_PKI)/broker-1.pem --tls-key $(DEV_PKI)/broker-1-key.pem --tls-ca $(DEV_PKI)/ca.pem \
+	  --acl-admin-url https://127.0.0.1:9443 $(DEV_FLAGS)
 
 clean:
 	rm -rf $(BIN)
