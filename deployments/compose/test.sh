@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # `make test-compose`: the compose cluster end to end, through the strata
 # CLI on the host. Starts from nothing (make down-volumes), runs make up,
-# creates a topic with 3 partitions and replication factor 3, produces and
-# consumes, kills node 1 (broker-1 and replicator-1), waits until no
-# partition is led by node 1, produces to and consumes from every
-# partition, starts node 1 again, waits until it is healthy and back in
-# the cluster, and runs make down. Every step is bounded; the cluster and
-# its volumes are removed on exit, pass or fail (KEEP=1 keeps them).
+# creates a topic with 3 partitions and replication factor 3, produces with
+# acks=all and consumes, kills node 1 (broker-1 and replicator-1), waits
+# until nodes 2 and 3 lead every partition, checks that the acknowledged
+# records survived, produces to and consumes from every partition, starts
+# node 1 again, waits until it is healthy and back in the cluster, and
+# runs make down. Every step is bounded; the cluster and its volumes are
+# removed on exit, pass or fail (KEEP=1 keeps them).
 #
 # The CLI uses a private contexts file under .data/compose, never the
 # user's. Needs docker, a compose tool, jq and timeout (coreutils).
@@ -121,20 +122,31 @@ retry() {
   fi
 }
 
-# leaders prints the leader of each partition of the topic (-1: offline).
-leaders() {
-  cli topic describe "$topic" --json | jq -r '[.partitions[] | if .offline then -1 else .leader_id end] | map(tostring) | join(" ")'
+# partitions prints one line per partition of the topic:
+# "<partition> <leader, -1 when offline> <ISR, comma-separated>".
+partitions() {
+  cli topic describe "$topic" --json |
+    jq -r '.partitions[] | "\(.partition) \(if .offline then -1 else .leader_id end) \(.isr | map(tostring) | join(","))"'
 }
 
-# led_by NODE...: every one of the 3 partitions has a leader among NODEs.
+# led_by NODE...: each of the 3 partitions has a leader among NODEs.
+# Returns 2 when that cannot happen any more: a partition is offline and
+# no node of its ISR is among NODEs (unclean election is off).
 led_by() {
-  local got n=0 l
-  got=$(leaders 2>&1) || { say "describe: $got"; return 1; }
-  for l in $got; do
-    case " $* " in *" $l "*) n=$((n + 1)) ;; *) ;; esac
-  done
-  say "partition leaders: ${got:-none} (want each among: $*)"
-  [ "$n" -eq 3 ] && [ "$(wc -w <<<"$got")" -eq 3 ]
+  local got n=0 p l isr hopeless=0
+  got=$(partitions 2>&1) || { say "describe: $got"; return 1; }
+  while read -r p l isr; do
+    [ -n "$p" ] || continue
+    if [[ " $* " == *" $l "* ]]; then
+      n=$((n + 1))
+    elif [ "$l" = -1 ] && ! grep -qwE "$(tr ' ' '|' <<<"$*")" <<<"${isr//,/ }"; then
+      say "partition $p is offline and its ISR ($isr) holds none of: $*"
+      hopeless=1
+    fi
+  done <<<"$got"
+  say "partition leader isr: $(tr '\n' ';' <<<"$got") (want every leader among: $*)"
+  [ "$hopeless" -eq 0 ] || return 2
+  [ "$n" -eq 3 ]
 }
 
 fresh() { timeout 180 make --no-print-directory down-volumes COMPOSE="$COMPOSE"; }
@@ -151,14 +163,18 @@ create_topic() {
 
 records=(k0:v0 k1:v1 k2:v2 k3:v3 k4:v4 k5:v5)
 
-produce_records() { printf '%s\n' "${records[@]}" | cli produce "$topic" --key-delim : -v; }
+# Produce with acks=all: once acknowledged, a record is below the high
+# watermark, so a consumer must see it at once.
+produce_records() { printf '%s\n' "${records[@]}" | cli produce "$topic" --key-delim : --acks all -v; }
 produce() { retry 30 "produce right after topic create" produce_records; }
 
 # consume reads every partition to its end and wants each record at least
-# once (a retried produce may have written some twice).
+# once (a retried produce may have written some twice); after the failover
+# they must all still be there: they were acknowledged with acks=all.
 consume() {
   local got want n
   got=$(cli consume "$topic" --from earliest --format '%k:%s\n') || return 1
+  got=$(grep -v '^:after-failover-' <<<"$got")
   n=$(grep -c . <<<"$got")
   got=$(sort -u <<<"$got")
   want=$(printf '%s\n' "${records[@]}" | sort)
@@ -174,26 +190,43 @@ consume() {
 
 kill_node1() { docker kill strata-broker-1 strata-replicator-1; }
 
-failover() { wait_until 90 "no partition led by node 1" led_by 2 3; }
-
-produce_one() { echo "after-failover-$1" | cli produce "$topic" --partition "$1" -v; }
-produce_each() {
-  local p
-  for p in 0 1 2; do
-    retry 60 "produce to partition $p after failover" produce_one "$p" || return 1
+# failover waits until nodes 2 and 3 lead every partition; it gives up at
+# once when a partition can no longer get a leader.
+failover() {
+  local start=$SECONDS rc
+  while :; do
+    led_by 2 3
+    rc=$?
+    case $rc in
+      0) say "every partition led by node 2 or 3 ($((SECONDS - start))s)"; return 0 ;;
+      2) return 1 ;;
+    esac
+    if [ $((SECONDS - start)) -ge 90 ]; then
+      say "gave up after 90s waiting for every partition to be led by node 2 or 3"
+      return 1
+    fi
+    sleep 2
   done
 }
 
-consume_each() {
-  local p got
+produce_one() { echo "after-failover-$1" | cli produce "$topic" --partition "$1" --acks all -v; }
+produce_each() {
+  local p ok=0
   for p in 0 1 2; do
-    got=$(cli consume "$topic" --partition "$p" --from -1 -n 1 --format '%s\n') || return 1
-    say "partition $p, last record: ${got:-(none)}"
-    if [ "$got" != "after-failover-$p" ]; then
-      cli topic describe "$topic" | sed -n '/^PARTITIONS$/,$p'
-      return 1
-    fi
+    retry 60 "produce to partition $p after failover" produce_one "$p" || ok=1
   done
+  return "$ok"
+}
+
+consume_each() {
+  local p got ok=0
+  for p in 0 1 2; do
+    got=$(cli consume "$topic" --partition "$p" --from -1 -n 1 --format '%s\n') || ok=1
+    say "partition $p, last record: ${got:-(none)} (want after-failover-$p)"
+    [ "$got" = "after-failover-$p" ] || ok=1
+  done
+  [ "$ok" -eq 0 ] || cli topic describe "$topic" | sed -n '/^PARTITIONS$/,$p'
+  return "$ok"
 }
 
 restart_node1() {
@@ -215,6 +248,7 @@ check "produce ${#records[@]} records" produce
 check "consume them back" consume
 step "docker kill broker-1 and replicator-1" kill_node1
 check "fail over: no partition led by node 1" failover
+check "the records acknowledged before the kill are all still readable" consume
 check "produce to every partition (--partition N)" produce_each
 check "consume every partition" consume_each
 step "docker start broker-1 and replicator-1: healthy again" restart_node1
