@@ -28,7 +28,8 @@ func (b replicaBroker) ApplyPartitionState(ctx context.Context, req *stratav1.Ap
 // broker. The followers' fetchers copy the leader's records (dialling the
 // gossiped internal addresses; the advertised ones do not resolve); when
 // the leader's node dies, the controller's new leader is followed in the
-// new epoch by the remaining follower.
+// new epoch by the remaining follower; when the old leader returns it
+// truncates what it wrote alone and follows too.
 func TestReplicationFollowsFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
@@ -69,6 +70,22 @@ func TestReplicationFollowsFailover(t *testing.T) {
 	waitLeads(t, second, epoch)
 	second.replica.Produce("rep", 0, "s5", "s6")
 	waitReplicated(t, second, c.running())
+
+	// The old leader returns (a new broker process at a new address, with
+	// its log and two records it had written in epoch 0 that nobody
+	// fetched): it follows, truncates that tail and catches up.
+	start, old := first.replica.Log("rep", 0)
+	old = append(old, fakebroker.Record{Epoch: 0, Value: "unacked-1"}, fakebroker.Record{Epoch: 0, Value: "unacked-2"})
+	first.replica = fakebroker.Start(t, c.ca, fmt.Sprintf("broker-%d", first.id), fakebroker.Options{})
+	first.replica.SetPartition("rep", 0, stratav1.Role_ROLE_FOLLOWER, 0, start, old...)
+	c.start(first, lg)
+	waitReplicated(t, second, c.running())
+	if tr := first.replica.Stats().Truncates; len(tr) != 1 || tr[0].GetOffset() != 5 {
+		t.Fatalf("returning broker truncations %v, want one to 5", tr)
+	}
+	// Every member alive again, so no Serf probe of a dead one is in
+	// flight when the test ends.
+	c.waitBrokers(15*time.Second, map[int32]bool{1: true, 2: true, 3: true})
 
 	for _, tn := range c.running() {
 		if tn == second {
