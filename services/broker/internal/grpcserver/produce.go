@@ -35,6 +35,14 @@ func (s *logService) lookup(name string, id int32) (*partition.Partition, error)
 	}
 	p, err := s.cat.Partition(name, id)
 	if err != nil {
+		if s.cfg.Cluster != nil && (errors.Is(err, topic.ErrNotFound) || errors.Is(err, topic.ErrPartitionNotFound)) {
+			// The controller's state reaches this broker a moment after the
+			// topic exists: answer "not the leader, leader unknown", which
+			// clients retry after refreshing metadata, rather than a final
+			// NotFound. A topic that does not exist at all is reported by
+			// the metadata the client refreshes.
+			return nil, toStatus(&partition.NotLeaderError{Topic: name, Partition: id, LeaderID: -1})
+		}
 		return nil, toStatus(err)
 	}
 	return p, nil
