@@ -14,11 +14,16 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"go.uber.org/zap"
+
+	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/pki"
 
 	"github.com/strata-log/strata/services/replicator/internal/applier"
 	"github.com/strata-log/strata/services/replicator/internal/config"
@@ -115,6 +120,10 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 			return errors.Join(err, closeAll())
 		}
 	}
+	authz, watcher, err := newAuthorizer(cfg, lg)
+	if err != nil {
+		return errors.Join(err, closeAll())
+	}
 	n, err := node.Start(node.Options{
 		NodeID: int32(cfg.NodeID), DataDir: cfg.DataDir,
 		SerfBind: cfg.SerfBind, SerfAdvertise: cfg.SerfAdvertise, Join: cfg.Join, ClusterKey: key,
@@ -123,17 +132,56 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		BrokerAdvertise: cfg.BrokerAdvertise, BrokerInternal: cfg.BrokerAddr, Broker: broker,
 		Local: broker.Replica(), Leaders: leaders,
 		BootstrapExpect: cfg.BootstrapExpect, Bootstrap: cfg.Bootstrap,
-		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn,
+		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn, Authorizer: authz,
 		Controller: controller.Options{PreferredLeaderInterval: cfg.PreferredLeaderInterval},
 	}, lg)
 	if err != nil {
 		return err
+	}
+	if watcher != nil {
+		watcher.Start()
+		defer func() { err = errors.Join(err, watcher.Close()) }()
 	}
 	<-ctx.Done()
 	lg.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	return n.Close(sctx)
+}
+
+// newAuthorizer builds the ACL policy in force for the gRPC API: the
+// cached last-good policy under DataDir/acl (or the default), followed from
+// admin when --acl-admin-url is set, dialled with this replicator's own
+// certificate.
+func newAuthorizer(cfg config.Config, lg *zap.Logger) (*acl.Authorizer, *acl.Watcher, error) {
+	cache := filepath.Join(cfg.DataDir, "acl", "policy.cache")
+	if err := os.MkdirAll(filepath.Dir(cache), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("acl policy cache: %w", err)
+	}
+	a, err := acl.NewAuthorizer(acl.Options{CachePath: cache}, lg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("acl: %w", err)
+	}
+	if cfg.ACLAdminURL == "" {
+		return a, nil, nil
+	}
+	u, err := url.Parse(cfg.ACLAdminURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("acl-admin-url: %w", err)
+	}
+	rl, err := pki.NewReloader(pki.Files{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CAFile: cfg.TLSCA}, pki.ReloaderOptions{}, lg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("acl-admin-url: tls: %w", err)
+	}
+	tc, err := rl.ClientConfig(u.Hostname())
+	if err != nil {
+		return nil, nil, fmt.Errorf("acl-admin-url: tls: %w", err)
+	}
+	w, err := acl.NewWatcher(a, acl.WatcherOptions{AdminURL: cfg.ACLAdminURL, TLS: tc}, lg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("acl: %w", err)
+	}
+	return a, w, nil
 }
 
 // ignoreSyncErr drops the error zap returns for syncing a terminal or pipe.

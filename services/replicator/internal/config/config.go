@@ -3,6 +3,8 @@
 package config
 
 import (
+	"github.com/strata-log/strata/pkg/acl"
+
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +35,11 @@ type Config struct {
 	// also gossiped (tag broker_internal) as the address the other nodes'
 	// fetchers dial, so it must be reachable from them.
 	BrokerAddr string
+	// ACLAdminURL, when set, is the admin service ("https://host:port")
+	// whose ACL policy this replicator follows (a long-poll watch); the last
+	// policy applied is kept under DataDir/acl and enforced while admin is
+	// down. Empty means the built-in default policy (or the cached one).
+	ACLAdminURL string
 	// BrokerAdvertise is the broker's address for clients, gossiped in tags.
 	BrokerAdvertise string
 	// ClusterKey is the base64 32-byte gossip key.
@@ -91,6 +98,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.BrokerAddr, "broker-addr", c.BrokerAddr, "the local broker's gRPC address; the other nodes' fetchers dial it too")
 	fs.StringVar(&c.BrokerAdvertise, "broker-advertise", c.BrokerAdvertise, "the broker's advertised address for clients (default: broker-addr)")
 	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "base64 32-byte gossip encryption key")
+	fs.StringVar(&c.ACLAdminURL, "acl-admin-url", c.ACLAdminURL, "admin service https://host:port whose ACL policy to follow")
 	fs.StringVar(&c.ClusterKeyFile, "cluster-key-file", c.ClusterKeyFile, "file holding the base64 gossip key (exclusive with --cluster-key)")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "bootstrap Raft once this many members are seen")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "bootstrap a single-node cluster")
@@ -160,6 +168,11 @@ func FromEnviron(args []string) (Config, error) { return Parse(args, os.Getenv) 
 // Validate checks the config and says exactly what is wrong.
 func (c Config) Validate() error {
 	var errs []error
+	if c.ACLAdminURL != "" {
+		if _, err := acl.AdminBaseURL(c.ACLAdminURL); err != nil {
+			errs = append(errs, fmt.Errorf("acl-admin-url: %w", err))
+		}
+	}
 	if c.NodeID <= 0 || c.NodeID > 1<<31-1 {
 		errs = append(errs, fmt.Errorf("node-id must be a positive 32-bit integer, got %d", c.NodeID))
 	}
