@@ -304,4 +304,3 @@ func eventually(t *testing.T, d time.Duration, f func() error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
