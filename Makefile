@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS := .tools/buf-$(BUF_VERSION)-go-$(PROTOC_GEN_GO_VERSION)-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 PROTO_TOOLS := $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 
-.PHONY: all build test lint bench bench-compare proto proto-check up down down-volumes test-compose dev clean
+.PHONY: all build test lint bench bench-cluster bench-compare proto proto-check up down down-volumes test-compose dev clean
 
 all: build
 
@@ -44,6 +44,10 @@ lint: proto-check
 ## bench: storage engine benchmarks next to this machine's dd bandwidth
 bench:
 	bash bench/logstore.sh
+
+## bench-cluster: replicated produce on the compose cluster (acks=ALL vs LEADER vs JetStream R3)
+bench-cluster:
+	bash bench/cluster.sh
 
 ## bench-compare: Strata vs NATS JetStream on loopback (medians of alternating rounds)
 bench-compare:
