@@ -67,6 +67,9 @@ func commands() []command {
 		{"cert ca", "", "print the cluster CA certificate (from admin)", runCertCA},
 		{"bench produce", "", "produce load and report throughput and latency", runBenchProduce},
 		{"bench consume", "", "consume load and report throughput", runBenchConsume},
+		{"verify produce", "", "produce sequence-numbered records with acks=all, logging every outcome", runVerifyProduce},
+		{"verify check", "", "check every replica against outcome logs: lost acks, divergence, duplicates, gaps", runVerifyCheck},
+		{"verify run", "", "verify produce, then verify check", runVerifyRun},
 	}
 }
 

@@ -1,0 +1,404 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/strata-log/strata/cmd/strata/internal/verify"
+	"github.com/strata-log/strata/pkg/client"
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+)
+
+// checkOpts are the flags of verify check (and verify run).
+type checkOpts struct {
+	topic       string
+	logs        multiFlag
+	maxExamples int
+	waitISR     time.Duration
+	rpcTimeout  time.Duration
+}
+
+func (o *checkOpts) register(fs *flag.FlagSet, standalone bool, waitISR time.Duration) {
+	if standalone {
+		fs.StringVar(&o.topic, "topic", "", "`topic` to check (required)")
+		fs.Var(&o.logs, "log", "outcome log `file` written by verify produce (repeatable; at least one)")
+	}
+	fs.IntVar(&o.maxExamples, "max-examples", 20, "findings shown per partition and kind (-1: all)")
+	fs.DurationVar(&o.waitISR, "wait-isr", waitISR, "first wait up to this long for every partition to have a leader and a full ISR (0: don't)")
+	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 30*time.Second, "bound on each ReadReplica call")
+}
+
+// checkResult is the --json output of verify check.
+type checkResult struct {
+	Topic     string   `json:"topic"`
+	Logs      []string `json:"logs"`
+	Truncated []string `json:"truncated_logs,omitempty"`
+	Passed    bool     `json:"passed"`
+	Problems  []string `json:"problems"`
+	*verify.Report
+	maxExamples int
+}
+
+func runVerifyCheck(ctx context.Context, e *env, args []string) error {
+	fs := e.flagSet()
+	var o checkOpts
+	o.register(fs, true, 0)
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if o.topic == "" || len(o.logs) == 0 {
+		return usagef("verify check: --topic and at least one --log are required")
+	}
+	return verifyCheck(ctx, e, &o)
+}
+
+// verifyCheck reads the logs and every replica and reports; it fails when
+// the report has problems (lost acks, divergence, gaps, unreadable
+// replicas).
+func verifyCheck(ctx context.Context, e *env, o *checkOpts) (err error) {
+	res := &checkResult{Topic: o.topic, Logs: o.logs, maxExamples: o.maxExamples}
+	var outcomes []verify.Outcome
+	for _, path := range o.logs {
+		l, err := readOutcomeLog(path)
+		if err != nil {
+			return err
+		}
+		if l.Header.Topic != o.topic {
+			return usagef("verify check: %s records topic %q, not %q", path, l.Header.Topic, o.topic)
+		}
+		if l.Truncated {
+			res.Truncated = append(res.Truncated, path)
+		}
+		outcomes = append(outcomes, l.Outcomes...)
+	}
+
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	cl, err := e.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if o.waitISR > 0 {
+		if err := waitFullISR(ctx, cl, o.topic, o.waitISR); err != nil {
+			fmt.Fprintf(e.io.Err, "verify check: %v; checking anyway\n", err)
+		}
+	}
+	md, err := cl.Metadata(ctx, o.topic)
+	if err != nil {
+		return topicErr(o.topic, err)
+	}
+	tm := findTopic(md, o.topic)
+	if tm == nil {
+		return fmt.Errorf("topic %q not found", o.topic)
+	}
+	rd, err := e.newReplicaReader(md.GetBrokers(), o.rpcTimeout)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, rd.close()) }()
+	in := verify.Input{Outcomes: outcomes, MaxExamples: o.maxExamples}
+	for _, pm := range tm.GetPartitions() {
+		p := verify.Partition{ID: pm.GetPartition(), Leader: pm.GetLeaderId(), ISR: pm.GetIsr()}
+		if pm.GetOffline() {
+			p.Leader = -1
+		}
+		for _, b := range leaderFirst(pm) {
+			p.Replicas = append(p.Replicas, rd.read(ctx, o.topic, pm.GetPartition(), b))
+		}
+		in.Partitions = append(in.Partitions, p)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	rep, err := verify.Check(in)
+	if err != nil {
+		return err
+	}
+	res.Report = rep
+	res.Problems = rep.Problems()
+	if res.Problems == nil {
+		res.Problems = []string{}
+	}
+	res.Passed = len(res.Problems) == 0
+	if e.g.json {
+		err = printJSON(e.io.Out, res)
+	} else {
+		err = printCheck(e, res, len(outcomes))
+	}
+	if err != nil {
+		return err
+	}
+	if !res.Passed {
+		return fmt.Errorf("verify check: FAIL: %s", strings.Join(res.Problems, "; "))
+	}
+	return nil
+}
+
+func readOutcomeLog(path string) (*verify.Log, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("verify check: %w", err)
+	}
+	l, err := verify.ReadLog(f)
+	if err = errors.Join(err, f.Close()); err != nil {
+		return nil, fmt.Errorf("verify check: %s: %w", path, err)
+	}
+	return l, nil
+}
+
+func findTopic(md *stratav1.MetadataResponse, topic string) *stratav1.TopicMetadata {
+	for _, t := range md.GetTopics() {
+		if t.GetName() == topic {
+			return t
+		}
+	}
+	return nil
+}
+
+// leaderFirst orders a partition's replicas with its leader first: the
+// checker needs the leader's copy read before the followers' (see
+// verify.Partition).
+func leaderFirst(pm *stratav1.PartitionMetadata) []int32 {
+	out := slices.Clone(pm.GetReplicas())
+	if i := slices.Index(out, pm.GetLeaderId()); i > 0 {
+		out[0], out[i] = out[i], out[0]
+	}
+	return out
+}
+
+// waitFullISR waits until every partition of topic has a leader and all its
+// replicas in the ISR, or limit passes.
+func waitFullISR(ctx context.Context, cl *client.Client, topic string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	var last string
+	for {
+		tm, err := cl.DescribeTopic(ctx, topic)
+		if err == nil {
+			last = isrState(tm)
+			if last == "" {
+				return nil
+			}
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ISR not full after %s: %s", limit, last)
+		case <-t.C:
+		}
+	}
+}
+
+// isrState describes the partitions without a leader or a full ISR; empty
+// when there are none.
+func isrState(tm *stratav1.TopicMetadata) string {
+	var bad []string
+	for _, p := range tm.GetPartitions() {
+		if p.GetOffline() || p.GetLeaderId() < 0 || len(p.GetIsr()) < len(p.GetReplicas()) {
+			bad = append(bad, fmt.Sprintf("partition %d leader %d isr [%s] of [%s]", p.GetPartition(), p.GetLeaderId(),
+				joinInts(p.GetIsr()), joinInts(p.GetReplicas())))
+		}
+	}
+	return strings.Join(bad, ", ")
+}
+
+// replicaReader reads partition copies straight from each broker with the
+// internal ReadReplica RPC, over the CLI's own TLS settings.
+type replicaReader struct {
+	addrs   map[int32]string
+	conns   map[int32]*grpc.ClientConn
+	creds   credentials.TransportCredentials
+	timeout time.Duration
+}
+
+func (e *env) newReplicaReader(brokers []*stratav1.BrokerInfo, timeout time.Duration) (*replicaReader, error) {
+	c, err := e.resolve()
+	if err != nil {
+		return nil, err
+	}
+	tc, err := tlsConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	rd := &replicaReader{addrs: make(map[int32]string), conns: make(map[int32]*grpc.ClientConn), timeout: timeout}
+	if tc == nil {
+		rd.creds = insecure.NewCredentials()
+	} else {
+		rd.creds = credentials.NewTLS(tc)
+	}
+	for _, b := range brokers {
+		rd.addrs[b.GetId()] = b.GetAddress()
+	}
+	return rd, nil
+}
+
+func (rd *replicaReader) close() error {
+	var errs []error
+	for b, cc := range rd.conns {
+		if err := cc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close connection to broker %d: %w", b, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (rd *replicaReader) conn(broker int32) (*grpc.ClientConn, error) {
+	if cc, ok := rd.conns[broker]; ok {
+		return cc, nil
+	}
+	addr := rd.addrs[broker]
+	if addr == "" {
+		return nil, fmt.Errorf("broker %d has no address in the metadata", broker)
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(rd.creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		return nil, fmt.Errorf("connect to broker %d at %s: %w", broker, addr, err)
+	}
+	rd.conns[broker] = cc
+	return cc, nil
+}
+
+// read pages through one broker's copy from its log start to the log end
+// it reported first: the log end, log start and high watermark are those of
+// that first answer, so the copy is one consistent snapshot even if it
+// grows while it is read. A failure is returned in Replica.Err.
+func (rd *replicaReader) read(ctx context.Context, topic string, partition, broker int32) verify.Replica {
+	r := verify.Replica{Broker: broker}
+	if err := rd.readInto(ctx, topic, partition, &r); err != nil {
+		return verify.Replica{Broker: broker, Err: err.Error()}
+	}
+	return r
+}
+
+func (rd *replicaReader) readInto(ctx context.Context, topic string, partition int32, r *verify.Replica) error {
+	cc, err := rd.conn(r.Broker)
+	if err != nil {
+		return err
+	}
+	rc := stratav1.NewReplicaClient(cc)
+	call := func(off int64) (*stratav1.ReadReplicaResponse, error) {
+		cctx, cancel := context.WithTimeout(ctx, rd.timeout)
+		defer cancel()
+		return rc.ReadReplica(cctx, &stratav1.ReadReplicaRequest{Topic: topic, Partition: partition, Offset: off,
+			MaxRecords: 20000, MaxBytes: 8 << 20})
+	}
+	// Offset 0 is below the log start once retention deleted a segment;
+	// the OutOfRange answer says where the log starts.
+	resp, err := call(0)
+	if st, ok := status.FromError(err); ok && err != nil {
+		for _, d := range st.Details() {
+			if or, ok := d.(*stratav1.OffsetRange); ok && or.GetLogStartOffset() > 0 {
+				resp, err = call(or.GetLogStartOffset())
+				break
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("ReadReplica from broker %d: %w", r.Broker, err)
+	}
+	r.Role = strings.ToLower(strings.TrimPrefix(resp.GetRole().String(), "ROLE_"))
+	r.LogStart, r.LogEnd, r.HW = resp.GetLogStartOffset(), resp.GetLogEndOffset(), resp.GetHighWatermark()
+	for {
+		for _, rec := range resp.GetRecords() {
+			if rec.GetOffset() < r.LogEnd {
+				r.Records = append(r.Records, verify.Record{Offset: rec.GetOffset(), Value: string(rec.GetValue())})
+			}
+		}
+		next := resp.GetNextOffset()
+		if next >= r.LogEnd {
+			return nil
+		}
+		if len(resp.GetRecords()) == 0 {
+			return fmt.Errorf("ReadReplica from broker %d: no records at offset %d below the log end %d", r.Broker, next, r.LogEnd)
+		}
+		if resp, err = call(next); err != nil {
+			return fmt.Errorf("ReadReplica from broker %d at offset %d: %w", r.Broker, next, err)
+		}
+	}
+}
+
+// printCheck prints the human report: per partition, per replica, the
+// findings, and the verdict.
+func printCheck(e *env, res *checkResult, outcomes int) error {
+	w := e.io.Out
+	rep := res.Report
+	t := rep.Total
+	fmt.Fprintf(w, "verify check: topic=%s logs=%d outcomes=%d (%d acked, %d indefinite, %d failed)\n",
+		res.Topic, len(res.Logs), outcomes, t.Acked, t.Indefinite, t.Failed)
+	for _, p := range res.Truncated {
+		fmt.Fprintf(w, "note: %s ends in a partial line (its writer died); that record is not checked\n", p)
+	}
+	fmt.Fprintln(w)
+	pt := newTable(w, "PARTITION", "LEADER", "ISR", "RECORDS", "ACKED", "LOST", "DIVERGENT", "GAPS",
+		"DUP-ACKED", "DUP-INDEF", "INDEF-FOUND", "INDEF-MISSING", "FAILED-PRESENT", "UNKNOWN")
+	row := func(name, leader, isr string, c verify.Counts) {
+		pt.row(name, leader, isr, c.Records, c.Acked, c.Lost, c.Divergent, c.Gaps,
+			c.DupAcked, c.DupIndefinite, c.IndefiniteFound, c.IndefiniteNotFound, c.FailedPresent, c.Unknown)
+	}
+	for _, p := range rep.Partitions {
+		leader := fmt.Sprint(p.Leader)
+		if p.Leader < 0 {
+			leader = "none"
+		}
+		row(fmt.Sprint(p.Partition), leader, joinInts(p.ISR), p.Counts)
+	}
+	row("TOTAL", "", "", t)
+	if err := pt.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	rt := newTable(w, "PARTITION", "BROKER", "ROLE", "IN-ISR", "LOG-START", "LOG-END", "HW", "RECORDS", "ERROR")
+	for _, p := range rep.Partitions {
+		for _, r := range p.Replicas {
+			rt.row(p.Partition, r.Broker, dash(r.Role), r.InISR, r.LogStart, r.LogEnd, r.HW, r.Records, dash(r.Err))
+		}
+	}
+	if err := rt.flush(); err != nil {
+		return err
+	}
+	if len(rep.Findings) > 0 {
+		fmt.Fprintf(w, "\nFINDINGS (at most %d per partition and kind", res.maxExamples)
+		if rep.FindingsOmitted > 0 {
+			fmt.Fprintf(w, "; %d more not shown", rep.FindingsOmitted)
+		}
+		fmt.Fprintln(w, ")")
+		ft := newTable(w, "PARTITION", "KIND", "BROKER", "OFFSET", "VALUE", "DETAIL")
+		for _, f := range rep.Findings {
+			broker, off := fmt.Sprint(f.Broker), fmt.Sprint(f.Offset)
+			if f.Broker < 0 {
+				broker = "-"
+			}
+			if f.Offset < 0 {
+				off = "-"
+			}
+			ft.row(f.Partition, f.Kind, broker, off, dash(f.Value), f.Detail)
+		}
+		if err := ft.flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w)
+	if res.Passed {
+		_, err := fmt.Fprintf(w, "RESULT: PASS: %d acknowledged records all present on the leaders and in-sync replicas; no divergence below the HW, no gaps (%d duplicates of acked and %d of indefinite records; %d of %d indefinite outcomes found)\n",
+			t.Acked-t.AckedExpired, t.DupAcked, t.DupIndefinite, t.IndefiniteFound, t.Indefinite)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "RESULT: FAIL: %s\n", strings.Join(res.Problems, "; "))
+	return err
+}
