@@ -95,13 +95,9 @@ func verifyCheck(ctx context.Context, e *env, o *checkOpts) (err error) {
 			fmt.Fprintf(e.io.Err, "verify check: %v; checking anyway\n", err)
 		}
 	}
-	md, err := cl.Metadata(ctx, o.topic)
+	tm, md, err := topicMetadata(ctx, cl, o.topic)
 	if err != nil {
-		return topicErr(o.topic, err)
-	}
-	tm := findTopic(md, o.topic)
-	if tm == nil {
-		return fmt.Errorf("topic %q not found", o.topic)
+		return err
 	}
 	rd, err := e.newReplicaReader(md.GetBrokers(), o.rpcTimeout)
 	if err != nil {
@@ -109,18 +105,8 @@ func verifyCheck(ctx context.Context, e *env, o *checkOpts) (err error) {
 	}
 	defer func() { err = errors.Join(err, rd.close()) }()
 	in := verify.Input{Outcomes: outcomes, MaxExamples: o.maxExamples}
-	for _, pm := range tm.GetPartitions() {
-		p := verify.Partition{ID: pm.GetPartition(), Leader: pm.GetLeaderId(), ISR: pm.GetIsr()}
-		if pm.GetOffline() {
-			p.Leader = -1
-		}
-		for _, b := range leaderFirst(pm) {
-			p.Replicas = append(p.Replicas, rd.read(ctx, o.topic, pm.GetPartition(), b))
-		}
-		in.Partitions = append(in.Partitions, p)
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
+	if in.Partitions, err = readPartitions(ctx, e, cl, rd, tm); err != nil {
+		return err
 	}
 	rep, err := verify.Check(in)
 	if err != nil {
@@ -158,10 +144,80 @@ func readOutcomeLog(path string) (*verify.Log, error) {
 	return l, nil
 }
 
-func findTopic(md *stratav1.MetadataResponse, topic string) *stratav1.TopicMetadata {
+// topicMetadata asks for the metadata of one topic: the brokers and the
+// topic's partitions.
+func topicMetadata(ctx context.Context, cl *client.Client, topic string) (*stratav1.TopicMetadata, *stratav1.MetadataResponse, error) {
+	md, err := cl.Metadata(ctx, topic)
+	if err != nil {
+		return nil, nil, topicErr(topic, err)
+	}
 	for _, t := range md.GetTopics() {
 		if t.GetName() == topic {
-			return t
+			return t, md, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("topic %q not found", topic)
+}
+
+// readAttempts bounds how often readPartitions reads the topic again
+// because a leader changed while it read.
+const readAttempts = 3
+
+// readPartitions reads every replica of every partition, leader first,
+// between two metadata snapshots, so that a check can run under load. A
+// partition whose leader or epoch differs between the snapshots was read
+// across a leader change, which breaks the leader-first order the checker
+// relies on: the topic is read again. A partition's ISR is the brokers in
+// both snapshots' ISRs: a follower dropped during the read is not held to
+// the leader's high watermark.
+func readPartitions(ctx context.Context, e *env, cl *client.Client, rd *replicaReader, before *stratav1.TopicMetadata) ([]verify.Partition, error) {
+	topic := before.GetName()
+	for attempt := 1; ; attempt++ {
+		parts := make([]verify.Partition, 0, len(before.GetPartitions()))
+		for _, pm := range before.GetPartitions() {
+			p := verify.Partition{ID: pm.GetPartition(), Leader: pm.GetLeaderId(), ISR: pm.GetIsr()}
+			if pm.GetOffline() {
+				p.Leader = -1
+			}
+			for _, b := range leaderFirst(pm) {
+				p.Replicas = append(p.Replicas, rd.read(ctx, topic, pm.GetPartition(), b))
+			}
+			parts = append(parts, p)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		after, _, err := topicMetadata(ctx, cl, topic)
+		if err != nil {
+			return nil, err
+		}
+		var moved []string
+		for i, pm := range before.GetPartitions() {
+			am := findPartition(after, pm.GetPartition())
+			if am == nil || am.GetLeaderId() != pm.GetLeaderId() || am.GetLeaderEpoch() != pm.GetLeaderEpoch() || am.GetOffline() != pm.GetOffline() {
+				moved = append(moved, fmt.Sprint(pm.GetPartition()))
+			}
+			if am != nil {
+				parts[i].ISR = slices.DeleteFunc(slices.Clone(pm.GetIsr()), func(b int32) bool { return !slices.Contains(am.GetIsr(), b) })
+			}
+		}
+		if len(moved) == 0 {
+			return parts, nil
+		}
+		if attempt == readAttempts {
+			fmt.Fprintf(e.io.Err, "verify check: partitions %s changed leader during each of %d reads; findings there may be artifacts of that\n",
+				strings.Join(moved, ","), readAttempts)
+			return parts, nil
+		}
+		fmt.Fprintf(e.io.Err, "verify check: partitions %s changed leader during the read; reading again\n", strings.Join(moved, ","))
+		before = after
+	}
+}
+
+func findPartition(tm *stratav1.TopicMetadata, id int32) *stratav1.PartitionMetadata {
+	for _, p := range tm.GetPartitions() {
+		if p.GetPartition() == id {
+			return p
 		}
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-log/strata/cmd/strata/internal/verify"
 	"github.com/strata-log/strata/pkg/client"
@@ -305,5 +306,33 @@ func TestVerifyProduceUsage(t *testing.T) {
 		if code := Run(context.Background(), args, io); code != exitUsage {
 			t.Errorf("%v: exit %d, %s", args, code, errb)
 		}
+	}
+}
+
+func TestVerifyCheckReadsAgainAfterLeaderChange(t *testing.T) {
+	values := []string{"r-p0-0"}
+	b1 := &fakeBroker{id: 1, copies: map[int32]fakeCopy{0: {hw: 1, values: values}}}
+	b2 := &fakeBroker{id: 2, copies: map[int32]fakeCopy{0: {hw: 1, values: values}}}
+	addr := startFakeCluster(t, "t", []int32{1}, b1, b2)
+	// The epoch goes up with every metadata request until the fourth: the
+	// first read of the replicas straddles a change, the second does not.
+	var mu sync.Mutex
+	calls := 0
+	stable := b1.md()
+	for _, b := range []*fakeBroker{b1, b2} {
+		b.md = func() *stratav1.MetadataResponse {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			md := proto.Clone(stable).(*stratav1.MetadataResponse)
+			md.Topics[0].Partitions[0].LeaderEpoch = int32(min(calls, 4))
+			return md
+		}
+	}
+	log := writeOutcomeLog(t, "t", verify.Outcome{Kind: verify.KindAck, Value: "r-p0-0", Partition: 0, Offset: 0})
+	io, out, errb := testIO(map[string]string{"STRATA_CONTEXT_FILE": filepath.Join(t.TempDir(), "c.json")})
+	code := Run(context.Background(), []string{"--brokers", addr, "--insecure", "verify", "check", "--topic", "t", "--log", log}, io)
+	if code != exitOK || strings.Count(errb.String(), "reading again") < 1 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr: %s", code, out, errb)
 	}
 }
