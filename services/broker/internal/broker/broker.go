@@ -195,7 +195,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		if err != nil {
 			return nil, fmt.Errorf("broker: metrics listen: %w", err)
 		}
-		b.msrv = m.NewServer(lg)
+		b.msrv = m.NewServer(lg, cfg.Pprof)
 		b.goServe("metrics", func() error { return b.msrv.Serve(b.mlis) })
 	}
 	b.goServe("grpc", func() error { return b.grpc.Serve(b.lis) })

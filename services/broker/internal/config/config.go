@@ -26,6 +26,9 @@ type Config struct {
 	Advertise string
 	// MetricsListen is the Prometheus /metrics HTTP address; empty disables it.
 	MetricsListen string
+	// Pprof also serves net/http/pprof under /debug/pprof/ on the metrics
+	// listener (which is plain HTTP: keep it on loopback or a private network).
+	Pprof bool
 	// LogLevel is a zap level: debug, info, warn, error.
 	LogLevel string
 	// AutoCreateTopics creates an unknown topic (with the defaults) on first produce.

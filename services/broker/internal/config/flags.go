@@ -31,6 +31,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&c.Listen, "listen", c.Listen, "gRPC listen `address` (0.0.0.0:9092 in containers, with --advertise)")
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "`address` clients dial (default: --listen)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "Prometheus /metrics HTTP `address` (empty: off)")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "also serve /debug/pprof/ on the metrics listener (profiling; plain HTTP)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate `file` of this broker (mutual TLS with --tls-key, --tls-ca)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key `file` of --tls-cert")

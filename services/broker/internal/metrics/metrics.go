@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"strconv"
 	"time"
 
@@ -147,10 +148,18 @@ type Server struct {
 	lg   *zap.Logger
 }
 
-// NewServer builds the /metrics HTTP server.
-func (m *Metrics) NewServer(lg *zap.Logger) *Server {
+// NewServer builds the /metrics HTTP server; with pprof it also serves
+// the Go profiler under /debug/pprof/.
+func (m *Metrics) NewServer(lg *zap.Logger, pprof bool) *Server {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, Timeout: 10 * time.Second}))
+	if pprof {
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	}
 	return &Server{lg: lg, http: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
