@@ -60,6 +60,9 @@ type Node struct {
 	store    *raftboltdb.BoltStore
 	trans    *raft.NetworkTransport
 	hasState atomic.Bool
+	// startIndex is the last log index stored when the node started: it is
+	// not caught up before it has applied at least that far.
+	startIndex uint64
 }
 
 // ServerID is the Raft server id of node id.
@@ -118,6 +121,9 @@ func New(opts Options, fsm raft.FSM, lg *zap.Logger) (n *Node, err error) {
 	conf.Logger = hl
 	if opts.Tune != nil {
 		opts.Tune(conf)
+	}
+	if n.startIndex, err = n.store.LastIndex(); err != nil {
+		return nil, fmt.Errorf("consensus: read raft log: %w", err)
 	}
 	n.raft, err = raft.NewRaft(conf, fsm, n.store, n.store, snaps, n.trans)
 	if err != nil {
@@ -253,6 +259,22 @@ func (n *Node) Leader() int32 {
 		return -1
 	}
 	return int32(v)
+}
+
+// CaughtUp reports whether this node's metadata is as fresh as the
+// cluster's, as far as Raft can tell without a round trip: a leader is
+// known, a follower heard from it within the last two seconds, and every
+// entry it knows committed (at least everything in its log when it started)
+// has been applied to the FSM.
+func (n *Node) CaughtUp() bool {
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		return false
+	}
+	if n.raft.State() != raft.Leader && time.Since(n.raft.LastContact()) > 2*time.Second {
+		return false
+	}
+	commit := n.raft.CommitIndex()
+	return commit >= n.startIndex && n.raft.AppliedIndex() >= commit
 }
 
 // Stats is a snapshot of Raft's state for metrics and status.

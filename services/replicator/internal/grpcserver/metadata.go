@@ -15,6 +15,9 @@ type metadataServer struct {
 // its replicator's Raft role, the requested topics (all when none are
 // named; unknown names are left out) and the controller id.
 func (s *metadataServer) Metadata(_ context.Context, req *stratav1.MetadataRequest) (*stratav1.MetadataResponse, error) {
+	if err := s.ready(); err != nil {
+		return nil, err
+	}
 	st := s.deps.State.State()
 	resp := &stratav1.MetadataResponse{ControllerId: s.deps.Cluster.Leader(), ClusterId: st.ClusterID}
 	for _, id := range st.BrokerIDs() {

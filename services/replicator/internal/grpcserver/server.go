@@ -12,11 +12,13 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	"github.com/strata-log/strata/pkg/acl"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
@@ -40,6 +42,9 @@ type Cluster interface {
 	Leader() int32
 	// RaftRole is node id's Raft role: leader, follower, candidate or none.
 	RaftRole(id int32) string
+	// Ready reports whether the local metadata has caught up since start;
+	// until then reads answer Unavailable rather than stale state.
+	Ready() bool
 }
 
 // StateSource gives the current metadata.
@@ -87,6 +92,15 @@ func New(tlsConf *tls.Config, authz *acl.Interceptor, deps Deps, lg *zap.Logger)
 type service struct {
 	lg   *zap.Logger
 	deps Deps
+}
+
+// ready refuses reads before the local metadata has caught up: a
+// restarted replicator would otherwise answer from a stale FSM.
+func (s *service) ready() error {
+	if !s.deps.Cluster.Ready() {
+		return status.Error(codes.Unavailable, "replicator is catching up with the cluster metadata; retry")
+	}
+	return nil
 }
 
 func logUnary(lg *zap.Logger) grpc.UnaryServerInterceptor {

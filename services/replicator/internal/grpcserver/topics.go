@@ -92,6 +92,9 @@ func (s *topicsServer) AlterTopicConfig(ctx context.Context, req *stratav1.Alter
 
 // DescribeTopic answers from the local FSM (possibly slightly behind the leader).
 func (s *topicsServer) DescribeTopic(_ context.Context, req *stratav1.DescribeTopicRequest) (*stratav1.DescribeTopicResponse, error) {
+	if err := s.ready(); err != nil {
+		return nil, err
+	}
 	st := s.deps.State.State()
 	t, ok := st.Topics[req.GetName()]
 	if !ok {
@@ -102,6 +105,9 @@ func (s *topicsServer) DescribeTopic(_ context.Context, req *stratav1.DescribeTo
 
 // ListTopics answers from the local FSM.
 func (s *topicsServer) ListTopics(context.Context, *stratav1.ListTopicsRequest) (*stratav1.ListTopicsResponse, error) {
+	if err := s.ready(); err != nil {
+		return nil, err
+	}
 	st := s.deps.State.State()
 	resp := &stratav1.ListTopicsResponse{}
 	for _, name := range st.TopicNames() {

@@ -103,6 +103,7 @@ type Node struct {
 	httpSrv *metrics.Server
 
 	bootstrapped atomic.Bool
+	ready        chan struct{} // closed once the metadata has caught up (waitCaughtUp)
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 	closeOnce    sync.Once
@@ -114,7 +115,7 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 		lg = zap.NewNop()
 	}
 	lg = lg.With(zap.Int32("node", opts.NodeID))
-	n = &Node{lg: lg, opts: opts, fsm: metadata.NewFSM(lg)}
+	n = &Node{lg: lg, opts: opts, fsm: metadata.NewFSM(lg), ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	grpcServing := false
@@ -188,13 +189,22 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 			opts.Applier.OnApply(req)
 		}
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
 		n.leadershipLoop(ctx)
 	}()
 	go func() {
 		defer n.wg.Done()
+		n.waitCaughtUp(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		// A restarted node's FSM is stale until Raft has caught it up:
+		// applying it would hand the broker leaderships it lost meanwhile.
+		if !n.isReady(ctx) {
+			return
+		}
 		applier.New(opts.NodeID, n.fsm, opts.Broker, aopts, lg).Run(ctx)
 	}()
 	if opts.Local != nil && opts.Leaders != nil {
@@ -206,7 +216,9 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			m.Run(ctx)
+			if n.isReady(ctx) {
+				m.Run(ctx)
+			}
 		}()
 	} else {
 		lg.Info("no local Replica client: follower partitions are not replicated")
@@ -222,10 +234,59 @@ func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
 	}
 	n.members.Store(m)
 	n.maybeBootstrap()
-	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) // SERVING once caught up
 	lg.Info("replicator started", zap.String("raft", n.raftAdvertise()), zap.String("grpc", n.advertise()),
 		zap.Bool("raft_state", n.raft.HasState()))
 	return n, nil
+}
+
+// waitCaughtUp marks the node ready (health SERVING, applier and fetchers
+// started, metadata served) once Raft has caught its FSM up, holding for
+// two checks in a row so a follower whose log is still arriving is not
+// taken for current. Raft offers no notification for this, so it checks
+// every 100ms until then.
+func (n *Node) waitCaughtUp(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	streak := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !n.raft.CaughtUp() {
+			streak = 0
+			continue
+		}
+		if streak++; streak < 2 {
+			continue
+		}
+		close(n.ready)
+		n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		n.lg.Info("metadata caught up: serving", zap.Uint64("applied_index", n.raft.Stats().AppliedIdx))
+		return
+	}
+}
+
+// isReady waits until the node is caught up; false when ctx ends first.
+func (n *Node) isReady(ctx context.Context) bool {
+	select {
+	case <-n.ready:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Ready reports whether the node's metadata has caught up since it started.
+func (n *Node) Ready() bool {
+	select {
+	case <-n.ready:
+		return true
+	default:
+		return false
+	}
 }
 
 func (n *Node) raftAdvertise() string {
@@ -448,6 +509,7 @@ func (n *Node) stopRest(ctx context.Context) error {
 type clusterView struct{ n *Node }
 
 func (c clusterView) IsLeader() bool { return c.n.raft.IsLeader() }
+func (c clusterView) Ready() bool    { return c.n.Ready() }
 func (c clusterView) Leader() int32  { return c.n.raft.Leader() }
 
 func (c clusterView) RaftRole(id int32) string {

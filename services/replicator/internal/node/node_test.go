@@ -688,9 +688,14 @@ func TestAuthorization(t *testing.T) {
 	if _, err := broker.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "fwd"}); err != nil {
 		t.Fatalf("broker-1 (forwarding) CreateTopic: %v", err)
 	}
-	if _, err := brokerMeta.Metadata(ctx, &stratav1.MetadataRequest{}); err != nil {
-		t.Fatalf("broker-1 Metadata: %v", err)
-	}
+	// Metadata is served once the node has caught up (Unavailable before).
+	testutil.Eventually(t, 10*time.Second, func() error {
+		_, err := brokerMeta.Metadata(ctx, &stratav1.MetadataRequest{})
+		if err != nil && status.Code(err) != codes.Unavailable {
+			t.Fatalf("broker-1 Metadata: %v", err)
+		}
+		return err
+	})
 	if _, err := broker.DeleteTopic(ctx, &stratav1.DeleteTopicRequest{Name: "fwd"}); err != nil {
 		t.Fatalf("broker-1 DeleteTopic: %v", err)
 	}
