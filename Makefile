@@ -97,6 +97,11 @@ down-volumes:
 test-compose:
 	COMPOSE="$(COMPOSE)" bash deployments/compose/test.sh
 
+## test-chaos: up, acks=all load, ROUNDS (10) of kill/disconnect/pause/restart faults, strata verify check, down-volumes
+.PHONY: test-chaos
+test-chaos:
+	COMPOSE="$(COMPOSE)" bash test/chaos/run.sh
+
 ## dev: one broker on 127.0.0.1:9092 (metrics :9100) and admin on 127.0.0.1:9443, mutual TLS and ACLs, data under ./.data/dev; Ctrl-C stops both.
 # The first run writes a local CA and certificates into .data/dev/pki
 # (strata-admin pki init; later runs keep them) and points the CLI context
