@@ -77,40 +77,25 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # cli runs the strata CLI, bounded by its own --timeout and by timeout.
 cli() { timeout 45 bin/strata --timeout 30s "$@"; }
-# quick is cli for polls: a broker that is paused but not yet known to be
-# dead holds a request for the client's whole request timeout, so a poll
-# gives up after 4 s and the next one starts.
-quick() { timeout 15 bin/strata --timeout 4s "$@"; }
+# status: every broker's view of the topic, merged (strata verify status:
+# per partition the answer with the highest leader epoch, and whether all
+# brokers agree on a healthy state). One broker's answer is not enough: a
+# node back from a partition serves stale metadata for a while. A broker
+# that does not answer within a second (paused, cut off) is left out.
+status() { timeout 20 bin/strata --timeout 15s verify status --topic "$topic" --json --rpc-timeout 1s; }
 
-# brokers_except N: the host addresses of the brokers other than node N, so
-# that the CLI never waits on a paused or cut-off node first.
-brokers_except() {
-  local n out=""
-  for n in 1 2 3; do
-    [ "$n" = "$1" ] || out+="${out:+,}127.0.0.1:1909$n"
-  done
-  printf '%s' "$out"
-}
-
-# describe [N]: the topic as JSON, asked of the brokers other than N.
-describe() {
-  local b=127.0.0.1:19091,127.0.0.1:19092,127.0.0.1:19093
-  [ -z "${1:-}" ] || b=$(brokers_except "$1")
-  quick --brokers "$b" topic describe "$topic" --json
-}
-
-# target FAULT: the node a fault hits (retried: a describe may fail).
+# target FAULT: the node a fault hits (retried: a status may fail).
 target() {
   local filter i n
   case $1 in
-    kill) filter='.partitions[] | select(.partition == 0) | .leader_id' ;;
-    disconnect) filter='.partitions[] | select(.partition == 1) | .leader_id' ;;
-    pause) filter='.partitions[] | select(.partition == 2) | .leader_id' ;;
+    kill) filter='.partitions[] | select(.partition == 0) | .leader' ;;
+    disconnect) filter='.partitions[] | select(.partition == 1) | .leader' ;;
+    pause) filter='.partitions[] | select(.partition == 2) | .leader' ;;
     # A replica of partition 0 that does not lead it.
-    restart) filter='.partitions[] | select(.partition == 0) | .leader_id as $l | [.replicas[] | select(. != $l)] | last' ;;
+    restart) filter='.partitions[] | select(.partition == 0) | .leader as $l | [.replicas[] | select(. != $l)] | last' ;;
   esac
   for ((i = 0; i < 10; i++)); do
-    n=$(describe 2>/dev/null | jq -r "$filter" 2>/dev/null) || n=""
+    n=$(status 2>/dev/null | jq -r "$filter" 2>/dev/null) || n=""
     if [[ $n =~ ^[123]$ ]]; then
       echo "$n"
       return 0
@@ -122,20 +107,20 @@ target() {
 
 # led_off N: every partition has a leader, and none is node N.
 led_off() {
-  describe "$1" 2>/dev/null | jq -e --argjson n "$1" \
-    'all(.partitions[]; (.offline | not) and .leader_id >= 0 and .leader_id != $n)' >/dev/null
+  status 2>/dev/null | jq -e --argjson n "$1" \
+    'all(.partitions[]; (.offline | not) and .leader >= 0 and .leader != $n)' >/dev/null
 }
 
-# healed: every partition has a leader and every replica in its ISR.
-healed() {
-  describe 2>/dev/null | jq -e \
-    'all(.partitions[]; (.offline | not) and .leader_id >= 0 and ((.isr | length) == (.replicas | length)))' >/dev/null
-}
+# healed: every broker answers and agrees; every partition has a leader
+# and every replica in its ISR.
+healed() { status 2>/dev/null | jq -e '.converged' >/dev/null; }
 
-# isr_state prints each partition's leader and ISR, for the log.
+# isr_state prints each partition's leader, epoch and ISR, and what keeps
+# the brokers from agreeing, for the log.
 isr_state() {
-  describe "${1:-}" 2>/dev/null | jq -r '[.partitions[] | "p\(.partition): leader \(.leader_id) isr \(.isr | map(tostring) | join(","))"] | join("; ")' ||
-    echo "(describe failed)"
+  status 2>/dev/null | jq -r '([.partitions[] | "p\(.partition): leader \(.leader) epoch \(.leader_epoch) isr \(.isr | map(tostring) | join(","))"] | join("; "))
+    + (if .converged then "" else " [not converged: " + ((.not_converged_because // []) | join("; ")) + "]" end)' ||
+    echo "(verify status failed)"
 }
 
 # poll_until SECONDS COMMAND...: runs COMMAND every half second until it
@@ -298,12 +283,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
 
   if poll_until "$FAILOVER_TIMEOUT" led_off "$node"; then
     failover=$(since "$t0")
-    say "failover: no partition led by node $node after ${failover}s ($(isr_state "$node"))"
+    say "failover: no partition led by node $node after ${failover}s ($(isr_state))"
   else
     failover=">$FAILOVER_TIMEOUT"
     result="FAIL: no failover"
     failed=1
-    say "FAIL: partitions still led by node $node or offline after ${FAILOVER_TIMEOUT}s: $(isr_state "$node")"
+    say "FAIL: partitions still led by node $node or offline after ${FAILOVER_TIMEOUT}s: $(isr_state)"
   fi
 
   # Repair, no earlier than the fault's planned length.

@@ -70,6 +70,7 @@ func commands() []command {
 		{"verify produce", "", "produce sequence-numbered records with acks=all, logging every outcome", runVerifyProduce},
 		{"verify check", "", "check every replica against outcome logs: lost acks, divergence, duplicates, gaps", runVerifyCheck},
 		{"verify run", "", "verify produce, then verify check", runVerifyRun},
+		{"verify status", "", "every broker's view of a topic's leaders and ISRs, and whether they agree", runVerifyStatus},
 	}
 }
 

@@ -10,13 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-log/strata/cmd/strata/internal/verify"
-	"github.com/strata-log/strata/pkg/client"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 )
 
@@ -35,8 +31,8 @@ func (o *checkOpts) register(fs *flag.FlagSet, standalone bool, waitISR time.Dur
 		fs.Var(&o.logs, "log", "outcome log `file` written by verify produce (repeatable; at least one)")
 	}
 	fs.IntVar(&o.maxExamples, "max-examples", 20, "findings shown per partition and kind (-1: all)")
-	fs.DurationVar(&o.waitISR, "wait-isr", waitISR, "first wait up to this long for every partition to have a leader and a full ISR (0: don't)")
-	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 30*time.Second, "bound on each ReadReplica call")
+	fs.DurationVar(&o.waitISR, "wait-isr", waitISR, "first wait up to this long until every broker agrees that every partition has a leader and a full ISR (0: don't)")
+	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 30*time.Second, "bound on each call to a broker (metadata, ReadReplica)")
 }
 
 // checkResult is the --json output of verify check.
@@ -85,27 +81,18 @@ func verifyCheck(ctx context.Context, e *env, o *checkOpts) (err error) {
 
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	cl, err := e.connect(ctx)
+	bc, addrs, err := e.newBrokerConns()
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
+	defer func() { err = errors.Join(err, bc.close()) }()
 	if o.waitISR > 0 {
-		if err := waitFullISR(ctx, cl, o.topic, o.waitISR); err != nil {
+		if err := waitConverged(ctx, bc, addrs, o.topic, o.waitISR, o.rpcTimeout); err != nil {
 			fmt.Fprintf(e.io.Err, "verify check: %v; checking anyway\n", err)
 		}
 	}
-	tm, md, err := topicMetadata(ctx, cl, o.topic)
-	if err != nil {
-		return err
-	}
-	rd, err := e.newReplicaReader(md.GetBrokers(), o.rpcTimeout)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, rd.close()) }()
 	in := verify.Input{Outcomes: outcomes, MaxExamples: o.maxExamples}
-	if in.Partitions, err = readPartitions(ctx, e, cl, rd, tm); err != nil {
+	if in.Partitions, err = readPartitions(ctx, e, bc, addrs, o.topic, o.rpcTimeout); err != nil {
 		return err
 	}
 	rep, err := verify.Check(in)
@@ -144,57 +131,49 @@ func readOutcomeLog(path string) (*verify.Log, error) {
 	return l, nil
 }
 
-// topicMetadata asks for the metadata of one topic: the brokers and the
-// topic's partitions.
-func topicMetadata(ctx context.Context, cl *client.Client, topic string) (*stratav1.TopicMetadata, *stratav1.MetadataResponse, error) {
-	md, err := cl.Metadata(ctx, topic)
-	if err != nil {
-		return nil, nil, topicErr(topic, err)
-	}
-	for _, t := range md.GetTopics() {
-		if t.GetName() == topic {
-			return t, md, nil
-		}
-	}
-	return nil, nil, fmt.Errorf("topic %q not found", topic)
-}
-
 // readAttempts bounds how often readPartitions reads the topic again
 // because a leader changed while it read.
 const readAttempts = 3
 
 // readPartitions reads every replica of every partition, leader first,
-// between two metadata snapshots, so that a check can run under load. A
-// partition whose leader or epoch differs between the snapshots was read
+// between two views of the cluster, so that a check can run under load. A
+// partition whose leader or epoch differs between the views, or one of
+// whose replicas reports a newer leader epoch than the view, was read
 // across a leader change, which breaks the leader-first order the checker
 // relies on: the topic is read again. A partition's ISR is the brokers in
-// both snapshots' ISRs: a follower dropped during the read is not held to
-// the leader's high watermark.
-func readPartitions(ctx context.Context, e *env, cl *client.Client, rd *replicaReader, before *stratav1.TopicMetadata) ([]verify.Partition, error) {
-	topic := before.GetName()
+// both views' ISRs: a follower dropped during the read is not held to the
+// leader's high watermark.
+func readPartitions(ctx context.Context, e *env, bc *brokerConns, addrs []string, topic string, timeout time.Duration) ([]verify.Partition, error) {
+	before, err := bc.view(ctx, addrs, topic, timeout)
+	if err != nil {
+		return nil, err
+	}
 	for attempt := 1; ; attempt++ {
-		parts := make([]verify.Partition, 0, len(before.GetPartitions()))
-		for _, pm := range before.GetPartitions() {
+		parts := make([]verify.Partition, 0, len(before.Partitions))
+		for _, pm := range before.Partitions {
 			p := verify.Partition{ID: pm.GetPartition(), Leader: pm.GetLeaderId(), ISR: pm.GetIsr()}
 			if pm.GetOffline() {
 				p.Leader = -1
 			}
 			for _, b := range leaderFirst(pm) {
-				p.Replicas = append(p.Replicas, rd.read(ctx, topic, pm.GetPartition(), b))
+				p.Replicas = append(p.Replicas, bc.readReplica(ctx, before.addrs[b], topic, pm.GetPartition(), b, timeout))
 			}
 			parts = append(parts, p)
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		after, _, err := topicMetadata(ctx, cl, topic)
+		after, err := bc.view(ctx, addrs, topic, timeout)
 		if err != nil {
 			return nil, err
 		}
 		var moved []string
-		for i, pm := range before.GetPartitions() {
-			am := findPartition(after, pm.GetPartition())
-			if am == nil || am.GetLeaderId() != pm.GetLeaderId() || am.GetLeaderEpoch() != pm.GetLeaderEpoch() || am.GetOffline() != pm.GetOffline() {
+		for i, pm := range before.Partitions {
+			am := after.partition(pm.GetPartition())
+			newer := slices.ContainsFunc(parts[i].Replicas, func(r verify.Replica) bool {
+				return r.Err == "" && r.LeaderEpoch > pm.GetLeaderEpoch()
+			})
+			if am == nil || newer || am.GetLeaderId() != pm.GetLeaderId() || am.GetLeaderEpoch() != pm.GetLeaderEpoch() || am.GetOffline() != pm.GetOffline() {
 				moved = append(moved, fmt.Sprint(pm.GetPartition()))
 			}
 			if am != nil {
@@ -214,15 +193,6 @@ func readPartitions(ctx context.Context, e *env, cl *client.Client, rd *replicaR
 	}
 }
 
-func findPartition(tm *stratav1.TopicMetadata, id int32) *stratav1.PartitionMetadata {
-	for _, p := range tm.GetPartitions() {
-		if p.GetPartition() == id {
-			return p
-		}
-	}
-	return nil
-}
-
 // leaderFirst orders a partition's replicas with its leader first: the
 // checker needs the leader's copy read before the followers' (see
 // verify.Partition).
@@ -234,122 +204,55 @@ func leaderFirst(pm *stratav1.PartitionMetadata) []int32 {
 	return out
 }
 
-// waitFullISR waits until every partition of topic has a leader and all its
-// replicas in the ISR, or limit passes.
-func waitFullISR(ctx context.Context, cl *client.Client, topic string, limit time.Duration) error {
+// waitConverged waits until every broker agrees that every partition of
+// topic has a leader and all its replicas in the ISR, or limit passes.
+func waitConverged(ctx context.Context, bc *brokerConns, addrs []string, topic string, limit, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	var last string
 	for {
-		tm, err := cl.DescribeTopic(ctx, topic)
-		if err == nil {
-			last = isrState(tm)
-			if last == "" {
-				return nil
-			}
-		} else {
+		v, err := bc.view(ctx, addrs, topic, timeout)
+		switch {
+		case err != nil:
 			last = err.Error()
+		case v.Converged:
+			return nil
+		default:
+			last = strings.Join(v.Why, "; ")
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("ISR not full after %s: %s", limit, last)
+			return fmt.Errorf("not converged after %s: %s", limit, last)
 		case <-t.C:
 		}
 	}
 }
 
-// isrState describes the partitions without a leader or a full ISR; empty
-// when there are none.
-func isrState(tm *stratav1.TopicMetadata) string {
-	var bad []string
-	for _, p := range tm.GetPartitions() {
-		if p.GetOffline() || p.GetLeaderId() < 0 || len(p.GetIsr()) < len(p.GetReplicas()) {
-			bad = append(bad, fmt.Sprintf("partition %d leader %d isr [%s] of [%s]", p.GetPartition(), p.GetLeaderId(),
-				joinInts(p.GetIsr()), joinInts(p.GetReplicas())))
-		}
-	}
-	return strings.Join(bad, ", ")
-}
-
-// replicaReader reads partition copies straight from each broker with the
-// internal ReadReplica RPC, over the CLI's own TLS settings.
-type replicaReader struct {
-	addrs   map[int32]string
-	conns   map[int32]*grpc.ClientConn
-	creds   credentials.TransportCredentials
-	timeout time.Duration
-}
-
-func (e *env) newReplicaReader(brokers []*stratav1.BrokerInfo, timeout time.Duration) (*replicaReader, error) {
-	c, err := e.resolve()
-	if err != nil {
-		return nil, err
-	}
-	tc, err := tlsConfig(c)
-	if err != nil {
-		return nil, err
-	}
-	rd := &replicaReader{addrs: make(map[int32]string), conns: make(map[int32]*grpc.ClientConn), timeout: timeout}
-	if tc == nil {
-		rd.creds = insecure.NewCredentials()
-	} else {
-		rd.creds = credentials.NewTLS(tc)
-	}
-	for _, b := range brokers {
-		rd.addrs[b.GetId()] = b.GetAddress()
-	}
-	return rd, nil
-}
-
-func (rd *replicaReader) close() error {
-	var errs []error
-	for b, cc := range rd.conns {
-		if err := cc.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close connection to broker %d: %w", b, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (rd *replicaReader) conn(broker int32) (*grpc.ClientConn, error) {
-	if cc, ok := rd.conns[broker]; ok {
-		return cc, nil
-	}
-	addr := rd.addrs[broker]
-	if addr == "" {
-		return nil, fmt.Errorf("broker %d has no address in the metadata", broker)
-	}
-	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(rd.creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	if err != nil {
-		return nil, fmt.Errorf("connect to broker %d at %s: %w", broker, addr, err)
-	}
-	rd.conns[broker] = cc
-	return cc, nil
-}
-
-// read pages through one broker's copy from its log start to the log end
-// it reported first: the log end, log start and high watermark are those of
-// that first answer, so the copy is one consistent snapshot even if it
-// grows while it is read. A failure is returned in Replica.Err.
-func (rd *replicaReader) read(ctx context.Context, topic string, partition, broker int32) verify.Replica {
+// readReplica pages through one broker's copy from its log start to the
+// log end it reported first: the log end, log start and high watermark are
+// those of that first answer, so the copy is one consistent snapshot even
+// if it grows while it is read. A failure is returned in Replica.Err.
+func (bc *brokerConns) readReplica(ctx context.Context, addr, topic string, partition, broker int32, timeout time.Duration) verify.Replica {
 	r := verify.Replica{Broker: broker}
-	if err := rd.readInto(ctx, topic, partition, &r); err != nil {
+	if err := bc.readReplicaInto(ctx, addr, topic, partition, timeout, &r); err != nil {
 		return verify.Replica{Broker: broker, Err: err.Error()}
 	}
 	return r
 }
 
-func (rd *replicaReader) readInto(ctx context.Context, topic string, partition int32, r *verify.Replica) error {
-	cc, err := rd.conn(r.Broker)
+func (bc *brokerConns) readReplicaInto(ctx context.Context, addr, topic string, partition int32, timeout time.Duration, r *verify.Replica) error {
+	if addr == "" {
+		return fmt.Errorf("broker %d has no address in the metadata", r.Broker)
+	}
+	cc, err := bc.conn(addr)
 	if err != nil {
 		return err
 	}
 	rc := stratav1.NewReplicaClient(cc)
 	call := func(off int64) (*stratav1.ReadReplicaResponse, error) {
-		cctx, cancel := context.WithTimeout(ctx, rd.timeout)
+		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		return rc.ReadReplica(cctx, &stratav1.ReadReplicaRequest{Topic: topic, Partition: partition, Offset: off,
 			MaxRecords: 20000, MaxBytes: 8 << 20})
@@ -369,6 +272,7 @@ func (rd *replicaReader) readInto(ctx context.Context, topic string, partition i
 		return fmt.Errorf("ReadReplica from broker %d: %w", r.Broker, err)
 	}
 	r.Role = strings.ToLower(strings.TrimPrefix(resp.GetRole().String(), "ROLE_"))
+	r.LeaderEpoch = resp.GetLeaderEpoch()
 	r.LogStart, r.LogEnd, r.HW = resp.GetLogStartOffset(), resp.GetLogEndOffset(), resp.GetHighWatermark()
 	for {
 		for _, rec := range resp.GetRecords() {
@@ -419,10 +323,10 @@ func printCheck(e *env, res *checkResult, outcomes int) error {
 		return err
 	}
 	fmt.Fprintln(w)
-	rt := newTable(w, "PARTITION", "BROKER", "ROLE", "IN-ISR", "LOG-START", "LOG-END", "HW", "RECORDS", "ERROR")
+	rt := newTable(w, "PARTITION", "BROKER", "ROLE", "EPOCH", "IN-ISR", "LOG-START", "LOG-END", "HW", "RECORDS", "ERROR")
 	for _, p := range rep.Partitions {
 		for _, r := range p.Replicas {
-			rt.row(p.Partition, r.Broker, dash(r.Role), r.InISR, r.LogStart, r.LogEnd, r.HW, r.Records, dash(r.Err))
+			rt.row(p.Partition, r.Broker, dash(r.Role), r.LeaderEpoch, r.InISR, r.LogStart, r.LogEnd, r.HW, r.Records, dash(r.Err))
 		}
 	}
 	if err := rt.flush(); err != nil {

@@ -336,3 +336,66 @@ func TestVerifyCheckReadsAgainAfterLeaderChange(t *testing.T) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr: %s", code, out, errb)
 	}
 }
+
+// staleCluster is two brokers where broker 1, back from a partition,
+// still claims partition 0 at epoch 0 with a stale copy, and broker 2
+// leads it at epoch 1 alone in the ISR.
+func staleCluster(t *testing.T) (addr string, b1, b2 *fakeBroker) {
+	t.Helper()
+	b1 = &fakeBroker{id: 1, copies: map[int32]fakeCopy{0: {hw: 1, values: []string{"r-p0-0"}}}}
+	b2 = &fakeBroker{id: 2, copies: map[int32]fakeCopy{0: {hw: 3, values: []string{"r-p0-0", "r-p0-1", "r-p0-2"}}}}
+	addr = startFakeCluster(t, "t", []int32{1}, b1, b2)
+	stale := b1.md()
+	fresh := proto.Clone(stale).(*stratav1.MetadataResponse)
+	fp := fresh.Topics[0].Partitions[0]
+	fp.LeaderId, fp.LeaderEpoch, fp.Isr = 2, 1, []int32{2}
+	b1.md = func() *stratav1.MetadataResponse { return stale }
+	b2.md = func() *stratav1.MetadataResponse { return fresh }
+	return addr, b1, b2
+}
+
+func TestVerifyStatusTakesTheFreshestAnswer(t *testing.T) {
+	addr, b1, b2 := staleCluster(t)
+	status := func() (leader int32, converged bool, why string) {
+		t.Helper()
+		io, out, errb := testIO(map[string]string{"STRATA_CONTEXT_FILE": filepath.Join(t.TempDir(), "c.json")})
+		if code := Run(context.Background(), []string{"--brokers", addr, "--insecure", "verify", "status", "--topic", "t", "--json"}, io); code != exitOK {
+			t.Fatalf("exit %d: %s", code, errb)
+		}
+		var res struct {
+			Partitions []statusPartition `json:"partitions"`
+			Converged  bool              `json:"converged"`
+			Why        []string          `json:"not_converged_because"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+			t.Fatal(err)
+		}
+		return res.Partitions[0].Leader, res.Converged, strings.Join(res.Why, "; ")
+	}
+	// Asked through broker 1 only, the view still comes from both.
+	if leader, converged, why := status(); leader != 2 || converged || !strings.Contains(why, "freshest: leader 2 epoch 1") {
+		t.Fatalf("leader %d converged %v: %s", leader, converged, why)
+	}
+	// Broker 1 caught up and is back in the ISR: both agree, converged.
+	healed := proto.Clone(b2.md()).(*stratav1.MetadataResponse)
+	healed.Topics[0].Partitions[0].Isr = []int32{2, 1}
+	for _, b := range []*fakeBroker{b1, b2} {
+		b.md = func() *stratav1.MetadataResponse { return healed }
+	}
+	if leader, converged, why := status(); leader != 2 || !converged {
+		t.Fatalf("after healing: leader %d converged %v: %s", leader, converged, why)
+	}
+}
+
+func TestVerifyCheckIgnoresStaleLeader(t *testing.T) {
+	addr, _, _ := staleCluster(t)
+	log := writeOutcomeLog(t, "t",
+		verify.Outcome{Kind: verify.KindAck, Value: "r-p0-0", Partition: 0, Offset: 0},
+		verify.Outcome{Kind: verify.KindAck, Value: "r-p0-1", Partition: 0, Offset: 1},
+		verify.Outcome{Kind: verify.KindAck, Value: "r-p0-2", Partition: 0, Offset: 2})
+	io, out, errb := testIO(map[string]string{"STRATA_CONTEXT_FILE": filepath.Join(t.TempDir(), "c.json")})
+	code := Run(context.Background(), []string{"--brokers", addr, "--insecure", "verify", "check", "--topic", "t", "--log", log}, io)
+	if code != exitOK || !strings.Contains(out.String(), "RESULT: PASS: 3 acknowledged") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr: %s", code, out, errb)
+	}
+}

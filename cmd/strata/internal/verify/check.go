@@ -16,10 +16,12 @@ type Record struct {
 // Replica is one broker's copy of a partition.
 type Replica struct {
 	Broker int32
-	// Role is what the broker says it is; shown, not relied on.
-	Role     string
-	LogStart int64
-	LogEnd   int64
+	// Role and LeaderEpoch are what the broker says it is; shown, not
+	// relied on.
+	Role        string
+	LeaderEpoch int32
+	LogStart    int64
+	LogEnd      int64
 	// HW is the broker's own high watermark (a follower's is the leader's
 	// as last heard). Every record below it is committed.
 	HW int64
@@ -246,7 +248,7 @@ func (c *checker) preparePartition(p *Partition, pr *PartitionReport) *partState
 	for i := range p.Replicas {
 		r := &p.Replicas[i]
 		inISR := slices.Contains(p.ISR, r.Broker)
-		pr.Replicas = append(pr.Replicas, ReplicaSummary{Broker: r.Broker, Role: r.Role, Leader: r.Broker == p.Leader, InISR: inISR,
+		pr.Replicas = append(pr.Replicas, ReplicaSummary{Broker: r.Broker, Role: r.Role, LeaderEpoch: r.LeaderEpoch, Leader: r.Broker == p.Leader, InISR: inISR,
 			LogStart: r.LogStart, LogEnd: r.LogEnd, HW: r.HW, Records: len(r.Records), Err: r.Err})
 		if r.Err != "" {
 			pr.Unreadable++

@@ -97,15 +97,16 @@ func (c *Counts) add(o Counts) {
 
 // ReplicaSummary is one replica's state as read.
 type ReplicaSummary struct {
-	Broker   int32  `json:"broker"`
-	Role     string `json:"role"`
-	Leader   bool   `json:"leader"`
-	InISR    bool   `json:"in_isr"`
-	LogStart int64  `json:"log_start_offset"`
-	LogEnd   int64  `json:"log_end_offset"`
-	HW       int64  `json:"high_watermark"`
-	Records  int    `json:"records"`
-	Err      string `json:"error,omitempty"`
+	Broker      int32  `json:"broker"`
+	Role        string `json:"role"`
+	LeaderEpoch int32  `json:"leader_epoch"`
+	Leader      bool   `json:"leader"`
+	InISR       bool   `json:"in_isr"`
+	LogStart    int64  `json:"log_start_offset"`
+	LogEnd      int64  `json:"log_end_offset"`
+	HW          int64  `json:"high_watermark"`
+	Records     int    `json:"records"`
+	Err         string `json:"error,omitempty"`
 }
 
 // PartitionReport is one partition's part of a Report.
