@@ -16,9 +16,9 @@
 #               FOLLOWER_DOWN_SECS under load, then docker start: it must
 #               catch up and rejoin the ISR
 #
-# Each round records the time until every partition has a leader off the
-# faulted node (failover), the time from the repair until every ISR is full
-# again (heal), the acks so far, and (CHECK_EACH_ROUND=1) a `strata verify
+# Each round records the time from the fault until every partition has a
+# leader off the faulted node (failover), the time from the start of the
+# repair until every broker agrees that every ISR is full again (heal), the acks so far, and (CHECK_EACH_ROUND=1) a `strata verify
 # check` of the log so far, under load. At the end the producer stops and
 # a final check reads every replica. The test fails when any check reports
 # a lost acknowledged record, divergence or a gap, or when the cluster
@@ -297,11 +297,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
       down=$KILL_DOWN_SECS
       [ "$fault" = kill ] || down=$FOLLOWER_DOWN_SECS
       sleep_until "$(awk -v t="$t0" -v d="$down" 'BEGIN { printf "%.3f", t + d }')"
+      t1=$(now)
       timeout 60 docker start "${ctrs[@]}" >/dev/null
       wait_healthy 90 "broker-$node" "replicator-$node" || { result="FAIL: node $node not healthy"; failed=1; }
       ;;
     disconnect)
       sleep_until "$(awk -v t="$t0" -v d="$DISCONNECT_SECS" 'BEGIN { printf "%.3f", t + d }')"
+      t1=$(now)
       # The same address (the replicator's is fixed: Serf advertises it)
       # and the compose service name as the DNS alias.
       timeout 30 docker network connect --ip "${ips[0]}" --alias "broker-$node" "$net" "${ctrs[0]}"
@@ -309,10 +311,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
       ;;
     pause)
       sleep_until "$(awk -v t="$t0" -v d="$PAUSE_SECS" 'BEGIN { printf "%.3f", t + d }')"
+      t1=$(now)
       timeout 30 docker unpause "${ctrs[@]}" >/dev/null
       ;;
   esac
-  t1=$(now)
+  # Heal: from the start of the repair (docker start, connect, unpause)
+  # until every broker agrees that every ISR is full.
   if poll_until "$HEAL_TIMEOUT" healed; then
     heal=$(since "$t1")
     say "healed: every ISR full ${heal}s after the repair ($(isr_state))"
