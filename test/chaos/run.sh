@@ -27,8 +27,11 @@
 # Environment (defaults in brackets): ROUNDS [10], RATE records/s [1000],
 # PRODUCERS [4], LOAD_SECS of load before each fault [5], KILL_DOWN_SECS
 # [5], DISCONNECT_SECS [20], PAUSE_SECS [15], FOLLOWER_DOWN_SECS [10],
-# FAILOVER_TIMEOUT [60], HEAL_TIMEOUT [120], CHECK_EACH_ROUND [1], KEEP [0]
-# (1 leaves the cluster up). COMPOSE as for make up.
+# FAILOVER_TIMEOUT [60], HEAL_TIMEOUT [120], DELIVERY_TIMEOUT [10] (seconds
+# the producer retries a record before it gives up: shorter than a
+# disconnect, so that some outcomes are indefinite and the checker resolves
+# them), CHECK_EACH_ROUND [1], KEEP [0] (1 leaves the cluster up). COMPOSE
+# as for make up.
 #
 # Refuses to run while a strata compose cluster exists (it would be torn
 # down). Writes under .data/chaos: the outcome log, each check's JSON, the
@@ -49,6 +52,7 @@ PAUSE_SECS=${PAUSE_SECS:-15}
 FOLLOWER_DOWN_SECS=${FOLLOWER_DOWN_SECS:-10}
 FAILOVER_TIMEOUT=${FAILOVER_TIMEOUT:-60}
 HEAL_TIMEOUT=${HEAL_TIMEOUT:-120}
+DELIVERY_TIMEOUT=${DELIVERY_TIMEOUT:-10}
 CHECK_EACH_ROUND=${CHECK_EACH_ROUND:-1}
 KEEP=${KEEP:-0}
 
@@ -62,7 +66,7 @@ unset STRATA_CONTEXT STRATA_BROKERS
 for tool in docker jq timeout; do
   command -v "$tool" >/dev/null || die "$tool is required"
 done
-for v in ROUNDS RATE PRODUCERS LOAD_SECS KILL_DOWN_SECS DISCONNECT_SECS PAUSE_SECS FOLLOWER_DOWN_SECS FAILOVER_TIMEOUT HEAL_TIMEOUT; do
+for v in ROUNDS RATE PRODUCERS LOAD_SECS KILL_DOWN_SECS DISCONNECT_SECS PAUSE_SECS FOLLOWER_DOWN_SECS FAILOVER_TIMEOUT HEAL_TIMEOUT DELIVERY_TIMEOUT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 
@@ -112,8 +116,20 @@ led_off() {
 }
 
 # healed: every broker answers and agrees; every partition has a leader
-# and every replica in its ISR.
-healed() { status 2>/dev/null | jq -e '.converged' >/dev/null; }
+# and every replica in its ISR. While not, it logs what is missing each
+# time that changes: a slow heal says why.
+heal_why=""
+healed() {
+  local v why
+  v=$(status 2>&1) || v='{"converged":false,"not_converged_because":["verify status failed"]}'
+  jq -e '.converged' >/dev/null 2>&1 <<<"$v" && return 0
+  why=$(jq -r '(.not_converged_because // []) | join("; ")' 2>/dev/null <<<"$v") || why=$v
+  if [ "$why" != "$heal_why" ]; then
+    say "not healed yet: $why"
+    heal_why=$why
+  fi
+  return 1
+}
 
 # isr_state prints each partition's leader, epoch and ISR, and what keeps
 # the brokers from agreeing, for the log.
@@ -159,7 +175,8 @@ check() {
     return 1
   fi
   jq -r '.total as $t | (if .passed then "PASS" else "FAIL" end) +
-    " lost=\($t.lost) divergent=\($t.divergent) gaps=\($t.gaps) dup-acked=\($t.dup_acked) dup-indef=\($t.dup_indefinite) unreadable=\($t.unreadable)"' "$f"
+    " lost=\($t.lost) divergent=\($t.divergent) gaps=\($t.gaps) dup-acked=\($t.dup_acked) dup-indef=\($t.dup_indefinite)" +
+    " indef=\($t.indefinite)(found \($t.indefinite_found)) unreadable=\($t.unreadable)"' "$f"
   [ "$rc" -eq 0 ]
 }
 
@@ -255,7 +272,7 @@ say "topic $topic: $(isr_state)"
 max_run=$((ROUNDS * (LOAD_SECS + FAILOVER_TIMEOUT + DISCONNECT_SECS + PAUSE_SECS + HEAL_TIMEOUT + 60) + 600))
 say "---- verify produce in the background (${RATE}/s, $PRODUCERS producers, log $outlog)"
 bin/strata verify produce --topic "$topic" --producers "$PRODUCERS" --rate "$RATE" --duration "${max_run}s" \
-  --out "$outlog" --progress 30s >"$work/produce.out" 2>&1 &
+  --delivery-timeout "${DELIVERY_TIMEOUT}s" --out "$outlog" --progress 30s >"$work/produce.out" 2>&1 &
 producer_pid=$!
 
 # ---- rounds
