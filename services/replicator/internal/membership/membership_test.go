@@ -10,7 +10,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/goleak"
-	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap"
 
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
@@ -51,7 +51,7 @@ func start(t *testing.T, id int32, key []byte, join []string, h func(Event)) (*M
 	addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 	m, err := New(Options{NodeID: id, BindAddr: addr, Join: join, ClusterKey: key,
 		BrokerAddr: fmt.Sprintf("b%d:9092", id), BrokerInternalAddr: fmt.Sprintf("broker-%d:9092", id), ReplicatorAddr: fmt.Sprintf("r%d:9093", id), RaftAddr: fmt.Sprintf("f%d:7947", id),
-		Handler: h, Tune: fast, RejoinMax: 200 * time.Millisecond}, zaptest.NewLogger(t))
+		Handler: h, Tune: fast, RejoinMax: 200 * time.Millisecond}, testutil.Logger(t, zap.DebugLevel))
 	if err != nil {
 		t.Fatal(err)
 	}

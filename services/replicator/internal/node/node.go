@@ -110,12 +110,14 @@ type Node struct {
 }
 
 // Start starts every part of the replicator.
-func Start(opts Options, lg *zap.Logger) (n *Node, err error) {
+func Start(opts Options, lg *zap.Logger) (_ *Node, err error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
 	lg = lg.With(zap.Int32("node", opts.NodeID))
-	n = &Node{lg: lg, opts: opts, fsm: metadata.NewFSM(lg), ready: make(chan struct{})}
+	// n is not the named result: an error return must not nil it before
+	// the deferred cleanup (and the goroutines already started) use it.
+	n := &Node{lg: lg, opts: opts, fsm: metadata.NewFSM(lg), ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	grpcServing := false
@@ -509,8 +511,12 @@ func (n *Node) stopRest(ctx context.Context) error {
 type clusterView struct{ n *Node }
 
 func (c clusterView) IsLeader() bool { return c.n.raft.IsLeader() }
-func (c clusterView) Ready() bool    { return c.n.Ready() }
-func (c clusterView) Leader() int32  { return c.n.raft.Leader() }
+
+// Ready is true while the node's metadata is current: caught up since start
+// and still in contact with the Raft leader, so that a node cut off from
+// the cluster (or just back) does not answer from a stale FSM.
+func (c clusterView) Ready() bool   { return c.n.Ready() && c.n.raft.CaughtUp() }
+func (c clusterView) Leader() int32 { return c.n.raft.Leader() }
 
 func (c clusterView) RaftRole(id int32) string {
 	if id == c.n.raft.Leader() {

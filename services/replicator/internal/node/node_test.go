@@ -18,7 +18,6 @@ import (
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -269,7 +268,7 @@ func TestClusterFailoverRestartAndFullRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	lg := testutil.Logger(t, zap.WarnLevel)
 	c := newCluster(t, 3)
 	for _, tn := range c.nodes {
 		c.start(tn, lg)
@@ -545,7 +544,7 @@ func TestGracefulLeaveRemovesFromRaft(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	lg := testutil.Logger(t, zap.WarnLevel)
 	c := newCluster(t, 3)
 	for _, tn := range c.nodes {
 		c.start(tn, lg)
@@ -583,7 +582,7 @@ func TestRaftRejectsPeerWithMismatchedCN(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	lg := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel+1))
+	lg := testutil.Logger(t, zap.ErrorLevel+1)
 	c := newCluster(t, 3)
 	impostor := c.nodes[2]
 	impostor.cn = "replicator-9" // a valid replicator cert, but not node 3's
@@ -625,7 +624,7 @@ func bootstrapExpect(n int) int {
 }
 
 func TestSingleNodeBootstrapAndRestart(t *testing.T) {
-	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	lg := testutil.Logger(t, zap.WarnLevel)
 	c := newCluster(t, 1)
 	tn := c.nodes[0]
 	c.start(tn, lg)
@@ -662,7 +661,7 @@ func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 // clients' topic administration after checking them itself) may create,
 // describe and delete topics; a client cert never passes for a peer.
 func TestAuthorization(t *testing.T) {
-	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	lg := testutil.Logger(t, zap.WarnLevel)
 	c := newCluster(t, 1)
 	tn := c.nodes[0]
 	c.start(tn, lg)
@@ -710,7 +709,7 @@ func TestAlterPartitionForwardedAndAuthorized(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	lg := testutil.Logger(t, zap.WarnLevel)
 	c := newCluster(t, 3)
 	for _, tn := range c.nodes {
 		c.start(tn, lg)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/replicator/internal/fakebroker"
@@ -34,7 +33,7 @@ func TestReplicationFollowsFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	lg := testutil.Logger(t, zap.WarnLevel)
 	c := newCluster(t, 3)
 	for _, tn := range c.nodes {
 		tn.replica = fakebroker.Start(t, c.ca, fmt.Sprintf("broker-%d", tn.id), fakebroker.Options{})
