@@ -279,7 +279,7 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 // ErrClosed at the drain deadline) leaves the record's fate unknown.
 func outcomeOf(producer int, seq int64, value string, m client.RecordMetadata, err error) verify.Outcome {
 	o := verify.Outcome{Kind: verify.KindAck, Value: value, Producer: producer, Seq: seq, Partition: m.Partition,
-		Offset: m.Offset, TimeMs: m.Acked.UnixMilli()}
+		Offset: m.Offset, ProducedMs: m.Produced.UnixMilli(), TimeMs: m.Acked.UnixMilli()}
 	if err == nil {
 		return o
 	}

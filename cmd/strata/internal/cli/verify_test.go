@@ -230,7 +230,7 @@ func TestVerifyCheckUnreadableBroker(t *testing.T) {
 
 func TestOutcomeOf(t *testing.T) {
 	now := time.Now()
-	sent := client.RecordMetadata{Partition: 2, Offset: -1, Acked: now}
+	sent := client.RecordMetadata{Partition: 2, Offset: -1, Produced: now.Add(-time.Second), Acked: now}
 	tests := []struct {
 		name string
 		m    client.RecordMetadata
@@ -251,7 +251,8 @@ func TestOutcomeOf(t *testing.T) {
 			if o.Kind != tt.want {
 				t.Fatalf("kind %s, want %s", o.Kind, tt.want)
 			}
-			if tt.want == verify.KindAck && (o.Offset != 7 || o.Error != "") || tt.want != verify.KindAck && (o.Offset != -1 || o.Error == "") {
+			if tt.want == verify.KindAck && (o.Offset != 7 || o.Error != "") || tt.want != verify.KindAck && (o.Offset != -1 || o.Error == "") ||
+				o.TimeMs != tt.m.Acked.UnixMilli() || o.ProducedMs != tt.m.Produced.UnixMilli() {
 				t.Fatalf("outcome %+v", o)
 			}
 		})

@@ -20,9 +20,9 @@ import (
 // once its fate is known:
 //
 //	{"kind":"run","run":"a1b2c3","topic":"t","producers":4,"started_ms":...}
-//	{"kind":"ack","value":"a1b2c3-p0-17","producer":0,"seq":17,"partition":2,"offset":5,"ts_ms":...}
-//	{"kind":"indefinite","value":"a1b2c3-p1-9","producer":1,"seq":9,"partition":0,"offset":-1,"error":"...","ts_ms":...}
-//	{"kind":"failed","value":"a1b2c3-p1-10","producer":1,"seq":10,"partition":-1,"offset":-1,"error":"...","ts_ms":...}
+//	{"kind":"ack","value":"a1b2c3-p0-17","producer":0,"seq":17,"partition":2,"offset":5,"produced_ms":...,"ts_ms":...}
+//	{"kind":"indefinite","value":"a1b2c3-p1-9","producer":1,"seq":9,"partition":0,"offset":-1,"error":"...","produced_ms":...,"ts_ms":...}
+//	{"kind":"failed","value":"a1b2c3-p1-10","producer":1,"seq":10,"partition":-1,"offset":-1,"error":"...","produced_ms":...,"ts_ms":...}
 //
 // A line is written only when complete, so a log cut short by a crash ends
 // in at most one partial line, which ReadLog skips.
@@ -63,7 +63,11 @@ type Outcome struct {
 	// Offset is the acknowledged offset; -1 unless Kind is KindAck.
 	Offset int64  `json:"offset"`
 	Error  string `json:"error,omitempty"`
-	TimeMs int64  `json:"ts_ms"`
+	// ProducedMs is when the producer accepted the record and TimeMs when
+	// its outcome was known (Unix milliseconds): how long each fault held
+	// records up.
+	ProducedMs int64 `json:"produced_ms"`
+	TimeMs     int64 `json:"ts_ms"`
 }
 
 // Log is one decoded log file.

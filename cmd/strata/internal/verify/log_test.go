@@ -11,7 +11,7 @@ import (
 func TestLogRoundTrip(t *testing.T) {
 	h := Header{Run: "r1", Topic: "t", Producers: 2, StartedMs: 1700000000000}
 	outs := []Outcome{
-		{Kind: KindAck, Value: "r1-p0-0", Producer: 0, Seq: 0, Partition: 0, Offset: 0, TimeMs: 1},
+		{Kind: KindAck, Value: "r1-p0-0", Producer: 0, Seq: 0, Partition: 0, Offset: 0, ProducedMs: 1, TimeMs: 1},
 		{Kind: KindIndefinite, Value: "r1-p1-0", Producer: 1, Seq: 0, Partition: 2, Offset: -1, Error: "deadline", TimeMs: 2},
 		{Kind: KindFailed, Value: "r1-p1-1", Producer: 1, Seq: 1, Partition: -1, Offset: -1, Error: "denied", TimeMs: 3},
 	}
