@@ -345,12 +345,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
   fi
   n_acks=$(acks)
   if [ "$CHECK_EACH_ROUND" = 1 ]; then
-    if verdict=$(check "round-$round"); then
-      [ "$result" != ok ] || result="ok; check $verdict"
-    else
-      result="$result; check $verdict"
-      failed=1
-    fi
+    verdict=$(check "round-$round") || failed=1
+    result="$result; check $verdict"
   fi
   rows+=("$(printf '%-6s %-11s %-5s %-11s %-8s %-9s %s' "$round" "$fault" "$node" "$failover" "$heal" "$n_acks" "$result")")
   say "round $round: $fault node $node: failover ${failover}s, heal ${heal}s, $n_acks acks: $result"
