@@ -392,6 +392,35 @@ func TestGracefulShutdownEndsOpenStreams(t *testing.T) {
 	}
 }
 
+// TestGracefulShutdownEndsIdleProduceStreams: a producer that keeps its
+// ProduceStream open (as the client does) does not hold the graceful stop;
+// its stream ends with Unavailable so it retries elsewhere.
+func TestGracefulShutdownEndsIdleProduceStreams(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	b, c := startBroker(t, cfg)
+	ctx := ctxT(t)
+	createTopic(t, c, "bye", nil)
+	ps, err := c.log.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ps.Send(&stratav1.ProduceRequest{Topic: "bye", Records: values(1, "x")}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := ps.Recv(); err != nil || resp.GetError() != nil {
+		t.Fatalf("first answer: %v, %v", resp, err)
+	}
+	start := time.Now()
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= cfg.ShutdownTimeout {
+		t.Fatalf("shutdown took %v: the idle ProduceStream held up the graceful stop", took)
+	}
+	_, err = ps.Recv()
+	wantCode(t, err, codes.Unavailable)
+}
+
 func TestMetricsEndpoint(t *testing.T) {
 	b, c := startBroker(t, testConfig(t.TempDir()))
 	ctx := ctxT(t)

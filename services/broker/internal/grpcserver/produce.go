@@ -8,6 +8,8 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/broker/internal/partition"
@@ -122,11 +124,14 @@ func (s *logService) Produce(ctx context.Context, req *stratav1.ProduceRequest) 
 	return s.produce(ctx, req)
 }
 
-// ProduceStream pipelines batches: this goroutine receives and appends in
-// request order, a second one sends the answers in the same order. At most
+// ProduceStream pipelines batches: one goroutine receives and appends in
+// request order, another sends the answers in the same order. At most
 // ProduceStreamInFlight answers wait to be sent; past that, receiving waits
 // (and HTTP/2 flow control pushes back on the client). A failed batch is
-// answered with its error and the stream goes on.
+// answered with its error and the stream goes on. When the server shuts
+// down the stream ends with Unavailable between batches, so a client that
+// keeps its stream open does not hold the graceful stop; batches not yet
+// answered are the client's to retry.
 func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[stratav1.ProduceRequest, stratav1.ProduceResponse]) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -134,49 +139,72 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[stratav1.Prod
 	sendErr := make(chan error, 1)
 	go func() {
 		var err error
-		for resp := range answers {
-			if err != nil {
-				continue // drain so the receiver never blocks
-			}
-			if err = stream.Send(resp); err != nil {
-				cancel()
-			}
-		}
-		sendErr <- err
-	}()
-
-	recvErr := func() error {
 		for {
-			req, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			resp, err := s.produce(ctx, req)
-			if err != nil {
-				resp = &stratav1.ProduceResponse{
-					Topic:         req.GetTopic(),
-					Partition:     req.GetPartition(),
-					BaseOffset:    -1,
-					LastOffset:    -1,
-					CorrelationId: req.GetCorrelationId(),
-					Error:         toProtoError(err),
-				}
-			}
 			select {
-			case answers <- resp:
+			case resp, ok := <-answers:
+				if !ok {
+					sendErr <- err
+					return
+				}
+				if err != nil {
+					continue // drain so the receiver never blocks
+				}
+				if err = stream.Send(resp); err != nil {
+					cancel()
+				}
 			case <-ctx.Done():
-				return ctx.Err()
+				sendErr <- errors.Join(err, ctx.Err())
+				return
 			}
 		}
 	}()
-	close(answers)
-	if err := <-sendErr; err != nil {
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(answers)
+		recvErr <- s.receiveBatches(ctx, stream, answers)
+	}()
+	select {
+	case err := <-recvErr:
+		if serr := <-sendErr; serr != nil {
+			return serr
+		}
 		return err
+	case <-s.shutdown:
+		cancel()
+		<-sendErr // no Send after the handler returns
+		// The receiver is in Recv, which ends when this handler returns.
+		return status.Error(codes.Unavailable, "broker shutting down")
 	}
-	return recvErr
+}
+
+// receiveBatches is ProduceStream's receive loop: each batch is appended
+// and its answer queued in order.
+func (s *logService) receiveBatches(ctx context.Context, stream grpc.BidiStreamingServer[stratav1.ProduceRequest, stratav1.ProduceResponse], answers chan<- *stratav1.ProduceResponse) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := s.produce(ctx, req)
+		if err != nil {
+			resp = &stratav1.ProduceResponse{
+				Topic:         req.GetTopic(),
+				Partition:     req.GetPartition(),
+				BaseOffset:    -1,
+				LastOffset:    -1,
+				CorrelationId: req.GetCorrelationId(),
+				Error:         toProtoError(err),
+			}
+		}
+		select {
+		case answers <- resp:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // ProduceBulk appends every batch of a client stream and answers once with
