@@ -115,7 +115,7 @@ func strata(tb testing.TB, stdin string, args ...string) (string, string, int) {
 		tb.Skip("needs the real broker")
 	}
 	cmd := exec.Command(strataBin, append([]string{"--brokers", brokerAddr, "--insecure", "--timeout", "30s"}, args...)...)
-	cmd.Env = append(os.Environ(), "STRATA_CONTEXT_FILE="+filepath.Join(tb.TempDir(), "ctx.json"))
+	cmd.Env = append(os.Environ(), "STRATA_CONTEXT_FILE="+filepath.Join(tb.TempDir(), "ctx.json"), "STRATA_CONTEXT=")
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -175,6 +175,9 @@ func TestProduceAndConsume(t *testing.T) {
 func TestFollowSeesNewRecords(t *testing.T) {
 	mustStrata(t, "", "topic", "create", "cli2")
 	cmd := exec.Command(strataBin, "--brokers", brokerAddr, "--insecure", "--timeout", "30s", "consume", "cli2", "--from", "latest", "--follow", "-n", "2")
+	// Never the user's contexts: the test must not depend on what `make up`
+	// or `make dev` left there.
+	cmd.Env = append(os.Environ(), "STRATA_CONTEXT_FILE="+filepath.Join(t.TempDir(), "ctx.json"), "STRATA_CONTEXT=")
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = os.Stderr

@@ -67,6 +67,26 @@ func TestContextFileCommands(t *testing.T) {
 	if c, err = e.resolve(); err != nil || c.Brokers[0] != "x:9" || !c.Insecure {
 		t.Fatalf("resolved dev with override: %+v %v", c, err)
 	}
+	// --insecure on the command line replaces a TLS context's files, and
+	// TLS files on the command line replace an insecure context.
+	e.g = &globals{context: "prod", insecure: boolFlag{set: true, v: true}}
+	if c, err = e.resolve(); err != nil || !c.Insecure || c.CA != "" || c.Cert != "" || c.Key != "" {
+		t.Fatalf("prod with --insecure: %+v %v", c, err)
+	}
+	if _, err := tlsConfig(c); err != nil {
+		t.Fatalf("prod with --insecure: tls config: %v", err)
+	}
+	e.g = &globals{context: "dev", ca: "ca.pem", cert: "c.pem", key: "k.pem"}
+	if c, err = e.resolve(); err != nil || c.Insecure || c.CA != "ca.pem" {
+		t.Fatalf("dev with TLS flags: %+v %v", c, err)
+	}
+	e.g = &globals{context: "prod", insecure: boolFlag{set: true, v: true}, ca: "other.pem"}
+	if c, err = e.resolve(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tlsConfig(c); err == nil {
+		t.Fatal("--insecure with --ca on the command line was accepted")
+	}
 	e.g = &globals{context: "nope"}
 	if _, err := e.resolve(); err == nil || !strings.Contains(err.Error(), `context "nope" not found`) {
 		t.Fatalf("unknown context: %v", err)

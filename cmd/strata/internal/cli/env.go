@@ -111,8 +111,17 @@ func (e *env) resolve() (Context, error) {
 	if e.g.key != "" {
 		c.Key = e.g.key
 	}
-	if e.g.insecure.set {
+	tlsFlags := e.g.ca != "" || e.g.cert != "" || e.g.key != ""
+	switch {
+	case e.g.insecure.set:
 		c.Insecure = e.g.insecure.v
+		if c.Insecure && !tlsFlags {
+			// --insecure on the command line replaces the context's TLS
+			// files rather than conflicting with them.
+			c.CA, c.Cert, c.Key = "", "", ""
+		}
+	case tlsFlags:
+		c.Insecure = false // TLS files on the command line replace an insecure context
 	}
 	if e.g.admin != "" {
 		c.Admin = e.g.admin
