@@ -248,8 +248,15 @@ func (c *Client) fetchMetadata(ctx context.Context) (*stratav1.MetadataResponse,
 	return nil, fmt.Errorf("%w: %w", ErrNoBrokers, errors.Join(errs...))
 }
 
-// topic returns the cached metadata of a topic, refreshing once when it is
-// unknown.
+// topicNotFoundRetries are the waits between metadata refreshes for a
+// topic the cluster does not report yet: in a cluster a topic just created
+// through one node reaches the others' metadata a moment later (Kafka's
+// producer likewise waits for metadata). About 0.7 s in all, so that a
+// topic that really does not exist is still reported promptly.
+var topicNotFoundRetries = []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}
+
+// topic returns the cached metadata of a topic, refreshing when it is
+// unknown (a few times, briefly: see topicNotFoundRetries).
 func (c *Client) topic(ctx context.Context, name string) (*stratav1.TopicMetadata, error) {
 	c.mu.Lock()
 	t, ok := c.topics[name]
@@ -257,16 +264,27 @@ func (c *Client) topic(ctx context.Context, name string) (*stratav1.TopicMetadat
 	if ok {
 		return t, nil
 	}
-	if err := c.refresh(ctx, false); err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		if err := c.refresh(ctx, attempt > 0); err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		t, ok = c.topics[name]
+		c.mu.Unlock()
+		if ok {
+			return t, nil
+		}
+		if attempt == len(topicNotFoundRetries) {
+			return nil, fmt.Errorf("%w: %q", ErrTopicNotFound, name)
+		}
+		timer := time.NewTimer(topicNotFoundRetries[attempt])
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		}
 	}
-	c.mu.Lock()
-	t, ok = c.topics[name]
-	c.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrTopicNotFound, name)
-	}
-	return t, nil
 }
 
 // leader returns the address of a partition's leader from the cache.

@@ -50,6 +50,8 @@ type Cluster interface {
 // StateSource gives the current metadata.
 type StateSource interface {
 	State() *metadata.State
+	// Watch returns the state and a channel closed at its next change.
+	Watch() (*metadata.State, <-chan struct{})
 }
 
 // Deps are the server's collaborators.

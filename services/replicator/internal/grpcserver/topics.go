@@ -3,6 +3,7 @@ package grpcserver
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -52,7 +53,11 @@ func (s *topicsServer) CreateTopic(ctx context.Context, req *stratav1.CreateTopi
 		return nil, err
 	}
 	if conn != nil {
-		return stratav1.NewTopicsClient(conn).CreateTopic(markForwarded(ctx), req)
+		resp, err := stratav1.NewTopicsClient(conn).CreateTopic(markForwarded(ctx), req)
+		if err == nil {
+			s.awaitLocal(ctx, func(st *metadata.State) bool { _, ok := st.Topics[req.GetName()]; return ok })
+		}
+		return resp, err
 	}
 	t, err := s.deps.Controller.CreateTopic(ctx, req.GetName(), topicConfig(req.GetConfig()))
 	if err != nil {
@@ -67,7 +72,11 @@ func (s *topicsServer) DeleteTopic(ctx context.Context, req *stratav1.DeleteTopi
 		return nil, err
 	}
 	if conn != nil {
-		return stratav1.NewTopicsClient(conn).DeleteTopic(markForwarded(ctx), req)
+		resp, err := stratav1.NewTopicsClient(conn).DeleteTopic(markForwarded(ctx), req)
+		if err == nil {
+			s.awaitLocal(ctx, func(st *metadata.State) bool { _, ok := st.Topics[req.GetName()]; return !ok })
+		}
+		return resp, err
 	}
 	if err := s.deps.Controller.DeleteTopic(ctx, req.GetName()); err != nil {
 		return nil, toStatus(err)
@@ -163,4 +172,26 @@ func topicProto(st *metadata.State, t *metadata.Topic) *stratav1.TopicMetadata {
 		out.Partitions = append(out.Partitions, pm)
 	}
 	return out
+}
+
+// awaitLocal waits, for a moment at most, until this replicator's FSM shows
+// a change the controller committed: the caller's next Metadata request
+// usually comes back through this node, and should see its own write.
+// Past the bound the answer goes anyway: the change is committed and will
+// arrive.
+func (s *topicsServer) awaitLocal(ctx context.Context, done func(*metadata.State) bool) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for {
+		st, changed := s.deps.State.Watch()
+		if done(st) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			s.lg.Debug("committed topic change not applied locally yet", zap.Error(ctx.Err()))
+			return
+		}
+	}
 }
