@@ -224,26 +224,52 @@ func (c *Client) refresh(ctx context.Context, force bool) error {
 }
 
 func (c *Client) fetchMetadata(ctx context.Context) (*stratav1.MetadataResponse, error) {
-	var errs []error
-	for _, addr := range c.brokerAddrs() {
+	// Every known broker is asked at once and the first answer wins: a
+	// broker that is paused or cut off (its connection open but silent)
+	// would otherwise hold each refresh for the whole dial timeout, just
+	// when clients need new leaders. The other calls are cancelled.
+	addrs := c.brokerAddrs()
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	type answer struct {
+		addr string
+		resp *stratav1.MetadataResponse
+		err  error
+	}
+	answers := make(chan answer, len(addrs))
+	for _, addr := range addrs {
 		cc, err := c.conn(addr)
 		if err != nil {
-			return nil, err
+			answers <- answer{addr: addr, err: err}
+			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
-		// Fail fast (no WaitForReady): a dead broker's connection goes to
-		// TRANSIENT_FAILURE at once, and the next address is tried instead
-		// of waiting out the dial timeout on it.
-		resp, err := stratav1.NewMetadataClient(cc).Metadata(rctx, &stratav1.MetadataRequest{})
-		cancel()
-		if err == nil {
-			return resp, nil
+		go func() {
+			// Fail fast (no WaitForReady): a dead broker's connection goes
+			// to TRANSIENT_FAILURE at once.
+			resp, err := stratav1.NewMetadataClient(cc).Metadata(rctx, &stratav1.MetadataRequest{})
+			answers <- answer{addr, resp, err}
+		}()
+	}
+	var (
+		errs []error
+		won  *stratav1.MetadataResponse
+	)
+	for range addrs { // every call returns: the winner cancels the rest
+		a := <-answers
+		switch {
+		case a.err == nil && won == nil:
+			won = a.resp
+			cancel()
+		case a.err != nil && won == nil:
+			c.lg.Debug("metadata request failed", zap.String("broker", a.addr), zap.Error(a.err))
+			errs = append(errs, fmt.Errorf("%s: %w", a.addr, fromStatus(a.err)))
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		c.lg.Debug("metadata request failed", zap.String("broker", addr), zap.Error(err))
-		errs = append(errs, fmt.Errorf("%s: %w", addr, fromStatus(err)))
+	}
+	if won != nil {
+		return won, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
 	return nil, fmt.Errorf("%w: %w", ErrNoBrokers, errors.Join(errs...))
 }

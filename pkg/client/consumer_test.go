@@ -3,7 +3,9 @@ package client
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,5 +121,48 @@ func TestConsumerOutOfRangeIsTerminal(t *testing.T) {
 	var ore *OffsetRangeError
 	if !errors.As(err, &ore) || ore.EndOffset != 5 {
 		t.Fatalf("got %v, want OffsetRangeError ending at 5", err)
+	}
+}
+
+// TestMetadataDoesNotWaitOnASilentBroker: a broker that accepts the TCP
+// connection but never answers (a paused container) does not hold a
+// metadata refresh for the dial timeout while another broker answers.
+func TestMetadataDoesNotWaitOnASilentBroker(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // never read, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	fc := newFakeCluster(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	cl, err := New(ctx, Config{Brokers: []string{silent.Addr().String(), fc.addrs()[0]}, Insecure: true, DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("metadata took %v with one silent broker: it waited on it", took)
 	}
 }
