@@ -694,6 +694,10 @@ type ApplyPartitionStateRequest struct {
 	Replicas      []int32                `protobuf:"varint,7,rep,packed,name=replicas,proto3" json:"replicas,omitempty"`
 	Isr           []int32                `protobuf:"varint,8,rep,packed,name=isr,proto3" json:"isr,omitempty"`
 	Config        *TopicConfig           `protobuf:"bytes,9,opt,name=config,proto3" json:"config,omitempty"`
+	// The topic's identity, assigned by the controller at creation: a local
+	// copy with another id is a deleted topic of the same name (deleted while
+	// this broker was away) and is replaced, never served.
+	TopicId       string `protobuf:"bytes,10,opt,name=topic_id,json=topicId,proto3" json:"topic_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -789,6 +793,13 @@ func (x *ApplyPartitionStateRequest) GetConfig() *TopicConfig {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *ApplyPartitionStateRequest) GetTopicId() string {
+	if x != nil {
+		return x.TopicId
+	}
+	return ""
 }
 
 type ApplyPartitionStateResponse struct {
@@ -1283,7 +1294,7 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x1cOffsetForLeaderEpochResponse\x12!\n" +
 	"\fleader_epoch\x18\x01 \x01(\x05R\vleaderEpoch\x12\x1d\n" +
 	"\n" +
-	"end_offset\x18\x02 \x01(\x03R\tendOffset\"\xba\x02\n" +
+	"end_offset\x18\x02 \x01(\x03R\tendOffset\"\xd5\x02\n" +
 	"\x1aApplyPartitionStateRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12#\n" +
@@ -1293,7 +1304,9 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x0eleader_address\x18\x06 \x01(\tR\rleaderAddress\x12\x1a\n" +
 	"\breplicas\x18\a \x03(\x05R\breplicas\x12\x10\n" +
 	"\x03isr\x18\b \x03(\x05R\x03isr\x12.\n" +
-	"\x06config\x18\t \x01(\v2\x16.strata.v1.TopicConfigR\x06config\"C\n" +
+	"\x06config\x18\t \x01(\v2\x16.strata.v1.TopicConfigR\x06config\x12\x19\n" +
+	"\btopic_id\x18\n" +
+	" \x01(\tR\atopicId\"C\n" +
 	"\x1bApplyPartitionStateResponse\x12$\n" +
 	"\x0elog_end_offset\x18\x01 \x01(\x03R\flogEndOffset\"L\n" +
 	"\x16PartitionStatusRequest\x12\x14\n" +

@@ -294,3 +294,42 @@ func TestClusterModeNeedsTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestClusterModeReplacesAStaleTopicCopy: a topic deleted and recreated
+// while this broker was away arrives with a new topic id; the local copy
+// of the old topic (and its records) is replaced, never served under it.
+func TestClusterModeReplacesAStaleTopicCopy(t *testing.T) {
+	b, _, certs := startClusterBroker(t)
+	ctx := ctxT(t)
+	own := replicaClient(t, b, certs, "replicator-1")
+	op := dialAs(t, b, certs, "operator")
+	old := orders(stratav1.Role_ROLE_LEADER, 3, 1, "b1:9092")
+	old.TopicId = "0123-old"
+	if _, err := own.ApplyPartitionState(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "orders", Records: values(4, "old")}); err != nil {
+		t.Fatal(err)
+	}
+	// The same id again keeps the records.
+	if _, err := own.ApplyPartitionState(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := own.PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: "orders"}); err != nil || st.GetLogEndOffset() != 4 {
+		t.Fatalf("same id: %v, %v", st, err)
+	}
+	// The recreated topic starts over at epoch 0 with a new id.
+	fresh := orders(stratav1.Role_ROLE_LEADER, 0, 1, "b1:9092")
+	fresh.TopicId = "4567-new"
+	if _, err := own.ApplyPartitionState(ctx, fresh); err != nil {
+		t.Fatalf("apply the recreated topic: %v", err)
+	}
+	st, err := own.PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: "orders"})
+	if err != nil || st.GetLogEndOffset() != 0 || st.GetLatestLocalEpoch() != -1 {
+		t.Fatalf("recreated topic status %v, %v: the old records survived", st, err)
+	}
+	c, err := op.log.Consume(ctx, &stratav1.ConsumeRequest{Topic: "orders", MaxRecords: 10})
+	if err != nil || len(c.GetRecords()) != 0 {
+		t.Fatalf("recreated topic served %d records (%v)", len(c.GetRecords()), err)
+	}
+}

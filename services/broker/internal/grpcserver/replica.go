@@ -18,7 +18,7 @@ import (
 // TopicEnsurer makes the local copy of a topic match the controller's
 // config, and removes it. *topic.Registry satisfies it.
 type TopicEnsurer interface {
-	Ensure(ctx context.Context, name string, cfg topic.Config) (*topic.Topic, error)
+	Ensure(ctx context.Context, name, id string, cfg topic.Config) (*topic.Topic, error)
 	Delete(ctx context.Context, name string) error
 }
 
@@ -77,7 +77,7 @@ func (s *replicaService) ApplyPartitionState(ctx context.Context, req *stratav1.
 	if req.GetConfig() == nil {
 		return nil, badRequest("config", "must be set")
 	}
-	t, err := s.cluster.Topics.Ensure(ctx, req.GetTopic(), configFromProto(req.GetConfig()))
+	t, err := s.cluster.Topics.Ensure(ctx, req.GetTopic(), req.GetTopicId(), configFromProto(req.GetConfig()))
 	if err != nil {
 		return nil, toStatus(err)
 	}

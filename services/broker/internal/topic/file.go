@@ -18,6 +18,9 @@ type fileFormat struct {
 	Version int    `json:"version"`
 	Name    string `json:"name"`
 	Config  Config `json:"config"`
+	// ID is the controller's topic id in cluster mode (empty on a single
+	// node): a local copy with another id is a different, deleted topic.
+	ID string `json:"id,omitempty"`
 }
 
 const fileVersion = 1

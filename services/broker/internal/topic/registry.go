@@ -24,12 +24,16 @@ import (
 // Topic is one topic and its open partitions.
 type Topic struct {
 	name       string
+	id         string // the controller's topic id; empty on a single node
 	cfg        atomic.Pointer[Config]
 	partitions []*partition.Partition // fixed at creation
 }
 
 // Name is the topic name.
 func (t *Topic) Name() string { return t.name }
+
+// ID is the controller's topic id (empty on a single node).
+func (t *Topic) ID() string { return t.id }
 
 // Config is the topic's current config.
 func (t *Topic) Config() Config { return *t.cfg.Load() }
@@ -128,6 +132,7 @@ func Open(opts Options) (*Registry, error) {
 		if err != nil {
 			return nil, errors.Join(err, r.closeAll())
 		}
+		t.id = ff.ID
 		r.byName[t.name] = t
 		r.lg.Info("topic loaded", zap.String("topic", t.name), zap.Int32("partitions", ff.Config.Partitions))
 	}
@@ -209,6 +214,11 @@ func (r *Registry) List() []*Topic {
 // the non-zero fields of override. The topic directory and partition logs
 // are created first; writing topic.json is the commit point.
 func (r *Registry) Create(ctx context.Context, name string, override Config) (*Topic, error) {
+	return r.create(ctx, name, "", override)
+}
+
+// create is Create with the controller's topic id (cluster mode).
+func (r *Registry) create(ctx context.Context, name, id string, override Config) (*Topic, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -236,7 +246,8 @@ func (r *Registry) Create(ctx context.Context, name string, override Config) (*T
 	}
 	t, err := r.openTopic(name, cfg)
 	if err == nil {
-		err = writeConfig(dir, fileFormat{Version: fileVersion, Name: name, Config: cfg})
+		t.id = id
+		err = writeConfig(dir, fileFormat{Version: fileVersion, Name: name, Config: cfg, ID: id})
 		if err == nil {
 			err = syncDir(r.topics)
 		}
@@ -323,7 +334,7 @@ func (r *Registry) Alter(ctx context.Context, name string, override Config) (*To
 	if err := next.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if err := writeConfig(filepath.Join(r.topics, name), fileFormat{Version: fileVersion, Name: name, Config: next}); err != nil {
+	if err := writeConfig(filepath.Join(r.topics, name), fileFormat{Version: fileVersion, Name: name, Config: next, ID: t.id}); err != nil {
 		return nil, err
 	}
 	t.cfg.Store(&next)
@@ -384,16 +395,19 @@ func closePartitions(ps []*partition.Partition) error {
 	return errors.Join(errs...)
 }
 
-// Ensure makes the local copy of a topic match the controller's config, as
-// a cluster-mode broker is told it (ApplyPartitionState): it creates the
+// Ensure makes the local copy of a topic match the controller's, as a
+// cluster-mode broker is told it (ApplyPartitionState): it creates the
 // topic when missing and alters it when its config differs. A local topic
-// with a different partition count is a stale copy of a topic deleted and
-// recreated while this broker was away; the controller's metadata is the
-// truth, so the stale copy is deleted and the topic created afresh.
-func (r *Registry) Ensure(ctx context.Context, name string, cfg Config) (*Topic, error) {
+// with another id, or with a different partition count, is a stale copy of
+// a topic deleted (and perhaps recreated) while this broker was away: the
+// controller's metadata is the truth, so the stale copy and its records are
+// deleted and the topic created afresh; its old records are never served
+// under the new topic. A local copy without an id (made before ids) takes
+// the controller's.
+func (r *Registry) Ensure(ctx context.Context, name, id string, cfg Config) (*Topic, error) {
 	t, err := r.Get(name)
 	if errors.Is(err, ErrNotFound) {
-		t, err = r.Create(ctx, name, cfg)
+		t, err = r.create(ctx, name, id, cfg)
 		if errors.Is(err, ErrExists) { // created concurrently
 			return r.Get(name)
 		}
@@ -403,13 +417,26 @@ func (r *Registry) Ensure(ctx context.Context, name string, cfg Config) (*Topic,
 		return nil, err
 	}
 	cur := t.Config()
-	if cfg.Partitions != 0 && cfg.Partitions != cur.Partitions {
-		r.lg.Warn("local topic has a different partition count than the controller's; replacing the stale copy",
-			zap.String("topic", name), zap.Int32("local", cur.Partitions), zap.Int32("controller", cfg.Partitions))
+	stale := ""
+	switch {
+	case id != "" && t.id != "" && t.id != id:
+		stale = "a different topic id"
+	case cfg.Partitions != 0 && cfg.Partitions != cur.Partitions:
+		stale = "a different partition count"
+	}
+	if stale != "" {
+		r.lg.Warn("local topic is a stale copy (deleted while this broker was away); replacing it",
+			zap.String("topic", name), zap.String("why", stale), zap.String("local_id", t.id), zap.String("id", id),
+			zap.Int32("local_partitions", cur.Partitions), zap.Int32("partitions", cfg.Partitions))
 		if err := r.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
-		return r.Ensure(ctx, name, cfg)
+		return r.Ensure(ctx, name, id, cfg)
+	}
+	if id != "" && t.id == "" {
+		if err := r.adoptID(name, t, id); err != nil {
+			return nil, err
+		}
 	}
 	// Partitions and replication factor are fixed; the rest may change.
 	cfg.Partitions, cfg.ReplicationFactor = 0, 0
@@ -417,4 +444,15 @@ func (r *Registry) Ensure(ctx context.Context, name string, cfg Config) (*Topic,
 		return t, nil
 	}
 	return r.Alter(ctx, name, cfg)
+}
+
+// adoptID records the controller's id for a local topic that had none.
+func (r *Registry) adoptID(name string, t *Topic, id string) error {
+	r.admin.Lock()
+	defer r.admin.Unlock()
+	if err := writeConfig(filepath.Join(r.topics, name), fileFormat{Version: fileVersion, Name: name, Config: t.Config(), ID: id}); err != nil {
+		return err
+	}
+	t.id = id
+	return nil
 }

@@ -164,3 +164,35 @@ func TestValidateName(t *testing.T) {
 		})
 	}
 }
+
+// TestEnsureTopicIDs: the controller's topic id is kept across a restart;
+// a local copy without one adopts it; another id replaces the copy.
+func TestEnsureTopicIDs(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	r := openRegistry(t, dir)
+	if _, err := r.Create(ctx, "legacy", Config{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Ensure(ctx, "ids", "id-1", Config{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if tp, err := r.Ensure(ctx, "legacy", "id-L", Config{Partitions: 1}); err != nil || tp.ID() != "id-L" {
+		t.Fatalf("adopt: %v %v", tp, err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r = openRegistry(t, dir)
+	for name, want := range map[string]string{"ids": "id-1", "legacy": "id-L"} {
+		tp, err := r.Get(name)
+		if err != nil || tp.ID() != want {
+			t.Fatalf("%s after reopen: id %q, %v; want %q", name, tp.ID(), err, want)
+		}
+	}
+	old, _ := r.Get("ids")
+	tp, err := r.Ensure(ctx, "ids", "id-2", Config{Partitions: 2})
+	if err != nil || tp.ID() != "id-2" || tp == old {
+		t.Fatalf("replace: %v %v", tp, err)
+	}
+}

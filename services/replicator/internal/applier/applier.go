@@ -187,7 +187,7 @@ func Desired(id int32, st *metadata.State) map[key]*stratav1.ApplyPartitionState
 				Topic: name, Partition: p.ID, Role: role, LeaderEpoch: p.LeaderEpoch,
 				LeaderId: p.Leader, LeaderAddress: leaderAddr,
 				Replicas: append([]int32(nil), p.Replicas...), Isr: append([]int32(nil), p.ISR...),
-				Config: TopicConfigProto(t.Config),
+				Config: TopicConfigProto(t.Config), TopicId: t.ID,
 			}
 		}
 	}

@@ -60,6 +60,10 @@ type Node struct {
 	store    *raftboltdb.BoltStore
 	trans    *raft.NetworkTransport
 	hasState atomic.Bool
+	// started holds n.raft once NewRaft returned: the stream layer's
+	// identity checks (resolve, known) run on transport goroutines that
+	// start before it.
+	started atomic.Pointer[raft.Raft]
 	// startIndex is the last log index stored when the node started: it is
 	// not caught up before it has applied at least that far.
 	startIndex uint64
@@ -129,6 +133,7 @@ func New(opts Options, fsm raft.FSM, lg *zap.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("consensus: start raft: %w", err)
 	}
+	n.started.Store(n.raft)
 	return n, nil
 }
 
@@ -138,10 +143,11 @@ func (n *Node) resolve(addr raft.ServerAddress) (int32, bool) {
 			return id, true
 		}
 	}
-	if n.raft == nil {
+	r := n.started.Load()
+	if r == nil {
 		return 0, false
 	}
-	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+	for _, s := range r.GetConfiguration().Configuration().Servers {
 		if s.Address == addr {
 			id, err := strconv.ParseInt(string(s.ID), 10, 32)
 			return int32(id), err == nil
@@ -154,10 +160,11 @@ func (n *Node) known(id int32) bool {
 	if n.opts.Known != nil && n.opts.Known(id) {
 		return true
 	}
-	if n.raft == nil {
+	r := n.started.Load()
+	if r == nil {
 		return false
 	}
-	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+	for _, s := range r.GetConfiguration().Configuration().Servers {
 		if s.ID == ServerID(id) {
 			return true
 		}

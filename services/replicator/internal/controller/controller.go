@@ -8,6 +8,7 @@ package controller
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"strconv"
@@ -434,10 +435,17 @@ func (c *Controller) CreateTopic(ctx context.Context, name string, cfg metadata.
 		return nil, err
 	}
 	if err := c.propose(ctx, ActionCreateTopic, metadata.Command{Type: metadata.CmdCreateTopic,
-		CreateTopic: &metadata.CreateTopic{Name: name, Config: cfg, Assignment: assignment}}); err != nil {
+		CreateTopic: &metadata.CreateTopic{Name: name, ID: newTopicID(), Config: cfg, Assignment: assignment}}); err != nil {
 		return nil, err
 	}
 	return c.topic(name)
+}
+
+// newTopicID is a random 128-bit topic identity, in hex.
+func newTopicID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
 }
 
 // DeleteTopic deletes a topic.

@@ -86,7 +86,7 @@ func (s *State) createTopic(c *CreateTopic) error {
 	if len(c.Assignment) != int(c.Config.Partitions) {
 		return fmt.Errorf("%w: %d partitions but %d assignments", ErrInvalidAssignment, c.Config.Partitions, len(c.Assignment))
 	}
-	t := &Topic{Name: c.Name, Config: c.Config, Partitions: make([]Partition, len(c.Assignment))}
+	t := &Topic{Name: c.Name, ID: c.ID, Config: c.Config, Partitions: make([]Partition, len(c.Assignment))}
 	for p, replicas := range c.Assignment {
 		if len(replicas) != int(c.Config.ReplicationFactor) {
 			return fmt.Errorf("%w: partition %d has %d replicas, replication factor is %d",

@@ -61,7 +61,9 @@ type SetBrokerAlive struct {
 // Every partition starts with Replicas[0] as leader, epoch 0, and the full
 // replica set as ISR.
 type CreateTopic struct {
-	Name       string      `json:"name"`
+	Name string `json:"name"`
+	// ID is the new topic's identity, chosen by the controller.
+	ID         string      `json:"id,omitempty"`
 	Config     TopicConfig `json:"config"`
 	Assignment [][]int32   `json:"assignment"`
 }

@@ -67,7 +67,10 @@ type Partition struct {
 
 // Topic is a topic with its partitions, indexed by partition id.
 type Topic struct {
-	Name       string      `json:"name"`
+	Name string `json:"name"`
+	// ID tells this topic from an earlier one of the same name (Kafka's
+	// topic ids, KIP-516): brokers replace a local copy with another id.
+	ID         string      `json:"id,omitempty"`
 	Config     TopicConfig `json:"config"`
 	Partitions []Partition `json:"partitions"`
 }
@@ -103,7 +106,7 @@ func (s *State) Clone() *State {
 }
 
 func (t *Topic) clone() *Topic {
-	c := &Topic{Name: t.Name, Config: t.Config, Partitions: make([]Partition, len(t.Partitions))}
+	c := &Topic{Name: t.Name, ID: t.ID, Config: t.Config, Partitions: make([]Partition, len(t.Partitions))}
 	for i, p := range t.Partitions {
 		c.Partitions[i] = p.clone()
 	}
