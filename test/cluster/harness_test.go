@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"flag"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -81,14 +82,28 @@ type cluster struct {
 	tls   func(serverName string) *tls.Config // the operator's client config
 }
 
+// freeAddr is a loopback address free a moment ago, below Linux's
+// ephemeral port range (32768-60999 by default), so that an outgoing
+// connection cannot take it before the process started here binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+mrand.IntN(12000)))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr) // Serf uses the UDP port too
+		if err != nil {
+			l.Close()
+			continue
+		}
+		pc.Close()
+		l.Close()
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port")
+	return ""
 }
 
 func newCluster(t *testing.T) *cluster {

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"testing"
 	"time"
@@ -119,12 +120,15 @@ func (ca *CA) ClientTLS(tb testing.TB, cn string) *tls.Config {
 // listeners a library opens itself, such as memberlist's TCP and UDP pair).
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 200 {
+		// Below Linux's ephemeral range (32768-60999 by default): a port
+		// the kernel hands out for ":0" may be taken by an outgoing
+		// connection between this check and the node's bind.
+		port := 20000 + mrand.IntN(12000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", itoa(port)))
 		if err != nil {
-			tb.Fatal(err)
+			continue
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
 		if err := ln.Close(); err != nil {
 			tb.Fatal(err)
 		}
