@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ type benchFlags struct {
 	create     bool
 	fsync      string
 	progress   string
+	cpuProfile string
 }
 
 func (b *benchFlags) register(fs *flag.FlagSet, produce bool) {
@@ -45,6 +47,7 @@ func (b *benchFlags) register(fs *flag.FlagSet, produce bool) {
 	fs.BoolVar(&b.create, "create", false, "create the topic if it does not exist")
 	fs.StringVar(&b.fsync, "fsync", "", "fsync `policy` of a topic --create makes: always, never, interval:<d> (default: broker's)")
 	fs.StringVar(&b.progress, "progress", "auto", "progress bar: auto (when stdout is a terminal), always, never")
+	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write this client's CPU profile to `file` (go tool pprof)")
 	if produce {
 		fs.IntVar(&b.size, "size", 1024, "record value size in `bytes`")
 		fs.IntVar(&b.producers, "producers", 1, "concurrent `producers`, each with its own connection")
@@ -165,6 +168,11 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
+	stopProfile, err := startCPUProfile(b.cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	acks, err := client.ParseAcks(b.acks)
 	if err != nil {
 		return usagef("--acks %q: want none, leader or all", b.acks)
@@ -327,6 +335,11 @@ func runBenchConsume(ctx context.Context, e *env, args []string) error {
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
+	stopProfile, err := startCPUProfile(b.cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
 	cl, err := e.connect(ctx)
@@ -421,4 +434,24 @@ func runBenchConsume(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.io.Out, "bench consume: topic=%s partitions=%d avg size=%dB fsync=%s tls=%s\n", b.topic, parts, s.Size, fsync, s.TLS)
 	_, err = fmt.Fprintf(e.io.Out, "  %d records in %.3fs: %.0f records/s, %.1f MiB/s\n", s.Records, s.Seconds, s.RecordsPerSec, s.MiBPerSec)
 	return err
+}
+
+// startCPUProfile profiles this process into path until the returned stop
+// is called; an empty path profiles nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close() // the profile is advisory: a close error is not the bench's
+	}, nil
 }
