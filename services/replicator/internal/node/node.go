@@ -104,6 +104,7 @@ type Node struct {
 
 	bootstrapped atomic.Bool
 	ready        chan struct{} // closed once the metadata has caught up (waitCaughtUp)
+	lastBehind   atomic.Int64  // unix nanoseconds when the metadata was last behind
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 	closeOnce    sync.Once
@@ -245,8 +246,11 @@ func Start(opts Options, lg *zap.Logger) (_ *Node, err error) {
 // waitCaughtUp marks the node ready (health SERVING, applier and fetchers
 // started, metadata served) once Raft has caught its FSM up, holding for
 // two checks in a row so a follower whose log is still arriving is not
-// taken for current. Raft offers no notification for this, so it checks
-// every 100ms until then.
+// taken for current. Afterwards it keeps noting when the node last fell
+// behind (lost contact with the leader): a node back from a network
+// partition is current by Raft's measure as soon as the leader's first
+// heartbeat arrives, a moment before the entries it missed do. Raft offers
+// no notification for either, so it checks every 100ms.
 func (n *Node) waitCaughtUp(ctx context.Context) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
@@ -259,16 +263,24 @@ func (n *Node) waitCaughtUp(ctx context.Context) {
 		}
 		if !n.raft.CaughtUp() {
 			streak = 0
+			n.lastBehind.Store(time.Now().UnixNano())
 			continue
 		}
-		if streak++; streak < 2 {
+		if streak++; streak != 2 || n.Ready() {
 			continue
 		}
 		close(n.ready)
 		n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 		n.lg.Info("metadata caught up: serving", zap.Uint64("applied_index", n.raft.Stats().AppliedIdx))
-		return
 	}
+}
+
+// current reports whether the metadata may be served now: caught up since
+// start, in contact with the leader, and not behind within the last
+// settle period (see waitCaughtUp).
+func (n *Node) current() bool {
+	const settle = 500 * time.Millisecond
+	return n.Ready() && n.raft.CaughtUp() && time.Since(time.Unix(0, n.lastBehind.Load())) > settle
 }
 
 // isReady waits until the node is caught up; false when ctx ends first.
@@ -515,7 +527,7 @@ func (c clusterView) IsLeader() bool { return c.n.raft.IsLeader() }
 // Ready is true while the node's metadata is current: caught up since start
 // and still in contact with the Raft leader, so that a node cut off from
 // the cluster (or just back) does not answer from a stale FSM.
-func (c clusterView) Ready() bool   { return c.n.Ready() && c.n.raft.CaughtUp() }
+func (c clusterView) Ready() bool   { return c.n.current() }
 func (c clusterView) Leader() int32 { return c.n.raft.Leader() }
 
 func (c clusterView) RaftRole(id int32) string {
