@@ -74,6 +74,96 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_strata_v1_replica_proto_rawDescGZIP(), []int{0}
 }
 
+type ReleaseUnknownTopicsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every topic in the controller's metadata.
+	KnownTopics   []string `protobuf:"bytes,1,rep,name=known_topics,json=knownTopics,proto3" json:"known_topics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseUnknownTopicsRequest) Reset() {
+	*x = ReleaseUnknownTopicsRequest{}
+	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseUnknownTopicsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseUnknownTopicsRequest) ProtoMessage() {}
+
+func (x *ReleaseUnknownTopicsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseUnknownTopicsRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseUnknownTopicsRequest) Descriptor() ([]byte, []int) {
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReleaseUnknownTopicsRequest) GetKnownTopics() []string {
+	if x != nil {
+		return x.KnownTopics
+	}
+	return nil
+}
+
+type ReleaseUnknownTopicsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The local topics removed.
+	Removed       []string `protobuf:"bytes,1,rep,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseUnknownTopicsResponse) Reset() {
+	*x = ReleaseUnknownTopicsResponse{}
+	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseUnknownTopicsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseUnknownTopicsResponse) ProtoMessage() {}
+
+func (x *ReleaseUnknownTopicsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseUnknownTopicsResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseUnknownTopicsResponse) Descriptor() ([]byte, []int) {
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReleaseUnknownTopicsResponse) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
 type ReadReplicaRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -89,7 +179,7 @@ type ReadReplicaRequest struct {
 
 func (x *ReadReplicaRequest) Reset() {
 	*x = ReadReplicaRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	mi := &file_strata_v1_replica_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +191,7 @@ func (x *ReadReplicaRequest) String() string {
 func (*ReadReplicaRequest) ProtoMessage() {}
 
 func (x *ReadReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	mi := &file_strata_v1_replica_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +204,7 @@ func (x *ReadReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReplicaRequest.ProtoReflect.Descriptor instead.
 func (*ReadReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{0}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ReadReplicaRequest) GetTopic() string {
@@ -167,7 +257,7 @@ type ReadReplicaResponse struct {
 
 func (x *ReadReplicaResponse) Reset() {
 	*x = ReadReplicaResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	mi := &file_strata_v1_replica_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -179,7 +269,7 @@ func (x *ReadReplicaResponse) String() string {
 func (*ReadReplicaResponse) ProtoMessage() {}
 
 func (x *ReadReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	mi := &file_strata_v1_replica_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -192,7 +282,7 @@ func (x *ReadReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReplicaResponse.ProtoReflect.Descriptor instead.
 func (*ReadReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{1}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReadReplicaResponse) GetRecords() []*Record {
@@ -262,7 +352,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[2]
+	mi := &file_strata_v1_replica_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +364,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[2]
+	mi := &file_strata_v1_replica_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +377,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{2}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -350,7 +440,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[3]
+	mi := &file_strata_v1_replica_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +452,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[3]
+	mi := &file_strata_v1_replica_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +465,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{3}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FetchResponse) GetLeaderEpoch() int32 {
@@ -443,7 +533,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[4]
+	mi := &file_strata_v1_replica_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +545,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[4]
+	mi := &file_strata_v1_replica_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +558,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{4}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AppendRequest) GetTopic() string {
@@ -522,7 +612,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[5]
+	mi := &file_strata_v1_replica_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +624,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[5]
+	mi := &file_strata_v1_replica_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +637,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{5}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AppendResponse) GetLogEndOffset() int64 {
@@ -573,7 +663,7 @@ type OffsetForLeaderEpochRequest struct {
 
 func (x *OffsetForLeaderEpochRequest) Reset() {
 	*x = OffsetForLeaderEpochRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[6]
+	mi := &file_strata_v1_replica_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +675,7 @@ func (x *OffsetForLeaderEpochRequest) String() string {
 func (*OffsetForLeaderEpochRequest) ProtoMessage() {}
 
 func (x *OffsetForLeaderEpochRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[6]
+	mi := &file_strata_v1_replica_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +688,7 @@ func (x *OffsetForLeaderEpochRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetForLeaderEpochRequest.ProtoReflect.Descriptor instead.
 func (*OffsetForLeaderEpochRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{6}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OffsetForLeaderEpochRequest) GetTopic() string {
@@ -641,7 +731,7 @@ type OffsetForLeaderEpochResponse struct {
 
 func (x *OffsetForLeaderEpochResponse) Reset() {
 	*x = OffsetForLeaderEpochResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[7]
+	mi := &file_strata_v1_replica_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +743,7 @@ func (x *OffsetForLeaderEpochResponse) String() string {
 func (*OffsetForLeaderEpochResponse) ProtoMessage() {}
 
 func (x *OffsetForLeaderEpochResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[7]
+	mi := &file_strata_v1_replica_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +756,7 @@ func (x *OffsetForLeaderEpochResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetForLeaderEpochResponse.ProtoReflect.Descriptor instead.
 func (*OffsetForLeaderEpochResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{7}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OffsetForLeaderEpochResponse) GetLeaderEpoch() int32 {
@@ -704,7 +794,7 @@ type ApplyPartitionStateRequest struct {
 
 func (x *ApplyPartitionStateRequest) Reset() {
 	*x = ApplyPartitionStateRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[8]
+	mi := &file_strata_v1_replica_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +806,7 @@ func (x *ApplyPartitionStateRequest) String() string {
 func (*ApplyPartitionStateRequest) ProtoMessage() {}
 
 func (x *ApplyPartitionStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[8]
+	mi := &file_strata_v1_replica_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +819,7 @@ func (x *ApplyPartitionStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPartitionStateRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPartitionStateRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{8}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ApplyPartitionStateRequest) GetTopic() string {
@@ -811,7 +901,7 @@ type ApplyPartitionStateResponse struct {
 
 func (x *ApplyPartitionStateResponse) Reset() {
 	*x = ApplyPartitionStateResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[9]
+	mi := &file_strata_v1_replica_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +913,7 @@ func (x *ApplyPartitionStateResponse) String() string {
 func (*ApplyPartitionStateResponse) ProtoMessage() {}
 
 func (x *ApplyPartitionStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[9]
+	mi := &file_strata_v1_replica_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +926,7 @@ func (x *ApplyPartitionStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPartitionStateResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPartitionStateResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{9}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ApplyPartitionStateResponse) GetLogEndOffset() int64 {
@@ -856,7 +946,7 @@ type PartitionStatusRequest struct {
 
 func (x *PartitionStatusRequest) Reset() {
 	*x = PartitionStatusRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[10]
+	mi := &file_strata_v1_replica_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +958,7 @@ func (x *PartitionStatusRequest) String() string {
 func (*PartitionStatusRequest) ProtoMessage() {}
 
 func (x *PartitionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[10]
+	mi := &file_strata_v1_replica_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +971,7 @@ func (x *PartitionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatusRequest.ProtoReflect.Descriptor instead.
 func (*PartitionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{10}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PartitionStatusRequest) GetTopic() string {
@@ -913,7 +1003,7 @@ type PartitionStatusResponse struct {
 
 func (x *PartitionStatusResponse) Reset() {
 	*x = PartitionStatusResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[11]
+	mi := &file_strata_v1_replica_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1015,7 @@ func (x *PartitionStatusResponse) String() string {
 func (*PartitionStatusResponse) ProtoMessage() {}
 
 func (x *PartitionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[11]
+	mi := &file_strata_v1_replica_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1028,7 @@ func (x *PartitionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatusResponse.ProtoReflect.Descriptor instead.
 func (*PartitionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{11}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PartitionStatusResponse) GetRole() Role {
@@ -1000,7 +1090,7 @@ type TruncateRequest struct {
 
 func (x *TruncateRequest) Reset() {
 	*x = TruncateRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[12]
+	mi := &file_strata_v1_replica_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1102,7 @@ func (x *TruncateRequest) String() string {
 func (*TruncateRequest) ProtoMessage() {}
 
 func (x *TruncateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[12]
+	mi := &file_strata_v1_replica_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1115,7 @@ func (x *TruncateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateRequest.ProtoReflect.Descriptor instead.
 func (*TruncateRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{12}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TruncateRequest) GetTopic() string {
@@ -1072,7 +1162,7 @@ type TruncateResponse struct {
 
 func (x *TruncateResponse) Reset() {
 	*x = TruncateResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[13]
+	mi := &file_strata_v1_replica_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1174,7 @@ func (x *TruncateResponse) String() string {
 func (*TruncateResponse) ProtoMessage() {}
 
 func (x *TruncateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[13]
+	mi := &file_strata_v1_replica_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1187,7 @@ func (x *TruncateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateResponse.ProtoReflect.Descriptor instead.
 func (*TruncateResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{13}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TruncateResponse) GetLogEndOffset() int64 {
@@ -1123,7 +1213,7 @@ type AlterPartitionRequest struct {
 
 func (x *AlterPartitionRequest) Reset() {
 	*x = AlterPartitionRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[14]
+	mi := &file_strata_v1_replica_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1225,7 @@ func (x *AlterPartitionRequest) String() string {
 func (*AlterPartitionRequest) ProtoMessage() {}
 
 func (x *AlterPartitionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[14]
+	mi := &file_strata_v1_replica_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1238,7 @@ func (x *AlterPartitionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterPartitionRequest.ProtoReflect.Descriptor instead.
 func (*AlterPartitionRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{14}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AlterPartitionRequest) GetTopic() string {
@@ -1197,7 +1287,7 @@ type AlterPartitionResponse struct {
 
 func (x *AlterPartitionResponse) Reset() {
 	*x = AlterPartitionResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[15]
+	mi := &file_strata_v1_replica_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1299,7 @@ func (x *AlterPartitionResponse) String() string {
 func (*AlterPartitionResponse) ProtoMessage() {}
 
 func (x *AlterPartitionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[15]
+	mi := &file_strata_v1_replica_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1312,7 @@ func (x *AlterPartitionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterPartitionResponse.ProtoReflect.Descriptor instead.
 func (*AlterPartitionResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{15}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AlterPartitionResponse) GetLeaderEpoch() int32 {
@@ -1243,7 +1333,11 @@ var File_strata_v1_replica_proto protoreflect.FileDescriptor
 
 const file_strata_v1_replica_proto_rawDesc = "" +
 	"\n" +
-	"\x17strata/v1/replica.proto\x12\tstrata.v1\x1a\x17strata/v1/cluster.proto\x1a\x16strata/v1/record.proto\"\x9e\x01\n" +
+	"\x17strata/v1/replica.proto\x12\tstrata.v1\x1a\x17strata/v1/cluster.proto\x1a\x16strata/v1/record.proto\"@\n" +
+	"\x1bReleaseUnknownTopicsRequest\x12!\n" +
+	"\fknown_topics\x18\x01 \x03(\tR\vknownTopics\"8\n" +
+	"\x1cReleaseUnknownTopicsResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x03(\tR\aremoved\"\x9e\x01\n" +
 	"\x12ReadReplicaRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
@@ -1340,7 +1434,7 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_LEADER\x10\x01\x12\x11\n" +
 	"\rROLE_FOLLOWER\x10\x02\x12\r\n" +
-	"\tROLE_NONE\x10\x032\xc4\x04\n" +
+	"\tROLE_NONE\x10\x032\xad\x05\n" +
 	"\aReplica\x12>\n" +
 	"\x05Fetch\x12\x17.strata.v1.FetchRequest\x1a\x18.strata.v1.FetchResponse(\x010\x01\x12=\n" +
 	"\x06Append\x12\x18.strata.v1.AppendRequest\x1a\x19.strata.v1.AppendResponse\x12g\n" +
@@ -1348,7 +1442,8 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x13ApplyPartitionState\x12%.strata.v1.ApplyPartitionStateRequest\x1a&.strata.v1.ApplyPartitionStateResponse\x12X\n" +
 	"\x0fPartitionStatus\x12!.strata.v1.PartitionStatusRequest\x1a\".strata.v1.PartitionStatusResponse\x12C\n" +
 	"\bTruncate\x12\x1a.strata.v1.TruncateRequest\x1a\x1b.strata.v1.TruncateResponse\x12L\n" +
-	"\vReadReplica\x12\x1d.strata.v1.ReadReplicaRequest\x1a\x1e.strata.v1.ReadReplicaResponse2c\n" +
+	"\vReadReplica\x12\x1d.strata.v1.ReadReplicaRequest\x1a\x1e.strata.v1.ReadReplicaResponse\x12g\n" +
+	"\x14ReleaseUnknownTopics\x12&.strata.v1.ReleaseUnknownTopicsRequest\x1a'.strata.v1.ReleaseUnknownTopicsResponse2c\n" +
 	"\n" +
 	"Controller\x12U\n" +
 	"\x0eAlterPartition\x12 .strata.v1.AlterPartitionRequest\x1a!.strata.v1.AlterPartitionResponseB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
@@ -1366,52 +1461,56 @@ func file_strata_v1_replica_proto_rawDescGZIP() []byte {
 }
 
 var file_strata_v1_replica_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_strata_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_strata_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_strata_v1_replica_proto_goTypes = []any{
 	(Role)(0),                            // 0: strata.v1.Role
-	(*ReadReplicaRequest)(nil),           // 1: strata.v1.ReadReplicaRequest
-	(*ReadReplicaResponse)(nil),          // 2: strata.v1.ReadReplicaResponse
-	(*FetchRequest)(nil),                 // 3: strata.v1.FetchRequest
-	(*FetchResponse)(nil),                // 4: strata.v1.FetchResponse
-	(*AppendRequest)(nil),                // 5: strata.v1.AppendRequest
-	(*AppendResponse)(nil),               // 6: strata.v1.AppendResponse
-	(*OffsetForLeaderEpochRequest)(nil),  // 7: strata.v1.OffsetForLeaderEpochRequest
-	(*OffsetForLeaderEpochResponse)(nil), // 8: strata.v1.OffsetForLeaderEpochResponse
-	(*ApplyPartitionStateRequest)(nil),   // 9: strata.v1.ApplyPartitionStateRequest
-	(*ApplyPartitionStateResponse)(nil),  // 10: strata.v1.ApplyPartitionStateResponse
-	(*PartitionStatusRequest)(nil),       // 11: strata.v1.PartitionStatusRequest
-	(*PartitionStatusResponse)(nil),      // 12: strata.v1.PartitionStatusResponse
-	(*TruncateRequest)(nil),              // 13: strata.v1.TruncateRequest
-	(*TruncateResponse)(nil),             // 14: strata.v1.TruncateResponse
-	(*AlterPartitionRequest)(nil),        // 15: strata.v1.AlterPartitionRequest
-	(*AlterPartitionResponse)(nil),       // 16: strata.v1.AlterPartitionResponse
-	(*Record)(nil),                       // 17: strata.v1.Record
-	(*TopicConfig)(nil),                  // 18: strata.v1.TopicConfig
+	(*ReleaseUnknownTopicsRequest)(nil),  // 1: strata.v1.ReleaseUnknownTopicsRequest
+	(*ReleaseUnknownTopicsResponse)(nil), // 2: strata.v1.ReleaseUnknownTopicsResponse
+	(*ReadReplicaRequest)(nil),           // 3: strata.v1.ReadReplicaRequest
+	(*ReadReplicaResponse)(nil),          // 4: strata.v1.ReadReplicaResponse
+	(*FetchRequest)(nil),                 // 5: strata.v1.FetchRequest
+	(*FetchResponse)(nil),                // 6: strata.v1.FetchResponse
+	(*AppendRequest)(nil),                // 7: strata.v1.AppendRequest
+	(*AppendResponse)(nil),               // 8: strata.v1.AppendResponse
+	(*OffsetForLeaderEpochRequest)(nil),  // 9: strata.v1.OffsetForLeaderEpochRequest
+	(*OffsetForLeaderEpochResponse)(nil), // 10: strata.v1.OffsetForLeaderEpochResponse
+	(*ApplyPartitionStateRequest)(nil),   // 11: strata.v1.ApplyPartitionStateRequest
+	(*ApplyPartitionStateResponse)(nil),  // 12: strata.v1.ApplyPartitionStateResponse
+	(*PartitionStatusRequest)(nil),       // 13: strata.v1.PartitionStatusRequest
+	(*PartitionStatusResponse)(nil),      // 14: strata.v1.PartitionStatusResponse
+	(*TruncateRequest)(nil),              // 15: strata.v1.TruncateRequest
+	(*TruncateResponse)(nil),             // 16: strata.v1.TruncateResponse
+	(*AlterPartitionRequest)(nil),        // 17: strata.v1.AlterPartitionRequest
+	(*AlterPartitionResponse)(nil),       // 18: strata.v1.AlterPartitionResponse
+	(*Record)(nil),                       // 19: strata.v1.Record
+	(*TopicConfig)(nil),                  // 20: strata.v1.TopicConfig
 }
 var file_strata_v1_replica_proto_depIdxs = []int32{
-	17, // 0: strata.v1.ReadReplicaResponse.records:type_name -> strata.v1.Record
+	19, // 0: strata.v1.ReadReplicaResponse.records:type_name -> strata.v1.Record
 	0,  // 1: strata.v1.ReadReplicaResponse.role:type_name -> strata.v1.Role
 	0,  // 2: strata.v1.ApplyPartitionStateRequest.role:type_name -> strata.v1.Role
-	18, // 3: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
+	20, // 3: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
 	0,  // 4: strata.v1.PartitionStatusResponse.role:type_name -> strata.v1.Role
-	3,  // 5: strata.v1.Replica.Fetch:input_type -> strata.v1.FetchRequest
-	5,  // 6: strata.v1.Replica.Append:input_type -> strata.v1.AppendRequest
-	7,  // 7: strata.v1.Replica.OffsetForLeaderEpoch:input_type -> strata.v1.OffsetForLeaderEpochRequest
-	9,  // 8: strata.v1.Replica.ApplyPartitionState:input_type -> strata.v1.ApplyPartitionStateRequest
-	11, // 9: strata.v1.Replica.PartitionStatus:input_type -> strata.v1.PartitionStatusRequest
-	13, // 10: strata.v1.Replica.Truncate:input_type -> strata.v1.TruncateRequest
-	1,  // 11: strata.v1.Replica.ReadReplica:input_type -> strata.v1.ReadReplicaRequest
-	15, // 12: strata.v1.Controller.AlterPartition:input_type -> strata.v1.AlterPartitionRequest
-	4,  // 13: strata.v1.Replica.Fetch:output_type -> strata.v1.FetchResponse
-	6,  // 14: strata.v1.Replica.Append:output_type -> strata.v1.AppendResponse
-	8,  // 15: strata.v1.Replica.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
-	10, // 16: strata.v1.Replica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
-	12, // 17: strata.v1.Replica.PartitionStatus:output_type -> strata.v1.PartitionStatusResponse
-	14, // 18: strata.v1.Replica.Truncate:output_type -> strata.v1.TruncateResponse
-	2,  // 19: strata.v1.Replica.ReadReplica:output_type -> strata.v1.ReadReplicaResponse
-	16, // 20: strata.v1.Controller.AlterPartition:output_type -> strata.v1.AlterPartitionResponse
-	13, // [13:21] is the sub-list for method output_type
-	5,  // [5:13] is the sub-list for method input_type
+	5,  // 5: strata.v1.Replica.Fetch:input_type -> strata.v1.FetchRequest
+	7,  // 6: strata.v1.Replica.Append:input_type -> strata.v1.AppendRequest
+	9,  // 7: strata.v1.Replica.OffsetForLeaderEpoch:input_type -> strata.v1.OffsetForLeaderEpochRequest
+	11, // 8: strata.v1.Replica.ApplyPartitionState:input_type -> strata.v1.ApplyPartitionStateRequest
+	13, // 9: strata.v1.Replica.PartitionStatus:input_type -> strata.v1.PartitionStatusRequest
+	15, // 10: strata.v1.Replica.Truncate:input_type -> strata.v1.TruncateRequest
+	3,  // 11: strata.v1.Replica.ReadReplica:input_type -> strata.v1.ReadReplicaRequest
+	1,  // 12: strata.v1.Replica.ReleaseUnknownTopics:input_type -> strata.v1.ReleaseUnknownTopicsRequest
+	17, // 13: strata.v1.Controller.AlterPartition:input_type -> strata.v1.AlterPartitionRequest
+	6,  // 14: strata.v1.Replica.Fetch:output_type -> strata.v1.FetchResponse
+	8,  // 15: strata.v1.Replica.Append:output_type -> strata.v1.AppendResponse
+	10, // 16: strata.v1.Replica.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
+	12, // 17: strata.v1.Replica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
+	14, // 18: strata.v1.Replica.PartitionStatus:output_type -> strata.v1.PartitionStatusResponse
+	16, // 19: strata.v1.Replica.Truncate:output_type -> strata.v1.TruncateResponse
+	4,  // 20: strata.v1.Replica.ReadReplica:output_type -> strata.v1.ReadReplicaResponse
+	2,  // 21: strata.v1.Replica.ReleaseUnknownTopics:output_type -> strata.v1.ReleaseUnknownTopicsResponse
+	18, // 22: strata.v1.Controller.AlterPartition:output_type -> strata.v1.AlterPartitionResponse
+	14, // [14:23] is the sub-list for method output_type
+	5,  // [5:14] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -1430,7 +1529,7 @@ func file_strata_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_replica_proto_rawDesc), len(file_strata_v1_replica_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

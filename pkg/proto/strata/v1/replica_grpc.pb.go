@@ -26,6 +26,7 @@ const (
 	Replica_PartitionStatus_FullMethodName      = "/strata.v1.Replica/PartitionStatus"
 	Replica_Truncate_FullMethodName             = "/strata.v1.Replica/Truncate"
 	Replica_ReadReplica_FullMethodName          = "/strata.v1.Replica/ReadReplica"
+	Replica_ReleaseUnknownTopics_FullMethodName = "/strata.v1.Replica/ReleaseUnknownTopics"
 )
 
 // ReplicaClient is the client API for Replica service.
@@ -65,6 +66,11 @@ type ReplicaClient interface {
 	// role, up to its log end offset (past the high watermark): for tools
 	// that compare replicas (strata verify). Needs replicate on cluster.
 	ReadReplica(ctx context.Context, in *ReadReplicaRequest, opts ...grpc.CallOption) (*ReadReplicaResponse, error)
+	// ReleaseUnknownTopics removes this broker's local topics that the
+	// controller's metadata no longer has and that no partition role was
+	// given to since the broker started: topics deleted while it was away.
+	// Only its own replicator may call it, after applying every state.
+	ReleaseUnknownTopics(ctx context.Context, in *ReleaseUnknownTopicsRequest, opts ...grpc.CallOption) (*ReleaseUnknownTopicsResponse, error)
 }
 
 type replicaClient struct {
@@ -148,6 +154,16 @@ func (c *replicaClient) ReadReplica(ctx context.Context, in *ReadReplicaRequest,
 	return out, nil
 }
 
+func (c *replicaClient) ReleaseUnknownTopics(ctx context.Context, in *ReleaseUnknownTopicsRequest, opts ...grpc.CallOption) (*ReleaseUnknownTopicsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseUnknownTopicsResponse)
+	err := c.cc.Invoke(ctx, Replica_ReleaseUnknownTopics_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReplicaServer is the server API for Replica service.
 // All implementations must embed UnimplementedReplicaServer
 // for forward compatibility.
@@ -185,6 +201,11 @@ type ReplicaServer interface {
 	// role, up to its log end offset (past the high watermark): for tools
 	// that compare replicas (strata verify). Needs replicate on cluster.
 	ReadReplica(context.Context, *ReadReplicaRequest) (*ReadReplicaResponse, error)
+	// ReleaseUnknownTopics removes this broker's local topics that the
+	// controller's metadata no longer has and that no partition role was
+	// given to since the broker started: topics deleted while it was away.
+	// Only its own replicator may call it, after applying every state.
+	ReleaseUnknownTopics(context.Context, *ReleaseUnknownTopicsRequest) (*ReleaseUnknownTopicsResponse, error)
 	mustEmbedUnimplementedReplicaServer()
 }
 
@@ -215,6 +236,9 @@ func (UnimplementedReplicaServer) Truncate(context.Context, *TruncateRequest) (*
 }
 func (UnimplementedReplicaServer) ReadReplica(context.Context, *ReadReplicaRequest) (*ReadReplicaResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadReplica not implemented")
+}
+func (UnimplementedReplicaServer) ReleaseUnknownTopics(context.Context, *ReleaseUnknownTopicsRequest) (*ReleaseUnknownTopicsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseUnknownTopics not implemented")
 }
 func (UnimplementedReplicaServer) mustEmbedUnimplementedReplicaServer() {}
 func (UnimplementedReplicaServer) testEmbeddedByValue()                 {}
@@ -352,6 +376,24 @@ func _Replica_ReadReplica_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replica_ReleaseUnknownTopics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseUnknownTopicsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServer).ReleaseUnknownTopics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replica_ReleaseUnknownTopics_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServer).ReleaseUnknownTopics(ctx, req.(*ReleaseUnknownTopicsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Replica_ServiceDesc is the grpc.ServiceDesc for Replica service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -382,6 +424,10 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadReplica",
 			Handler:    _Replica_ReadReplica_Handler,
+		},
+		{
+			MethodName: "ReleaseUnknownTopics",
+			Handler:    _Replica_ReleaseUnknownTopics_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

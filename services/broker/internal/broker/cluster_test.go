@@ -17,6 +17,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/pki"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/broker/internal/partition"
 )
 
 // fakeReplicator is the replicator a cluster-mode broker forwards Topics
@@ -331,5 +332,46 @@ func TestClusterModeReplacesAStaleTopicCopy(t *testing.T) {
 	c, err := op.log.Consume(ctx, &stratav1.ConsumeRequest{Topic: "orders", MaxRecords: 10})
 	if err != nil || len(c.GetRecords()) != 0 {
 		t.Fatalf("recreated topic served %d records (%v)", len(c.GetRecords()), err)
+	}
+}
+
+// TestClusterModeReleasesUnknownTopics: after a restart the replicator
+// names every topic the controller has; local topics it does not name and
+// that have no role are removed, everything else stays. Only this node's
+// replicator may ask.
+func TestClusterModeReleasesUnknownTopics(t *testing.T) {
+	b, _, certs := startClusterBroker(t)
+	ctx := ctxT(t)
+	own := replicaClient(t, b, certs, "replicator-1")
+	if _, err := own.ApplyPartitionState(ctx, orders(stratav1.Role_ROLE_LEADER, 1, 1, "b1:9092")); err != nil {
+		t.Fatal(err)
+	}
+	gone := orders(stratav1.Role_ROLE_FOLLOWER, 1, 2, "b2:9092")
+	gone.Topic = "gone"
+	if _, err := own.ApplyPartitionState(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	// As after a restart: "gone" is on disk but no role came back for it.
+	p, err := b.reg.Partition("gone", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetState(partition.State{Role: partition.RoleNone, LeaderID: -1})
+
+	_, err = replicaClient(t, b, certs, "broker-1").ReleaseUnknownTopics(ctx, &stratav1.ReleaseUnknownTopicsRequest{})
+	wantCode(t, err, codes.PermissionDenied)
+	resp, err := own.ReleaseUnknownTopics(ctx, &stratav1.ReleaseUnknownTopicsRequest{KnownTopics: []string{"other"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetRemoved(); len(got) != 1 || got[0] != "gone" {
+		t.Fatalf("removed %v, want [gone]", got)
+	}
+	if _, err := own.PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: "gone"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("gone after release: %v", err)
+	}
+	// "orders" is not named either, but partition 0 has a role: it stays.
+	if _, err := own.PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: "orders"}); err != nil {
+		t.Fatalf("a topic with a role was removed: %v", err)
 	}
 }

@@ -121,6 +121,41 @@ func (s *replicaService) release(ctx context.Context, req *stratav1.ApplyPartiti
 	return &stratav1.ApplyPartitionStateResponse{}, nil
 }
 
+// ReleaseUnknownTopics removes the local topics the controller no longer
+// knows whose partitions all have no role: topics deleted while this
+// broker was away (no ROLE_NONE reached it). A topic with any role, or one
+// the controller knows, is never touched.
+func (s *replicaService) ReleaseUnknownTopics(ctx context.Context, req *stratav1.ReleaseUnknownTopicsRequest) (*stratav1.ReleaseUnknownTopicsResponse, error) {
+	if err := s.fromOwnReplicator(ctx); err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool, len(req.GetKnownTopics()))
+	for _, name := range req.GetKnownTopics() {
+		known[name] = true
+	}
+	resp := &stratav1.ReleaseUnknownTopicsResponse{}
+	for _, t := range s.cat.List() {
+		if known[t.Name()] || hasRole(t) {
+			continue
+		}
+		s.lg.Info("removing a topic the controller no longer has (deleted while this broker was away)", zap.String("topic", t.Name()))
+		if err := s.cluster.Topics.Delete(ctx, t.Name()); err != nil && !errors.Is(err, topic.ErrNotFound) {
+			return nil, toStatus(err)
+		}
+		resp.Removed = append(resp.Removed, t.Name())
+	}
+	return resp, nil
+}
+
+func hasRole(t *topic.Topic) bool {
+	for _, p := range t.Partitions() {
+		if p.State().Role != partition.RoleNone {
+			return true
+		}
+	}
+	return false
+}
+
 // PartitionStatus reports this broker's local view of a partition.
 func (s *replicaService) PartitionStatus(ctx context.Context, req *stratav1.PartitionStatusRequest) (*stratav1.PartitionStatusResponse, error) {
 	p, err := s.cat.Partition(req.GetTopic(), req.GetPartition())

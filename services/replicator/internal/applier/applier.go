@@ -30,6 +30,12 @@ type RestartNotifier interface {
 	Ready() <-chan struct{}
 }
 
+// TopicReleaser is an optional capability of a Broker: removing its local
+// topics the controller no longer has (deleted while it was down).
+type TopicReleaser interface {
+	ReleaseUnknownTopics(ctx context.Context, known []string) (removed []string, err error)
+}
+
 // Watcher is the FSM's change feed.
 type Watcher interface {
 	Watch() (*metadata.State, <-chan struct{})
@@ -85,9 +91,14 @@ func (a *Applier) Run(ctx context.Context) {
 	}
 	applied := map[key]*stratav1.ApplyPartitionStateRequest{}
 	backoff := a.opts.MinBackoff
+	release := true // after every (re)start of the broker, once all states are applied
 	for {
 		st, changed := a.fsm.Watch()
 		ok := a.sync(ctx, Desired(a.localID, st), applied)
+		if ok && release {
+			ok = a.releaseUnknown(ctx, st)
+			release = !ok
+		}
 		var retry <-chan time.Time
 		var timer *time.Timer
 		if ok {
@@ -108,6 +119,7 @@ func (a *Applier) Run(ctx context.Context) {
 		case <-ready:
 			a.lg.Info("broker ready, re-applying every partition state")
 			clear(applied)
+			release = true
 		}
 		if timer != nil {
 			timer.Stop()
@@ -146,6 +158,32 @@ func (a *Applier) sync(ctx context.Context, desired, applied map[key]*stratav1.A
 		delete(applied, k)
 	}
 	return ok
+}
+
+// releaseUnknown asks the broker to drop local topics that st does not
+// have; true when done (or the broker cannot).
+func (a *Applier) releaseUnknown(ctx context.Context, st *metadata.State) bool {
+	r, ok := a.broker.(TopicReleaser)
+	if !ok {
+		return true
+	}
+	known := make([]string, 0, len(st.Topics))
+	for name := range st.Topics {
+		known = append(known, name)
+	}
+	cctx, cancel := context.WithTimeout(ctx, a.opts.CallTimeout)
+	defer cancel()
+	removed, err := r.ReleaseUnknownTopics(cctx, known)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.lg.Warn("releasing topics the controller no longer has failed", zap.Error(err))
+		}
+		return false
+	}
+	if len(removed) > 0 {
+		a.lg.Info("broker removed topics deleted while it was away", zap.Strings("topics", removed))
+	}
+	return true
 }
 
 func (a *Applier) call(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) error {

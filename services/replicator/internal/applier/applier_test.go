@@ -3,6 +3,7 @@ package applier
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,24 @@ type fakeBroker struct {
 	down   bool
 	failed int
 	ready  chan struct{}
+	// releases are the known-topic lists of ReleaseUnknownTopics calls.
+	releases [][]string
+}
+
+func (b *fakeBroker) ReleaseUnknownTopics(_ context.Context, known []string) ([]string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.down {
+		return nil, status.Error(codes.Unavailable, "broker down")
+	}
+	b.releases = append(b.releases, slices.Sorted(slices.Values(known)))
+	return nil, nil
+}
+
+func (b *fakeBroker) releaseCalls() [][]string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.releases)
 }
 
 func (b *fakeBroker) ApplyPartitionState(_ context.Context, req *stratav1.ApplyPartitionStateRequest) error {
@@ -187,4 +206,40 @@ func TestReappliesEverythingAfterBrokerRestart(t *testing.T) {
 	e.broker.ready <- struct{}{}
 	waitCall(t, e.broker, "t", 0, 3, ok)
 	waitCall(t, e.broker, "t", 1, 3, ok)
+}
+
+// TestReleasesUnknownTopicsAfterEachBrokerStart: once every state is
+// applied after the broker (re)starts, the applier tells it every topic
+// the controller has, so that it drops the ones deleted while it was away;
+// not again until the next restart.
+func TestReleasesUnknownTopicsAfterEachBrokerStart(t *testing.T) {
+	e := start(t)
+	e.apply(t, metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "t",
+		Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 2}, Assignment: [][]int32{{2, 1}}}})
+	e.apply(t, metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "elsewhere",
+		Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{3}}}})
+	waitCall(t, e.broker, "t", 0, 1, func(*stratav1.ApplyPartitionStateRequest) error { return nil })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		r := e.broker.releaseCalls()
+		if len(r) == 0 {
+			return fmt.Errorf("no release call yet")
+		}
+		if want := []string{"elsewhere", "t"}; !slices.Equal(r[len(r)-1], want) {
+			return testutil.Permanent(fmt.Errorf("known topics %v, want %v (every topic, hosted here or not)", r[len(r)-1], want))
+		}
+		return nil
+	})
+	before := len(e.broker.releaseCalls())
+	e.apply(t, metadata.Command{Type: metadata.CmdChangeISR, ChangeISR: &metadata.ChangeISR{Topic: "t", Partition: 0, LeaderID: 2, ISR: []int32{2}}})
+	waitCall(t, e.broker, "t", 0, 2, func(*stratav1.ApplyPartitionStateRequest) error { return nil })
+	if n := len(e.broker.releaseCalls()); n != before {
+		t.Fatalf("release called again (%d -> %d) without a broker restart", before, n)
+	}
+	e.broker.ready <- struct{}{}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if n := len(e.broker.releaseCalls()); n != before+1 {
+			return fmt.Errorf("%d release calls after the restart, want %d", n, before+1)
+		}
+		return nil
+	})
 }

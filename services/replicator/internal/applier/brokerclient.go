@@ -28,7 +28,10 @@ type GRPCBroker struct {
 	wg     sync.WaitGroup
 }
 
-var _ RestartNotifier = (*GRPCBroker)(nil)
+var (
+	_ RestartNotifier = (*GRPCBroker)(nil)
+	_ TopicReleaser   = (*GRPCBroker)(nil)
+)
 
 // DialBroker creates the client (connections are made lazily) and starts
 // the health watch.
@@ -52,6 +55,16 @@ func DialBroker(addr string, tlsConf *tls.Config, lg *zap.Logger) (*GRPCBroker, 
 func (b *GRPCBroker) ApplyPartitionState(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) error {
 	_, err := b.client.ApplyPartitionState(ctx, req)
 	return err
+}
+
+// ReleaseUnknownTopics asks the broker to drop the local topics the
+// controller no longer has.
+func (b *GRPCBroker) ReleaseUnknownTopics(ctx context.Context, known []string) ([]string, error) {
+	resp, err := b.client.ReleaseUnknownTopics(ctx, &stratav1.ReleaseUnknownTopicsRequest{KnownTopics: known})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetRemoved(), nil
 }
 
 // Replica returns the broker's Replica client on the same connection
