@@ -98,6 +98,11 @@ func New(opts Options, lg *zap.Logger) (*Membership, error) {
 	if opts.BrokerInternalAddr != "" {
 		conf.Tags[TagBrokerInternal] = opts.BrokerInternalAddr
 	}
+	// Serf retries a failed member every ReconnectInterval (30 s by
+	// default): after a network partition heals, that interval is how long
+	// a node may stay "failed" (and out of every ISR). Members are few, so
+	// trying every 5 s costs nothing.
+	conf.ReconnectInterval = 5 * time.Second
 	conf.EventCh = m.events
 	serfLog := logbridge.StdLogger(lg.Named("serf"))
 	conf.Logger = serfLog
