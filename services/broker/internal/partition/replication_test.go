@@ -164,8 +164,8 @@ func TestAcksAllEndsWhenLeadershipMoves(t *testing.T) {
 		_, err := p.Produce(context.Background(), []*stratav1.Record{{Value: []byte("x")}}, stratav1.Acks_ACKS_ALL)
 		done <- err
 	}()
-	for p.LogEndOffset() == 0 {
-		time.Sleep(time.Millisecond)
+	for changed := p.LogChanged(); p.LogEndOffset() == 0; changed = p.LogChanged() {
+		<-changed // the append is the next change of the log end
 	}
 	must(t, p.ApplyState(State{Role: RoleFollower, LeaderEpoch: 2, LeaderID: 2, Replicas: []int32{1, 2, 3}, ISR: []int32{2}}))
 	select {
