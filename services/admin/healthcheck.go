@@ -6,18 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
+	hcheck "github.com/strata-log/strata/pkg/healthcheck"
 	"github.com/strata-log/strata/pkg/pki"
 )
-
-// healthcheckTimeout bounds the whole check (dial, handshake, request).
-const healthcheckTimeout = 3 * time.Second
 
 // healthcheckConfig is the part of serve's configuration the check needs.
 type healthcheckConfig struct {
@@ -83,13 +79,13 @@ func runHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 		err = healthcheck(ctx, cfg, stdout)
 	}
 	if err != nil {
-		return fmt.Errorf("healthcheck: %s", oneLine(err))
+		return fmt.Errorf("healthcheck: %s", hcheck.OneLine(err))
 	}
 	return nil
 }
 
 func healthcheck(ctx context.Context, cfg healthcheckConfig, stdout io.Writer) error {
-	addr, err := localAddr(cfg.Listen)
+	addr, err := hcheck.LocalAddr(cfg.Listen)
 	if err != nil {
 		return err
 	}
@@ -104,7 +100,7 @@ func healthcheck(ctx context.Context, cfg healthcheckConfig, stdout io.Writer) e
 	}
 	tr := &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, healthcheckTimeout)
+	ctx, cancel := context.WithTimeout(ctx, hcheck.Timeout)
 	defer cancel()
 	url := "https://" + addr + "/healthz"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -124,32 +120,4 @@ func healthcheck(ctx context.Context, cfg healthcheckConfig, stdout io.Writer) e
 	}
 	_, err = fmt.Fprintf(stdout, "%s healthy\n", url)
 	return err
-}
-
-// localAddr is the address to dial for a listen address: its own host,
-// or loopback when it listens on every interface.
-func localAddr(listen string) (string, error) {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "", fmt.Errorf("listen %q: %w", listen, err)
-	}
-	switch ip := net.ParseIP(host); {
-	case host == "" || (ip != nil && ip.IsUnspecified() && ip.To4() != nil):
-		host = "127.0.0.1"
-	case ip != nil && ip.IsUnspecified():
-		host = "::1"
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-// oneLine flattens a (possibly joined) error into the single line a
-// healthcheck prints.
-func oneLine(err error) string {
-	var parts []string
-	for _, l := range strings.Split(err.Error(), "\n") {
-		if l = strings.Join(strings.Fields(l), " "); l != "" {
-			parts = append(parts, l)
-		}
-	}
-	return strings.Join(parts, "; ")
 }

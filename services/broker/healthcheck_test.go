@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	hcheck "github.com/strata-log/strata/pkg/healthcheck"
 	"github.com/strata-log/strata/pkg/pki"
 	"github.com/strata-log/strata/services/broker/internal/broker"
 	"github.com/strata-log/strata/services/broker/internal/config"
@@ -102,8 +103,8 @@ func TestHealthcheck(t *testing.T) {
 			var out, errOut bytes.Buffer
 			start := time.Now()
 			err := healthcheck(context.Background(), tc.args, func(k string) string { return tc.env[k] }, &out, &errOut)
-			if took := time.Since(start); took > healthcheckTimeout+time.Second {
-				t.Errorf("took %s, want at most %s", took, healthcheckTimeout)
+			if took := time.Since(start); took > hcheck.Timeout+time.Second {
+				t.Errorf("took %s, want at most %s", took, hcheck.Timeout)
 			}
 			if tc.want == "" {
 				if err != nil {
@@ -118,7 +119,7 @@ func TestHealthcheck(t *testing.T) {
 				t.Fatalf("err = %v, want mention of %q", err, tc.want)
 			}
 			t.Log(err)
-			if line := oneLine(err); strings.Contains(line, "\n") {
+			if line := hcheck.OneLine(err); strings.Contains(line, "\n") {
 				t.Fatalf("reason %q is not one line", line)
 			}
 		})
@@ -164,21 +165,6 @@ func TestHealthcheckBounded(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("took %s after a 300ms deadline", took)
-	}
-}
-
-func TestLocalAddr(t *testing.T) {
-	for listen, want := range map[string]string{
-		"0.0.0.0:9092":   "127.0.0.1:9092",
-		":9092":          "127.0.0.1:9092",
-		"[::]:9092":      "[::1]:9092",
-		"10.0.0.7:9092":  "10.0.0.7:9092",
-		"broker-1:9092":  "broker-1:9092",
-		"127.0.0.1:9092": "127.0.0.1:9092",
-	} {
-		if got, err := localAddr(listen); err != nil || got != want {
-			t.Errorf("localAddr(%q) = %q, %v; want %q", listen, got, err, want)
-		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	hcheck "github.com/strata-log/strata/pkg/healthcheck"
 	"github.com/strata-log/strata/services/broker/internal/config"
 )
 
@@ -24,7 +25,7 @@ func main() {
 		switch {
 		case errors.Is(err, flag.ErrHelp):
 		case err != nil:
-			fmt.Fprintln(os.Stderr, "strata-broker healthcheck:", oneLine(err))
+			fmt.Fprintln(os.Stderr, "strata-broker healthcheck:", hcheck.OneLine(err))
 			os.Exit(1) // never 2: Docker reserves it
 		}
 		return

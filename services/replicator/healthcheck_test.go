@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	hcheck "github.com/strata-log/strata/pkg/healthcheck"
 	"github.com/strata-log/strata/pkg/pki"
 )
 
@@ -120,8 +121,8 @@ func TestHealthcheck(t *testing.T) {
 			var out bytes.Buffer
 			start := time.Now()
 			err := healthcheck(context.Background(), tc.args, func(k string) string { return tc.env[k] }, &out)
-			if took := time.Since(start); took > healthcheckTimeout+time.Second {
-				t.Errorf("took %s, want at most %s", took, healthcheckTimeout)
+			if took := time.Since(start); took > hcheck.Timeout+time.Second {
+				t.Errorf("took %s, want at most %s", took, hcheck.Timeout)
 			}
 			if tc.want == "" {
 				if err != nil {
@@ -135,7 +136,7 @@ func TestHealthcheck(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want mention of %q", err, tc.want)
 			}
-			if line := oneLine(err); strings.Contains(line, "\n") {
+			if line := hcheck.OneLine(err); strings.Contains(line, "\n") {
 				t.Fatalf("reason %q is not one line", line)
 			}
 		})
@@ -144,7 +145,7 @@ func TestHealthcheck(t *testing.T) {
 
 func TestOneLine(t *testing.T) {
 	err := errors.Join(errors.New("config: node-id must be positive"), errors.New("tls-cert  is required\n"))
-	if got, want := oneLine(err), "config: node-id must be positive; tls-cert is required"; got != want {
+	if got, want := hcheck.OneLine(err), "config: node-id must be positive; tls-cert is required"; got != want {
 		t.Fatalf("oneLine = %q, want %q", got, want)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-log/strata/pkg/acl"
+	hcheck "github.com/strata-log/strata/pkg/healthcheck"
 	"github.com/strata-log/strata/pkg/pki"
 
 	"github.com/strata-log/strata/services/replicator/internal/applier"
@@ -39,7 +40,7 @@ func main() {
 			if errors.Is(err, flag.ErrHelp) {
 				return
 			}
-			fmt.Fprintln(os.Stderr, "strata-replicator healthcheck:", oneLine(err))
+			fmt.Fprintln(os.Stderr, "strata-replicator healthcheck:", hcheck.OneLine(err))
 			os.Exit(1) // never 2: Docker reserves it
 		}
 		return

@@ -316,6 +316,6 @@ func eventually(t *testing.T, d time.Duration, f func() error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not within %s: %v", d, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // other processes' state: no notification reaches the test
 	}
 }
