@@ -26,7 +26,8 @@ NATS_VERSION=v2.15.2
 NATSCLI_VERSION=v0.5.0
 TOOLS=$ROOT/.tools/nats
 
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 command -v jq >/dev/null || { log "jq is required (apt-get install -y jq)"; exit 1; }
 
 if [[ ${UP:-1} == 1 ]]; then
@@ -51,21 +52,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-wait_port() {
-  local i
-  for i in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  log "port $1 did not open"; return 1
-}
 
 # --- a 3-node JetStream cluster on loopback -----------------------------------
 CPORTS=() NPORTS=()
@@ -114,9 +100,6 @@ nats_pub() {
   echo "$rate n/a ${p99:-n/a}"
 }
 
-declare -A RES
-add() { RES[$1]+="$2 "; }
-median() { tr ' ' '\n' | grep -v '^$' | grep -v n/a | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 
 topic_for() { # round acks
   local t="rbench-$1-$2"

@@ -23,7 +23,8 @@ NATS_VERSION=v2.15.2
 NATSCLI_VERSION=v0.5.0
 TOOLS=$ROOT/.tools/nats
 
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 # --- binaries ---------------------------------------------------------------
 if [[ ! -x $ROOT/bin/strata-broker || ! -x $ROOT/bin/strata || ${REBUILD:-1} == 1 ]]; then
@@ -55,21 +56,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-wait_port() {
-  local i
-  for i in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  log "port $1 did not open"; return 1
-}
 
 SPORT=$(free_port)
 NPORT=$(free_port)
@@ -124,9 +110,6 @@ nats_pub() { # size records [extra...]
     --msgs "$n" --size "$size" --clients "$PRODUCERS" "$@" bench.sub 2>&1
 }
 
-declare -A RES
-add() { RES[$1]+="$2 "; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 
 
 for r in $(seq 1 "$ROUNDS"); do
