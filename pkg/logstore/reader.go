@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"slices"
 
 	"go.uber.org/zap"
 )
@@ -159,11 +160,24 @@ func (r *Reader) ReadFramesBefore(dst []byte, maxBytes int, before int64) (out [
 		if got > 0 && got+n > maxBytes {
 			return dst, r.off, nil
 		}
+		if got == 0 {
+			dst = r.reserve(dst, maxBytes)
+		}
 		dst = append(dst, f.Raw...)
 		got += n
 		r.off++
 		r.pos += int64(n)
 	}
+}
+
+// reserve grows dst once for the frames a batch is about to take: up to
+// maxBytes of what the current segment holds past the reader. Appending
+// frame by frame to a small slice would copy a large batch many times
+// over as it grows.
+func (r *Reader) reserve(dst []byte, maxBytes int) []byte {
+	avail := r.seg.endPos.Load() - r.pos
+	want := int(min(int64(maxBytes), avail))
+	return slices.Grow(dst, want)
 }
 
 // skip moves past a corrupt record, counting it.

@@ -133,7 +133,7 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		BrokerAdvertise: cfg.BrokerAdvertise, BrokerInternal: cfg.BrokerAddr, Broker: broker,
 		Local: broker.Replica(), Leaders: leaders,
 		BootstrapExpect: cfg.BootstrapExpect, Bootstrap: cfg.Bootstrap,
-		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn, Authorizer: authz,
+		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn, Pprof: cfg.Pprof, Authorizer: authz,
 		Controller: controller.Options{PreferredLeaderInterval: cfg.PreferredLeaderInterval},
 	}, lg)
 	if err != nil {

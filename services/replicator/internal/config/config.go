@@ -56,6 +56,9 @@ type Config struct {
 	TLSCert, TLSKey, TLSCA string
 	// MetricsListen serves /metrics; empty disables.
 	MetricsListen string
+	// Pprof also serves net/http/pprof under /debug/pprof/ on the metrics
+	// listener, for profiling.
+	Pprof bool
 	// PreferredLeaderInterval is the period of the preferred-leader pass; negative disables.
 	PreferredLeaderInterval time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
@@ -106,6 +109,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "key PEM file")
 	fs.StringVar(&c.TLSCA, "tls-ca", c.TLSCA, "cluster CA PEM file")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "/metrics listen address; empty disables")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "also serve /debug/pprof/ on the metrics listener (profiling; plain HTTP)")
 	fs.DurationVar(&c.PreferredLeaderInterval, "preferred-leader-interval", c.PreferredLeaderInterval, "preferred leader rebalancing period; negative disables")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown bound")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")

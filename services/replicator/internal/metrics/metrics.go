@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -134,10 +135,17 @@ type Server struct {
 	done chan error
 }
 
-// Serve starts serving reg on ln.
-func Serve(ln net.Listener, reg *prometheus.Registry) *Server {
+// Serve starts serving reg on ln; with pprof also the Go profiler under
+// /debug/pprof/.
+func Serve(ln net.Listener, reg *prometheus.Registry, pprof bool) *Server {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if pprof {
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	}
 	s := &Server{ln: ln, done: make(chan error, 1), srv: &http.Server{Handler: mux,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}}

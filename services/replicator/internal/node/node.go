@@ -80,6 +80,8 @@ type Options struct {
 
 	// MetricsListener serves /metrics when set.
 	MetricsListener net.Listener
+	// Pprof also serves /debug/pprof/ on MetricsListener.
+	Pprof bool
 
 	Controller controller.Options
 	Applier    applier.Options
@@ -178,7 +180,7 @@ func Start(opts Options, lg *zap.Logger) (_ *Node, err error) {
 		}
 	}()
 	if opts.MetricsListener != nil {
-		n.httpSrv = metrics.Serve(opts.MetricsListener, n.metrics.Registry)
+		n.httpSrv = metrics.Serve(opts.MetricsListener, n.metrics.Registry, opts.Pprof)
 	}
 
 	// The fetchers wait on what the applier has told the broker: both
