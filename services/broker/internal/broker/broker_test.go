@@ -421,6 +421,23 @@ func TestGracefulShutdownEndsIdleProduceStreams(t *testing.T) {
 	wantCode(t, err, codes.Unavailable)
 }
 
+// scrape returns the broker's /metrics page.
+func scrape(tb testing.TB, b *Broker) string {
+	tb.Helper()
+	resp, err := http.Get("http://" + b.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(body)
+}
+
 func TestMetricsEndpoint(t *testing.T) {
 	b, c := startBroker(t, testConfig(t.TempDir()))
 	ctx := ctxT(t)
@@ -428,25 +445,79 @@ func TestMetricsEndpoint(t *testing.T) {
 	if _, err := c.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "m", Records: values(3, "x")}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get("http://" + b.MetricsAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	if cerr := resp.Body.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := scrape(t, b)
 	for _, want := range []string{
 		`strata_broker_produced_records_total{topic="m"} 3`,
 		`strata_broker_log_end_offset{partition="0",topic="m"} 3`,
 		`strata_broker_rpc_duration_seconds_count{code="OK",method="/strata.v1.Log/Produce"} 1`,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// TestProduceStreamEndCode: a ProduceStream that the client ends after its
+// last answer is a normal end, counted OK when the client closes its send
+// side and Canceled when it cancels the stream (as pkg/client's Producer
+// does on Close), never Unknown.
+func TestProduceStreamEndCode(t *testing.T) {
+	b, c := startBroker(t, testConfig(t.TempDir()))
+	createTopic(t, c, "m", nil)
+	const method = `method="/strata.v1.Log/ProduceStream"`
+	for _, tc := range []struct {
+		name string
+		end  func(ps stratav1.Log_ProduceStreamClient, cancel context.CancelFunc) error
+		code string
+	}{
+		{"close send", func(ps stratav1.Log_ProduceStreamClient, _ context.CancelFunc) error {
+			if err := ps.CloseSend(); err != nil {
+				return err
+			}
+			if _, err := ps.Recv(); !errors.Is(err, io.EOF) {
+				return fmt.Errorf("Recv after CloseSend = %v, want io.EOF", err)
+			}
+			return nil
+		}, "OK"},
+		{"cancel after the last answer", func(_ stratav1.Log_ProduceStreamClient, cancel context.CancelFunc) error {
+			cancel()
+			return nil
+		}, "Canceled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(ctxT(t))
+			defer cancel()
+			ps, err := c.log.ProduceStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				if err := ps.Send(&stratav1.ProduceRequest{Topic: "m", Records: values(2, "s"), CorrelationId: uint64(i + 1)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 3 {
+				if resp, err := ps.Recv(); err != nil || resp.GetError() != nil {
+					t.Fatalf("answer %d: %v, %v", i, resp, err)
+				}
+			}
+			if err := tc.end(ps, cancel); err != nil {
+				t.Fatal(err)
+			}
+			// The server records the code once its handler returns, after
+			// the client has seen the end: wait for the count.
+			want := `strata_broker_rpc_duration_seconds_count{code="` + tc.code + `",` + method + `} 1`
+			eventually(t, 10*time.Second, func() bool { return strings.Contains(scrape(t, b), want) })
+		})
+	}
+	if body := scrape(t, b); strings.Contains(body, `code="Unknown",`+method) {
+		var counts []string
+		for _, l := range strings.Split(body, "\n") {
+			if strings.HasPrefix(l, "strata_broker_rpc_duration_seconds_count{") && strings.Contains(l, method) {
+				counts = append(counts, l)
+			}
+		}
+		t.Errorf("ProduceStream ends counted with code Unknown:\n%s", strings.Join(counts, "\n"))
 	}
 }
 

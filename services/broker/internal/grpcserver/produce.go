@@ -132,13 +132,18 @@ func (s *logService) Produce(ctx context.Context, req *stratav1.ProduceRequest) 
 // down the stream ends with Unavailable between batches, so a client that
 // keeps its stream open does not hold the graceful stop; batches not yet
 // answered are the client's to retry.
+//
+// A client that closes its send side ends the stream OK once every answer
+// is sent; one that cancels the stream (typically after its last answer)
+// ends it Canceled. Every end is a status: a bare context error would be
+// counted as Unknown.
 func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[stratav1.ProduceRequest, stratav1.ProduceResponse]) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	answers := make(chan *stratav1.ProduceResponse, max(s.cfg.ProduceStreamInFlight, 1))
 	sendErr := make(chan error, 1)
 	go func() {
-		var err error
+		var err error // the first failed Send
 		for {
 			select {
 			case resp, ok := <-answers:
@@ -153,7 +158,10 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[stratav1.Prod
 					cancel()
 				}
 			case <-ctx.Done():
-				sendErr <- errors.Join(err, ctx.Err())
+				if err == nil {
+					err = ctx.Err() // the client went away: answers may be unsent
+				}
+				sendErr <- err
 				return
 			}
 		}
@@ -166,9 +174,9 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[stratav1.Prod
 	select {
 	case err := <-recvErr:
 		if serr := <-sendErr; serr != nil {
-			return serr
+			err = serr
 		}
-		return err
+		return toStatus(err)
 	case <-s.shutdown:
 		cancel()
 		<-sendErr // no Send after the handler returns
