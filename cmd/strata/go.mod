@@ -10,6 +10,7 @@ require (
 )
 
 require (
+	github.com/strata-log/strata/pkg/grpctls v0.0.0
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
@@ -22,3 +23,5 @@ replace (
 	github.com/strata-log/strata/pkg/client => ../../pkg/client
 	github.com/strata-log/strata/pkg/proto => ../../pkg/proto
 )
+
+replace github.com/strata-log/strata/pkg/grpctls => ../../pkg/grpctls

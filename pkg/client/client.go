@@ -7,11 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/strata-log/strata/pkg/grpctls"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 )
@@ -119,14 +119,13 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
 	}
-	var creds credentials.TransportCredentials
+	var opts []grpc.DialOption
 	if c.cfg.Insecure {
-		creds = insecure.NewCredentials()
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	} else {
-		creds = credentials.NewTLS(c.cfg.TLS)
+		opts = grpctls.DialOptions(c.cfg.TLS)
 	}
-	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
+	opts = append(opts,
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(c.cfg.MaxMessageBytes),
 			grpc.MaxCallSendMsgSize(c.cfg.MaxMessageBytes),
@@ -135,9 +134,9 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 			MinConnectTimeout: c.cfg.DialTimeout,
 		}),
-		grpc.WithInitialWindowSize(4 << 20),
-		grpc.WithInitialConnWindowSize(16 << 20),
-	}
+		grpc.WithInitialWindowSize(4<<20),
+		grpc.WithInitialConnWindowSize(16<<20),
+	)
 	opts = append(opts, c.cfg.DialOptions...)
 	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {

@@ -11,6 +11,7 @@ require (
 )
 
 require (
+	github.com/strata-log/strata/pkg/grpctls v0.0.0
 	go.uber.org/multierr v1.10.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
@@ -19,3 +20,5 @@ require (
 )
 
 replace github.com/strata-log/strata/pkg/proto => ../../pkg/proto
+
+replace github.com/strata-log/strata/pkg/grpctls => ../grpctls

@@ -14,6 +14,7 @@ require (
 )
 
 require (
+	github.com/strata-log/strata/pkg/grpctls v0.0.0
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
@@ -22,3 +23,5 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/strata-log/strata/pkg/grpctls => ../../pkg/grpctls

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/grpctls"
 	"github.com/strata-log/strata/pkg/pki"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 
@@ -124,7 +125,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	}
 	creds := opts.GRPC.Creds
 	if creds == nil && rl != nil {
-		creds = credentials.NewTLS(rl.ServerConfig())
+		creds = grpctls.Credentials(rl.ServerConfig())
 	}
 	var cluster *grpcserver.ClusterConfig
 	if cfg.ClusterMode() {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
+	"github.com/strata-log/strata/pkg/grpctls"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 	"github.com/strata-log/strata/services/broker/internal/topic"
@@ -114,6 +115,8 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 	sopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newCodec()),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
+		grpc.ReadBufferSize(grpctls.BufferBytes),
+		grpc.WriteBufferSize(grpctls.BufferBytes),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),

@@ -9,9 +9,9 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/strata-log/strata/pkg/grpctls"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 )
 
@@ -39,7 +39,7 @@ func DialBroker(addr string, tlsConf *tls.Config, lg *zap.Logger) (*GRPCBroker, 
 	if lg == nil {
 		lg = zap.NewNop()
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+	conn, err := grpc.NewClient(addr, grpctls.DialOptions(tlsConf)...)
 	if err != nil {
 		return nil, fmt.Errorf("applier: broker client %s: %w", addr, err)
 	}

@@ -7,8 +7,8 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
+	"github.com/strata-log/strata/pkg/grpctls"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 )
 
@@ -49,8 +49,8 @@ func (c *Conns) Leader(addr string) (Leader, error) {
 	conn, ok := c.conns[addr]
 	if !ok {
 		var err error
-		conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(c.tls)),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)))
+		conn, err = grpc.NewClient(addr, append(grpctls.DialOptions(c.tls),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)))...)
 		if err != nil {
 			return nil, fmt.Errorf("fetcher: leader client %s: %w", addr, err)
 		}
