@@ -132,15 +132,22 @@ func (c *fakeCluster) appendLocked(p *fakePartition, recs []*stratav1.Record) (b
 	return base, int64(len(p.log)) - 1
 }
 
+// topicMetaLocked is a topic as this broker describes it: like a real
+// broker it knows the offsets only of the partitions it leads (-1 for the
+// others).
 func (b *fakeBroker) topicMetaLocked(name string) *stratav1.TopicMetadata {
 	ps := b.c.topics[name]
 	tm := &stratav1.TopicMetadata{Name: name, Config: &stratav1.TopicConfig{Partitions: int32(len(ps)), ReplicationFactor: 1}}
 	for i, p := range ps {
 		l := b.c.brokers[p.leader]
-		tm.Partitions = append(tm.Partitions, &stratav1.PartitionMetadata{
+		pm := &stratav1.PartitionMetadata{
 			Partition: int32(i), LeaderId: int32(l.id), LeaderAddress: l.addr, Replicas: []int32{int32(l.id)},
-			Isr: []int32{int32(l.id)}, LogEndOffset: int64(len(p.log)), HighWatermark: int64(len(p.log)),
-		})
+			Isr: []int32{int32(l.id)}, LogStartOffset: -1, LogEndOffset: -1, HighWatermark: -1,
+		}
+		if p.leader == b.id {
+			pm.LogStartOffset, pm.LogEndOffset, pm.HighWatermark = 0, int64(len(p.log)), int64(len(p.log))
+		}
+		tm.Partitions = append(tm.Partitions, pm)
 	}
 	return tm
 }

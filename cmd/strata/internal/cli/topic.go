@@ -185,23 +185,20 @@ func runTopicDescribe(ctx context.Context, e *env, args []string) error {
 		if p.GetOffline() || p.GetLeaderId() < 0 {
 			leader = "offline"
 		}
-		// Offsets are known by the leader; ask it.
-		start, end, hw := p.GetLogStartOffset(), p.GetLogEndOffset(), p.GetHighWatermark()
-		if md, err := cl.Metadata(ctx, tm.GetName()); err == nil {
-			for _, t := range md.GetTopics() {
-				for _, q := range t.GetPartitions() {
-					if q.GetPartition() == p.GetPartition() && q.GetLogEndOffset() > end {
-						start, end, hw = q.GetLogStartOffset(), q.GetLogEndOffset(), q.GetHighWatermark()
-					}
-				}
-			}
-		}
-		if s, h, err := cl.PartitionOffsets(ctx, tm.GetName(), p.GetPartition()); err == nil && h >= hw {
-			start, hw = s, h
-		}
-		pt.row(p.GetPartition(), leader, p.GetLeaderEpoch(), joinInts(p.GetReplicas()), joinInts(p.GetIsr()), start, end, hw)
+		// DescribeTopic asked each leader for its partitions' offsets.
+		pt.row(p.GetPartition(), leader, p.GetLeaderEpoch(), joinInts(p.GetReplicas()), joinInts(p.GetIsr()),
+			offsetCell(p.GetLogStartOffset()), offsetCell(p.GetLogEndOffset()), offsetCell(p.GetHighWatermark()))
 	}
 	return pt.flush()
+}
+
+// offsetCell formats a partition offset; "-" when no leader reported it (-1),
+// which is not the same as an empty log.
+func offsetCell(o int64) string {
+	if o < 0 {
+		return "-"
+	}
+	return strconv.FormatInt(o, 10)
 }
 
 func runTopicAlter(ctx context.Context, e *env, args []string) error {

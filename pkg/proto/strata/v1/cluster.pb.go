@@ -161,7 +161,8 @@ type PartitionMetadata struct {
 	Replicas      []int32 `protobuf:"varint,5,rep,packed,name=replicas,proto3" json:"replicas,omitempty"`
 	Isr           []int32 `protobuf:"varint,6,rep,packed,name=isr,proto3" json:"isr,omitempty"`
 	Offline       bool    `protobuf:"varint,7,opt,name=offline,proto3" json:"offline,omitempty"`
-	// Offsets as known by the answering broker (set when it leads the partition).
+	// Offsets as known by the answering broker: set when it leads the
+	// partition, -1 (unknown) when it does not; ask the leader for them.
 	LogStartOffset int64 `protobuf:"varint,8,opt,name=log_start_offset,json=logStartOffset,proto3" json:"log_start_offset,omitempty"`
 	LogEndOffset   int64 `protobuf:"varint,9,opt,name=log_end_offset,json=logEndOffset,proto3" json:"log_end_offset,omitempty"`
 	HighWatermark  int64 `protobuf:"varint,10,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`

@@ -268,8 +268,9 @@ func TestClusterModeForwardsTopicsAndMetadata(t *testing.T) {
 	if ps[0].GetLogEndOffset() != 5 || ps[0].GetHighWatermark() != 5 {
 		t.Errorf("led partition offsets = %d/%d, want 5/5 filled in locally", ps[0].GetLogEndOffset(), ps[0].GetHighWatermark())
 	}
-	if ps[1].GetLogEndOffset() != 0 {
-		t.Errorf("partition led elsewhere got local offsets %d", ps[1].GetLogEndOffset())
+	if ps[1].GetLogStartOffset() != -1 || ps[1].GetLogEndOffset() != -1 || ps[1].GetHighWatermark() != -1 {
+		t.Errorf("partition led elsewhere: offsets %d/%d/%d, want -1/-1/-1 (unknown here, not an empty log)",
+			ps[1].GetLogStartOffset(), ps[1].GetLogEndOffset(), ps[1].GetHighWatermark())
 	}
 
 	fr.mu.Lock()

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
-	"github.com/strata-log/strata/services/broker/internal/partition"
 )
 
 // forwarder answers Topics and Metadata for a cluster-mode broker from its
@@ -13,7 +12,8 @@ import (
 // broker forwards under its own identity, which the default policy lets
 // create, alter and delete topics for that reason. Offsets the controller
 // does not track (log start, log end, high watermark) are filled in for
-// the partitions this broker leads.
+// the partitions this broker leads and marked unknown (-1) for the others,
+// whose leaders the client asks.
 type forwarder struct {
 	cat    Catalog
 	topics stratav1.TopicsClient
@@ -24,10 +24,11 @@ func (f *forwarder) withLocalOffsets(ts ...*stratav1.TopicMetadata) {
 	for _, t := range ts {
 		for _, pm := range t.GetPartitions() {
 			p, err := f.cat.Partition(t.GetName(), pm.GetPartition())
-			if err != nil || p.State().Role != partition.RoleLeader {
+			if err != nil {
+				setOffsets(pm, nil) // not held here
 				continue
 			}
-			pm.LogStartOffset, pm.LogEndOffset, pm.HighWatermark = p.LogStartOffset(), p.LogEndOffset(), p.HighWatermark()
+			setOffsets(pm, p)
 		}
 	}
 }

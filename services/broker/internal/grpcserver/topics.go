@@ -116,10 +116,18 @@ func partitionMetadata(p *partition.Partition) *stratav1.PartitionMetadata {
 		Isr:           st.ISR,
 		Offline:       st.LeaderID < 0,
 	}
-	if st.Role == partition.RoleLeader {
-		pm.LogStartOffset = p.LogStartOffset()
-		pm.LogEndOffset = p.LogEndOffset()
-		pm.HighWatermark = p.HighWatermark()
-	}
+	setOffsets(pm, p)
 	return pm
+}
+
+// setOffsets fills in a partition's offsets when this broker leads it and
+// marks them unknown (-1) otherwise, p nil included (not held here): a
+// follower's log end and high watermark lag the leader's, and a client
+// must not mistake "not known here" for an empty partition.
+func setOffsets(pm *stratav1.PartitionMetadata, p *partition.Partition) {
+	if p == nil || p.State().Role != partition.RoleLeader {
+		pm.LogStartOffset, pm.LogEndOffset, pm.HighWatermark = -1, -1, -1
+		return
+	}
+	pm.LogStartOffset, pm.LogEndOffset, pm.HighWatermark = p.LogStartOffset(), p.LogEndOffset(), p.HighWatermark()
 }
