@@ -33,7 +33,7 @@ health() {
 probe() {
   local args
   mapfile -t args < <(docker inspect --format \
-    '{{range $i, $a := .Config.Healthcheck.Test}}{{if $i}}{{$a}}{{"\n"}}{{end}}{{end}}' "strata-$1" 2>/dev/null)
+    '{{range $i, $a := .Config.Healthcheck.Test}}{{if gt $i 1}}{{"\n"}}{{end}}{{if $i}}{{$a}}{{end}}{{end}}' "strata-$1" 2>/dev/null)
   [ "${#args[@]}" -gt 0 ] && timeout 10 docker exec "strata-$1" "${args[@]}" >/dev/null 2>&1
 }
 

@@ -99,7 +99,7 @@ func (s *replicaService) Fetch(stream grpc.BidiStreamingServer[stratav1.FetchReq
 		case err := <-recvErr:
 			return fetchEnd(err)
 		case <-ctx.Done():
-			return ctx.Err()
+			return status.FromContextError(ctx.Err()).Err()
 		case <-s.shutdown:
 			return status.Error(codes.Unavailable, "broker shutting down")
 		}
@@ -142,7 +142,7 @@ func (s *replicaService) nextFetchResponse(ctx context.Context, p *partition.Par
 		case err := <-recvErr:
 			return nil, fetchEnd(err)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, status.FromContextError(ctx.Err()).Err()
 		case <-s.shutdown:
 			return nil, status.Error(codes.Unavailable, "broker shutting down")
 		}
