@@ -198,11 +198,15 @@ func (p *Producer) sealLocked(q *partitionQueue) {
 	q.open = nil
 }
 
+// lingerExpired sends b if its partition has nothing in flight. Otherwise
+// b stays open and keeps taking records until the batch in flight is
+// answered: sealing it now would queue one small batch per linger behind
+// the one in flight, each then waiting a round trip of its own.
 func (p *Producer) lingerExpired(q *partitionQueue, b *batch) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if q.open == b {
-		p.sealLocked(q)
+		q.timer = nil
 	}
 	p.dispatchLocked(q)
 }

@@ -89,6 +89,35 @@ func TestLingerBatchesRecords(t *testing.T) {
 	}
 }
 
+func TestLingerDoesNotSplitWhileInFlight(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	fc.addTopic("t", 1)
+	const slow = 300 * time.Millisecond
+	first := true
+	fc.produceErr = func(*fakeBroker, *stratav1.ProduceRequest) *stratav1.Error {
+		if first { // the first batch takes long to answer
+			first = false
+			time.Sleep(slow)
+		}
+		return nil
+	}
+	cl := newTestClient(t, fc)
+	p := newTestProducer(t, cl, ProducerOptions{Linger: 10 * time.Millisecond})
+	ctx := testCtx(t)
+	rs := []*Result{p.Produce(ctx, &Record{Topic: "t", Value: []byte("first")})}
+	// Records arrive every 5 ms, many lingers, while the first batch is in
+	// flight: they belong in one batch, sent when the first is answered.
+	deadline := time.Now().Add(slow - 50*time.Millisecond)
+	for i := 0; time.Now().Before(deadline); i++ {
+		rs = append(rs, p.Produce(ctx, &Record{Topic: "t", Value: []byte(strconv.Itoa(i))}))
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitAll(t, ctx, rs)
+	if reqs := fc.requests(); len(reqs) > 3 {
+		t.Fatalf("%d records went out in %d requests; want the ones produced during the slow answer in one or two", len(rs), len(reqs))
+	}
+}
+
 func TestMaxBatchBytesClosesBatches(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	fc.addTopic("t", 1)
