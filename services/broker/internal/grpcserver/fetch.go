@@ -103,62 +103,63 @@ func (s *replicaService) Fetch(stream grpc.BidiStreamingServer[stratav1.FetchReq
 		case <-s.shutdown:
 			return status.Error(codes.Unavailable, "broker shutting down")
 		}
-		resp, err := s.nextFetchResponse(ctx, p, cur, epoch, maxBytes, hb, recvErr)
+		msg, frameBytes, err := s.nextFetchResponse(ctx, p, cur, epoch, maxBytes, hb, recvErr)
 		if err != nil {
 			return err
 		}
-		if err := stream.Send(resp); err != nil {
+		if err := stream.SendMsg(msg); err != nil {
 			return err
 		}
-		s.rec.Fetched(first.GetTopic(), len(resp.GetFrames()))
+		s.rec.Fetched(first.GetTopic(), frameBytes)
 		hb.Reset(fetchHeartbeat) // Go 1.23+ timers: Reset drops a pending tick
 	}
 }
 
 // nextFetchResponse waits for frames past the cursor (or the heartbeat)
-// and builds the response.
+// and returns the FetchResponse in wire format with the frames' size. The
+// frames are read once, into the message: marshaling a FetchResponse
+// would copy them again.
 func (s *replicaService) nextFetchResponse(ctx context.Context, p *partition.Partition, cur *partition.Cursor, epoch int32,
-	maxBytes int, hb *time.Timer, recvErr <-chan error) (*stratav1.FetchResponse, error) {
+	maxBytes int, hb *time.Timer, recvErr <-chan error) (*encodedMessage, int, error) {
+	buf := make([]byte, fetchHeadroom)
 	for {
 		// Capture the notifications before looking, so no change between
 		// the look and the wait is missed.
 		logChanged, stateChanged := p.LogChanged(), p.StateChanged()
 		if st := p.State(); st.Role != partition.RoleLeader || st.LeaderEpoch != epoch {
-			return nil, toStatus(p.NotLeader())
+			return nil, 0, toStatus(p.NotLeader())
 		}
 		base := cur.Next()
-		frames, recEpoch, n, err := cur.ReadFrames(nil, maxBytes)
+		out, recEpoch, n, err := cur.ReadFrames(buf[:fetchHeadroom], maxBytes)
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, 0, toStatus(err)
 		}
 		if n > 0 {
-			return s.fetchResponse(p, epoch, frames, recEpoch, base), nil
+			return s.fetchResponse(p, epoch, out, recEpoch, base), len(out) - fetchHeadroom, nil
 		}
+		buf = out
 		select {
 		case <-logChanged:
 		case <-stateChanged:
 		case <-hb.C:
-			return s.fetchResponse(p, epoch, nil, epoch, cur.Next()), nil
+			return s.fetchResponse(p, epoch, buf[:fetchHeadroom], epoch, cur.Next()), 0, nil
 		case err := <-recvErr:
-			return nil, fetchEnd(err)
+			return nil, 0, fetchEnd(err)
 		case <-ctx.Done():
-			return nil, status.FromContextError(ctx.Err()).Err()
+			return nil, 0, status.FromContextError(ctx.Err()).Err()
 		case <-s.shutdown:
-			return nil, status.Error(codes.Unavailable, "broker shutting down")
+			return nil, 0, status.Error(codes.Unavailable, "broker shutting down")
 		}
 	}
 }
 
-func (s *replicaService) fetchResponse(p *partition.Partition, epoch int32, frames []byte, recEpoch int32, base int64) *stratav1.FetchResponse {
-	return &stratav1.FetchResponse{
-		LeaderEpoch:    epoch,
-		HighWatermark:  p.HighWatermark(),
-		LogStartOffset: p.LogStartOffset(),
-		LogEndOffset:   p.LogEndOffset(),
-		Frames:         frames, // a fresh copy out of the log, owned by the response
-		RecordsEpoch:   recEpoch,
-		BaseOffset:     base,
-	}
+// fetchResponse makes the message from buf: fetchHeadroom bytes of room,
+// then the frames (a fresh copy out of the log, owned by the message).
+func (s *replicaService) fetchResponse(p *partition.Partition, epoch int32, buf []byte, recEpoch int32, base int64) *encodedMessage {
+	return &encodedMessage{b: fetchResponseBytes(buf, fetchFields{
+		leaderEpoch: epoch, highWatermark: p.HighWatermark(), logStartOffset: p.LogStartOffset(),
+		logEndOffset: p.LogEndOffset(), recordsEpoch: recEpoch, baseOffset: base,
+	})}
 }
 
 // fetchEnd turns the receiver's error into the stream's status: the

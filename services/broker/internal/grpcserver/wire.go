@@ -1,6 +1,8 @@
 package grpcserver
 
 import (
+	"encoding/binary"
+
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/strata-log/strata/pkg/logstore"
@@ -56,4 +58,41 @@ func (w *consumeResponseBuilder) finish(next, hw, start int64) []byte {
 		}
 	}
 	return w.b
+}
+
+// FetchResponse wire layout, as fetchResponseBytes writes it: the scalar
+// fields 1-4, 6 and 7 (zeros omitted), then 5, the frames, last. The
+// frames are read from the log straight after fetchHeadroom bytes of room,
+// and the other fields are written into the end of that room, so the
+// message is made without copying the frames.
+const fetchHeadroom = 7 * (1 + binary.MaxVarintLen64) // 7 one-byte tags, 7 varints
+
+// fetchFields are FetchResponse's fields but the frames.
+type fetchFields struct {
+	leaderEpoch, recordsEpoch                               int32
+	highWatermark, logStartOffset, logEndOffset, baseOffset int64
+}
+
+// fetchResponseBytes returns the FetchResponse whose frames are
+// buf[fetchHeadroom:], in wire format, as a suffix of buf.
+func fetchResponseBytes(buf []byte, f fetchFields) []byte {
+	var h [fetchHeadroom]byte
+	b := h[:0]
+	for _, v := range []struct {
+		num protowire.Number
+		v   int64
+	}{{1, int64(f.leaderEpoch)}, {2, f.highWatermark}, {3, f.logStartOffset}, {4, f.logEndOffset},
+		{6, int64(f.recordsEpoch)}, {7, f.baseOffset}} {
+		if v.v != 0 {
+			b = protowire.AppendTag(b, v.num, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(v.v))
+		}
+	}
+	if n := len(buf) - fetchHeadroom; n > 0 {
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(n))
+	}
+	start := fetchHeadroom - len(b)
+	copy(buf[start:], b)
+	return buf[start:]
 }
