@@ -92,29 +92,35 @@ func TestLingerBatchesRecords(t *testing.T) {
 func TestLingerDoesNotSplitWhileInFlight(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	fc.addTopic("t", 1)
-	const slow = 300 * time.Millisecond
+	// The first batch is answered only when the test says so.
+	started, release := make(chan struct{}), make(chan struct{})
 	first := true
 	fc.produceErr = func(*fakeBroker, *stratav1.ProduceRequest) *stratav1.Error {
-		if first { // the first batch takes long to answer
+		if first {
 			first = false
-			time.Sleep(slow)
+			close(started)
+			<-release
 		}
 		return nil
 	}
 	cl := newTestClient(t, fc)
-	p := newTestProducer(t, cl, ProducerOptions{Linger: 10 * time.Millisecond})
+	const linger = 5 * time.Millisecond
+	p := newTestProducer(t, cl, ProducerOptions{Linger: linger})
 	ctx := testCtx(t)
 	rs := []*Result{p.Produce(ctx, &Record{Topic: "t", Value: []byte("first")})}
-	// Records arrive every 5 ms, many lingers, while the first batch is in
-	// flight: they belong in one batch, sent when the first is answered.
-	deadline := time.Now().Add(slow - 50*time.Millisecond)
-	for i := 0; time.Now().Before(deadline); i++ {
+	<-started
+	// While the first batch is in flight, records arrive further apart
+	// than the linger, so each one's linger runs out before the next: they
+	// still belong in one batch, sent when the first is answered. The
+	// sleep is the passing time under test, not a wait for an event.
+	for i := range 10 {
 		rs = append(rs, p.Produce(ctx, &Record{Topic: "t", Value: []byte(strconv.Itoa(i))}))
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(3 * linger)
 	}
+	close(release)
 	waitAll(t, ctx, rs)
-	if reqs := fc.requests(); len(reqs) > 3 {
-		t.Fatalf("%d records went out in %d requests; want the ones produced during the slow answer in one or two", len(rs), len(reqs))
+	if reqs := fc.requests(); len(reqs) != 2 {
+		t.Fatalf("%d records went out in %d requests; want 2 (the first, then the other %d together)", len(rs), len(reqs), len(rs)-1)
 	}
 }
 
