@@ -37,9 +37,9 @@ probe() {
   [ "${#args[@]}" -gt 0 ] && timeout 10 docker exec "strata-$1" "${args[@]}" >/dev/null 2>&1
 }
 
-# wait_healthy SECONDS SERVICE... waits until every service is healthy (or
-# passes its probe),
-# printing progress; returns 1 when SECONDS pass first.
+# wait_healthy SECONDS SERVICE... waits until every service is healthy
+# (or passes its probe), printing progress; returns 1 when SECONDS pass
+# first.
 wait_healthy() {
   local limit=$1 start=$SECONDS last="" printed=-100 line s st n
   shift

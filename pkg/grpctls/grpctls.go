@@ -13,25 +13,22 @@ import (
 	"google.golang.org/grpc/credentials"
 )
 
-// connBufferBytes is how much one socket read takes in, and about how much
-// one socket write sends, on a connection made by Credentials.
-const connBufferBytes = 256 << 10
+// BufferBytes is how much one socket read takes in, and about how much
+// one socket write sends, on a connection made by Credentials. It is also
+// the gRPC read and write buffer size to pair with Credentials
+// (grpc.ReadBufferSize and grpc.WriteBufferSize on a server; DialOptions
+// sets them on a client), so that gRPC hands TLS large writes.
+const BufferBytes = 256 << 10
 
 // Credentials is credentials.NewTLS(cfg) for connections that move bulk
 // data. crypto/tls writes every record (at most 16 KiB) to the socket with
 // a syscall of its own and reads records about one at a time; on a busy
 // broker those syscalls, and the kernel's network work per call, were a
 // large share of the CPU. Here the records of one Write leave in one
-// socket write, and reads fill a buffer of connBufferBytes. Pair it with
-// gRPC read and write buffers of a similar size (GRPCBufferBytes), so that
-// gRPC hands TLS large writes.
+// socket write, and reads fill a buffer of BufferBytes.
 func Credentials(cfg *tls.Config) credentials.TransportCredentials {
 	return &batchingCreds{TransportCredentials: credentials.NewTLS(cfg)}
 }
-
-// BufferBytes is the gRPC read and write buffer size (grpc.ReadBufferSize
-// and grpc.WriteBufferSize on a server) that suits Credentials.
-const BufferBytes = connBufferBytes
 
 // DialOptions are a client's: Credentials(cfg) and buffers of BufferBytes.
 func DialOptions(cfg *tls.Config) []grpc.DialOption {
@@ -100,7 +97,7 @@ type batchConn struct {
 }
 
 func newBatchConn(c net.Conn) *batchConn {
-	return &batchConn{Conn: c, r: bufio.NewReaderSize(c, connBufferBytes)}
+	return &batchConn{Conn: c, r: bufio.NewReaderSize(c, BufferBytes)}
 }
 
 func (b *batchConn) Read(p []byte) (int, error) { return b.r.Read(p) }
@@ -133,7 +130,7 @@ func (b *batchConn) release() error {
 		return nil
 	}
 	_, err := b.Conn.Write(b.out)
-	if cap(b.out) > 2*connBufferBytes {
+	if cap(b.out) > 2*BufferBytes {
 		b.out = nil // a rare huge write: do not keep its buffer
 	} else {
 		b.out = b.out[:0]

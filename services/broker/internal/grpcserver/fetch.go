@@ -137,7 +137,6 @@ func (s *replicaService) nextFetchResponse(ctx context.Context, p *partition.Par
 		if n > 0 {
 			return s.fetchResponse(p, epoch, out, recEpoch, base), len(out) - fetchHeadroom, nil
 		}
-		buf = out
 		select {
 		case <-logChanged:
 		case <-stateChanged:
