@@ -76,6 +76,9 @@ func runMain(m *testing.M) int {
 		brokerAddr = l.Addr().String()
 		l.Close()
 		cmd := exec.Command(brokerBin, "--data-dir", filepath.Join(dir, "data"), "--listen", brokerAddr, "--log-level", "error",
+			// No metrics listener: the default port is fixed, and other test
+			// binaries running at the same time start brokers too.
+			"--metrics-listen", "",
 			// These tests exercise the data path in plaintext; mTLS and ACLs are
 			// tested in services/broker and pkg/pki.
 			"--insecure-no-auth")

@@ -94,6 +94,9 @@ func startRealBroker(tb testing.TB) *realBroker {
 func (b *realBroker) start() {
 	b.tb.Helper()
 	b.cmd = exec.Command(b.bin, "--data-dir", b.dir, "--listen", b.addr, "--log-level", "error",
+		// No metrics listener: the default port is fixed, and other test
+		// binaries running at the same time start brokers too.
+		"--metrics-listen", "",
 		// These tests exercise the data path in plaintext; mTLS and ACLs are
 		// tested in services/broker and pkg/pki.
 		"--insecure-no-auth")
