@@ -38,9 +38,10 @@ func (m *Manager) newFetcher(a Assignment) *fetcher {
 // run makes attempts until ctx is done. Each attempt checks that the local
 // broker follows in the fetcher's epoch, resynchronizes the local log with
 // the leader's, and streams; after a failure it backs off, doubling the
-// delay while attempts make no progress.
+// delay while attempts make no progress. Until the first progress the delay
+// starts at FirstBackoff: see Options.
 func (f *fetcher) run(ctx context.Context) {
-	backoff := f.opts.MinBackoff
+	backoff := f.opts.FirstBackoff
 	for {
 		progressed, err := f.attempt(ctx)
 		if ctx.Err() != nil {

@@ -130,6 +130,26 @@ func TestWaitsForLeaderEpoch(t *testing.T) {
 	e.waitSame(leader, true)
 }
 
+// TestNewFetcherRetriesSoon: a new fetcher whose leader has not applied the
+// metadata change yet retries after FirstBackoff, not MinBackoff; with
+// MinBackoff at 10s, five refusals and the catch-up would take minutes.
+func TestNewFetcherRetriesSoon(t *testing.T) {
+	e := newEnv(t, fakebroker.Options{})
+	epoch := e.elect(1)
+	leader := e.brokers[1]
+	leader.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, epoch-1, 0, run("a", 0, 0, 10)...)
+	e.local.SetPartition(topic, 0, stratav1.Role_ROLE_FOLLOWER, 0, 0, run("a", 0, 0, 4)...)
+	e.start(Options{MinBackoff: 10 * time.Second, MaxBackoff: 10 * time.Second, FirstBackoff: time.Millisecond}, true)
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, _, _, _, errs := e.obs.snapshot(); errs["resync/"+codes.FailedPrecondition.String()] < 5 {
+			return fmt.Errorf("errors so far %v", errs)
+		}
+		return nil
+	})
+	leader.SetRole(topic, 0, stratav1.Role_ROLE_LEADER, epoch)
+	e.waitSame(leader, true)
+}
+
 // TestIdleLeaderIsDropped: a leader that keeps the stream open but sends
 // nothing, not even heartbeats, is given up after the idle timeout and
 // dialled again.
