@@ -10,7 +10,9 @@
 # Knobs (environment): ROUNDS (3), RECORDS (200000), PRODUCERS (1),
 # FSYNC_RECORDS (20000, for the fsync-always case), KEEP=1 keeps the temp dir,
 # TLS (1: Strata with mutual TLS and ACLs, certs from `strata-admin pki init`;
-# 0: plaintext with --insecure-no-auth). JetStream runs without TLS either way.
+# 0: plaintext with --insecure-no-auth), WARMUP (1000: records each Strata run
+# produces unmeasured first, so connections are open; nats bench connects
+# before it measures). JetStream runs without TLS either way.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +20,7 @@ ROUNDS=${ROUNDS:-3}
 RECORDS=${RECORDS:-200000}
 PRODUCERS=${PRODUCERS:-1}
 FSYNC_RECORDS=${FSYNC_RECORDS:-20000}
+WARMUP=${WARMUP:-1000}
 TLS=${TLS:-1}
 NATS_VERSION=v2.15.2
 NATSCLI_VERSION=v0.5.0
@@ -102,7 +105,7 @@ nats_p99_ms() { grep -m1 'stats:' | sed -E 's/.*P99: ([0-9,.]+)us.*/\1/' | tr -d
 strata_produce() { # topic size records fsync [extra...]
   local topic=$1 size=$2 n=$3 fsync=$4; shift 4
   "${STRATA[@]}" bench produce --json --progress never --create --topic "$topic" --fsync "$fsync" \
-    --records "$n" --size "$size" --producers "$PRODUCERS" --acks leader "$@"
+    --records "$n" --size "$size" --producers "$PRODUCERS" --acks leader --warmup-records "$WARMUP" "$@"
 }
 nats_pub() { # size records [extra...]
   local size=$1 n=$2; shift 2
@@ -182,7 +185,7 @@ Strata vs NATS JetStream, one node each on loopback ($(nproc) cores, $(uname -sr
 Strata: bin/strata-broker, $(cd "$ROOT" && git rev-parse --short HEAD), $STRATA_TLS, acks=leader, 1 partition,
         client batching: max batch 1 MiB, linger 0 (records accumulate while one batch per partition is in flight), ProduceStream.
 JetStream: nats-server $NATS_VERSION, file storage, R1, nats bench (natscli $NATSCLI_VERSION) js pub async (batch 500), no TLS.
-Records: $RECORDS per run ($FSYNC_RECORDS for fsync always), producers: $PRODUCERS. fsync: Strata topic fsync=never vs JetStream defaults
+Records: $RECORDS per run ($FSYNC_RECORDS for fsync always) after $WARMUP unmeasured, producers: $PRODUCERS. fsync: Strata topic fsync=never vs JetStream defaults
 (sync_interval 2m) unless the row says otherwise. Latency: Strata per record (Produce call -> ack); JetStream per async batch
 (nats bench P99), both at $RATE records/s (half of Strata's median 1 KiB max).
 

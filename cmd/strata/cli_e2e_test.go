@@ -249,3 +249,17 @@ func TestBenchProduceAndConsume(t *testing.T) {
 		t.Fatalf("bench consume: %s", out)
 	}
 }
+
+// TestBenchWarmup: warmup records are produced (the topic holds them) but
+// not counted in the summary.
+func TestBenchWarmup(t *testing.T) {
+	out := mustStrata(t, "", "bench", "produce", "--topic", "cliwarm", "--create", "--fsync", "never", "--records", "1000",
+		"--warmup-records", "500", "--size", "100", "--json")
+	if !strings.Contains(out, `"records": 1000,`) || !strings.Contains(out, `"warmup_records": 500`) {
+		t.Fatalf("bench produce: %s", out)
+	}
+	out = mustStrata(t, "", "bench", "consume", "--topic", "cliwarm")
+	if !strings.Contains(out, "1500 records") {
+		t.Fatalf("bench consume: %s", out)
+	}
+}

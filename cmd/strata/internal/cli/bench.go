@@ -30,6 +30,7 @@ type benchFlags struct {
 	linger     time.Duration
 	inFlight   int
 	rate       float64
+	warmup     int64
 	create     bool
 	fsync      string
 	progress   string
@@ -56,6 +57,7 @@ func (b *benchFlags) register(fs *flag.FlagSet, produce bool) {
 		fs.DurationVar(&b.linger, "linger", 0, "batch linger `duration`")
 		fs.IntVar(&b.inFlight, "in-flight", 16, "max batches in flight per broker per producer")
 		fs.Float64Var(&b.rate, "rate", 0, "cap the total rate at this many `records/s` (0: unlimited)")
+		fs.Int64Var(&b.warmup, "warmup-records", 0, "produce this many `records` first, unmeasured (connections open, a new topic's followers fetching)")
 	}
 }
 
@@ -72,6 +74,7 @@ type benchSummary struct {
 	BatchBytes    int     `json:"batch_bytes,omitempty"`
 	Linger        string  `json:"linger,omitempty"`
 	Rate          float64 `json:"rate_limit,omitempty"`
+	Warmup        int64   `json:"warmup_records,omitempty"`
 	Fsync         string  `json:"fsync"`
 	TLS           string  `json:"tls"`
 	Seconds       float64 `json:"seconds"`
@@ -215,6 +218,18 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 	hists := make([]histogram.Histogram, b.producers)
 	var lastAck atomic.Int64
 
+	producers := make([]*client.Producer, b.producers)
+	for i, cl := range clients {
+		// Closed by benchProducer, or by Close of its client on an early return.
+		producers[i], err = cl.NewProducer(client.ProducerOptions{Acks: acks, Linger: b.linger, MaxBatchBytes: b.batchBytes, MaxInFlightPerBroker: b.inFlight})
+		if err != nil {
+			return err
+		}
+	}
+	if err := benchWarmup(ctx, producers, b.topic, payload, b.warmup); err != nil {
+		return fmt.Errorf("warmup: %w", err)
+	}
+
 	var stopBar func()
 	if b.showProgress(e.io.Out) {
 		stopBar = progressBar(e.io.Out, b.records, &acked)
@@ -230,7 +245,7 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = benchProducer(ctx, clients[i], &b, acks, payload, n, &hists[i], &acked, &failed, &firstErr, &lastAck, start)
+			errs[i] = benchProducer(ctx, producers[i], &b, payload, n, &hists[i], &acked, &failed, &firstErr, &lastAck, start)
 		}()
 	}
 	wg.Wait()
@@ -247,7 +262,7 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 	}
 	s := benchSummary{Kind: "produce", Topic: b.topic, Records: acked.Load(), Errors: failed.Load(), Size: b.size,
 		Producers: b.producers, Partitions: parts, Acks: acks.String(), BatchBytes: b.batchBytes, Linger: b.linger.String(),
-		Rate: b.rate, Fsync: fsync, TLS: e.tlsMode()}
+		Rate: b.rate, Warmup: b.warmup, Fsync: fsync, TLS: e.tlsMode()}
 	s.Seconds = end.Sub(start).Seconds()
 	if s.Seconds > 0 {
 		s.RecordsPerSec = float64(s.Records) / s.Seconds
@@ -285,12 +300,26 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 // paceStep is the shortest sleep of a rate-limited bench producer.
 const paceStep = time.Millisecond
 
-func benchProducer(ctx context.Context, cl *client.Client, b *benchFlags, acks client.Acks, payload []byte, n int64,
-	h *histogram.Histogram, acked, failed *atomic.Int64, firstErr *atomic.Pointer[error], lastAck *atomic.Int64, start time.Time) error {
-	p, err := cl.NewProducer(client.ProducerOptions{Acks: acks, Linger: b.linger, MaxBatchBytes: b.batchBytes, MaxInFlightPerBroker: b.inFlight})
-	if err != nil {
-		return err
+// benchWarmup produces n records spread over the producers and waits for
+// them all, before anything is measured.
+func benchWarmup(ctx context.Context, producers []*client.Producer, topic string, payload []byte, n int64) error {
+	if n <= 0 {
+		return nil
 	}
+	results := make([]*client.Result, 0, n)
+	for i := int64(0); i < n; i++ {
+		results = append(results, producers[i%int64(len(producers))].Produce(ctx, &client.Record{Topic: topic, Value: payload}))
+	}
+	for _, r := range results {
+		if _, err := r.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func benchProducer(ctx context.Context, p *client.Producer, b *benchFlags, payload []byte, n int64,
+	h *histogram.Histogram, acked, failed *atomic.Int64, firstErr *atomic.Pointer[error], lastAck *atomic.Int64, start time.Time) error {
 	var mu sync.Mutex
 	cb := func(m client.RecordMetadata, err error) {
 		if err != nil {
