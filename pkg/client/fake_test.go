@@ -27,6 +27,8 @@ type fakeCluster struct {
 	breakConsumeAfter int
 	produceReqs       []*stratav1.ProduceRequest
 	metadataCalls     int
+	// streamEnds is what Recv returned when each ProduceStream ended.
+	streamEnds []error
 }
 
 type fakePartition struct {
@@ -235,6 +237,9 @@ func (b *fakeBroker) ProduceStream(st grpc.BidiStreamingServer[stratav1.ProduceR
 	for {
 		req, err := st.Recv()
 		if err != nil {
+			b.c.mu.Lock()
+			b.c.streamEnds = append(b.c.streamEnds, err)
+			b.c.mu.Unlock()
 			return nil
 		}
 		if err := st.Send(b.produce(req)); err != nil {

@@ -400,9 +400,34 @@ func (p *Producer) Close(ctx context.Context) error {
 	if errors.Is(err, ErrClosed) {
 		err = nil
 	}
+	if err == nil {
+		p.closeStreams(ctx)
+	}
 	p.stop()
 	p.c.unregister(p)
 	return err
+}
+
+// closeStreams ends every produce stream from the client's side and waits
+// (until ctx ends) for the brokers to end them: a stream cut by stop's
+// cancel ends Canceled on the broker, and a normal close should not look
+// like an aborted one there.
+func (p *Producer) closeStreams(ctx context.Context) {
+	p.brokersMu.Lock()
+	var closing []*produceStream
+	for _, bs := range p.brokers {
+		if s := bs.closeSend(); s != nil {
+			closing = append(closing, s)
+		}
+	}
+	p.brokersMu.Unlock()
+	for _, s := range closing {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (p *Producer) closeFromClient() { p.stop() }

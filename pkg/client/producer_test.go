@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -316,6 +318,39 @@ func TestCloseFailsQueuedRecords(t *testing.T) {
 	}
 	if _, err := p.Produce(ctx, &Record{Topic: "t"}).Wait(ctx); !errors.Is(err, ErrClosed) {
 		t.Fatalf("produce after close: %v, want ErrClosed", err)
+	}
+}
+
+// TestCloseEndsStreamsCleanly: Close ends each produce stream by closing
+// its sending side, so the broker sees the end of the stream (io.EOF), not
+// a cancellation.
+func TestCloseEndsStreamsCleanly(t *testing.T) {
+	fc := newFakeCluster(t, 2)
+	fc.addTopic("t", 2) // partition i led by broker i: two streams
+	cl := newTestClient(t, fc)
+	p, err := cl.NewProducer(ProducerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	var rs []*Result
+	for i := int32(0); i < 2; i++ {
+		rs = append(rs, p.Produce(ctx, &Record{Topic: "t", Partition: i, ExplicitPartition: true}))
+	}
+	waitAll(t, ctx, rs)
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fc.mu.Lock()
+	ends := slices.Clone(fc.streamEnds)
+	fc.mu.Unlock()
+	if len(ends) != 2 {
+		t.Fatalf("%d streams ended, want 2: %v", len(ends), ends)
+	}
+	for _, err := range ends {
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("a stream ended with %v, want io.EOF", err)
+		}
 	}
 }
 

@@ -32,6 +32,7 @@ type brokerStreams struct {
 type produceStream struct {
 	stream grpc.BidiStreamingClient[stratav1.ProduceRequest, stratav1.ProduceResponse]
 	cancel context.CancelFunc
+	done   chan struct{} // closed when recvLoop returns
 
 	mu      sync.Mutex
 	pending []*call
@@ -62,10 +63,11 @@ func (b *brokerStreams) openLocked() (*produceStream, error) {
 		cancel()
 		return nil, fromStatus(err)
 	}
-	s := &produceStream{stream: st, cancel: cancel}
+	s := &produceStream{stream: st, cancel: cancel, done: make(chan struct{})}
 	b.p.wg.Add(1)
 	go func() {
 		defer b.p.wg.Done()
+		defer close(s.done)
 		s.recvLoop()
 	}()
 	return s, nil
@@ -159,4 +161,21 @@ func (b *brokerStreams) produce(req *stratav1.ProduceRequest, timeout time.Durat
 		s.fail(ErrClosed)
 	}
 	return <-cl.ch
+}
+
+// closeSend ends the sending side of the broker's current stream, if it
+// has one alive, and returns it; nil otherwise. The broker then ends the
+// stream OK once it has answered everything, and recvLoop sees io.EOF.
+func (b *brokerStreams) closeSend() *produceStream {
+	b.sendMu.Lock()
+	defer b.sendMu.Unlock()
+	s := b.cur
+	if s == nil || s.isDead() {
+		return nil
+	}
+	if err := s.stream.CloseSend(); err != nil {
+		return nil
+	}
+	b.cur = nil
+	return s
 }
