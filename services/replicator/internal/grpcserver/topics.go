@@ -164,8 +164,11 @@ func topicConfig(c *stratav1.TopicConfig) metadata.TopicConfig {
 func topicProto(st *metadata.State, t *metadata.Topic) *stratav1.TopicMetadata {
 	out := &stratav1.TopicMetadata{Name: t.Name, Config: applier.TopicConfigProto(t.Config)}
 	for _, p := range t.Partitions {
+		// A replicator holds no log: its offsets are unknown (-1), as a
+		// broker's are for partitions it does not lead.
 		pm := &stratav1.PartitionMetadata{Partition: p.ID, LeaderId: p.Leader, LeaderEpoch: p.LeaderEpoch,
-			Replicas: append([]int32(nil), p.Replicas...), Isr: append([]int32(nil), p.ISR...), Offline: p.Offline}
+			Replicas: append([]int32(nil), p.Replicas...), Isr: append([]int32(nil), p.ISR...), Offline: p.Offline,
+			LogStartOffset: -1, LogEndOffset: -1, HighWatermark: -1}
 		if b, ok := st.Brokers[p.Leader]; ok {
 			pm.LeaderAddress = b.BrokerAddress
 		}

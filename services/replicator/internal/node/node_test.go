@@ -362,6 +362,16 @@ func TestClusterFailoverRestartAndFullRestart(t *testing.T) {
 		}
 		return nil
 	})
+	// A replicator holds no log: offsets are unknown, not 0.
+	d, err := topics.DescribeTopic(ctx, &stratav1.DescribeTopicRequest{Name: "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range d.Topic.Partitions {
+		if p.LogStartOffset != -1 || p.LogEndOffset != -1 || p.HighWatermark != -1 {
+			t.Fatalf("partition %d offsets %d/%d/%d, want -1 (unknown)", p.Partition, p.LogStartOffset, p.LogEndOffset, p.HighWatermark)
+		}
+	}
 	if _, err := topics.DescribeTopic(ctx, &stratav1.DescribeTopicRequest{Name: "nope"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("describe missing: got %v", err)
 	}
