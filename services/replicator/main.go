@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/strata-log/strata/pkg/acl"
 	hcheck "github.com/strata-log/strata/pkg/healthcheck"
@@ -63,7 +64,11 @@ func newLogger(format string) (*zap.Logger, error) {
 	if format == "console" {
 		return zap.NewDevelopment()
 	}
-	return zap.NewProduction()
+	// ISO 8601 times, as the broker and admin write them, so that the
+	// services' logs read side by side.
+	cfg := zap.NewProductionConfig()
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return cfg.Build()
 }
 
 func run(ctx context.Context, cfg config.Config) (err error) {
