@@ -112,28 +112,9 @@ func TestWaitsForLocalEpoch(t *testing.T) {
 
 // TestWaitsForLeaderEpoch: a leader that has not reached the metadata's
 // epoch yet refuses (FailedPrecondition); the fetcher backs off and gets
-// through once it has.
+// through once it has. A new fetcher's first retries start at FirstBackoff,
+// not MinBackoff: with MinBackoff at 10s, five refusals would take minutes.
 func TestWaitsForLeaderEpoch(t *testing.T) {
-	e := newEnv(t, fakebroker.Options{})
-	epoch := e.elect(1)
-	leader := e.brokers[1]
-	leader.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, epoch-1, 0, run("a", 0, 0, 10)...)
-	e.local.SetPartition(topic, 0, stratav1.Role_ROLE_FOLLOWER, 0, 0, run("a", 0, 0, 4)...)
-	e.start(Options{}, true)
-	testutil.Eventually(t, 5*time.Second, func() error {
-		if _, _, _, _, errs := e.obs.snapshot(); errs["resync/"+codes.FailedPrecondition.String()] < 2 {
-			return fmt.Errorf("errors so far %v", errs)
-		}
-		return nil
-	})
-	leader.SetRole(topic, 0, stratav1.Role_ROLE_LEADER, epoch)
-	e.waitSame(leader, true)
-}
-
-// TestNewFetcherRetriesSoon: a new fetcher whose leader has not applied the
-// metadata change yet retries after FirstBackoff, not MinBackoff; with
-// MinBackoff at 10s, five refusals and the catch-up would take minutes.
-func TestNewFetcherRetriesSoon(t *testing.T) {
 	e := newEnv(t, fakebroker.Options{})
 	epoch := e.elect(1)
 	leader := e.brokers[1]
