@@ -212,12 +212,13 @@ func TestFollowSeesNewRecords(t *testing.T) {
 }
 
 func TestTopicAndClusterCommands(t *testing.T) {
-	mustStrata(t, "", "topic", "create", "cli3", "--partitions", "3", "--config", "retention.ms=1h")
+	mustStrata(t, "", "topic", "create", "cli3", "--partitions", "3", "--config", "retention.ms=1h", "--config", "retention.bytes=-1")
 	if out := mustStrata(t, "", "topic", "list"); !strings.Contains(out, "cli3") || !strings.Contains(out, "NAME") {
 		t.Fatalf("topic list: %q", out)
 	}
 	out := mustStrata(t, "", "topic", "describe", "cli3")
-	for _, want := range []string{"PARTITION", "LEADER", "ISR", "LOG-START", "HW", "retention.ms", "3600000"} {
+	for _, want := range []string{"PARTITION", "LEADER", "ISR", "LOG-START", "HW", "retention.ms", "3600000",
+		"retention.bytes          unlimited"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("describe lacks %q:\n%s", want, out)
 		}

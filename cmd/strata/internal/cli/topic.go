@@ -133,6 +133,18 @@ func dash(s string) string {
 	return s
 }
 
+// configNum shows a numeric topic setting as stored: 0 is the brokers'
+// default and -1 (retention only) no limit, not the numbers themselves.
+func configNum(v int64) string {
+	switch v {
+	case 0:
+		return "(default)"
+	case -1:
+		return "unlimited"
+	}
+	return strconv.FormatInt(v, 10)
+}
+
 func orDefault(s string) string {
 	if s == "" {
 		return "(default)"
@@ -167,13 +179,13 @@ func runTopicDescribe(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(w, "REPLICATION   %d\n", c.GetReplicationFactor())
 	fmt.Fprintln(w, "\nCONFIG")
 	ct := newTable(w, "KEY", "VALUE")
-	ct.row("retention.bytes", c.GetRetentionBytes())
-	ct.row("retention.ms", c.GetRetentionMs())
-	ct.row("segment.bytes", c.GetSegmentBytes())
-	ct.row("segment.ms", c.GetSegmentMs())
-	ct.row("max.record.bytes", c.GetMaxRecordBytes())
+	ct.row("retention.bytes", configNum(c.GetRetentionBytes()))
+	ct.row("retention.ms", configNum(c.GetRetentionMs()))
+	ct.row("segment.bytes", configNum(c.GetSegmentBytes()))
+	ct.row("segment.ms", configNum(c.GetSegmentMs()))
+	ct.row("max.record.bytes", configNum(int64(c.GetMaxRecordBytes())))
 	ct.row("fsync", orDefault(c.GetFsync()))
-	ct.row("min.insync.replicas", c.GetMinInsyncReplicas())
+	ct.row("min.insync.replicas", configNum(int64(c.GetMinInsyncReplicas())))
 	ct.row("unclean.leader.election", c.GetUncleanLeaderElection())
 	if err := ct.flush(); err != nil {
 		return err

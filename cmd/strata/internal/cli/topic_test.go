@@ -121,3 +121,14 @@ func TestTopicDescribeOffsetsFromEachLeader(t *testing.T) {
 		t.Errorf("rows missing for partitions %v:\n%s", want, out)
 	}
 }
+
+// TestConfigNum: a cluster's metadata keeps a topic's settings as given, 0
+// for the brokers' default and -1 for no retention limit; describe says so
+// rather than printing the numbers.
+func TestConfigNum(t *testing.T) {
+	for v, want := range map[int64]string{0: "(default)", -1: "unlimited", 3600000: "3600000"} {
+		if got := configNum(v); got != want {
+			t.Errorf("configNum(%d) = %q, want %q", v, got, want)
+		}
+	}
+}
