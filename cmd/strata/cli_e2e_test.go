@@ -233,6 +233,12 @@ func TestTopicAndClusterCommands(t *testing.T) {
 	if code != 1 || errs != "strata: topic \"no-such-topic\" not found\n" {
 		t.Fatalf("missing topic: exit %d, stderr %q", code, errs)
 	}
+	for _, flag := range []string{"--partitions", "--replication-factor"} {
+		_, errs, code = strata(t, "", "topic", "create", "cli-zero", flag, "0")
+		if code != 2 || !strings.Contains(errs, "must be at least 1") {
+			t.Fatalf("%s 0: exit %d, stderr %q", flag, code, errs)
+		}
+	}
 	_, errs, code = strata(t, "", "topic", "describe")
 	if code != 2 || !strings.HasPrefix(errs, "strata: ") {
 		t.Fatalf("usage error: exit %d, stderr %q", code, errs)

@@ -78,6 +78,10 @@ func runTopicCreate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// On the wire 0 means the brokers' default; typed here it is a mistake.
+	if *parts < 1 || *rf < 1 {
+		return usagef("--partitions and --replication-factor must be at least 1")
+	}
 	cfg := &stratav1.TopicConfig{Partitions: int32(*parts), ReplicationFactor: int32(*rf)}
 	if err := parseTopicConfig(cfg, cfgs); err != nil {
 		return err
