@@ -20,6 +20,12 @@ var (
 	// ErrBadBatch is returned by AppendFrames for a batch that is not a
 	// sequence of whole frames with consecutive offsets.
 	ErrBadBatch = errors.New("logstore: malformed frame batch")
+	// ErrNoSpace is returned by a write that failed because the file system
+	// is full (ENOSPC, EDQUOT). Unlike other write failures it is not
+	// sticky: the partial bytes are cut off, nothing of the batch became
+	// visible, and the next write tries again, so the log resumes by itself
+	// once space returns. See NoSpaceError.
+	ErrNoSpace = errors.New("logstore: no space left on device")
 )
 
 // OutOfRangeError carries the valid range [Start, End); errors.Is(err,
@@ -58,3 +64,22 @@ func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
 func failedError(cause error) error {
 	return fmt.Errorf("%w: %w", ErrFailed, cause)
 }
+
+// NoSpaceError is a write refused for lack of space; errors.Is(err,
+// ErrNoSpace) holds, and errors.Unwrap gives the file system's error. Free
+// is the bytes free in Dir when the write failed, -1 if unknown.
+type NoSpaceError struct {
+	Dir  string
+	Free int64
+	Err  error
+}
+
+func (e *NoSpaceError) Error() string {
+	return fmt.Sprintf("logstore: no space left in %s (%d bytes free): %v", e.Dir, e.Free, e.Err)
+}
+
+// Is reports whether target is ErrNoSpace.
+func (e *NoSpaceError) Is(target error) bool { return target == ErrNoSpace }
+
+// Unwrap returns the file system's error.
+func (e *NoSpaceError) Unwrap() error { return e.Err }
