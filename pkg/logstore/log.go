@@ -46,7 +46,7 @@ type Log struct {
 	syncedSeq     uint64
 	failed        error
 	closing       bool
-	rp            int64   // last recovery point written
+	rp            *recoveryPoint
 	unsynced      []int64 // bases of sealed segments not fsynced yet (SyncNever)
 	buf, ibuf     []byte  // reusable encode buffers
 
@@ -79,12 +79,15 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.cond = sync.NewCond(&l.mu)
 	recs, err := l.recoverDir()
 	if err != nil {
+		if l.rp != nil {
+			err = errors.Join(err, l.rp.close())
+		}
 		return nil, err
 	}
 	if len(recs) == 0 {
-		s, err := createSegment(l.fs, dir, l.rp, o.MaxIndexBytes)
+		s, err := createSegment(l.fs, dir, l.rp.off, o.MaxIndexBytes)
 		if err != nil {
-			return nil, err
+			return nil, errors.Join(err, l.rp.close())
 		}
 		l.install([]*segment{s})
 	} else {
@@ -104,7 +107,7 @@ func Open(dir string, opts Options) (*Log, error) {
 				s, err = openSealed(l.fs, dir, r.base, r.base+r.count, r.endPos)
 			}
 			if err != nil {
-				return nil, closeAll(err)
+				return nil, errors.Join(closeAll(err), l.rp.close())
 			}
 			segs = append(segs, s)
 			l.size.Add(r.endPos)
@@ -122,10 +125,10 @@ func Open(dir string, opts Options) (*Log, error) {
 		l.active.newestTimestamp()
 	}
 	if err := l.loadEpochs(); err != nil {
-		return nil, errors.Join(err, l.closeSegments())
+		return nil, errors.Join(err, l.closeSegments(), l.rp.close())
 	}
-	if l.rp > l.next {
-		l.rp = l.next
+	if err := l.syncRecoveredLocked(recs); err != nil {
+		return nil, errors.Join(err, l.closeSegments(), l.rp.close())
 	}
 	if o.Sync.Mode == SyncInterval {
 		l.wg.Add(1)
@@ -175,12 +178,32 @@ func (l *Log) persistEpochsLocked() error {
 	return writeFileAtomic(l.fs, filepath.Join(l.dir, epochFileName), data)
 }
 
-// writeRecoveryPointLocked persists off as the recovery point.
+// writeRecoveryPointLocked persists off as the recovery point, fsynced.
 func (l *Log) writeRecoveryPointLocked(off int64) error {
-	if err := writeFileAtomic(l.fs, filepath.Join(l.dir, recoveryPointFileName), encodeRecoveryPoint(off)); err != nil {
-		return err
+	return l.rp.write(off, true)
+}
+
+// syncRecoveredLocked makes durable what recovery kept past the recovery
+// point (records a crash left in the page cache), then moves the recovery
+// point to the log end: from now on damage below it is corruption.
+func (l *Log) syncRecoveredLocked(recs []recovered) error {
+	if l.rp.off == l.next {
+		return nil
 	}
-	l.rp = off
+	if l.rp.off < l.next {
+		for _, r := range recs {
+			if r.base+r.count <= l.rp.off {
+				continue
+			}
+			if err := errors.Join(syncFile(l.fs, filepath.Join(l.dir, storeName(r.base))),
+				syncFile(l.fs, filepath.Join(l.dir, indexName(r.base)))); err != nil {
+				return fmt.Errorf("logstore: syncing recovered segment %d: %w", r.base, err)
+			}
+		}
+	}
+	if err := l.writeRecoveryPointLocked(l.next); err != nil {
+		return fmt.Errorf("logstore: writing recovery point: %w", err)
+	}
 	return nil
 }
 
@@ -451,6 +474,14 @@ func (l *Log) Truncate(offset int64) error {
 	if offset <= list[0].base {
 		return l.resetLocked(offset)
 	}
+	// The recovery point goes down first: a crash in the middle then
+	// leaves records past it that recovery treats as a crash tail, never
+	// offsets below it that are gone.
+	if l.rp.off > offset {
+		if err := l.writeRecoveryPointLocked(offset); err != nil {
+			return l.failLocked(fmt.Errorf("writing recovery point: %w", err))
+		}
+	}
 	k := len(list) - 1
 	for list[k].base >= offset {
 		k--
@@ -487,11 +518,6 @@ func (l *Log) Truncate(offset int64) error {
 	if changed {
 		if err := l.persistEpochsLocked(); err != nil {
 			return l.failLocked(fmt.Errorf("writing leader-epoch checkpoint: %w", err))
-		}
-	}
-	if l.rp > offset {
-		if err := l.writeRecoveryPointLocked(offset); err != nil {
-			return l.failLocked(fmt.Errorf("writing recovery point: %w", err))
 		}
 	}
 	return nil
@@ -866,7 +892,7 @@ func (l *Log) Close() error {
 	}
 	l.isClosed.Store(true)
 	l.cond.Broadcast()
-	errs = append(errs, l.closeSegments())
+	errs = append(errs, l.closeSegments(), l.rp.close())
 	l.notifyMu.Lock()
 	if !l.notifyClosed {
 		l.notifyClosed = true

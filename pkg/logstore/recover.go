@@ -70,16 +70,12 @@ func (l *Log) recoverDir() ([]recovered, error) {
 	}
 	slices.Sort(bases)
 
-	rp := int64(0)
-	if b, err := readFile(fsys, filepath.Join(l.dir, recoveryPointFileName), 64); err == nil {
-		if rp, err = decodeRecoveryPoint(b); err != nil {
-			lg.Warn("ignoring bad recovery point; scanning every segment", zap.Error(err))
-			rp = 0
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	rpf, err := openRecoveryPoint(fsys, l.dir)
+	if err != nil {
+		return nil, fmt.Errorf("logstore: opening the recovery point: %w", err)
 	}
-	l.rp = rp
+	l.rp = rpf
+	rp := rpf.off
 
 	var out []recovered
 	for i, base := range bases {
@@ -208,9 +204,10 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 		if !found {
 			target = limitOff
 			if next < 0 {
-				// Last segment: offsets past the damage are re-assigned; the
-				// damaged bytes stay on disk, unreferenced.
-				target = off
+				// Last segment: the offsets up to the recovery point were
+				// durable and stay taken, unreadable; the damaged bytes
+				// stay in place and appends go after them.
+				target = max(off+1, rp)
 			}
 		}
 		for ; off < target && off-base < maxEntries; off++ {
@@ -236,8 +233,14 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 			size = pos
 		}
 	}
-	if next < 0 && off < rp {
-		l.lg.Warn("recovery point beyond the log end", zap.Int64("recovery_point", rp), zap.Int64("log_end", off))
+	if next < 0 && !crashed && off < rp {
+		// The store ends before records known durable: they were lost
+		// after they were synced. Their offsets stay taken, unreadable.
+		l.noteCorrupt(&CorruptError{Segment: storeName(base), Position: size, Offset: off,
+			Reason: fmt.Sprintf("store ends before the recovery point %d", rp)})
+		for ; off < rp && off-base < maxEntries; off++ {
+			entries = appendIndexEntry(entries, uint32(off-base), size)
+		}
 	}
 	if err := rewriteIndex(fsys, idxPath, entries); err != nil {
 		return r, crashed, err

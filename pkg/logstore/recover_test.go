@@ -10,12 +10,15 @@ import (
 )
 
 // TestCrashTornTail cuts the active store at every byte inside its last
-// record, as a crash mid-write leaves it, and reopens: every complete record
-// is intact, the torn one is gone, and the next append reuses only its
-// (never acknowledged) offset.
+// record, as a crash mid-write leaves it, and reopens. Under SyncNever the
+// record was never synced: it is a torn write, gone, and the next append
+// reuses only its (never acknowledged) offset. Under SyncAlways it was
+// fsynced before Append returned, so the cut is corruption: the offset
+// stays taken and reported, and the next append gets the one after it.
 func TestCrashTornTail(t *testing.T) {
 	for _, policy := range []SyncPolicy{{Mode: SyncNever}, {Mode: SyncAlways}} {
 		t.Run(policy.String(), func(t *testing.T) {
+			durable := policy.Mode == SyncAlways
 			opts := Options{MaxSegmentBytes: 200, MaxIndexBytes: 1200, Sync: policy}
 			dir := t.TempDir()
 			l := openLog(t, dir, opts)
@@ -38,12 +41,30 @@ func TestCrashTornTail(t *testing.T) {
 					t.Fatal(err)
 				}
 				l := openLog(t, d, opts)
-				checkRange(t, l, 0, 11)
-				if s := l.Stats(); s.CorruptRecords != 0 || (cut > last && s.RecoveryTruncatedBytes != int64(cut-last)) {
-					t.Fatalf("cut %d: %+v", cut, s)
+				s := l.Stats()
+				if !durable {
+					checkRange(t, l, 0, 11)
+					if s.CorruptRecords != 0 || (cut > last && s.RecoveryTruncatedBytes != int64(cut-last)) {
+						t.Fatalf("cut %d: %+v", cut, s)
+					}
+					appendN(t, l, 0, 1, 1)
+					checkRange(t, l, 0, 12)
+					closeLog(t, l)
+					continue
+				}
+				if l.LogEndOffset() != 12 || s.CorruptRecords == 0 || s.RecoveryTruncatedBytes != 0 {
+					t.Fatalf("cut %d: end %d, %+v", cut, l.LogEndOffset(), s)
+				}
+				var c *CorruptError
+				if _, err := l.Read(11); !errors.As(err, &c) || c.Offset != 11 || c.Segment != filepath.Base(active) {
+					t.Fatalf("cut %d: Read(11) = %v", cut, err)
 				}
 				appendN(t, l, 0, 1, 1)
-				checkRange(t, l, 0, 12)
+				for off := int64(0); off < 13; off++ {
+					if f, err := l.Read(off); off != 11 && (err != nil || string(f.Payload) != string(payload(off))) {
+						t.Fatalf("cut %d: Read(%d) = %q, %v", cut, off, f.Payload, err)
+					}
+				}
 				closeLog(t, l)
 			}
 		})

@@ -47,13 +47,24 @@ func (l *Log) waitDurableLocked(target int64) error {
 func (l *Log) syncActiveUnlocked() error {
 	l.syncing = true
 	a, off, pos, seq := l.active, l.next, l.activePos, l.writeSeq
+	syncRP := l.rp.syncDue(time.Now())
 	l.mu.Unlock()
 	err := l.fsyncStore(a.storeFile)
+	if err == nil && syncRP {
+		// The checkpoint as the last fsync left it; nothing writes it
+		// while syncing is set.
+		if err = l.rp.f.Sync(); err != nil {
+			err = fmt.Errorf("recovery point: %w", err)
+		}
+	}
 	l.mu.Lock()
 	l.syncing = false
 	defer l.cond.Broadcast()
 	if err != nil {
 		return l.failLocked(fmt.Errorf("syncing %s: %w", a.name, err))
+	}
+	if syncRP {
+		l.rp.dirty, l.rp.lastSync = false, time.Now()
 	}
 	l.syncedSeq = max(l.syncedSeq, seq)
 	if off > l.synced {
@@ -61,6 +72,19 @@ func (l *Log) syncActiveUnlocked() error {
 		if l.opts.Sync.Mode == SyncAlways {
 			l.publishLocked(off, pos)
 		}
+	}
+	return l.advanceRecoveryPointLocked(off)
+}
+
+// advanceRecoveryPointLocked records that every offset below off is
+// fsynced. It costs one small write to the page cache; the checkpoint's own
+// fsync is batched (recoveryPoint).
+func (l *Log) advanceRecoveryPointLocked(off int64) error {
+	if off <= l.rp.off {
+		return nil
+	}
+	if err := l.rp.write(off, false); err != nil {
+		return l.failLocked(fmt.Errorf("writing recovery point: %w", err))
 	}
 	return nil
 }
@@ -83,6 +107,7 @@ func (l *Log) flushLocked() error {
 		l.syncedSeq = l.writeSeq
 		l.publishLocked(l.next, l.activePos)
 		l.cond.Broadcast()
+		return l.advanceRecoveryPointLocked(l.next)
 	}
 	return nil
 }
@@ -148,7 +173,7 @@ func (l *Log) syncAllLocked(closing bool) error {
 		l.unsynced = l.unsynced[1:]
 	}
 	l.synced, l.syncedSeq = l.next, l.writeSeq
-	if l.rp != l.next {
+	if l.rp.off != l.next || l.rp.dirty {
 		if err := l.writeRecoveryPointLocked(l.next); err != nil {
 			return l.failLocked(fmt.Errorf("writing recovery point: %w", err))
 		}
