@@ -357,6 +357,9 @@ type Cursor struct {
 	pending    bool
 	pendingF   logstore.Frame
 	pendingBuf []byte
+	// err is a read error met after some records of a batch: that batch
+	// is returned whole, and the next Read returns err.
+	err error
 }
 
 // NewCursor positions a cursor at offset, which must be in
@@ -418,10 +421,16 @@ func (c *Cursor) ReadFrames(dst []byte, maxBytes int) (out []byte, epoch int32, 
 		}
 		epoch = e.Epoch
 	}
+	// The reader ends a batch before a bad record and returns its error,
+	// with no frames, from the next call: frames are never dropped. A
+	// corrupt record it moved past is not a frame of the answer.
 	out, next, err := c.r.ReadFramesBefore(dst, maxBytes, before)
 	n = int(next - c.next)
 	c.next = next
-	if errors.Is(err, io.EOF) && n == 0 {
+	if err != nil {
+		n = 0
+	}
+	if errors.Is(err, io.EOF) {
 		err = nil
 	}
 	return out, epoch, n, err
@@ -434,7 +443,17 @@ func (c *Cursor) Next() int64 { return c.next }
 // maxRecords and about maxBytes of payload (at least one record), stopping at
 // the high watermark. fn's frame is valid only during the call. It returns
 // how many records it read; 0 means the cursor is at the high watermark.
+//
+// A read error ends the batch before the failed record: the records already
+// read are returned with a nil error, and the next Read returns the error
+// before reading further. A *logstore.CorruptError leaves the cursor past
+// the damaged record, so a Read after it goes on with the next one.
 func (c *Cursor) Read(maxRecords, maxBytes int, fn func(f logstore.Frame, epoch int32)) (int, error) {
+	if err := c.err; err != nil {
+		c.err = nil
+		c.passCorrupt(err)
+		return 0, err
+	}
 	hw := c.limit()
 	c.epochs = c.p.log.Epochs()
 	n, size := 0, 0
@@ -449,7 +468,12 @@ func (c *Cursor) Read(maxRecords, maxBytes int, fn func(f logstore.Frame, epoch 
 				break
 			}
 			if err != nil {
-				return n, err
+				if n > 0 {
+					c.err = err
+					break
+				}
+				c.passCorrupt(err)
+				return 0, err
 			}
 		}
 		fsize := len(f.Payload) + recordOverhead
@@ -468,6 +492,14 @@ func (c *Cursor) Read(maxRecords, maxBytes int, fn func(f logstore.Frame, epoch 
 		n++
 	}
 	return n, nil
+}
+
+// passCorrupt moves the cursor past a corrupt record the reader skipped.
+func (c *Cursor) passCorrupt(err error) {
+	var ce *logstore.CorruptError
+	if errors.As(err, &ce) {
+		c.next = max(c.next, c.r.Offset())
+	}
 }
 
 // recordOverhead approximates the bytes a record adds beyond its payload on
