@@ -152,12 +152,16 @@ loop:
 	if err := w.Flush(); err != nil && runErr == nil {
 		runErr = err
 	}
-	select {
-	case err := <-errc:
-		if runErr == nil {
-			runErr = topicErr(topic, err)
+	// Once the -n records asked for are out, a partition's error met after
+	// them (a damaged record further on) is no failure of this command.
+	if *count <= 0 || got < *count {
+		select {
+		case err := <-errc:
+			if runErr == nil {
+				runErr = topicErr(topic, err)
+			}
+		default:
 		}
-	default:
 	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
