@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"syscall"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -81,6 +82,11 @@ func toStatus(err error) error {
 		errors.Is(err, logstore.ErrClosed),
 		errors.Is(err, logstore.ErrFailed):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, logstore.ErrNoSpace), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		// A full data directory: nothing was written, and retrying will not
+		// help until space is freed, so clients fail the request at once.
+		// The engine's NoSpaceError names the directory and the bytes free.
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, logstore.ErrCorrupt):
 		return status.Error(codes.DataLoss, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):

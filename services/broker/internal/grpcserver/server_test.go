@@ -3,8 +3,11 @@ package grpcserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,6 +173,10 @@ func TestToStatus(t *testing.T) {
 		{"closed", logstore.ErrClosed, codes.Unavailable},
 		{"failed", logstore.ErrFailed, codes.Unavailable},
 		{"corrupt", &logstore.CorruptError{}, codes.DataLoss},
+		{"no space", fmt.Errorf("partition t/0: append: %w", &logstore.NoSpaceError{Dir: "/data/topics/t/0", Free: 512, Err: syscall.ENOSPC}), codes.ResourceExhausted},
+		{"no space outside the log", &fs.PathError{Op: "write", Path: "/data/topics/t/topic.json.tmp", Err: syscall.ENOSPC}, codes.ResourceExhausted},
+		{"quota", &fs.PathError{Op: "write", Path: "/data/topics/t/topic.json.tmp", Err: syscall.EDQUOT}, codes.ResourceExhausted},
+		{"failed after no space", fmt.Errorf("%w: %w", logstore.ErrFailed, &logstore.NoSpaceError{Dir: "/d", Free: -1, Err: syscall.ENOSPC}), codes.Unavailable},
 		{"deadline", context.DeadlineExceeded, codes.DeadlineExceeded},
 		{"other", errors.New("boom"), codes.Internal},
 	}
@@ -177,6 +184,10 @@ func TestToStatus(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := status.Code(toStatus(tt.err)); got != tt.want {
 				t.Fatalf("toStatus(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+			// The per-request error of a ProduceStream answer carries the same code.
+			if got := codes.Code(toProtoError(tt.err).GetCode()); got != tt.want {
+				t.Fatalf("toProtoError(%v) code = %v, want %v", tt.err, got, tt.want)
 			}
 		})
 	}
