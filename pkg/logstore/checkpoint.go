@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -74,7 +75,7 @@ func openRecoveryPoint(fsys FS, dir string) (*recoveryPoint, error) {
 		return nil, errors.Join(err, f.Close())
 	}
 	b := make([]byte, min(fi.Size(), rpFileSize+1))
-	if _, err := f.ReadAt(b, 0); err != nil {
+	if n, err := f.ReadAt(b, 0); err != nil && !(errors.Is(err, io.EOF) && n == len(b)) {
 		return nil, errors.Join(err, f.Close())
 	}
 	var ok bool

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/exp/mmap"
 )
@@ -24,6 +25,19 @@ type FS interface {
 	// SyncDir fsyncs a directory, making creations, renames and removals in
 	// it durable.
 	SyncDir(dir string) error
+}
+
+// spaceReporter is an optional FS capability: the bytes free to an
+// unprivileged writer in dir, for the error of a write refused for lack of
+// space.
+type spaceReporter interface {
+	FreeBytes(dir string) (int64, error)
+}
+
+// isNoSpace says whether a file system error means the disk or the quota
+// is full.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // File is the subset of *os.File the engine uses.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"math"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,7 @@ type Log struct {
 	syncedSeq     uint64
 	failed        error
 	closing       bool
+	writing       bool // the writer token is taken (lockWriter)
 	rp            *recoveryPoint
 	unsynced      []int64 // bases of sealed segments not fsynced yet (SyncNever)
 	buf, ibuf     []byte  // reusable encode buffers
@@ -207,6 +209,42 @@ func (l *Log) syncRecoveredLocked(recs []recovered) error {
 	return nil
 }
 
+// writerToken is held by one writer at a time, from lockWriter to its
+// unlock, except while it waits for its fsync: a write may release mu on
+// the way (a roll waits for a running fsync on cond), and no other write
+// may come between the check of the log end and the last byte of a batch,
+// nor between the parts of a batch split across segments.
+type writerToken struct {
+	l    *Log
+	held bool
+}
+
+// lockWriter takes mu and the writer token.
+func (l *Log) lockWriter() *writerToken {
+	l.mu.Lock()
+	for l.writing {
+		l.cond.Wait()
+	}
+	l.writing = true
+	return &writerToken{l: l, held: true}
+}
+
+// release gives the token back (mu still held), letting the next writer in
+// while this one waits for its fsync (group commit).
+func (t *writerToken) release() {
+	if t.held {
+		t.held = false
+		t.l.writing = false
+		t.l.cond.Broadcast()
+	}
+}
+
+// unlock releases the token if still held, and mu.
+func (t *writerToken) unlock() {
+	t.release()
+	t.l.mu.Unlock()
+}
+
 // writableLocked says whether the writer may proceed.
 func (l *Log) writableLocked() error {
 	if l.closing {
@@ -231,57 +269,98 @@ func (l *Log) failLocked(err error) error {
 // latest one gets an (epoch, first offset) entry in the leader-epoch file).
 // It returns once the batch is as durable as the sync policy promises
 // (SyncAlways: fsynced, with group commit across concurrent callers).
+//
+// A batch that does not fit the active segment is split across segments
+// (one write each), so no segment exceeds MaxSegmentBytes by more than one
+// record. If a later part then fails, the earlier parts stay appended.
+// A full file system gives a *NoSpaceError and leaves the log writable.
 func (l *Log) Append(epoch int32, recs []Record) (base int64, err error) {
-	size := 0
 	for i := range recs {
 		if len(recs[i].Payload) > l.opts.MaxRecordBytes {
 			return -1, fmt.Errorf("%w: record %d has %d bytes, max %d", ErrRecordTooLarge, i, len(recs[i].Payload), l.opts.MaxRecordBytes)
 		}
-		size += FrameSize(len(recs[i].Payload))
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	w := l.lockWriter()
+	defer w.unlock()
 	if err := l.writableLocked(); err != nil {
 		return -1, err
 	}
-	if len(recs) == 0 {
-		return l.next, nil
+	base = -1
+	frameSize := func(i int) int64 { return int64(FrameSize(len(recs[i].Payload))) }
+	for i := 0; i < len(recs); {
+		j, size := l.chunkLocked(i, len(recs), frameSize)
+		if err := l.prepareLocked(epoch, size, j-i); err != nil {
+			return -1, err
+		}
+		buf, ibuf := l.buf[:0], l.ibuf[:0]
+		maxTs := int64(math.MinInt64)
+		first := l.next
+		if base < 0 {
+			base = first
+		}
+		rel, pos := first-l.active.base, l.activePos
+		for k := i; k < j; k++ {
+			r := &recs[k]
+			ibuf = appendIndexEntry(ibuf, uint32(rel+int64(k-i)), pos+int64(len(buf)))
+			buf = AppendFrame(buf, first+int64(k-i), r.Timestamp, r.Payload)
+			maxTs = max(maxTs, r.Timestamp)
+		}
+		l.keepBuffers(buf, ibuf)
+		if err := l.writeLocked(buf, ibuf, int64(j-i), maxTs); err != nil {
+			return -1, err
+		}
+		i = j
 	}
-	if err := l.prepareLocked(epoch, int64(size), len(recs)); err != nil {
-		return -1, err
+	return base, l.awaitDurableLocked(w)
+}
+
+// awaitDurableLocked ends a write: it gives up the writer token and, under
+// SyncAlways, waits for the fsync covering everything written so far.
+func (l *Log) awaitDurableLocked(w *writerToken) error {
+	target := l.next
+	w.release()
+	if l.opts.Sync.Mode != SyncAlways {
+		return nil
 	}
-	base = l.next
-	buf, ibuf := l.buf[:0], l.ibuf[:0]
-	maxTs := int64(math.MinInt64)
-	rel, pos := base-l.active.base, l.activePos
-	for i := range recs {
-		r := &recs[i]
-		ibuf = appendIndexEntry(ibuf, uint32(rel+int64(i)), pos+int64(len(buf)))
-		buf = AppendFrame(buf, base+int64(i), r.Timestamp, r.Payload)
-		maxTs = max(maxTs, r.Timestamp)
+	return l.waitDurableLocked(target)
+}
+
+// chunkLocked returns the end j of the part recs[i:j] of a batch that goes
+// into one segment, and its bytes: as many records as fit the active
+// segment, or, when not even the first fits there, a new one (which takes
+// at least one record, whatever its size).
+func (l *Log) chunkLocked(i, n int, frameSize func(int) int64) (j int, size int64) {
+	used, count := l.activePos, l.next-l.active.base
+	maxCount := l.opts.MaxIndexBytes / indexEntrySize
+	if count > 0 && (used+frameSize(i) > l.opts.MaxSegmentBytes || count+1 > maxCount) {
+		used, count = 0, 0 // prepareLocked rolls
 	}
-	l.keepBuffers(buf, ibuf)
-	if err := l.writeLocked(buf, ibuf, int64(len(recs)), maxTs); err != nil {
-		return -1, err
+	for j = i; j < n; j++ {
+		fs := frameSize(j)
+		if (j > i || count > 0) && (used+fs > l.opts.MaxSegmentBytes || count+1 > maxCount) {
+			break
+		}
+		used, size, count = used+fs, size+fs, count+1
 	}
-	return base, nil
+	return j, size
 }
 
 // AppendFrames is the follower path: raw frames exactly as read from the
 // leader (Frame.Raw concatenated). CRCs are checked, offsets must be
 // consecutive and the first must equal LogEndOffset, else ErrNotAtEnd
-// (wrapped with the expected offset). All frames belong to epoch.
+// (wrapped with the expected offset). All frames belong to epoch. Like
+// Append, it splits a batch that does not fit the active segment.
 func (l *Log) AppendFrames(epoch int32, frames []byte) (last int64, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	w := l.lockWriter()
+	defer w.unlock()
 	if err := l.writableLocked(); err != nil {
 		return -1, err
 	}
 	if len(frames) == 0 {
 		return l.next - 1, nil
 	}
-	maxTs := int64(math.MinInt64)
 	want := l.next
+	var starts []int // byte position of each frame, then len(frames)
 	for p := 0; p < len(frames); {
 		f, n, err := DecodeFrame(frames[p:], l.opts.MaxRecordBytes)
 		switch {
@@ -298,25 +377,33 @@ func (l *Log) AppendFrames(epoch int32, frames []byte) (last int64, err error) {
 			}
 			return -1, fmt.Errorf("%w: offset %d at byte %d, want %d", ErrBadBatch, f.Offset, p, want)
 		}
-		maxTs = max(maxTs, f.Timestamp)
+		starts = append(starts, p)
 		want++
 		p += n
 	}
-	count := want - l.next
-	if err := l.prepareLocked(epoch, int64(len(frames)), int(count)); err != nil {
-		return -1, err
+	starts = append(starts, len(frames))
+	count := len(starts) - 1
+	frameSize := func(i int) int64 { return int64(starts[i+1] - starts[i]) }
+	for i := 0; i < count; {
+		j, size := l.chunkLocked(i, count, frameSize)
+		if err := l.prepareLocked(epoch, size, j-i); err != nil {
+			return -1, err
+		}
+		chunk := frames[starts[i]:starts[j]]
+		ibuf := l.ibuf[:0]
+		rel := l.next - l.active.base
+		maxTs := int64(math.MinInt64)
+		for k := i; k < j; k++ {
+			ibuf = appendIndexEntry(ibuf, uint32(rel+int64(k-i)), l.activePos+int64(starts[k]-starts[i]))
+			maxTs = max(maxTs, int64(binary.BigEndian.Uint64(frames[starts[k]+16:])))
+		}
+		l.keepBuffers(l.buf, ibuf)
+		if err := l.writeLocked(chunk, ibuf, int64(j-i), maxTs); err != nil {
+			return -1, err
+		}
+		i = j
 	}
-	ibuf := l.ibuf[:0]
-	rel := l.next - l.active.base
-	for p, i := 0, int64(0); p < len(frames); i++ {
-		ibuf = appendIndexEntry(ibuf, uint32(rel+i), l.activePos+int64(p))
-		p += frameLenSize + int(binary.BigEndian.Uint32(frames[p:]))
-	}
-	l.keepBuffers(l.buf, ibuf)
-	if err := l.writeLocked(frames, ibuf, count, maxTs); err != nil {
-		return -1, err
-	}
-	return want - 1, nil
+	return want - 1, l.awaitDurableLocked(w)
 }
 
 // keepBuffers retains encode buffers for reuse unless a huge batch grew them.
@@ -351,6 +438,12 @@ func (l *Log) prepareLocked(epoch int32, size int64, count int) error {
 		l.epochs.assign(epoch, l.next)
 		l.epochMu.Unlock()
 		if err := l.persistEpochsLocked(); err != nil {
+			if isNoSpace(err) {
+				l.epochMu.Lock()
+				l.epochs.truncateFrom(l.next)
+				l.epochMu.Unlock()
+				return l.noSpace(err)
+			}
 			return l.failLocked(fmt.Errorf("writing leader-epoch checkpoint: %w", err))
 		}
 	}
@@ -358,14 +451,15 @@ func (l *Log) prepareLocked(epoch int32, size int64, count int) error {
 }
 
 // writeLocked writes an encoded batch and its index entries to the active
-// segment and waits for the durability the policy promises.
+// segment. Under SyncAlways the fsync publishes it (awaitDurableLocked, or
+// the roll before the next part of a split batch).
 func (l *Log) writeLocked(frames, entries []byte, count, maxTs int64) error {
 	a := l.active
 	if _, err := a.storeFile.WriteAt(frames, l.activePos); err != nil {
-		return l.failLocked(fmt.Errorf("writing %s: %w", a.name, err))
+		return l.writeFailedLocked(fmt.Errorf("writing %s: %w", a.name, err))
 	}
 	if _, err := a.indexFile.WriteAt(entries, (l.next-a.base)*indexEntrySize); err != nil {
-		return l.failLocked(fmt.Errorf("writing %s: %w", indexName(a.base), err))
+		return l.writeFailedLocked(fmt.Errorf("writing %s: %w", indexName(a.base), err))
 	}
 	if l.next == a.base {
 		l.activeCreated = l.opts.Now()
@@ -375,11 +469,38 @@ func (l *Log) writeLocked(frames, entries []byte, count, maxTs int64) error {
 	l.writeSeq++
 	l.size.Add(int64(len(frames)))
 	a.noteTimestamp(maxTs)
-	if l.opts.Sync.Mode == SyncAlways {
-		return l.waitDurableLocked(l.next)
+	if l.opts.Sync.Mode != SyncAlways {
+		l.publishLocked(l.next, l.activePos)
 	}
-	l.publishLocked(l.next, l.activePos)
 	return nil
+}
+
+// writeFailedLocked handles a failed write of a batch to the active
+// segment. Out of space, the bytes that got written past the log end are
+// cut off, so nothing of the batch remains, and the log stays writable: the
+// next append tries again. Any other failure leaves the file's state unknown
+// and fails the log.
+func (l *Log) writeFailedLocked(err error) error {
+	if !isNoSpace(err) {
+		return l.failLocked(err)
+	}
+	if terr := l.active.storeFile.Truncate(l.activePos); terr != nil {
+		return l.failLocked(errors.Join(err, fmt.Errorf("cutting the failed write: %w", terr)))
+	}
+	return l.noSpace(err)
+}
+
+// noSpace is the error of a write refused for lack of space.
+func (l *Log) noSpace(err error) error {
+	free := int64(-1)
+	if sr, ok := l.fs.(spaceReporter); ok {
+		if n, ferr := sr.FreeBytes(l.dir); ferr == nil {
+			free = n
+		}
+	}
+	l.stats.noSpaceErrors.Add(1)
+	l.lg.Warn("write refused: no space left", zap.Int64("free_bytes", free), zap.Error(err))
+	return &NoSpaceError{Dir: l.dir, Free: free, Err: err}
 }
 
 // publishLocked makes the active segment's records below off visible.
@@ -434,7 +555,14 @@ func (l *Log) rollLocked() error {
 	sealed.maxTsKnown.Store(true)
 	nu, err := createSegment(l.fs, l.dir, l.next, l.opts.MaxIndexBytes)
 	if err != nil {
-		return l.failLocked(errors.Join(fmt.Errorf("creating segment %d: %w", l.next, err), sealed.release()))
+		err = errors.Join(fmt.Errorf("creating segment %d: %w", l.next, err), sealed.release())
+		if isNoSpace(err) {
+			// The old segment stays active; the next append rolls again.
+			if rerr := removeSegmentFiles(l.fs, l.dir, l.next); rerr == nil {
+				return l.noSpace(err)
+			}
+		}
+		return l.failLocked(err)
 	}
 	cur := l.segs.Load().segs
 	segs := make([]*segment, 0, len(cur)+1)
@@ -459,8 +587,8 @@ func (l *Log) rollLocked() error {
 // change), from the leader-epoch file too. Truncating at or below the log
 // start offset empties the log and restarts it at offset (see Reset).
 func (l *Log) Truncate(offset int64) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	w := l.lockWriter()
+	defer w.unlock()
 	if err := l.writableLocked(); err != nil {
 		return err
 	}
@@ -511,6 +639,7 @@ func (l *Log) Truncate(offset int64) error {
 	l.synced = l.next
 	l.end.Store(l.next)
 	l.stats.truncations.Add(1)
+	l.forgetCorruption(func(off int64) bool { return off >= offset })
 	l.notify()
 	l.epochMu.Lock()
 	changed := l.epochs.truncateFrom(offset)
@@ -538,16 +667,17 @@ func (l *Log) removeSegmentLocked(s *segment) error {
 	}
 	s.dead.Store(true)
 	l.size.Add(-s.endPos.Load())
-	for i, b := range l.unsynced {
-		if b == s.base {
-			l.unsynced = append(l.unsynced[:i], l.unsynced[i+1:]...)
-			break
-		}
-	}
+	l.dropUnsynced(s.base)
 	if err := s.release(); err != nil {
 		l.lg.Warn("closing removed segment", zap.String("segment", s.name), zap.Error(err))
 	}
 	return removeSegmentFiles(l.fs, l.dir, s.base)
+}
+
+// dropUnsynced forgets a segment that is removed or active again (the
+// active one is synced by base anyway).
+func (l *Log) dropUnsynced(base int64) {
+	l.unsynced = slices.DeleteFunc(l.unsynced, func(b int64) bool { return b == base })
 }
 
 // truncateActiveLocked cuts the active segment in place at offset.
@@ -621,6 +751,7 @@ func (l *Log) reopenTruncatedLocked(older []*segment, t *segment, offset int64) 
 	segs := append(append(make([]*segment, 0, len(older)+1), older...), a)
 	l.segs.Store(&segList{segs: segs})
 	t.dead.Store(true)
+	l.dropUnsynced(t.base)
 	l.size.Add(pos - t.endPos.Load())
 	if err := t.release(); err != nil {
 		l.lg.Warn("closing replaced segment", zap.String("segment", t.name), zap.Error(err))
@@ -666,8 +797,8 @@ func (l *Log) Reset(offset int64) error {
 	if offset < 0 {
 		return fmt.Errorf("logstore: reset to negative offset %d", offset)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	w := l.lockWriter()
+	defer w.unlock()
 	if err := l.writableLocked(); err != nil {
 		return err
 	}
@@ -704,6 +835,7 @@ func (l *Log) resetLocked(offset int64) error {
 	l.unsynced = nil
 	l.size.Store(0)
 	l.stats.truncations.Add(1)
+	l.forgetCorruption(func(int64) bool { return true })
 	l.notify()
 	l.epochMu.Lock()
 	l.epochs.entries = nil
@@ -717,8 +849,8 @@ func (l *Log) resetLocked(offset int64) error {
 // DeleteBefore drops whole sealed segments entirely below offset; the
 // active segment is never deleted.
 func (l *Log) DeleteBefore(offset int64) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	w := l.lockWriter()
+	defer w.unlock()
 	if err := l.writableLocked(); err != nil {
 		return err
 	}
@@ -733,8 +865,8 @@ func (l *Log) DeleteBefore(offset int64) error {
 // ApplyRetention applies size and age retention now (it also runs after
 // every roll).
 func (l *Log) ApplyRetention() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	w := l.lockWriter()
+	defer w.unlock()
 	if err := l.writableLocked(); err != nil {
 		return err
 	}
@@ -780,8 +912,10 @@ func (l *Log) deleteOldestLocked(k int) error {
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return l.failLocked(err)
 	}
+	start := l.LogStartOffset()
+	l.forgetCorruption(func(off int64) bool { return off < start })
 	l.epochMu.Lock()
-	changed := l.epochs.truncateBefore(l.LogStartOffset())
+	changed := l.epochs.truncateBefore(start)
 	l.epochMu.Unlock()
 	if changed {
 		if err := l.persistEpochsLocked(); err != nil {
@@ -825,8 +959,9 @@ func (l *Log) Size() int64 { return l.size.Load() }
 // Dir is the log's directory.
 func (l *Log) Dir() string { return l.dir }
 
-// Healthy returns nil, or the sticky ErrFailed error, or the latest
-// corruption found (the log keeps serving other records then).
+// Healthy returns nil, or the sticky ErrFailed error, or the corruption
+// found at the lowest offset still in the log (the log keeps serving the
+// other records then; Truncate or retention below it clears it).
 func (l *Log) Healthy() error {
 	if p := l.failure.Load(); p != nil {
 		return *p
@@ -837,12 +972,27 @@ func (l *Log) Healthy() error {
 	return nil
 }
 
-// noteCorrupt logs and counts a corrupt record.
+// noteCorrupt logs and counts a corrupt record; Healthy reports the
+// lowest corrupt offset seen, where a repair (a follower's truncation) has
+// to start.
 func (l *Log) noteCorrupt(c *CorruptError) {
 	l.stats.corruptRecords.Add(1)
-	l.corrupt.Store(c)
+	for {
+		cur := l.corrupt.Load()
+		if cur != nil && cur.Offset <= c.Offset || l.corrupt.CompareAndSwap(cur, c) {
+			break
+		}
+	}
 	l.lg.Error("corrupt record", zap.String("segment", c.Segment), zap.Int64("offset", c.Offset),
 		zap.Int64("position", c.Position), zap.String("reason", c.Reason))
+}
+
+// forgetCorruption clears the reported corruption if its offset left the
+// log (gone reports true for it). Writers only (mu held).
+func (l *Log) forgetCorruption(gone func(off int64) bool) {
+	if c := l.corrupt.Load(); c != nil && gone(c.Offset) {
+		l.corrupt.CompareAndSwap(c, nil)
+	}
 }
 
 // LatestEpoch is the latest leader epoch, -1 when none.
@@ -881,8 +1031,8 @@ func (l *Log) Close() error {
 	close(l.stop)
 	l.wg.Wait()
 
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	w := l.lockWriter()
+	defer w.unlock()
 	for l.syncing {
 		l.cond.Wait()
 	}

@@ -107,15 +107,49 @@ func TestRoll(t *testing.T) {
 		}
 		checkRange(t, l, 0, 5)
 	})
-	t.Run("big batch into an empty segment", func(t *testing.T) {
-		l := openLog(t, t.TempDir(), Options{MaxSegmentBytes: 64})
-		defer closeLog(t, l)
-		appendN(t, l, 0, 10, 10)
-		appendN(t, l, 0, 10, 10)
-		if got := l.Stats().Segments; got != 2 {
-			t.Fatalf("segments %d, want 2", got)
+	t.Run("batch larger than a segment", func(t *testing.T) {
+		// A batch is split so that no segment exceeds MaxSegmentBytes by
+		// more than one record, for Append and for a follower's frames.
+		frame := int64(FrameSize(len(payload(0))))
+		for _, follower := range []bool{false, true} {
+			dir := t.TempDir()
+			l := openLog(t, dir, Options{MaxSegmentBytes: 3*frame + frame/2})
+			appendN(t, l, 0, 2, 2)
+			if follower {
+				var frames []byte
+				for off := int64(2); off < 20; off++ {
+					frames = AppendFrame(frames, off, off, payload(off))
+				}
+				if last, err := l.AppendFrames(0, frames); err != nil || last != 19 {
+					t.Fatalf("AppendFrames = %d, %v", last, err)
+				}
+			} else {
+				appendN(t, l, 0, 18, 18)
+			}
+			checkRange(t, l, 0, 20)
+			closeLog(t, l)
+			for _, p := range segFiles(t, dir, storeSuffix) {
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Size() > 3*frame {
+					t.Fatalf("follower %v: %s has %d bytes, limit %d", follower, filepath.Base(p), fi.Size(), 3*frame+frame/2)
+				}
+			}
+			if n := len(segFiles(t, dir, storeSuffix)); n != 7 {
+				t.Fatalf("follower %v: %d segments, want 7 of 3 records", follower, n)
+			}
 		}
-		checkRange(t, l, 0, 20)
+	})
+	t.Run("record larger than a segment", func(t *testing.T) {
+		l := openLog(t, t.TempDir(), Options{MaxSegmentBytes: 8})
+		defer closeLog(t, l)
+		appendN(t, l, 0, 3, 3)
+		if got := l.Stats().Segments; got != 3 {
+			t.Fatalf("segments %d, want one record each", got)
+		}
+		checkRange(t, l, 0, 3)
 	})
 }
 

@@ -11,6 +11,7 @@ type counters struct {
 	rolls           atomic.Uint64
 	truncations     atomic.Uint64
 	deletedSegments atomic.Uint64
+	noSpaceErrors   atomic.Uint64
 }
 
 // Stats is a point-in-time view of a Log for metrics.
@@ -27,6 +28,7 @@ type Stats struct {
 	Rolls                  uint64
 	Truncations            uint64
 	DeletedSegments        uint64 // by retention or DeleteBefore
+	NoSpaceErrors          uint64 // writes refused for lack of space
 }
 
 // Stats returns the log's current figures.
@@ -43,5 +45,6 @@ func (l *Log) Stats() Stats {
 		Rolls:                  l.stats.rolls.Load(),
 		Truncations:            l.stats.truncations.Load(),
 		DeletedSegments:        l.stats.deletedSegments.Load(),
+		NoSpaceErrors:          l.stats.noSpaceErrors.Load(),
 	}
 }

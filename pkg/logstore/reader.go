@@ -189,6 +189,17 @@ func (r *Reader) skip(c *CorruptError) {
 
 // peek decodes the frame at r.off without consuming it.
 func (r *Reader) peek() (Frame, int, error) {
+	// Frames follow each other, except around a damaged region, where the
+	// index is the authority; and an index entry may itself be damaged. So a
+	// bad frame found by walking is looked up in the index, and one found
+	// through the index has the index checked against the store (once per
+	// segment), before the record is reported corrupt.
+	const (
+		walked = iota
+		lookedUp
+		indexChecked
+	)
+	tried := walked
 	for {
 		if r.closed || r.l.isClosed.Load() {
 			return Frame{}, 0, ErrClosed
@@ -218,27 +229,44 @@ func (r *Reader) peek() (Frame, int, error) {
 			continue
 		}
 		endPos := s.endPos.Load()
+		var err error
 		if r.pos < 0 {
-			pos, err := s.lookup(r.off)
+			tried = max(tried, lookedUp)
+			var pos int64
+			pos, err = s.lookup(r.off)
 			if s.gen.Load() != r.gen {
 				continue
 			}
-			if err != nil {
-				return Frame{}, 0, err
-			}
 			r.pos = pos
 		}
-		f, n, reason := r.decode(s, endPos)
-		if s.gen.Load() != r.gen {
-			continue // shrank while we read: the bytes may be stale
+		var f Frame
+		var n int
+		if err == nil {
+			var reason string
+			f, n, reason = r.decode(s, endPos)
+			if s.gen.Load() != r.gen {
+				continue // shrank while we read: the bytes may be stale
+			}
+			if reason == "" && f.Offset != r.off {
+				reason = fmt.Sprintf("frame carries offset %d", f.Offset)
+			}
+			if reason == "" {
+				return f, n, nil
+			}
+			err = s.corrupt(r.pos, r.off, reason)
 		}
-		if reason == "" && f.Offset != r.off {
-			reason = fmt.Sprintf("frame carries offset %d", f.Offset)
+		switch tried {
+		case walked:
+			r.pos, r.bufLen = -1, 0
+			continue
+		case lookedUp:
+			tried = indexChecked
+			if r.l.repairIndex(s) {
+				r.pos, r.bufLen = -1, 0
+				continue
+			}
 		}
-		if reason != "" {
-			return Frame{}, 0, s.corrupt(r.pos, r.off, reason)
-		}
-		return f, n, nil
+		return Frame{}, 0, err
 	}
 }
 
@@ -344,6 +372,9 @@ func (l *Log) Read(offset int64) (Frame, error) {
 			continue
 		}
 		f, err := l.readFrom(s, offset)
+		if errors.Is(err, ErrCorrupt) && l.repairIndex(s) {
+			f, err = l.readFrom(s, offset)
+		}
 		if rerr := s.release(); rerr != nil {
 			l.lg.Warn("closing segment files", zap.Error(rerr))
 		}

@@ -167,57 +167,33 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 
 	// Scan the store, rebuilding the index.
 	l.stats.indexRebuilds.Add(1)
-	limitOff := int64(math.MaxInt64)
+	limitOff, fill := int64(math.MaxInt64), rp
 	if next >= 0 {
-		limitOff = next
+		limitOff, fill = next, next
 	}
-	entries := make([]byte, 0, min(maxEntries, 1<<16)*indexEntrySize)
-	pos, off := int64(0), base
-	for pos < size && off < limitOff {
-		n, reason := l.checkFrameAt(w, pos, off)
-		if reason == "" {
-			entries = appendIndexEntry(entries, uint32(off-base), pos)
-			pos += int64(n)
-			off++
-			continue
-		}
+	entries, off, pos, torn := l.scanStore(w, base, limitOff, fill, maxEntries, func(pos, off int64, reason string) bool {
 		if off >= rp {
-			l.lg.Warn("truncating torn tail after crash",
-				zap.String("segment", storeName(base)), zap.Int64("offset", off),
-				zap.Int64("position", pos), zap.Int64("bytes", size-pos), zap.String("reason", reason))
-			if err := sf.Truncate(pos); err != nil {
-				return r, false, err
-			}
-			if err := sf.Sync(); err != nil {
-				return r, false, err
-			}
-			l.stats.truncatedBytes.Add(size - pos)
-			size = pos
-			crashed = true
-			break
+			return false // past what was synced: a torn write
 		}
 		// Corruption below the recovery point: keep the bytes, never serve
-		// them, and find the next good record.
+		// them. Its offsets stay taken (the last segment's up to the
+		// recovery point: they were durable), and appends go after them.
 		l.noteCorrupt(&CorruptError{Segment: storeName(base), Position: pos, Offset: off, Reason: reason})
-		q, o2, found := l.resync(w, pos+1, off, limitOff)
-		target := o2
-		if !found {
-			target = limitOff
-			if next < 0 {
-				// Last segment: the offsets up to the recovery point were
-				// durable and stay taken, unreadable; the damaged bytes
-				// stay in place and appends go after them.
-				target = max(off+1, rp)
-			}
+		return true
+	})
+	if torn {
+		l.lg.Warn("truncating torn tail after crash",
+			zap.String("segment", storeName(base)), zap.Int64("offset", off),
+			zap.Int64("position", pos), zap.Int64("bytes", size-pos), zap.Int64("recovery_point", rp))
+		if err := sf.Truncate(pos); err != nil {
+			return r, false, err
 		}
-		for ; off < target && off-base < maxEntries; off++ {
-			entries = appendIndexEntry(entries, uint32(off-base), pos)
+		if err := sf.Sync(); err != nil {
+			return r, false, err
 		}
-		if !found {
-			pos = size
-			break
-		}
-		pos = q
+		l.stats.truncatedBytes.Add(size - pos)
+		size = pos
+		crashed = true
 	}
 	if next >= 0 && !crashed {
 		if off < next {
@@ -246,6 +222,102 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 		return r, crashed, err
 	}
 	return recovered{base: base, count: off - base, endPos: size}, crashed, nil
+}
+
+// scanStore walks a store's frames from position 0, offsets from base, up to
+// limit (exclusive) or the end of the store, and returns the index entries
+// it found, the next offset and the position where the walk ended. At the
+// first bad frame of a damaged region it calls damaged: false ends the walk
+// there (torn is then true, and pos is where the damage starts); true skips
+// the region to the next good frame, giving each offset in between a
+// placeholder entry at the damaged position (unreadable, never re-assigned).
+// When no good frame follows, placeholders run up to fill (at least the
+// damaged offset) and the walk ends at the end of the store.
+func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, damaged func(pos, off int64, reason string) bool) (entries []byte, off, pos int64, torn bool) {
+	entries = make([]byte, 0, min(maxEntries, 1<<16)*indexEntrySize)
+	off = base
+	for pos < w.size && off < limit {
+		n, reason := l.checkFrameAt(w, pos, off)
+		if reason == "" {
+			entries = appendIndexEntry(entries, uint32(off-base), pos)
+			pos += int64(n)
+			off++
+			continue
+		}
+		if !damaged(pos, off, reason) {
+			return entries, off, pos, true
+		}
+		q, o2, found := l.resync(w, pos+1, off, limit)
+		target := o2
+		if !found {
+			target = max(fill, off+1)
+		}
+		for ; off < target && off-base < maxEntries; off++ {
+			entries = appendIndexEntry(entries, uint32(off-base), pos)
+		}
+		if !found {
+			return entries, off, w.size, false
+		}
+		pos = q
+	}
+	return entries, off, pos, false
+}
+
+// repairIndex rebuilds s's index from its store after a read found an
+// entry that does not lead to its record: the index is derived state, and
+// one damaged entry must not hide an intact record. The entries are written
+// in place (a sealed segment's mapping sees them; the count is unchanged, so
+// the file never shrinks under it). It reports whether the index was
+// checked, now or before: each segment is scanned at most once per Open, so
+// a record that is really damaged costs one scan, not one per read.
+//
+// It takes the writer's lock (a rare path): the segment must not be
+// truncated, replaced or deleted while its index file is rewritten.
+func (l *Log) repairIndex(s *segment) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.dead.Load() || l.isClosed.Load() {
+		return true // replaced meanwhile: the caller looks again
+	}
+	if s.indexChecked {
+		return true
+	}
+	s.indexChecked = true
+	endOff, endPos := s.endOff.Load(), s.endPos.Load()
+	n := endOff - s.base
+	w := &window{r: s.store, size: endPos}
+	entries, off, _, _ := l.scanStore(w, s.base, endOff, endOff, n, func(int64, int64, string) bool { return true })
+	for ; off < endOff; off++ {
+		// The store ends before the segment's last offset (recovery found
+		// them missing): placeholders at the end, as recovery left them.
+		entries = appendIndexEntry(entries, uint32(off-s.base), endPos)
+	}
+	old := make([]byte, len(entries))
+	if _, err := s.index.ReadAt(old, 0); err == nil && string(old) == string(entries) {
+		return true
+	}
+	write := func(f File) error {
+		if _, err := f.WriteAt(entries, 0); err != nil {
+			return err
+		}
+		return f.Sync()
+	}
+	var err error
+	if s.indexFile != nil {
+		err = write(s.indexFile)
+	} else {
+		var f File
+		if f, err = l.fs.OpenFile(s.indexPath(), os.O_RDWR, 0); err == nil {
+			err = errors.Join(write(f), f.Close())
+		}
+	}
+	l.stats.indexRebuilds.Add(1)
+	if err != nil {
+		l.lg.Error("index repair failed", zap.String("segment", s.name), zap.Error(err))
+		return false
+	}
+	l.lg.Warn("index entry did not match its record; rebuilt the index from the store", zap.String("segment", s.name))
+	return true
 }
 
 // readIndexPrefix reads up to limit bytes of an index file and its length.

@@ -52,6 +52,10 @@ type segment struct {
 	// repositioning after a gen change takes it shared.
 	mu sync.RWMutex
 
+	// indexChecked is set once the index was checked against the store
+	// (recover.go repairIndex), under the Log's mu.
+	indexChecked bool
+
 	refs atomic.Int32
 	dead atomic.Bool // deleted or replaced: readers re-resolve
 

@@ -138,8 +138,8 @@ func (l *Log) runIntervalSync(d time.Duration) {
 // Sync fsyncs everything written (stores and indexes of every segment not
 // yet synced) and advances the recovery point to the log end.
 func (l *Log) Sync() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	w := l.lockWriter()
+	defer w.unlock()
 	if err := l.writableLocked(); err != nil {
 		return err
 	}
