@@ -39,6 +39,7 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/strata-log/strata/pkg/client v0.0.0
 	github.com/strata-log/strata/pkg/grpctls v0.0.0
 	github.com/strata-log/strata/pkg/healthcheck v0.0.0
 	github.com/weppos/publicsuffix-go v0.30.0 // indirect
@@ -69,3 +70,5 @@ replace (
 replace github.com/strata-log/strata/pkg/healthcheck => ../../pkg/healthcheck
 
 replace github.com/strata-log/strata/pkg/grpctls => ../../pkg/grpctls
+
+replace github.com/strata-log/strata/pkg/client => ../../pkg/client

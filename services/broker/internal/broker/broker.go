@@ -31,14 +31,17 @@ import (
 )
 
 // Options are what the process adds to the Config: security seams
-// (credentials and interceptors from pkg/pki and pkg/acl) and the
-// environment for tracing.
+// (credentials and interceptors from pkg/pki and pkg/acl), the
+// environment for tracing, and a storage seam for tests.
 type Options struct {
 	// GRPC's credentials, interceptors and stats handlers run after the
 	// broker's own metrics interceptors and tracing handler.
 	GRPC grpcserver.Options
 	// Getenv reads OTEL_* variables; nil means os.Getenv.
 	Getenv func(string) string
+	// OpenLog opens a partition's log; nil means logstore.Open. Tests put
+	// a failing file layer (logstore.Options.FS) under the logs with it.
+	OpenLog topic.OpenLogFunc
 }
 
 // Broker is a running broker.
@@ -104,6 +107,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		Dir:          cfg.DataDir,
 		Defaults:     cfg.TopicDefaults,
 		State:        state,
+		OpenLog:      opts.OpenLog,
 		ObserveFsync: m.ObserveFsync,
 		Logger:       lg,
 	})
