@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -167,16 +168,25 @@ func segFiles(tb testing.TB, dir, suffix string) []string {
 	return m
 }
 
-// faultFS wraps OSFS and fails writes or fsyncs of store files on demand.
+// faultFS wraps OSFS and fails writes or fsyncs of store files on demand,
+// or runs out of space: noSpace cuts store writes short with ENOSPC,
+// noSpaceCreate refuses to create files.
 type faultFS struct {
 	OSFS
-	failWrite atomic.Bool
-	failSync  atomic.Bool
+	failWrite     atomic.Bool
+	failSync      atomic.Bool
+	noSpace       atomic.Bool
+	noSpaceCreate atomic.Bool
 }
 
 var errInjected = errors.New("injected fault")
 
 func (f *faultFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	if flag&os.O_CREATE != 0 && f.noSpaceCreate.Load() {
+		if _, err := os.Stat(name); errors.Is(err, fs.ErrNotExist) {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
+		}
+	}
 	file, err := f.OSFS.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err
@@ -191,6 +201,10 @@ type faultFile struct {
 }
 
 func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.store && f.fs.noSpace.Load() {
+		n, err := f.File.WriteAt(p[:len(p)/2], off)
+		return n, errors.Join(&fs.PathError{Op: "write", Path: "store", Err: syscall.ENOSPC}, err)
+	}
 	if f.store && f.fs.failWrite.Load() {
 		// A short write: half the bytes reach the file.
 		n, err := f.File.WriteAt(p[:len(p)/2], off)
