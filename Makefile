@@ -41,9 +41,10 @@ lint: proto-check
 	@out=$$(gofmt -l $(MODULE_DIRS)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench: storage engine benchmarks next to this machine's dd bandwidth
+## bench: storage engine benchmarks next to this machine's dd bandwidth, and the recovery point's cost side by side
 bench:
 	bash bench/logstore.sh
+	bash bench/recovery_point.sh
 
 ## bench-cluster: replicated produce on the compose cluster (acks=ALL vs LEADER vs JetStream R3)
 bench-cluster:

@@ -53,6 +53,7 @@ type recoveryPoint struct {
 	off      int64
 	dirty    bool      // written since its last fsync
 	lastSync time.Time // of the file
+	buf      [rpSlotSize]byte
 }
 
 // openRecoveryPoint opens (creating it if missing) the checkpoint in dir
@@ -120,19 +121,18 @@ func decodeRecoveryPoint(b []byte) (seq uint64, off int64, ok bool) {
 	return seq, off, ok
 }
 
-// encodeRecoveryPointSlot renders one slot.
-func encodeRecoveryPointSlot(seq uint64, off int64) []byte {
-	b := make([]byte, rpSlotSize)
+// encodeRecoveryPointSlot renders one slot into b.
+func encodeRecoveryPointSlot(b *[rpSlotSize]byte, seq uint64, off int64) []byte {
 	binary.BigEndian.PutUint64(b[4:], seq)
 	binary.BigEndian.PutUint64(b[12:], uint64(off))
-	binary.BigEndian.PutUint32(b, crc32.Checksum(b[4:], castagnoli))
-	return b
+	binary.BigEndian.PutUint32(b[:], crc32.Checksum(b[4:], castagnoli))
+	return b[:]
 }
 
 // write stores off in the next slot, fsyncing the file if sync is set.
 func (rp *recoveryPoint) write(off int64, sync bool) error {
 	seq := rp.seq + 1
-	if _, err := rp.f.WriteAt(encodeRecoveryPointSlot(seq, off), int64(seq%2)*rpSlotSize); err != nil {
+	if _, err := rp.f.WriteAt(encodeRecoveryPointSlot(&rp.buf, seq, off), int64(seq%2)*rpSlotSize); err != nil {
 		return err
 	}
 	rp.seq, rp.off, rp.dirty = seq, off, true

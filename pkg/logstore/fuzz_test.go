@@ -61,7 +61,7 @@ func FuzzOpen(f *testing.F) {
 	st, ix := read(storeName(0)), read(indexName(0))
 	f.Add(st, ix, read(recoveryPointFileName))
 	f.Add(st, []byte{}, []byte{})
-	f.Add(append(st, make([]byte, 64)...), append(ix, make([]byte, 120)...), append(encodeRecoveryPointSlot(1, 0), encodeRecoveryPointSlot(2, 0)...))
+	f.Add(append(st, make([]byte, 64)...), append(ix, make([]byte, 120)...), append(encodeRecoveryPointSlot(new([rpSlotSize]byte), 1, 0), encodeRecoveryPointSlot(new([rpSlotSize]byte), 2, 0)...))
 	f.Fuzz(func(t *testing.T, store, index, rp []byte) {
 		d := t.TempDir()
 		for name, b := range map[string][]byte{

@@ -120,6 +120,11 @@ type Options struct {
 	// ObserveFsync, when set, is called with the duration of every fsync of
 	// a store file (a metrics hook; it must not block).
 	ObserveFsync func(time.Duration)
+
+	// staticRecoveryPoint keeps the recovery point where it was before it
+	// followed every fsync (moved only at roll, Sync, Truncate and Close),
+	// so that BenchmarkRecoveryPoint can measure what following costs.
+	staticRecoveryPoint bool
 }
 
 // withDefaults validates o and fills in defaults.

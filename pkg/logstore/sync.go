@@ -80,7 +80,7 @@ func (l *Log) syncActiveUnlocked() error {
 // fsynced. It costs one small write to the page cache; the checkpoint's own
 // fsync is batched (recoveryPoint).
 func (l *Log) advanceRecoveryPointLocked(off int64) error {
-	if off <= l.rp.off {
+	if off <= l.rp.off || l.opts.staticRecoveryPoint {
 		return nil
 	}
 	if err := l.rp.write(off, false); err != nil {
