@@ -2,8 +2,8 @@ package logstore
 
 import (
 	"flag"
-	"maps"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
