@@ -170,7 +170,10 @@ func (p *Partition) SetState(s State) {
 // state from an older leader epoch than the current one is refused with a
 // StaleEpochError: the controller's decisions only move forward, and an
 // older one arriving late (a retried call, a replicator that lagged) must
-// not undo a newer leadership.
+// not undo a newer leadership. A follower whose log holds a corrupt record
+// truncates to just before it (repairFollowerLocked); when that fails the
+// state stays applied and the error is returned, so that the call is
+// retried.
 func (p *Partition) ApplyState(s State) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -178,7 +181,7 @@ func (p *Partition) ApplyState(s State) error {
 		return &StaleEpochError{Topic: p.topic, Partition: p.id, Got: s.LeaderEpoch, Current: p.state.LeaderEpoch}
 	}
 	p.setStateLocked(s)
-	return nil
+	return p.repairFollowerLocked()
 }
 
 func (p *Partition) setStateLocked(s State) {
