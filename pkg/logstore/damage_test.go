@@ -149,15 +149,17 @@ func (d damage) apply(img memImage) (memImage, bool) {
 }
 
 // damages lists every damage of every file of img: every byte position ×
-// {truncate, flip a bit (bit pos%8, or every bit), zero to the end}, and
-// garbage appended once per file.
+// {truncate, flip a bit, zero to the end}, and garbage appended once per
+// file. The bit flipped is bit pos%8 in segment files, every bit in the
+// (small) checkpoint files, or every bit everywhere with everyBit.
 func damages(img memImage, dir string, everyBit bool) []damage {
 	var out []damage
 	for _, name := range img.names(dir) {
 		p := filepath.Join(dir, name)
+		allBits := everyBit || !strings.HasSuffix(name, storeSuffix) && !strings.HasSuffix(name, indexSuffix)
 		for pos := range int64(len(img.files[p])) {
 			out = append(out, damage{kind: damageTruncate, path: p, pos: pos})
-			if everyBit {
+			if allBits {
 				for bit := range uint8(8) {
 					out = append(out, damage{kind: damageFlip, path: p, pos: pos, bit: bit})
 				}
