@@ -352,10 +352,12 @@ func partitionStats(reg *topic.Registry) []metrics.PartitionStat {
 			s := metrics.PartitionStat{
 				Topic: t.Name(), Partition: p.ID(),
 				LogStartOffset: p.LogStartOffset(), LogEndOffset: p.LogEndOffset(), HighWatermark: p.HighWatermark(),
-				Segments: -1, Bytes: -1,
+				Segments: -1, Bytes: -1, CorruptRecords: -1, NoSpaceErrors: -1,
+				Healthy: p.Healthy() == nil,
 			}
-			if n, bytes, ok := p.Segments(); ok {
-				s.Segments, s.Bytes = n, bytes
+			if ls, ok := p.LogStats(); ok {
+				s.Segments, s.Bytes = ls.Segments, ls.Bytes
+				s.CorruptRecords, s.NoSpaceErrors = int64(ls.CorruptRecords), int64(ls.NoSpaceErrors)
 			}
 			if st := p.State(); st.Role == partition.RoleLeader {
 				s.Leader, s.Replicas, s.ISR = true, len(st.Replicas), len(st.ISR)

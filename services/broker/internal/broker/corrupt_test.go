@@ -139,7 +139,7 @@ func TestCorruptRecordHidesOnlyItself(t *testing.T) {
 	d := flipPayloadByte(t, filepath.Join(dir, "topics", "flip", "0"))
 	t.Logf("flipped a byte of offset %d (%s position %d)", d.offset, d.file, d.pos)
 
-	_, c = startBroker(t, cfg)
+	b, c = startBroker(t, cfg)
 	wantDataLoss := func(t *testing.T, err error) {
 		t.Helper()
 		st := wantCode(t, err, codes.DataLoss)
@@ -183,4 +183,25 @@ func TestCorruptRecordHidesOnlyItself(t *testing.T) {
 		}
 		wantRecords(t, r.Records, d.offset+1, total)
 	})
+	t.Run("metrics report the damage", func(t *testing.T) {
+		body := scrape(t, b)
+		if !strings.Contains(body, `strata_broker_log_healthy{partition="0",topic="flip"} 0`) {
+			t.Fatalf("metrics do not show the log unhealthy:\n%s", metricLines(body, "flip"))
+		}
+		if strings.Contains(body, `strata_broker_log_corrupt_records_total{partition="0",topic="flip"} 0`) ||
+			!strings.Contains(body, `strata_broker_log_corrupt_records_total{partition="0",topic="flip"}`) {
+			t.Fatalf("metrics do not count the corrupt record:\n%s", metricLines(body, "flip"))
+		}
+	})
+}
+
+// metricLines are the lines of a /metrics page about topic.
+func metricLines(body, topic string) string {
+	var out []string
+	for line := range strings.Lines(body) {
+		if strings.Contains(line, `topic="`+topic+`"`) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
 }

@@ -189,6 +189,14 @@ func TestFullDiskFailsAtOnceAndResumes(t *testing.T) {
 		})
 	}
 
+	// The refusals are counted, and the log is healthy: nothing failed.
+	body := scrape(t, b)
+	if !strings.Contains(body, `strata_broker_log_healthy{partition="0",topic="full"} 1`) ||
+		strings.Contains(body, `strata_broker_log_no_space_errors_total{partition="0",topic="full"} 0`) ||
+		!strings.Contains(body, `strata_broker_log_no_space_errors_total{partition="0",topic="full"}`) {
+		t.Fatalf("metrics after a full disk:\n%s", metricLines(body, "full"))
+	}
+
 	r, err := c.log.Consume(ctx, &stratav1.ConsumeRequest{Topic: "full", Offset: 0, MaxRecords: 100})
 	if err != nil {
 		t.Fatal(err)

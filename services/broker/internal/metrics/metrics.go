@@ -29,6 +29,14 @@ type PartitionStat struct {
 	// Segments and Bytes are -1 when the log does not report them.
 	Segments int
 	Bytes    int64
+	// Healthy is false when the log failed (it refuses writes until
+	// reopened) or reports a corrupt record.
+	Healthy bool
+	// CorruptRecords (found by recovery or reads) and NoSpaceErrors
+	// (writes refused for lack of space) count since the log opened; -1
+	// when the log does not report them.
+	CorruptRecords int64
+	NoSpaceErrors  int64
 	// Leader is true when this broker leads the partition; the fields
 	// below are reported only then.
 	Leader   bool
@@ -189,6 +197,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type partitionCollector struct {
 	stats                                     func() []PartitionStat
 	logStart, logEnd, hw, segments, bytesDesc *prometheus.Desc
+	healthy, corrupt, noSpace                 *prometheus.Desc
 	leader, isr, underReplicated              *prometheus.Desc
 	lagRecords, lagSeconds                    *prometheus.Desc
 }
@@ -202,6 +211,9 @@ func newPartitionCollector(stats func() []PartitionStat) *partitionCollector {
 		hw:              prometheus.NewDesc("strata_broker_high_watermark", "One past the last offset consumers may read.", labels, nil),
 		segments:        prometheus.NewDesc("strata_broker_log_segments", "Segments in the partition's log.", labels, nil),
 		bytesDesc:       prometheus.NewDesc("strata_broker_log_bytes", "Bytes of the partition's log stores.", labels, nil),
+		healthy:         prometheus.NewDesc("strata_broker_log_healthy", "0 when the partition's log failed (refusing writes until reopened) or holds a corrupt record, else 1.", labels, nil),
+		corrupt:         prometheus.NewDesc("strata_broker_log_corrupt_records_total", "Corrupt records found in the partition's log by recovery or reads since it was opened.", labels, nil),
+		noSpace:         prometheus.NewDesc("strata_broker_log_no_space_errors_total", "Writes to the partition's log refused for lack of space since it was opened.", labels, nil),
 		leader:          prometheus.NewDesc("strata_broker_partition_leader", "1 when this broker leads the partition.", labels, nil),
 		isr:             prometheus.NewDesc("strata_broker_isr_size", "In-sync replicas of a partition this broker leads.", labels, nil),
 		underReplicated: prometheus.NewDesc("strata_broker_under_replicated", "1 when a partition this broker leads has fewer in-sync replicas than replicas.", labels, nil),
@@ -211,7 +223,7 @@ func newPartitionCollector(stats func() []PartitionStat) *partitionCollector {
 }
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.logStart, c.logEnd, c.hw, c.segments, c.bytesDesc, c.leader, c.isr, c.underReplicated, c.lagRecords, c.lagSeconds} {
+	for _, d := range []*prometheus.Desc{c.logStart, c.logEnd, c.hw, c.segments, c.bytesDesc, c.healthy, c.corrupt, c.noSpace, c.leader, c.isr, c.underReplicated, c.lagRecords, c.lagSeconds} {
 		ch <- d
 	}
 }
@@ -225,6 +237,17 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 		if s.Segments >= 0 {
 			ch <- prometheus.MustNewConstMetric(c.segments, prometheus.GaugeValue, float64(s.Segments), labels...)
 			ch <- prometheus.MustNewConstMetric(c.bytesDesc, prometheus.GaugeValue, float64(s.Bytes), labels...)
+		}
+		healthy := 0.0
+		if s.Healthy {
+			healthy = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, healthy, labels...)
+		if s.CorruptRecords >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.corrupt, prometheus.CounterValue, float64(s.CorruptRecords), labels...)
+		}
+		if s.NoSpaceErrors >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.noSpace, prometheus.CounterValue, float64(s.NoSpaceErrors), labels...)
 		}
 		if !s.Leader {
 			ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, 0, labels...)

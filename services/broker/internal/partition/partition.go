@@ -528,15 +528,14 @@ func (c *Cursor) Close() error { return c.r.Close() }
 // statser is the optional storage capability of reporting segment figures.
 type statser interface{ Stats() logstore.Stats }
 
-// Segments is the log's segment count and bytes; ok is false when the log
-// does not report them.
-func (p *Partition) Segments() (segments int, bytes int64, ok bool) {
+// LogStats are the log's segment figures and fault counters; ok is false
+// when the log does not report them.
+func (p *Partition) LogStats() (st logstore.Stats, ok bool) {
 	s, ok := p.log.(statser)
 	if !ok {
-		return 0, 0, false
+		return logstore.Stats{}, false
 	}
-	st := s.Stats()
-	return st.Segments, st.Bytes, true
+	return s.Stats(), true
 }
 
 // LatestLocalEpoch is the newest leader epoch in the log's epoch file, -1
