@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,8 +13,12 @@ import (
 // epochFileName is the leader-epoch checkpoint in a log directory.
 const epochFileName = "leader-epoch-checkpoint"
 
-// epochFileMagic is the first line of the leader-epoch checkpoint.
-const epochFileMagic = "strata-leader-epochs 1"
+// epochFileMagic is the first line of the leader-epoch checkpoint; the
+// first format (version 1) had no checksum line and is still read.
+const (
+	epochFileMagic   = "strata-leader-epochs 2"
+	epochFileMagicV1 = "strata-leader-epochs 1"
+)
 
 // maxEpochFileBytes bounds what Open reads of the leader-epoch checkpoint.
 const maxEpochFileBytes = 4 << 20
@@ -99,23 +104,33 @@ func (c *epochs) endOffsetFor(e int32, leo int64) (int32, int64) {
 	return c.entries[i].Epoch, c.entries[i+1].StartOffset
 }
 
-// encode renders the checkpoint file.
+// encode renders the checkpoint file: the magic line, the count, one
+// "epoch start" line per entry, and "crc32c <hex>" of every byte before it,
+// so that a flipped digit is found rather than read as another epoch.
 func (c *epochs) encode() []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s\n%d\n", epochFileMagic, len(c.entries))
 	for _, e := range c.entries {
 		fmt.Fprintf(&b, "%d %d\n", e.Epoch, e.StartOffset)
 	}
+	fmt.Fprintf(&b, "crc32c %08x\n", crc32.Checksum(b.Bytes(), castagnoli))
 	return b.Bytes()
 }
 
-// decodeEpochs parses a checkpoint file, checking that epochs increase and
-// start offsets do not decrease.
+// decodeEpochs parses a checkpoint file, checking its checksum and that
+// epochs increase and start offsets do not decrease.
 func decodeEpochs(data []byte) ([]EpochEntry, error) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	if !sc.Scan() || sc.Text() != epochFileMagic {
+	if bytes.HasPrefix(data, []byte(epochFileMagic+"\n")) {
+		body, sum, ok := cutChecksumLine(data)
+		if !ok || crc32.Checksum(body, castagnoli) != sum {
+			return nil, fmt.Errorf("logstore: %s: checksum mismatch", epochFileName)
+		}
+		data = body
+	} else if !bytes.HasPrefix(data, []byte(epochFileMagicV1+"\n")) {
 		return nil, fmt.Errorf("logstore: %s: bad header", epochFileName)
 	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Scan() // the magic line, checked above
 	if !sc.Scan() {
 		return nil, fmt.Errorf("logstore: %s: missing count", epochFileName)
 	}
@@ -146,4 +161,21 @@ func decodeEpochs(data []byte) ([]EpochEntry, error) {
 		return nil, fmt.Errorf("logstore: %s: trailing data", epochFileName)
 	}
 	return out, nil
+}
+
+// cutChecksumLine splits the "crc32c <hex>\n" last line off a checkpoint.
+func cutChecksumLine(data []byte) (body []byte, sum uint32, ok bool) {
+	const prefix, line = "crc32c ", len("crc32c 01234567\n")
+	if len(data) < line || data[len(data)-1] != '\n' {
+		return nil, 0, false
+	}
+	last := data[len(data)-line:]
+	if !bytes.HasPrefix(last, []byte(prefix)) {
+		return nil, 0, false
+	}
+	v, err := strconv.ParseUint(string(last[len(prefix):line-1]), 16, 32)
+	if err != nil {
+		return nil, 0, false
+	}
+	return data[:len(data)-line], uint32(v), true
 }

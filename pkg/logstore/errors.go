@@ -44,18 +44,28 @@ func (e *OutOfRangeError) Is(target error) bool { return target == ErrOffsetOutO
 // CorruptError names where a record failed its checks; errors.Is(err,
 // ErrCorrupt) holds. Segment is the store file name ("" for frames handed to
 // AppendFrames), Position the byte position in it and Offset the offset the
-// record should have carried (-1 when unknown).
+// record should have carried (-1 when unknown). End, when above Offset+1, is
+// the end of a damaged range of offsets that share the damaged bytes (a
+// Reader moves past all of them at once); 0 means Offset+1.
 type CorruptError struct {
 	Segment  string
 	Position int64
 	Offset   int64
+	End      int64
 	Reason   string
 }
 
 func (e *CorruptError) Error() string {
+	if e.End > e.Offset+1 {
+		return fmt.Sprintf("logstore: corrupt records at offsets %d..%d (%s position %d): %s",
+			e.Offset, e.End-1, e.Segment, e.Position, e.Reason)
+	}
 	return fmt.Sprintf("logstore: corrupt record at offset %d (%s position %d): %s",
 		e.Offset, e.Segment, e.Position, e.Reason)
 }
+
+// next is the first offset after the damaged range.
+func (e *CorruptError) next() int64 { return max(e.End, e.Offset+1) }
 
 // Is reports whether target is ErrCorrupt.
 func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }

@@ -183,7 +183,7 @@ func (r *Reader) reserve(dst []byte, maxBytes int) []byte {
 // skip moves past a corrupt record, counting it.
 func (r *Reader) skip(c *CorruptError) {
 	r.l.noteCorrupt(c)
-	r.off = c.Offset + 1
+	r.off = c.next()
 	r.pos, r.bufLen = -1, 0
 }
 
@@ -247,13 +247,23 @@ func (r *Reader) peek() (Frame, int, error) {
 			if s.gen.Load() != r.gen {
 				continue // shrank while we read: the bytes may be stale
 			}
-			if reason == "" && f.Offset != r.off {
-				reason = fmt.Sprintf("frame carries offset %d", f.Offset)
-			}
-			if reason == "" {
+			if reason == "" && f.Offset == r.off {
 				return f, n, nil
 			}
-			err = s.corrupt(r.pos, r.off, reason)
+			c := s.corrupt(r.pos, r.off, reason)
+			if reason == "" {
+				c.Reason = fmt.Sprintf("frame carries offset %d", f.Offset)
+			}
+			if tried != walked {
+				// Offsets whose entries share the damaged position (the
+				// placeholders recovery left) are unreadable with it; a
+				// good frame there is the first one after them.
+				c.End = s.damagedEnd(r.off, r.pos, s.endOff.Load())
+				if reason == "" && f.Offset > r.off {
+					c.End = min(c.End, f.Offset)
+				}
+			}
+			err = c
 		}
 		switch tried {
 		case walked:

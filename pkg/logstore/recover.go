@@ -156,7 +156,8 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 		return r, false, err
 	}
 	w := &window{r: sf, size: size}
-	if n, ok := l.validIndex(w, base, idx); ok && base+n <= rp && (next < 0 || base+n == next) {
+	idxMissing := errors.Is(err, fs.ErrNotExist)
+	if n, ok := l.validIndex(w, base, idx); ok && !idxMissing && base+n <= rp && (next < 0 || base+n == next) {
 		if next >= 0 && idxFileLen != n*indexEntrySize {
 			if err := rewriteIndex(fsys, idxPath, idx[:n*indexEntrySize]); err != nil {
 				return r, false, err
@@ -171,16 +172,13 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 	if next >= 0 {
 		limitOff, fill = next, next
 	}
-	entries, off, pos, torn := l.scanStore(w, base, limitOff, fill, maxEntries, func(pos, off int64, reason string) bool {
-		if off >= rp {
-			return false // past what was synced: a torn write
-		}
-		// Corruption below the recovery point: keep the bytes, never serve
-		// them. Its offsets stay taken (the last segment's up to the
-		// recovery point: they were durable), and appends go after them.
-		l.noteCorrupt(&CorruptError{Segment: storeName(base), Position: pos, Offset: off, Reason: reason})
-		return true
-	})
+	// Damage at or past the recovery point is a torn write: cut there.
+	// Below it, it is corruption: keep the bytes, never serve them. Its
+	// offsets stay taken (the last segment's up to the recovery point: they
+	// were durable), and appends go after them.
+	entries, off, pos, torn := l.scanStore(w, base, limitOff, fill, maxEntries,
+		func(off int64) bool { return off >= rp },
+		func(c *CorruptError) { c.Segment = storeName(base); l.noteCorrupt(c) })
 	if torn {
 		l.lg.Warn("truncating torn tail after crash",
 			zap.String("segment", storeName(base)), zap.Int64("offset", off),
@@ -195,13 +193,22 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 		size = pos
 		crashed = true
 	}
+	if next >= 0 && !crashed && off < next && off >= rp {
+		// The store ends early past what was synced: the rest of it, and
+		// the segments after it, were never durable (a crash).
+		l.lg.Warn("segment ends early past the recovery point; dropping what follows",
+			zap.String("segment", storeName(base)), zap.Int64("offset", off), zap.Int64("recovery_point", rp))
+		crashed = true
+	}
 	if next >= 0 && !crashed {
 		if off < next {
-			l.noteCorrupt(&CorruptError{Segment: storeName(base), Position: pos, Offset: off,
-				Reason: fmt.Sprintf("segment ends before the next segment's base %d", next)})
+			c := &CorruptError{Segment: storeName(base), Position: size, Offset: off,
+				Reason: fmt.Sprintf("segment ends before the next segment's base %d", next)}
 			for ; off < next && off-base < maxEntries; off++ {
 				entries = appendIndexEntry(entries, uint32(off-base), size)
 			}
+			c.End = off
+			l.noteCorrupt(c)
 		}
 		if pos < size && off >= next {
 			l.lg.Error("segment overlaps the next one; ignoring its tail",
@@ -212,11 +219,13 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 	if next < 0 && !crashed && off < rp {
 		// The store ends before records known durable: they were lost
 		// after they were synced. Their offsets stay taken, unreadable.
-		l.noteCorrupt(&CorruptError{Segment: storeName(base), Position: size, Offset: off,
-			Reason: fmt.Sprintf("store ends before the recovery point %d", rp)})
+		c := &CorruptError{Segment: storeName(base), Position: size, Offset: off,
+			Reason: fmt.Sprintf("store ends before the recovery point %d", rp)}
 		for ; off < rp && off-base < maxEntries; off++ {
 			entries = appendIndexEntry(entries, uint32(off-base), size)
 		}
+		c.End = off
+		l.noteCorrupt(c)
 	}
 	if err := rewriteIndex(fsys, idxPath, entries); err != nil {
 		return r, crashed, err
@@ -227,13 +236,14 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 // scanStore walks a store's frames from position 0, offsets from base, up to
 // limit (exclusive) or the end of the store, and returns the index entries
 // it found, the next offset and the position where the walk ended. At the
-// first bad frame of a damaged region it calls damaged: false ends the walk
-// there (torn is then true, and pos is where the damage starts); true skips
-// the region to the next good frame, giving each offset in between a
-// placeholder entry at the damaged position (unreadable, never re-assigned).
-// When no good frame follows, placeholders run up to fill (at least the
-// damaged offset) and the walk ends at the end of the store.
-func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, damaged func(pos, off int64, reason string) bool) (entries []byte, off, pos int64, torn bool) {
+// first bad frame of a damaged region, if isTorn says so for its offset,
+// the walk ends there (torn is then true, and pos is where the damage
+// starts). Otherwise the region is skipped to the next good frame, each
+// offset in between getting a placeholder entry at the damaged position
+// (unreadable, never re-assigned), and note (if set) gets the damaged
+// range. When no good frame follows, placeholders run up to fill (at least
+// the damaged offset) and the walk ends at the end of the store.
+func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, isTorn func(off int64) bool, note func(*CorruptError)) (entries []byte, off, pos int64, torn bool) {
 	entries = make([]byte, 0, min(maxEntries, 1<<16)*indexEntrySize)
 	off = base
 	for pos < w.size && off < limit {
@@ -244,7 +254,7 @@ func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, damaged 
 			off++
 			continue
 		}
-		if !damaged(pos, off, reason) {
+		if isTorn(off) {
 			return entries, off, pos, true
 		}
 		q, o2, found := l.resync(w, pos+1, off, limit)
@@ -252,8 +262,12 @@ func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, damaged 
 		if !found {
 			target = max(fill, off+1)
 		}
+		first := off
 		for ; off < target && off-base < maxEntries; off++ {
 			entries = appendIndexEntry(entries, uint32(off-base), pos)
+		}
+		if note != nil {
+			note(&CorruptError{Position: pos, Offset: first, End: off, Reason: reason})
 		}
 		if !found {
 			return entries, off, w.size, false
@@ -286,7 +300,7 @@ func (l *Log) repairIndex(s *segment) bool {
 	endOff, endPos := s.endOff.Load(), s.endPos.Load()
 	n := endOff - s.base
 	w := &window{r: s.store, size: endPos}
-	entries, off, _, _ := l.scanStore(w, s.base, endOff, endOff, n, func(int64, int64, string) bool { return true })
+	entries, off, _, _ := l.scanStore(w, s.base, endOff, endOff, n, func(int64) bool { return false }, nil)
 	for ; off < endOff; off++ {
 		// The store ends before the segment's last offset (recovery found
 		// them missing): placeholders at the end, as recovery left them.

@@ -1,7 +1,9 @@
 package logstore
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -249,5 +251,44 @@ func TestFullDisk(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestCheckpointFormats: the checkpoints written before issue 11 (a 12-byte
+// recovery point, a leader-epoch file without a checksum) are still read,
+// and the new ones refuse a flipped digit or slot instead of reading it as
+// another value.
+func TestCheckpointFormats(t *testing.T) {
+	v1 := []byte(epochFileMagicV1 + "\n2\n0 0\n3 17\n")
+	if got, err := decodeEpochs(v1); err != nil || len(got) != 2 || got[1] != (EpochEntry{Epoch: 3, StartOffset: 17}) {
+		t.Fatalf("version 1 epochs = %v, %v", got, err)
+	}
+	c := epochs{entries: []EpochEntry{{0, 0}, {3, 17}}}
+	v2 := c.encode()
+	if got, err := decodeEpochs(v2); err != nil || len(got) != 2 {
+		t.Fatalf("version 2 epochs = %v, %v", got, err)
+	}
+	for i := range v2 {
+		b := append([]byte(nil), v2...)
+		b[i] ^= 0x01
+		if got, err := decodeEpochs(b); err == nil {
+			t.Fatalf("byte %d flipped: read %v", i, got)
+		}
+	}
+
+	legacy := make([]byte, rpLegacySize)
+	binary.BigEndian.PutUint64(legacy[4:], 42)
+	binary.BigEndian.PutUint32(legacy, crc32.Checksum(legacy[4:], castagnoli))
+	if _, off, ok := decodeRecoveryPoint(legacy); !ok || off != 42 {
+		t.Fatalf("legacy recovery point = %d, %v", off, ok)
+	}
+	var b1, b2 [rpSlotSize]byte
+	slots := append(encodeRecoveryPointSlot(&b1, 8, 100), encodeRecoveryPointSlot(&b2, 7, 90)...)
+	if seq, off, ok := decodeRecoveryPoint(slots); !ok || seq != 8 || off != 100 {
+		t.Fatalf("two slots = %d, %d, %v", seq, off, ok)
+	}
+	slots[5] ^= 0x04 // the newer slot torn: the older one holds
+	if seq, off, ok := decodeRecoveryPoint(slots); !ok || seq != 7 || off != 90 {
+		t.Fatalf("newer slot damaged = %d, %d, %v", seq, off, ok)
 	}
 }

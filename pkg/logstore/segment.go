@@ -130,6 +130,29 @@ func (s *segment) lookup(off int64) (int64, error) {
 	return pos, nil
 }
 
+// damagedEnd returns the end of the run of offsets from off (below endOff)
+// whose index entries all point at pos: the placeholders recovery gave a
+// damaged range.
+func (s *segment) damagedEnd(off, pos, endOff int64) int64 {
+	const chunk = 256
+	var b [chunk * indexEntrySize]byte
+	end := off + 1
+	for end < endOff {
+		n := min(endOff-end, chunk)
+		if _, err := s.index.ReadAt(b[:n*indexEntrySize], (end-s.base)*indexEntrySize); err != nil {
+			return end
+		}
+		for i := int64(0); i < n; i++ {
+			rel, p := parseIndexEntry(b[i*indexEntrySize:])
+			if int64(rel) != end-s.base || p != pos {
+				return end
+			}
+			end++
+		}
+	}
+	return end
+}
+
 func (s *segment) corrupt(pos, off int64, reason string) *CorruptError {
 	return &CorruptError{Segment: s.name, Position: pos, Offset: off, Reason: reason}
 }
