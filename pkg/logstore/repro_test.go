@@ -292,3 +292,54 @@ func TestCheckpointFormats(t *testing.T) {
 		t.Fatalf("newer slot damaged = %d, %d, %v", seq, off, ok)
 	}
 }
+
+// TestDamagedRangeSkippedAtOnce: a store cut at a frame boundary ten
+// records before the recovery point loses ten durable records at one
+// position. A Reader reports them as one range, names it, and goes on with
+// the record appended after them; Read of any one of them names the file.
+func TestDamagedRangeSkippedAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Sync: SyncPolicy{Mode: SyncAlways}, SegmentMaxAge: 1 << 62}
+	l := openLog(t, dir, opts)
+	appendN(t, l, 0, 50, 5)
+	closeLog(t, l)
+	if err := os.Truncate(filepath.Join(dir, storeName(0)), int64(40*FrameSize(len(payload(0))))); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, dir, opts)
+	defer closeLog(t, l)
+	appendN(t, l, 0, 1, 1) // offset 50
+	r, err := l.NewReader(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	var got []int64
+	var ranges []*CorruptError
+	for {
+		f, err := r.Next()
+		var c *CorruptError
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if errors.As(err, &c) {
+			ranges = append(ranges, c)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, f.Offset)
+	}
+	if len(got) != 41 || got[40] != 50 || len(ranges) != 1 || ranges[0].Offset != 40 || ranges[0].End != 50 {
+		t.Fatalf("read %v, damaged %v", got, ranges)
+	}
+	if _, err := l.Read(45); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Read(45) = %v", err)
+	}
+	t.Log(ranges[0])
+}
