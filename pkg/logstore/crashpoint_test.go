@@ -137,6 +137,35 @@ func (w *cpWorkload) append(epoch int32, n int) {
 	}
 }
 
+// appendFrames appends n records through the follower path, AppendFrames.
+func (w *cpWorkload) appendFrames(epoch int32, n int) {
+	base := w.l.LogEndOffset()
+	var vs []*cpVersion
+	w.step(fmt.Sprintf("append %d frames at %d, epoch %d", n, base, epoch), func(from int) {
+		var frames []byte
+		for i := range n {
+			off := base + int64(i)
+			ver := len(w.versions[off])
+			v := &cpVersion{off: off, epoch: epoch, ts: recTS(off) + int64(ver)*1_000_000, payload: cpPayload(off, ver),
+				written: from, durable: math.MaxInt, removed: math.MaxInt, gone: math.MaxInt}
+			vs = append(vs, v)
+			frames = AppendFrame(frames, off, v.ts, v.payload)
+		}
+		last, err := w.l.AppendFrames(epoch, frames)
+		if err != nil || last != base+int64(n)-1 {
+			w.tb.Fatalf("workload AppendFrames at %d: last %d, %v", base, last, err)
+		}
+	})
+	for _, v := range vs {
+		w.versions[v.off] = append(w.versions[v.off], v)
+	}
+	if w.opts.Sync.Mode == SyncAlways {
+		for _, v := range vs {
+			v.durable = w.steps[len(w.steps)-1].to
+		}
+	}
+}
+
 func (w *cpWorkload) sync() {
 	w.step("sync", func(int) {
 		if err := w.l.Sync(); err != nil {
@@ -181,8 +210,8 @@ func (w *cpWorkload) deleteBefore(off int64) {
 
 // run is the workload: appends of 1 to 7 records (7 is more than a
 // segment holds), rolls, new leader epochs, Sync, a Close and reopen, a
-// Truncate into a sealed segment and one in the active segment, and
-// DeleteBefore.
+// Truncate into a sealed segment and one in the active segment,
+// DeleteBefore, and frames appended as a follower.
 func (w *cpWorkload) run() {
 	w.open()
 	w.append(0, 1)
@@ -205,6 +234,7 @@ func (w *cpWorkload) run() {
 	w.append(3, 1)
 	w.truncate(w.l.LogEndOffset() - 1) // in the active segment
 	w.append(4, 2)
+	w.appendFrames(5, 3) // as a follower of a new leader
 	w.close()
 }
 
