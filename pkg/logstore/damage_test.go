@@ -23,11 +23,11 @@ func longTests() bool { return *longFlag || os.Getenv("STRATA_LONG") == "1" }
 const damageDir = "/strata/p0"
 
 // damageFrame is the size of every frame of the damage suite's log.
-var damageFrame = int64(len(recFrame(0)))
+func damageFrame() int64 { return int64(len(recFrame(0))) }
 
 // damageOptions roll a segment every 5 records or so; the index holds 8.
 func damageOptions(policy SyncPolicy) Options {
-	return Options{MaxSegmentBytes: 5 * damageFrame, MaxIndexBytes: 8 * indexEntrySize, Sync: policy, Now: fixedNow}
+	return Options{MaxSegmentBytes: 5 * damageFrame(), MaxIndexBytes: 8 * indexEntrySize, Sync: policy, Now: fixedNow}
 }
 
 // buildDamageLog appends n records on a memFS in batches of 1 to 3 under

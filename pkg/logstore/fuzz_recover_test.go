@@ -60,7 +60,7 @@ func decodeFuzzDamage(models []*recModel, in []byte) (*recModel, memImage) {
 		case 5:
 			if len(b) > 0 {
 				dst, src := pos%len(b), int(val)*len(b)/256
-				copy(b[dst:], b[src:min(len(b), src+int(damageFrame))])
+				copy(b[dst:], b[src:min(len(b), src+int(damageFrame()))])
 			}
 		}
 		img.files[p] = b

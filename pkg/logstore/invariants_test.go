@@ -393,12 +393,13 @@ func (c *recChecker) scanRead(l *Log) readScan {
 			continue
 		}
 		s.corrupt[off] = true
-		if ce.Segment == "" {
+		seg := filepath.Base(ce.Segment)
+		if _, ok := parseBase(seg, storeSuffix); !ok || !strings.HasSuffix(seg, storeSuffix) {
 			inv := "b"
 			if off < c.m.durable {
 				inv = "d"
 			}
-			c.fail(inv, "Read(%d): corruption names no segment: %v", off, err)
+			c.fail(inv, "Read(%d): the corruption names no store file (Segment %q): %v", off, ce.Segment, err)
 		}
 	}
 	return s
