@@ -1329,6 +1329,146 @@ func (x *AlterPartitionResponse) GetIsr() []int32 {
 	return nil
 }
 
+type ResignLeadershipRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// The broker asking; it must be the partition's leader.
+	LeaderId int32 `protobuf:"varint,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// The epoch the caller leads in; a stale epoch is refused.
+	LeaderEpoch int32 `protobuf:"varint,4,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	// Why the caller cannot lead (its log's health), for the controller's log.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResignLeadershipRequest) Reset() {
+	*x = ResignLeadershipRequest{}
+	mi := &file_strata_v1_replica_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResignLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResignLeadershipRequest) ProtoMessage() {}
+
+func (x *ResignLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_replica_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResignLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*ResignLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ResignLeadershipRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ResignLeadershipRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ResignLeadershipRequest) GetLeaderId() int32 {
+	if x != nil {
+		return x.LeaderId
+	}
+	return 0
+}
+
+func (x *ResignLeadershipRequest) GetLeaderEpoch() int32 {
+	if x != nil {
+		return x.LeaderEpoch
+	}
+	return 0
+}
+
+func (x *ResignLeadershipRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ResignLeadershipResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partition's state as committed: the new leader, its epoch and ISR.
+	LeaderId      int32   `protobuf:"varint,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	LeaderEpoch   int32   `protobuf:"varint,2,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	Isr           []int32 `protobuf:"varint,3,rep,packed,name=isr,proto3" json:"isr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResignLeadershipResponse) Reset() {
+	*x = ResignLeadershipResponse{}
+	mi := &file_strata_v1_replica_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResignLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResignLeadershipResponse) ProtoMessage() {}
+
+func (x *ResignLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_replica_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResignLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*ResignLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ResignLeadershipResponse) GetLeaderId() int32 {
+	if x != nil {
+		return x.LeaderId
+	}
+	return 0
+}
+
+func (x *ResignLeadershipResponse) GetLeaderEpoch() int32 {
+	if x != nil {
+		return x.LeaderEpoch
+	}
+	return 0
+}
+
+func (x *ResignLeadershipResponse) GetIsr() []int32 {
+	if x != nil {
+		return x.Isr
+	}
+	return nil
+}
+
 var File_strata_v1_replica_proto protoreflect.FileDescriptor
 
 const file_strata_v1_replica_proto_rawDesc = "" +
@@ -1429,7 +1569,17 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x03isr\x18\x05 \x03(\x05R\x03isr\"M\n" +
 	"\x16AlterPartitionResponse\x12!\n" +
 	"\fleader_epoch\x18\x01 \x01(\x05R\vleaderEpoch\x12\x10\n" +
-	"\x03isr\x18\x02 \x03(\x05R\x03isr*O\n" +
+	"\x03isr\x18\x02 \x03(\x05R\x03isr\"\xa5\x01\n" +
+	"\x17ResignLeadershipRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1b\n" +
+	"\tleader_id\x18\x03 \x01(\x05R\bleaderId\x12!\n" +
+	"\fleader_epoch\x18\x04 \x01(\x05R\vleaderEpoch\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"l\n" +
+	"\x18ResignLeadershipResponse\x12\x1b\n" +
+	"\tleader_id\x18\x01 \x01(\x05R\bleaderId\x12!\n" +
+	"\fleader_epoch\x18\x02 \x01(\x05R\vleaderEpoch\x12\x10\n" +
+	"\x03isr\x18\x03 \x03(\x05R\x03isr*O\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_LEADER\x10\x01\x12\x11\n" +
@@ -1443,10 +1593,11 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x0fPartitionStatus\x12!.strata.v1.PartitionStatusRequest\x1a\".strata.v1.PartitionStatusResponse\x12C\n" +
 	"\bTruncate\x12\x1a.strata.v1.TruncateRequest\x1a\x1b.strata.v1.TruncateResponse\x12L\n" +
 	"\vReadReplica\x12\x1d.strata.v1.ReadReplicaRequest\x1a\x1e.strata.v1.ReadReplicaResponse\x12g\n" +
-	"\x14ReleaseUnknownTopics\x12&.strata.v1.ReleaseUnknownTopicsRequest\x1a'.strata.v1.ReleaseUnknownTopicsResponse2c\n" +
+	"\x14ReleaseUnknownTopics\x12&.strata.v1.ReleaseUnknownTopicsRequest\x1a'.strata.v1.ReleaseUnknownTopicsResponse2\xc0\x01\n" +
 	"\n" +
 	"Controller\x12U\n" +
-	"\x0eAlterPartition\x12 .strata.v1.AlterPartitionRequest\x1a!.strata.v1.AlterPartitionResponseB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
+	"\x0eAlterPartition\x12 .strata.v1.AlterPartitionRequest\x1a!.strata.v1.AlterPartitionResponse\x12[\n" +
+	"\x10ResignLeadership\x12\".strata.v1.ResignLeadershipRequest\x1a#.strata.v1.ResignLeadershipResponseB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
 
 var (
 	file_strata_v1_replica_proto_rawDescOnce sync.Once
@@ -1461,7 +1612,7 @@ func file_strata_v1_replica_proto_rawDescGZIP() []byte {
 }
 
 var file_strata_v1_replica_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_strata_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_strata_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_strata_v1_replica_proto_goTypes = []any{
 	(Role)(0),                            // 0: strata.v1.Role
 	(*ReleaseUnknownTopicsRequest)(nil),  // 1: strata.v1.ReleaseUnknownTopicsRequest
@@ -1482,14 +1633,16 @@ var file_strata_v1_replica_proto_goTypes = []any{
 	(*TruncateResponse)(nil),             // 16: strata.v1.TruncateResponse
 	(*AlterPartitionRequest)(nil),        // 17: strata.v1.AlterPartitionRequest
 	(*AlterPartitionResponse)(nil),       // 18: strata.v1.AlterPartitionResponse
-	(*Record)(nil),                       // 19: strata.v1.Record
-	(*TopicConfig)(nil),                  // 20: strata.v1.TopicConfig
+	(*ResignLeadershipRequest)(nil),      // 19: strata.v1.ResignLeadershipRequest
+	(*ResignLeadershipResponse)(nil),     // 20: strata.v1.ResignLeadershipResponse
+	(*Record)(nil),                       // 21: strata.v1.Record
+	(*TopicConfig)(nil),                  // 22: strata.v1.TopicConfig
 }
 var file_strata_v1_replica_proto_depIdxs = []int32{
-	19, // 0: strata.v1.ReadReplicaResponse.records:type_name -> strata.v1.Record
+	21, // 0: strata.v1.ReadReplicaResponse.records:type_name -> strata.v1.Record
 	0,  // 1: strata.v1.ReadReplicaResponse.role:type_name -> strata.v1.Role
 	0,  // 2: strata.v1.ApplyPartitionStateRequest.role:type_name -> strata.v1.Role
-	20, // 3: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
+	22, // 3: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
 	0,  // 4: strata.v1.PartitionStatusResponse.role:type_name -> strata.v1.Role
 	5,  // 5: strata.v1.Replica.Fetch:input_type -> strata.v1.FetchRequest
 	7,  // 6: strata.v1.Replica.Append:input_type -> strata.v1.AppendRequest
@@ -1500,17 +1653,19 @@ var file_strata_v1_replica_proto_depIdxs = []int32{
 	3,  // 11: strata.v1.Replica.ReadReplica:input_type -> strata.v1.ReadReplicaRequest
 	1,  // 12: strata.v1.Replica.ReleaseUnknownTopics:input_type -> strata.v1.ReleaseUnknownTopicsRequest
 	17, // 13: strata.v1.Controller.AlterPartition:input_type -> strata.v1.AlterPartitionRequest
-	6,  // 14: strata.v1.Replica.Fetch:output_type -> strata.v1.FetchResponse
-	8,  // 15: strata.v1.Replica.Append:output_type -> strata.v1.AppendResponse
-	10, // 16: strata.v1.Replica.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
-	12, // 17: strata.v1.Replica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
-	14, // 18: strata.v1.Replica.PartitionStatus:output_type -> strata.v1.PartitionStatusResponse
-	16, // 19: strata.v1.Replica.Truncate:output_type -> strata.v1.TruncateResponse
-	4,  // 20: strata.v1.Replica.ReadReplica:output_type -> strata.v1.ReadReplicaResponse
-	2,  // 21: strata.v1.Replica.ReleaseUnknownTopics:output_type -> strata.v1.ReleaseUnknownTopicsResponse
-	18, // 22: strata.v1.Controller.AlterPartition:output_type -> strata.v1.AlterPartitionResponse
-	14, // [14:23] is the sub-list for method output_type
-	5,  // [5:14] is the sub-list for method input_type
+	19, // 14: strata.v1.Controller.ResignLeadership:input_type -> strata.v1.ResignLeadershipRequest
+	6,  // 15: strata.v1.Replica.Fetch:output_type -> strata.v1.FetchResponse
+	8,  // 16: strata.v1.Replica.Append:output_type -> strata.v1.AppendResponse
+	10, // 17: strata.v1.Replica.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
+	12, // 18: strata.v1.Replica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
+	14, // 19: strata.v1.Replica.PartitionStatus:output_type -> strata.v1.PartitionStatusResponse
+	16, // 20: strata.v1.Replica.Truncate:output_type -> strata.v1.TruncateResponse
+	4,  // 21: strata.v1.Replica.ReadReplica:output_type -> strata.v1.ReadReplicaResponse
+	2,  // 22: strata.v1.Replica.ReleaseUnknownTopics:output_type -> strata.v1.ReleaseUnknownTopicsResponse
+	18, // 23: strata.v1.Controller.AlterPartition:output_type -> strata.v1.AlterPartitionResponse
+	20, // 24: strata.v1.Controller.ResignLeadership:output_type -> strata.v1.ResignLeadershipResponse
+	15, // [15:25] is the sub-list for method output_type
+	5,  // [5:15] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -1529,7 +1684,7 @@ func file_strata_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_replica_proto_rawDesc), len(file_strata_v1_replica_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

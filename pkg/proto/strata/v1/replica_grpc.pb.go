@@ -442,7 +442,8 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Controller_AlterPartition_FullMethodName = "/strata.v1.Controller/AlterPartition"
+	Controller_AlterPartition_FullMethodName   = "/strata.v1.Controller/AlterPartition"
+	Controller_ResignLeadership_FullMethodName = "/strata.v1.Controller/ResignLeadership"
 )
 
 // ControllerClient is the client API for Controller service.
@@ -450,13 +451,22 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Controller is internal and served by every replicator: a partition
-// leader's broker asks, through its own replicator, for an ISR change. The
-// replicator forwards it to the Raft leader (the controller), which commits
-// it (ChangeISR) only if the caller still leads in leader_epoch. The new ISR
-// reaches the leader through ApplyPartitionState; the leader uses a shrunken
-// ISR only from then on.
+// leader's broker asks, through its own replicator, for an ISR change or
+// to give up leadership. The replicator forwards it to the Raft leader (the
+// controller), which commits it only if the caller still leads in
+// leader_epoch. The new state reaches the brokers through
+// ApplyPartitionState; the leader uses a shrunken ISR only from then on.
 type ControllerClient interface {
+	// AlterPartition shrinks or expands the ISR (ChangeISR); the epoch stays.
 	AlterPartition(ctx context.Context, in *AlterPartitionRequest, opts ...grpc.CallOption) (*AlterPartitionResponse, error)
+	// ResignLeadership moves leadership away from a leader whose log cannot
+	// serve as the partition's copy (a corrupt record below its log end, a
+	// failed write: DESIGN.md section 8). The controller takes the caller out
+	// of the ISR and elects the first alive replica left in it, bumping the
+	// leader epoch, as when a node fails (ResignLeader). With no other alive
+	// in-sync replica it is refused (FailedPrecondition) and the caller keeps
+	// leading, serving what is intact.
+	ResignLeadership(ctx context.Context, in *ResignLeadershipRequest, opts ...grpc.CallOption) (*ResignLeadershipResponse, error)
 }
 
 type controllerClient struct {
@@ -477,18 +487,37 @@ func (c *controllerClient) AlterPartition(ctx context.Context, in *AlterPartitio
 	return out, nil
 }
 
+func (c *controllerClient) ResignLeadership(ctx context.Context, in *ResignLeadershipRequest, opts ...grpc.CallOption) (*ResignLeadershipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResignLeadershipResponse)
+	err := c.cc.Invoke(ctx, Controller_ResignLeadership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControllerServer is the server API for Controller service.
 // All implementations must embed UnimplementedControllerServer
 // for forward compatibility.
 //
 // Controller is internal and served by every replicator: a partition
-// leader's broker asks, through its own replicator, for an ISR change. The
-// replicator forwards it to the Raft leader (the controller), which commits
-// it (ChangeISR) only if the caller still leads in leader_epoch. The new ISR
-// reaches the leader through ApplyPartitionState; the leader uses a shrunken
-// ISR only from then on.
+// leader's broker asks, through its own replicator, for an ISR change or
+// to give up leadership. The replicator forwards it to the Raft leader (the
+// controller), which commits it only if the caller still leads in
+// leader_epoch. The new state reaches the brokers through
+// ApplyPartitionState; the leader uses a shrunken ISR only from then on.
 type ControllerServer interface {
+	// AlterPartition shrinks or expands the ISR (ChangeISR); the epoch stays.
 	AlterPartition(context.Context, *AlterPartitionRequest) (*AlterPartitionResponse, error)
+	// ResignLeadership moves leadership away from a leader whose log cannot
+	// serve as the partition's copy (a corrupt record below its log end, a
+	// failed write: DESIGN.md section 8). The controller takes the caller out
+	// of the ISR and elects the first alive replica left in it, bumping the
+	// leader epoch, as when a node fails (ResignLeader). With no other alive
+	// in-sync replica it is refused (FailedPrecondition) and the caller keeps
+	// leading, serving what is intact.
+	ResignLeadership(context.Context, *ResignLeadershipRequest) (*ResignLeadershipResponse, error)
 	mustEmbedUnimplementedControllerServer()
 }
 
@@ -501,6 +530,9 @@ type UnimplementedControllerServer struct{}
 
 func (UnimplementedControllerServer) AlterPartition(context.Context, *AlterPartitionRequest) (*AlterPartitionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AlterPartition not implemented")
+}
+func (UnimplementedControllerServer) ResignLeadership(context.Context, *ResignLeadershipRequest) (*ResignLeadershipResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResignLeadership not implemented")
 }
 func (UnimplementedControllerServer) mustEmbedUnimplementedControllerServer() {}
 func (UnimplementedControllerServer) testEmbeddedByValue()                    {}
@@ -541,6 +573,24 @@ func _Controller_AlterPartition_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Controller_ResignLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResignLeadershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServer).ResignLeadership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Controller_ResignLeadership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServer).ResignLeadership(ctx, req.(*ResignLeadershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Controller_ServiceDesc is the grpc.ServiceDesc for Controller service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -551,6 +601,10 @@ var Controller_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AlterPartition",
 			Handler:    _Controller_AlterPartition_Handler,
+		},
+		{
+			MethodName: "ResignLeadership",
+			Handler:    _Controller_ResignLeadership_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

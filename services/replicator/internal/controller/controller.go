@@ -83,6 +83,7 @@ const (
 	ActionOffline         = "partition_offline"
 	ActionShrinkISR       = "isr_shrink"
 	ActionPreferredLeader = "preferred_leader"
+	ActionLeaderResigned  = "leader_resigned"
 	ActionCreateTopic     = "create_topic"
 	ActionDeleteTopic     = "delete_topic"
 	ActionAlterTopic      = "alter_topic"
@@ -401,6 +402,34 @@ func (c *Controller) RebalancePreferred(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// ResignLeader moves leadership of a partition away from leaderID, which
+// leads it in leaderEpoch and whose log cannot serve as the partition's copy
+// (a corrupt record below its log end, a failed write: DESIGN.md §8). The
+// FSM takes the leader out of the ISR and elects the first alive replica
+// left in it with the epoch bumped, the election a failed node gets
+// (metadata.ResignLeader); it refuses a stale epoch, a caller that does not
+// lead, and a partition with no other alive in-sync replica
+// (metadata.ErrIneligibleLeader), where the caller keeps leading. It
+// returns the partition as committed.
+func (c *Controller) ResignLeader(ctx context.Context, topic string, partition, leaderID, leaderEpoch int32, reason string) (metadata.Partition, error) {
+	err := c.propose(ctx, ActionLeaderResigned, metadata.Command{Type: metadata.CmdResignLeader,
+		ResignLeader: &metadata.ResignLeader{Topic: topic, Partition: partition, LeaderID: leaderID, LeaderEpoch: leaderEpoch}})
+	lg := c.lg.With(zap.String("topic", topic), zap.Int32("partition", partition), zap.Int32("old_leader", leaderID),
+		zap.Int32("old_epoch", leaderEpoch), zap.String("reason", reason))
+	if err != nil {
+		lg.Warn("leader resignation refused", zap.Error(err))
+		return metadata.Partition{}, err
+	}
+	t, ok := c.state.State().Topics[topic]
+	if !ok || int(partition) >= len(t.Partitions) {
+		return metadata.Partition{}, errors.Join(metadata.ErrTopicNotFound, errors.New("controller: topic vanished after apply"))
+	}
+	p := t.Partitions[partition]
+	lg.Warn("partition leader resigned; leadership moved", zap.Int32("leader", p.Leader), zap.Int32("leader_epoch", p.LeaderEpoch),
+		zap.Int32s("isr", p.ISR))
+	return p, nil
 }
 
 // Default topic settings for CreateTopic fields left zero.

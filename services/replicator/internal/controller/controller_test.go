@@ -432,3 +432,69 @@ func TestPreferredLeaderSkipsOutOfSyncReplica(t *testing.T) {
 		t.Fatal("moved leadership to a replica outside the ISR")
 	}
 }
+
+// TestResignLeaderMovesLeadershipToISR: a leader whose log cannot serve
+// (DESIGN.md §8) gives leadership to the next in-sync replica with the
+// epoch bumped, as a failed node's partitions get; a caller that does not
+// lead, a stale epoch and a partition with no other in-sync replica are
+// refused and change nothing.
+func TestResignLeaderMovesLeadershipToISR(t *testing.T) {
+	h := newHarness(t, 3)
+	h.create(t, "orders", 1, 3, false)
+	ctx := context.Background()
+	p := h.fsm.State().Topics["orders"].Partitions[0]
+	old, next := p.Leader, p.Replicas[1]
+	other := p.Replicas[2]
+	unchanged := func(t *testing.T, want metadata.Partition) {
+		t.Helper()
+		if q := h.fsm.State().Topics["orders"].Partitions[0]; q.Leader != want.Leader || q.LeaderEpoch != want.LeaderEpoch || !slices.Equal(q.ISR, want.ISR) {
+			t.Fatalf("partition %+v changed from %+v", q, want)
+		}
+	}
+
+	t.Run("refused when the caller does not lead", func(t *testing.T) {
+		if _, err := h.ctrl.ResignLeader(ctx, "orders", 0, other, p.LeaderEpoch, "test"); !errors.Is(err, metadata.ErrNotPartitionLeader) {
+			t.Fatalf("got %v, want ErrNotPartitionLeader", err)
+		}
+		unchanged(t, p)
+	})
+	t.Run("refused on a stale epoch", func(t *testing.T) {
+		if _, err := h.ctrl.ResignLeader(ctx, "orders", 0, old, p.LeaderEpoch+1, "test"); !errors.Is(err, metadata.ErrStaleEpoch) {
+			t.Fatalf("got %v, want ErrStaleEpoch", err)
+		}
+		unchanged(t, p)
+	})
+	t.Run("the next in-sync replica leads in a new epoch", func(t *testing.T) {
+		got, err := h.ctrl.ResignLeader(ctx, "orders", 0, old, p.LeaderEpoch, "corrupt record at offset 5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := h.fsm.State().Topics["orders"].Partitions[0]
+		if q.Leader != next || q.LeaderEpoch != p.LeaderEpoch+1 || slices.Contains(q.ISR, old) || !slices.Equal(q.ISR, []int32{next, other}) {
+			t.Fatalf("after the resignation %+v, want leader %d in epoch %d with ISR [%d %d]", q, next, p.LeaderEpoch+1, next, other)
+		}
+		if got.Leader != q.Leader || got.LeaderEpoch != q.LeaderEpoch || !slices.Equal(got.ISR, q.ISR) {
+			t.Fatalf("returned %+v, committed %+v", got, q)
+		}
+		if n := h.action(ActionLeaderResigned); n != 1 {
+			t.Fatalf("%s counted %d times, want 1", ActionLeaderResigned, n)
+		}
+		// Out of the ISR, the old (preferred) leader gets leadership back
+		// only once its leader proposed it back in, repaired.
+		h.ctrl.RebalancePreferred(ctx)
+		h.ctrl.Reconcile(ctx)
+		unchanged(t, q)
+	})
+	t.Run("refused with no other in-sync replica", func(t *testing.T) {
+		q := h.fsm.State().Topics["orders"].Partitions[0]
+		if err := h.ctrl.prop.Propose(ctx, metadata.Command{Type: metadata.CmdChangeISR, ChangeISR: &metadata.ChangeISR{
+			Topic: "orders", LeaderID: q.Leader, LeaderEpoch: q.LeaderEpoch, ISR: []int32{q.Leader}}}); err != nil {
+			t.Fatal(err)
+		}
+		alone := h.fsm.State().Topics["orders"].Partitions[0]
+		if _, err := h.ctrl.ResignLeader(ctx, "orders", 0, alone.Leader, alone.LeaderEpoch, "test"); !errors.Is(err, metadata.ErrIneligibleLeader) {
+			t.Fatalf("got %v, want ErrIneligibleLeader", err)
+		}
+		unchanged(t, alone)
+	})
+}

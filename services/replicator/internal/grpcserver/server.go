@@ -28,11 +28,13 @@ import (
 // MaxMessageBytes bounds requests and responses.
 const MaxMessageBytes = 4 << 20
 
-// Controller performs topic changes; only called on the Raft leader.
+// Controller performs topic changes and moves leadership off a partition
+// leader that resigns; only called on the Raft leader.
 type Controller interface {
 	CreateTopic(ctx context.Context, name string, cfg metadata.TopicConfig) (*metadata.Topic, error)
 	DeleteTopic(ctx context.Context, name string) error
 	AlterTopic(ctx context.Context, name string, cfg metadata.TopicConfig) (*metadata.Topic, error)
+	ResignLeader(ctx context.Context, topic string, partition, leaderID, leaderEpoch int32, reason string) (metadata.Partition, error)
 }
 
 // Cluster is the Raft view the server needs.

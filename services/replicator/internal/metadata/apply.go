@@ -25,6 +25,8 @@ func (s *State) apply(cmd Command) error {
 		return withPayload(cmd.ElectLeader, cmd.Type, s.electLeader)
 	case CmdChangeISR:
 		return withPayload(cmd.ChangeISR, cmd.Type, s.changeISR)
+	case CmdResignLeader:
+		return withPayload(cmd.ResignLeader, cmd.Type, s.resignLeader)
 	default:
 		return fmt.Errorf("%w: unknown type %q", ErrInvalidCommand, cmd.Type)
 	}
@@ -212,5 +214,40 @@ func (s *State) changeISR(c *ChangeISR) error {
 		}
 	}
 	p.ISR = slices.Clone(c.ISR)
+	return nil
+}
+
+func (s *State) resignLeader(c *ResignLeader) error {
+	_, p, err := s.partition(c.Topic, c.Partition)
+	if err != nil {
+		return err
+	}
+	if c.LeaderEpoch != p.LeaderEpoch {
+		return fmt.Errorf("%w: %s/%d is at epoch %d, resignation based on %d", ErrStaleEpoch, c.Topic, c.Partition, p.LeaderEpoch, c.LeaderEpoch)
+	}
+	if p.Leader == NoLeader || c.LeaderID != p.Leader {
+		return fmt.Errorf("%w: broker %d, leader is %d", ErrNotPartitionLeader, c.LeaderID, p.Leader)
+	}
+	isr := make([]int32, 0, len(p.ISR))
+	for _, id := range p.ISR {
+		if id != p.Leader && s.IsAlive(id) {
+			isr = append(isr, id)
+		}
+	}
+	next := NoLeader
+	for _, id := range p.Replicas {
+		if slices.Contains(isr, id) {
+			next = id
+			break
+		}
+	}
+	if next == NoLeader {
+		return fmt.Errorf("%w: no other alive in-sync replica of %s/%d (ISR %v) can take over from %d",
+			ErrIneligibleLeader, c.Topic, c.Partition, p.ISR, p.Leader)
+	}
+	p.Leader = next
+	p.LeaderEpoch++
+	p.ISR = isr
+	p.Offline = false
 	return nil
 }

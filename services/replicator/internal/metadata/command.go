@@ -18,6 +18,7 @@ const (
 	CmdAlterTopic     CommandType = "alter_topic"
 	CmdElectLeader    CommandType = "elect_leader"
 	CmdChangeISR      CommandType = "change_isr"
+	CmdResignLeader   CommandType = "resign_leader"
 )
 
 // Command is one entry of the Raft log: a type and exactly one payload.
@@ -31,6 +32,7 @@ type Command struct {
 	AlterTopic     *AlterTopic     `json:"alter_topic,omitempty"`
 	ElectLeader    *ElectLeader    `json:"elect_leader,omitempty"`
 	ChangeISR      *ChangeISR      `json:"change_isr,omitempty"`
+	ResignLeader   *ResignLeader   `json:"resign_leader,omitempty"`
 }
 
 // InitCluster sets the cluster id once.
@@ -106,6 +108,21 @@ type ChangeISR struct {
 	LeaderID    int32   `json:"leader_id"`
 	LeaderEpoch int32   `json:"leader_epoch"`
 	ISR         []int32 `json:"isr"`
+}
+
+// ResignLeader is a partition leader giving up leadership because its log
+// cannot serve as the partition's copy (a corrupt record, a failed write;
+// DESIGN.md §8). LeaderID and LeaderEpoch are checked as for ChangeISR.
+// The leader leaves the ISR, dead members with it, and the first replica
+// (in assignment order, so the preferred one wins) left in the ISR and
+// alive leads, with the epoch bumped: the election a node failure makes.
+// With no such replica it is rejected with ErrIneligibleLeader and the
+// caller keeps leading.
+type ResignLeader struct {
+	Topic       string `json:"topic"`
+	Partition   int32  `json:"partition"`
+	LeaderID    int32  `json:"leader_id"`
+	LeaderEpoch int32  `json:"leader_epoch"`
 }
 
 // Encode returns the command's log entry bytes.

@@ -218,6 +218,44 @@ func TestApplyCommands(t *testing.T) {
 			_ = f.ApplyCommand(101, Command{Type: CmdSetBrokerAlive, SetBrokerAlive: &SetBrokerAlive{ID: 2}})
 		}, cmd: Command{Type: CmdChangeISR, ChangeISR: &ChangeISR{Topic: "t", LeaderID: 1, ISR: []int32{1, 2}}}, want: ErrIneligibleLeader},
 		{name: "change isr missing topic", cmd: Command{Type: CmdChangeISR, ChangeISR: &ChangeISR{Topic: "x", LeaderID: 1, ISR: []int32{1}}}, want: ErrTopicNotFound},
+		{name: "resign leader", cmd: Command{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", LeaderID: 1, LeaderEpoch: 0}},
+			check: func(t *testing.T, s *State) {
+				if p := part(s); p.Leader != 2 || p.LeaderEpoch != 1 || !slices.Equal(p.ISR, []int32{2, 3}) || p.Offline {
+					t.Fatalf("%+v, want leader 2 in epoch 1 with ISR [2 3]", p)
+				}
+			}},
+		{name: "resign leader skips dead replicas", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, Command{Type: CmdSetBrokerAlive, SetBrokerAlive: &SetBrokerAlive{ID: 2}})
+		}, cmd: Command{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", LeaderID: 1, LeaderEpoch: 0}},
+			check: func(t *testing.T, s *State) {
+				if p := part(s); p.Leader != 3 || p.LeaderEpoch != 1 || !slices.Equal(p.ISR, []int32{3}) {
+					t.Fatalf("%+v, want leader 3 in epoch 1 with ISR [3]", p)
+				}
+			}},
+		{name: "resign leader skips replicas out of the isr", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, Command{Type: CmdElectLeader, ElectLeader: &ElectLeader{Topic: "t", Leader: 3, ISR: []int32{1, 3}}})
+		}, cmd: Command{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", LeaderID: 3, LeaderEpoch: 1}},
+			check: func(t *testing.T, s *State) {
+				if p := part(s); p.Leader != 1 || p.LeaderEpoch != 2 || !slices.Equal(p.ISR, []int32{1}) {
+					t.Fatalf("%+v, want leader 1 in epoch 2 with ISR [1]", p)
+				}
+			}},
+		{name: "resign stale epoch", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, Command{Type: CmdElectLeader, ElectLeader: &ElectLeader{Topic: "t", Leader: 1, ISR: []int32{1, 2, 3}}})
+		}, cmd: Command{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", LeaderID: 1, LeaderEpoch: 0}}, want: ErrStaleEpoch},
+		{name: "resign not leader", cmd: Command{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", LeaderID: 2, LeaderEpoch: 0}}, want: ErrNotPartitionLeader},
+		{name: "resign offline partition", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, Command{Type: CmdElectLeader, ElectLeader: &ElectLeader{Topic: "t", Leader: NoLeader, ISR: []int32{1}}})
+		}, cmd: Command{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", LeaderID: NoLeader, LeaderEpoch: 1}}, want: ErrNotPartitionLeader},
+		{name: "resign alone in the isr", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, Command{Type: CmdChangeISR, ChangeISR: &ChangeISR{Topic: "t", LeaderID: 1, ISR: []int32{1}}})
+		}, cmd: Command{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", LeaderID: 1, LeaderEpoch: 0}}, want: ErrIneligibleLeader},
+		{name: "resign with only dead replicas in the isr", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, Command{Type: CmdChangeISR, ChangeISR: &ChangeISR{Topic: "t", LeaderID: 1, ISR: []int32{1, 2}}})
+			_ = f.ApplyCommand(101, Command{Type: CmdSetBrokerAlive, SetBrokerAlive: &SetBrokerAlive{ID: 2}})
+		}, cmd: Command{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", LeaderID: 1, LeaderEpoch: 0}}, want: ErrIneligibleLeader},
+		{name: "resign missing partition", cmd: Command{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", Partition: 2, LeaderID: 1}}, want: ErrPartitionNotFound},
+		{name: "resign missing payload", cmd: Command{Type: CmdResignLeader}, want: ErrInvalidCommand},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -335,6 +373,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	for _, c := range []Command{
 		{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "t", Config: TopicConfig{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{1}}}},
 		{Type: CmdChangeISR, ChangeISR: &ChangeISR{Topic: "t", LeaderID: 1, ISR: []int32{1}}},
+		{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", LeaderID: 1}},
 	} {
 		b, err := c.Encode()
 		if err != nil {

@@ -712,9 +712,10 @@ func TestAuthorization(t *testing.T) {
 
 // TestAlterPartitionForwardedAndAuthorized: a partition leader's broker asks
 // a replicator that is not the Raft leader for an ISR shrink and then an
-// expansion; both are forwarded to the controller and committed. Stale or
-// foreign proposals are FailedPrecondition, malformed ones InvalidArgument,
-// and a client certificate may not call it at all.
+// expansion, and at last resigns its leadership; each is forwarded to the
+// controller and committed. Stale or foreign proposals are
+// FailedPrecondition, malformed ones InvalidArgument, and a client
+// certificate may not call it at all.
 func TestAlterPartitionForwardedAndAuthorized(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
@@ -814,4 +815,59 @@ func TestAlterPartitionForwardedAndAuthorized(t *testing.T) {
 		}
 	}
 	waitISR(p0.Replicas)
+
+	// A leader whose log cannot serve resigns, through the same follower:
+	// refused while its view is stale or malformed, then committed as an
+	// election of the next in-sync replica in a new epoch, which every
+	// node's broker is told.
+	resign := func(req *stratav1.ResignLeadershipRequest) (*stratav1.ResignLeadershipResponse, error) {
+		return ctl.ResignLeadership(ctx, req)
+	}
+	for _, tc := range []struct {
+		name string
+		req  *stratav1.ResignLeadershipRequest
+		want codes.Code
+	}{
+		{"resign on a stale epoch", &stratav1.ResignLeadershipRequest{Topic: "isr", LeaderId: p0.Leader, LeaderEpoch: p0.LeaderEpoch + 1}, codes.FailedPrecondition},
+		{"resign by a follower", &stratav1.ResignLeadershipRequest{Topic: "isr", LeaderId: other, LeaderEpoch: p0.LeaderEpoch}, codes.FailedPrecondition},
+		{"resign no such partition", &stratav1.ResignLeadershipRequest{Topic: "isr", Partition: 3, LeaderId: p0.Leader}, codes.NotFound},
+		{"resign bad topic", &stratav1.ResignLeadershipRequest{Topic: "", LeaderId: p0.Leader}, codes.InvalidArgument},
+		{"resign bad leader id", &stratav1.ResignLeadershipRequest{Topic: "isr", LeaderId: 0}, codes.InvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := resign(tc.req); status.Code(err) != tc.want {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	for _, cn := range []string{"alice", "brokers-1"} {
+		_, err := c.controllerAs(follower, cn).ResignLeadership(ctx, &stratav1.ResignLeadershipRequest{Topic: "isr",
+			LeaderId: p0.Leader, LeaderEpoch: p0.LeaderEpoch})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("%s ResignLeadership: %v, want PermissionDenied", cn, err)
+		}
+	}
+	waitISR(p0.Replicas)
+	rr, err := resign(&stratav1.ResignLeadershipRequest{Topic: "isr", LeaderId: p0.Leader, LeaderEpoch: p0.LeaderEpoch, Reason: "test"})
+	if err != nil {
+		t.Fatalf("resign through follower %d: %v", follower.id, err)
+	}
+	rest := slices.DeleteFunc(slices.Clone(p0.Replicas), func(id int32) bool { return id == p0.Leader })
+	if rr.LeaderId != rest[0] || rr.LeaderEpoch != p0.LeaderEpoch+1 || !slices.Equal(rr.Isr, rest) {
+		t.Fatalf("resignation committed %v, want leader %d in epoch %d with ISR %v", rr, rest[0], p0.LeaderEpoch+1, rest)
+	}
+	waitISR(rest)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		for _, tn := range c.nodes {
+			req := tn.broker.get("isr", 0)
+			want := stratav1.Role_ROLE_FOLLOWER
+			if tn.id == rr.LeaderId {
+				want = stratav1.Role_ROLE_LEADER
+			}
+			if req == nil || req.GetRole() != want || req.GetLeaderEpoch() != rr.LeaderEpoch || req.GetLeaderId() != rr.LeaderId {
+				return fmt.Errorf("broker %d was told %v, want %v of leader %d in epoch %d", tn.id, req, want, rr.LeaderId, rr.LeaderEpoch)
+			}
+		}
+		return nil
+	})
 }
