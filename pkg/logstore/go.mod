@@ -3,8 +3,9 @@ module github.com/strata-log/strata/pkg/logstore
 go 1.26.0
 
 require (
-	go.uber.org/goleak v1.3.0 // indirect
-	go.uber.org/multierr v1.10.0 // indirect
-	go.uber.org/zap v1.28.0 // indirect
-	golang.org/x/exp v0.0.0-20261113113407-e3970619a1a4 // indirect
+	go.uber.org/goleak v1.3.0
+	go.uber.org/zap v1.28.0
+	golang.org/x/exp v0.0.0-20261113113407-e3970619a1a4
 )
+
+require go.uber.org/multierr v1.10.0 // indirect
