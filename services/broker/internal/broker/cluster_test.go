@@ -26,11 +26,13 @@ import (
 type fakeReplicator struct {
 	stratav1.UnimplementedTopicsServer
 	stratav1.UnimplementedMetadataServer
+	stratav1.UnimplementedControllerServer
 	addr string
 
 	mu      sync.Mutex
 	callers []string
 	created []string
+	resigns []*stratav1.ResignLeadershipRequest
 }
 
 func startFakeReplicator(tb testing.TB, certs string) *fakeReplicator {
@@ -47,6 +49,7 @@ func startFakeReplicator(tb testing.TB, certs string) *fakeReplicator {
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(rl.ServerConfig())))
 	stratav1.RegisterTopicsServer(srv, f)
 	stratav1.RegisterMetadataServer(srv, f)
+	stratav1.RegisterControllerServer(srv, f)
 	go srv.Serve(lis) //nolint:errcheck // returns after Stop
 	tb.Cleanup(srv.Stop)
 	return f
@@ -72,6 +75,29 @@ func (f *fakeReplicator) CreateTopic(ctx context.Context, req *stratav1.CreateTo
 	f.created = append(f.created, req.GetName())
 	f.mu.Unlock()
 	return &stratav1.CreateTopicResponse{Topic: &stratav1.TopicMetadata{Name: req.GetName()}}, nil
+}
+
+// ResignLeadership records a leader's resignation and answers as the
+// controller would with replicas [1 2 3]: broker 2 leads the next epoch.
+func (f *fakeReplicator) ResignLeadership(ctx context.Context, req *stratav1.ResignLeadershipRequest) (*stratav1.ResignLeadershipResponse, error) {
+	f.record(ctx)
+	f.mu.Lock()
+	f.resigns = append(f.resigns, req)
+	f.mu.Unlock()
+	return &stratav1.ResignLeadershipResponse{LeaderId: 2, LeaderEpoch: req.GetLeaderEpoch() + 1, Isr: []int32{2, 3}}, nil
+}
+
+// resignations are the resignations recorded for topic.
+func (f *fakeReplicator) resignations(topic string) []*stratav1.ResignLeadershipRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*stratav1.ResignLeadershipRequest
+	for _, r := range f.resigns {
+		if r.GetTopic() == topic {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (f *fakeReplicator) Metadata(ctx context.Context, req *stratav1.MetadataRequest) (*stratav1.MetadataResponse, error) {

@@ -5,6 +5,11 @@
 // committed ISR until the new one comes back through ApplyPartitionState,
 // so a leader cut off from the controller cannot shrink its way into
 // acknowledging acks=ALL alone.
+//
+// On the same checks it watches the leader's log: a leader whose log is
+// damaged (a corrupt record below its log end, or a failed write) asks the
+// controller to move leadership to another in-sync replica (DESIGN.md
+// §8), and repairs once it is told it follows.
 package isr
 
 import (
@@ -20,10 +25,11 @@ import (
 	"github.com/strata-log/strata/services/broker/internal/partition"
 )
 
-// Proposer sends ISR changes to the controller; stratav1.ControllerClient
-// satisfies it.
+// Proposer sends ISR changes and resignations to the controller;
+// stratav1.ControllerClient satisfies it.
 type Proposer interface {
 	AlterPartition(ctx context.Context, in *stratav1.AlterPartitionRequest, opts ...grpc.CallOption) (*stratav1.AlterPartitionResponse, error)
+	ResignLeadership(ctx context.Context, in *stratav1.ResignLeadershipRequest, opts ...grpc.CallOption) (*stratav1.ResignLeadershipResponse, error)
 }
 
 // Options configure a Manager.
@@ -39,7 +45,7 @@ type Options struct {
 	// Partitions lists the broker's partitions.
 	Partitions func() []*partition.Partition
 	// OnChange, when set, counts proposals by outcome ("shrink", "expand",
-	// "failed").
+	// "resign", "failed").
 	OnChange func(kind string)
 }
 
@@ -48,6 +54,10 @@ type Manager struct {
 	o  Options
 	p  Proposer
 	lg *zap.Logger
+	// resigned is the leader epoch each partition last resigned in: the
+	// new state takes a moment to arrive, and asking again in that epoch
+	// would only be refused. Only Run's goroutine uses it.
+	resigned map[*partition.Partition]int32
 }
 
 // New returns a Manager.
@@ -64,7 +74,7 @@ func New(o Options, p Proposer, lg *zap.Logger) *Manager {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
-	return &Manager{o: o, p: p, lg: lg.Named("isr")}
+	return &Manager{o: o, p: p, lg: lg.Named("isr"), resigned: map[*partition.Partition]int32{}}
 }
 
 // Run checks every Interval until ctx ends.
@@ -77,11 +87,65 @@ func (m *Manager) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, p := range m.o.Partitions() {
+		ps := m.o.Partitions()
+		for _, p := range ps {
 			if ctx.Err() != nil {
 				return
 			}
-			m.check(ctx, p)
+			if !m.resign(ctx, p) {
+				m.check(ctx, p)
+			}
+		}
+		m.forget(ps)
+	}
+}
+
+// resign asks the controller to move leadership away from this broker
+// when it leads p with a damaged log and another in-sync replica can take
+// over (partition.ProposedResignation), and reports whether leadership is
+// moving (then no ISR change is worth proposing in this epoch). A refusal
+// (the epoch moved on, no other alive in-sync replica) or a failed call is
+// tried again on the next check; meanwhile the leader serves what is
+// intact and keeps its ISR current.
+func (m *Manager) resign(ctx context.Context, p *partition.Partition) bool {
+	epoch, why, ok := p.ProposedResignation()
+	if !ok {
+		return false
+	}
+	if e, done := m.resigned[p]; done && e == epoch {
+		return true
+	}
+	lg := m.lg.With(zap.String("topic", p.Topic()), zap.Int32("partition", p.ID()), zap.Int32("leader_epoch", epoch),
+		zap.Int32s("isr", p.State().ISR), zap.NamedError("damage", why))
+	cctx, cancel := context.WithTimeout(ctx, m.o.CallTimeout)
+	defer cancel()
+	resp, err := m.p.ResignLeadership(cctx, &stratav1.ResignLeadershipRequest{
+		Topic: p.Topic(), Partition: p.ID(), LeaderId: m.o.NodeID, LeaderEpoch: epoch, Reason: why.Error(),
+	})
+	if err != nil {
+		m.o.OnChange("failed")
+		lg.Warn("leader with a damaged log could not resign; serving what is intact", zap.Error(err))
+		return false
+	}
+	m.resigned[p] = epoch
+	m.o.OnChange("resign")
+	lg.Warn("leader with a damaged log resigned", zap.Int32("new_leader", resp.GetLeaderId()),
+		zap.Int32("new_epoch", resp.GetLeaderEpoch()), zap.Int32s("new_isr", resp.GetIsr()))
+	return true
+}
+
+// forget drops the resignations of partitions no longer listed (deleted).
+func (m *Manager) forget(ps []*partition.Partition) {
+	if len(m.resigned) == 0 {
+		return
+	}
+	listed := make(map[*partition.Partition]bool, len(ps))
+	for _, p := range ps {
+		listed[p] = true
+	}
+	for p := range m.resigned {
+		if !listed[p] {
+			delete(m.resigned, p)
 		}
 	}
 }

@@ -92,7 +92,7 @@ func New(partitions func() []PartitionStat) *Metrics {
 		Help:    "Duration of partition log store fsyncs.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 3, 10),
 	})).(prometheus.Histogram)
-	m.isrChanges = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_isr_changes_total", Help: "ISR changes this broker proposed as a leader, by outcome (shrink, expand, failed)."}, []string{"kind"})).(*prometheus.CounterVec)
+	m.isrChanges = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_isr_changes_total", Help: "ISR changes this broker proposed as a leader, by outcome (shrink, expand, resign: leadership given up for a damaged log, failed)."}, []string{"kind"})).(*prometheus.CounterVec)
 	m.fetchBytes = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_fetch_bytes_total", Help: "Frame bytes sent to followers by Fetch streams."}, []string{"topic"})).(*prometheus.CounterVec)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if partitions != nil {
@@ -116,7 +116,7 @@ func (m *Metrics) Consumed(topic string, records, bytes int) {
 	m.consumedBytes.WithLabelValues(topic).Add(float64(bytes))
 }
 
-// ISRChange counts an ISR proposal by outcome.
+// ISRChange counts an ISR proposal or a resignation by outcome.
 func (m *Metrics) ISRChange(kind string) { m.isrChanges.WithLabelValues(kind).Inc() }
 
 // Fetched counts frame bytes sent to a follower.

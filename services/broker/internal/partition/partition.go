@@ -170,9 +170,10 @@ func (p *Partition) SetState(s State) {
 // state from an older leader epoch than the current one is refused with a
 // StaleEpochError: the controller's decisions only move forward, and an
 // older one arriving late (a retried call, a replicator that lagged) must
-// not undo a newer leadership. A follower whose log holds a corrupt record
-// truncates to just before it (repairFollowerLocked); when that fails the
-// state stays applied and the error is returned, so that the call is
+// not undo a newer leadership. A follower repairs a damaged log
+// (repairFollowerLocked, repair.go): a failed log is reopened, and a log
+// holding a corrupt record truncates to just before it; when that fails
+// the state stays applied and the error is returned, so that the call is
 // retried.
 func (p *Partition) ApplyState(s State) error {
 	p.mu.Lock()

@@ -81,6 +81,23 @@ func TestFollowerTruncatesBeforeCorruption(t *testing.T) {
 		if err := p.Healthy(); !errors.As(err, &ce) || ce.Offset != damaged {
 			t.Fatalf("Healthy() = %v, want the corrupt record at %d", err, damaged)
 		}
+		if err := p.Damage(); !errors.As(err, &ce) || ce.Offset != damaged {
+			t.Fatalf("Damage() = %v, want the corrupt record at %d", err, damaged)
+		}
+		// Alone in its ISR it keeps leading: nobody could take over.
+		if _, why, ok := p.ProposedResignation(); ok {
+			t.Fatalf("a leader alone in its ISR proposes to resign (%v)", why)
+		}
+	})
+	t.Run("a leader with another in-sync replica proposes to resign", func(t *testing.T) {
+		withFollower := leader
+		withFollower.ISR = []int32{1, 2}
+		must(t, p.ApplyState(withFollower))
+		epoch, why, ok := p.ProposedResignation()
+		var ce *logstore.CorruptError
+		if !ok || epoch != 1 || !errors.As(why, &ce) || ce.Offset != damaged {
+			t.Fatalf("ProposedResignation() = %d, %v, %v; want epoch 1 for the corrupt record at %d", epoch, why, ok, damaged)
+		}
 	})
 	t.Run("a follower truncates to before the damage", func(t *testing.T) {
 		must(t, p.ApplyState(State{Role: RoleFollower, LeaderEpoch: 2, LeaderID: 2, LeaderAddr: "b2", Replicas: []int32{1, 2}, ISR: []int32{2}}))
@@ -92,6 +109,9 @@ func TestFollowerTruncatesBeforeCorruption(t *testing.T) {
 		}
 		if err := p.Healthy(); err != nil {
 			t.Fatalf("Healthy() = %v after the truncation, want nil", err)
+		}
+		if _, why, ok := p.ProposedResignation(); ok {
+			t.Fatalf("a follower proposes to resign (%v)", why)
 		}
 	})
 }

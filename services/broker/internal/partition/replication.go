@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/strata-log/strata/pkg/logstore"
 )
 
 // The replication state of a partition (DESIGN.md §4): on the leader, each
@@ -263,34 +261,6 @@ func (p *Partition) TruncateReplica(leaderEpoch int32, offset int64, reset bool)
 	p.rmu.Unlock()
 	p.lg.Info("follower truncated", zap.Int64("offset", offset), zap.Bool("reset", reset), zap.Int64("log_end_offset", leo))
 	return leo, nil
-}
-
-// repairFollowerLocked needs p.mu (write). On a follower whose log reports
-// a corrupt record below its log end, it truncates the log to just before
-// the record, so that the fetcher, which fetches from the log end, copies
-// the damaged range and everything after it again from the leader
-// (DESIGN.md §8). A leader or a single node keeps serving what is intact
-// and refuses the damaged range instead.
-func (p *Partition) repairFollowerLocked() error {
-	var ce *logstore.CorruptError
-	if p.state.Role != RoleFollower || !errors.As(p.log.Healthy(), &ce) {
-		return nil
-	}
-	if ce.Offset < p.log.LogStartOffset() || ce.Offset >= p.log.LogEndOffset() {
-		return nil // unknown (-1), or no longer in the log
-	}
-	p.lg.Warn("follower truncating before a corrupt record to fetch it again from the leader",
-		zap.Int64("offset", ce.Offset), zap.String("segment", ce.Segment), zap.Int64("position", ce.Position),
-		zap.String("reason", ce.Reason), zap.Int64("log_end_offset", p.log.LogEndOffset()))
-	if err := p.log.Truncate(ce.Offset); err != nil {
-		return fmt.Errorf("partition %s/%d: truncate before the corrupt record at %d: %w", p.topic, p.id, ce.Offset, err)
-	}
-	p.rmu.Lock()
-	if leo := p.log.LogEndOffset(); p.hw.Load() > leo {
-		p.setHWLocked(leo)
-	}
-	p.rmu.Unlock()
-	return nil
 }
 
 // EndOffsetForEpoch answers OffsetForLeaderEpoch (KIP-101/279): the

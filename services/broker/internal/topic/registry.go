@@ -155,7 +155,16 @@ func (r *Registry) openTopic(name string, cfg Config) (*Topic, error) {
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("topic: open %s/%d: %w", name, id, err), closePartitions(t.partitions))
 		}
-		t.partitions = append(t.partitions, partition.New(l, partition.Options{
+		// A failed log is reopened with the topic's config at that time.
+		reopen := func() (partition.Log, error) {
+			o, err := t.Config().LogOptions()
+			if err != nil {
+				return nil, err
+			}
+			o.Logger, o.ObserveFsync = r.lg, r.opts.ObserveFsync
+			return r.opts.OpenLog(dir, o)
+		}
+		t.partitions = append(t.partitions, partition.New(newReopenableLog(l, reopen, r.lg), partition.Options{
 			Topic:             name,
 			ID:                id,
 			MaxRecordBytes:    int(cfg.MaxRecordBytes),
