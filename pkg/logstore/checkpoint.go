@@ -54,6 +54,10 @@ type recoveryPoint struct {
 	dirty    bool      // written since its last fsync
 	lastSync time.Time // of the file
 	buf      [rpSlotSize]byte
+	// known says whether Open found a valid checkpoint; a missing or
+	// damaged one leaves recovery without the line between crash and
+	// corruption (recover.go).
+	known bool
 }
 
 // openRecoveryPoint opens (creating it if missing) the checkpoint in dir
@@ -81,6 +85,7 @@ func openRecoveryPoint(fsys FS, dir string) (*recoveryPoint, error) {
 	}
 	var ok bool
 	rp.seq, rp.off, ok = decodeRecoveryPoint(b)
+	rp.known = ok
 	if !ok || len(b) != rpFileSize {
 		// Rewrite both slots, so that the next write, to one slot, leaves
 		// the other valid.

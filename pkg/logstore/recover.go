@@ -83,7 +83,7 @@ func (l *Log) recoverDir() ([]recovered, error) {
 		if i+1 < len(bases) {
 			next = bases[i+1]
 		}
-		r, crashed, err := l.recoverSegment(base, next, rp)
+		r, crashed, err := l.recoverSegment(base, next, rp, rpf.known)
 		if err != nil {
 			return nil, fmt.Errorf("logstore: recovering %s: %w", storeName(base), err)
 		}
@@ -133,7 +133,12 @@ func removeSegmentFiles(fsys FS, dir string, base int64) error {
 // -1 for the last) and rebuilds its index from the store when the index is
 // missing, inconsistent, or the segment reaches past the recovery point. It
 // reports whether a crash tail was truncated.
-func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, err error) {
+//
+// Without a valid recovery point (rpKnown false, rp 0) nothing tells a
+// crash from corruption, and recovery errs on keeping data: only damage at
+// the end of the last segment, with no good record after it, is taken for
+// a torn write; anything else is reported as corruption and kept.
+func (l *Log) recoverSegment(base, next, rp int64, rpKnown bool) (r recovered, crashed bool, err error) {
 	fsys := l.fs
 	sf, err := fsys.OpenFile(filepath.Join(l.dir, storeName(base)), os.O_RDWR, 0)
 	if err != nil {
@@ -157,7 +162,10 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 	}
 	w := &window{r: sf, size: size}
 	idxMissing := errors.Is(err, fs.ErrNotExist)
-	if n, ok := l.validIndex(w, base, idx); ok && !idxMissing && base+n <= rp && (next < 0 || base+n == next) {
+	// An index is trusted only for a segment wholly below the recovery
+	// point (no torn tail possible) that ends where it must: at the next
+	// segment's base, or for the last one at the recovery point itself.
+	if n, ok := l.validIndex(w, base, idx); ok && !idxMissing && base+n <= rp && (next < 0 && base+n == rp || base+n == next) {
 		if next >= 0 && idxFileLen != n*indexEntrySize {
 			if err := rewriteIndex(fsys, idxPath, idx[:n*indexEntrySize]); err != nil {
 				return r, false, err
@@ -176,8 +184,11 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 	// Below it, it is corruption: keep the bytes, never serve them. Its
 	// offsets stay taken (the last segment's up to the recovery point: they
 	// were durable), and appends go after them.
-	entries, off, pos, torn := l.scanStore(w, base, limitOff, fill, maxEntries,
-		func(off int64) bool { return off >= rp },
+	isTorn := func(off int64, followed bool) bool { return off >= rp }
+	if !rpKnown {
+		isTorn = func(_ int64, followed bool) bool { return next < 0 && !followed }
+	}
+	entries, off, pos, torn := l.scanStore(w, base, limitOff, fill, maxEntries, isTorn,
 		func(c *CorruptError) { c.Segment = storeName(base); l.noteCorrupt(c) })
 	if torn {
 		l.lg.Warn("truncating torn tail after crash",
@@ -193,7 +204,7 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 		size = pos
 		crashed = true
 	}
-	if next >= 0 && !crashed && off < next && off >= rp {
+	if next >= 0 && !crashed && off < next && off >= rp && rpKnown {
 		// The store ends early past what was synced: the rest of it, and
 		// the segments after it, were never durable (a crash).
 		l.lg.Warn("segment ends early past the recovery point; dropping what follows",
@@ -236,14 +247,15 @@ func (l *Log) recoverSegment(base, next, rp int64) (r recovered, crashed bool, e
 // scanStore walks a store's frames from position 0, offsets from base, up to
 // limit (exclusive) or the end of the store, and returns the index entries
 // it found, the next offset and the position where the walk ended. At the
-// first bad frame of a damaged region, if isTorn says so for its offset,
-// the walk ends there (torn is then true, and pos is where the damage
-// starts). Otherwise the region is skipped to the next good frame, each
+// first bad frame of a damaged region, if isTorn says so for its offset
+// (and whether a good frame follows the damage), the walk ends there (torn
+// is then true, and pos is where the damage starts). Otherwise the region
+// is skipped to the next good frame, each
 // offset in between getting a placeholder entry at the damaged position
 // (unreadable, never re-assigned), and note (if set) gets the damaged
 // range. When no good frame follows, placeholders run up to fill (at least
 // the damaged offset) and the walk ends at the end of the store.
-func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, isTorn func(off int64) bool, note func(*CorruptError)) (entries []byte, off, pos int64, torn bool) {
+func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, isTorn func(off int64, followed bool) bool, note func(*CorruptError)) (entries []byte, off, pos int64, torn bool) {
 	entries = make([]byte, 0, min(maxEntries, 1<<16)*indexEntrySize)
 	off = base
 	for pos < w.size && off < limit {
@@ -254,10 +266,10 @@ func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, isTorn f
 			off++
 			continue
 		}
-		if isTorn(off) {
+		q, o2, found := l.resync(w, pos+1, off, limit)
+		if isTorn(off, found) {
 			return entries, off, pos, true
 		}
-		q, o2, found := l.resync(w, pos+1, off, limit)
 		target := o2
 		if !found {
 			target = max(fill, off+1)
@@ -266,8 +278,12 @@ func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, isTorn f
 		for ; off < target && off-base < maxEntries; off++ {
 			entries = appendIndexEntry(entries, uint32(off-base), pos)
 		}
-		if note != nil {
+		switch {
+		case off > first && note != nil:
 			note(&CorruptError{Position: pos, Offset: first, End: off, Reason: reason})
+		case off == first:
+			l.lg.Warn("stray bytes between records; no record damaged", zap.Int64("offset", off),
+				zap.Int64("position", pos), zap.Int64("bytes", q-pos))
 		}
 		if !found {
 			return entries, off, w.size, false
@@ -300,7 +316,7 @@ func (l *Log) repairIndex(s *segment) bool {
 	endOff, endPos := s.endOff.Load(), s.endPos.Load()
 	n := endOff - s.base
 	w := &window{r: s.store, size: endPos}
-	entries, off, _, _ := l.scanStore(w, s.base, endOff, endOff, n, func(int64) bool { return false }, nil)
+	entries, off, _, _ := l.scanStore(w, s.base, endOff, endOff, n, func(int64, bool) bool { return false }, nil)
 	for ; off < endOff; off++ {
 		// The store ends before the segment's last offset (recovery found
 		// them missing): placeholders at the end, as recovery left them.
@@ -441,7 +457,9 @@ func (l *Log) checkFrameAt(w *window, pos, off int64) (int, string) {
 }
 
 // resync looks for the first good frame at or after from whose offset lies
-// in (off, limit), skipping a damaged region byte by byte.
+// in [off, limit), skipping a damaged region byte by byte. The damaged
+// offset itself counts: stray bytes written between two frames (a
+// misdirected write) damage no record.
 func (l *Log) resync(w *window, from, off, limit int64) (pos, offset int64, found bool) {
 	for q := from; q+frameHeaderSize <= w.size; q++ {
 		h, err := w.get(q, frameHeaderSize)
@@ -452,7 +470,7 @@ func (l *Log) resync(w *window, from, off, limit int64) (pos, offset int64, foun
 			continue
 		}
 		o := int64(binary.BigEndian.Uint64(h[8:]))
-		if o <= off || o >= limit {
+		if o < off || o >= limit {
 			continue
 		}
 		if _, reason := l.checkFrameAt(w, q, o); reason == "" {
