@@ -157,12 +157,7 @@ func TestFloodHeldOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			f.Stop()
-		}
-	}()
+	t.Cleanup(func() { f.Stop() })
 	refusedPerIP := func() float64 { return testutil.ToFloat64(m.refused.WithLabelValues(LimitPerIP)) }
 	waitFor(t, 5*time.Second, "the flood fills its address's slots", func() bool { return refusedPerIP() > 0 })
 
@@ -193,7 +188,6 @@ func TestFloodHeldOff(t *testing.T) {
 		return timeouts.Load() >= 2*perIP
 	})
 	res := f.Stop()
-	stopped = true
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -121,8 +121,9 @@ func contains(ks []Kind, k Kind) bool {
 type Flood struct {
 	opts  Options
 	hello []byte
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 
 	mu    sync.Mutex
 	held  map[net.Conn]struct{}
@@ -161,15 +162,19 @@ func Start(opts Options) (*Flood, error) {
 }
 
 // Stop ends the flood: no more dials, held connections closed. It waits
-// for the workers and returns what they saw.
+// for the workers and returns what they saw. Later calls return the same.
 func (f *Flood) Stop() Result {
-	close(f.stop)
+	f.stopOnce.Do(func() {
+		close(f.stop)
+		f.mu.Lock()
+		for c := range f.held {
+			c.Close() // unblocks the worker's read; the error says nothing
+		}
+		f.mu.Unlock()
+		f.wg.Wait()
+	})
 	f.mu.Lock()
-	for c := range f.held {
-		c.Close() // unblocks the worker's read; the error says nothing
-	}
-	f.mu.Unlock()
-	f.wg.Wait()
+	defer f.mu.Unlock()
 	return f.res
 }
 
