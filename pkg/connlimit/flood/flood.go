@@ -119,8 +119,8 @@ func contains(ks []Kind, k Kind) bool {
 
 // Flood is a running flood.
 type Flood struct {
-	opts  Options
-	hello []byte
+	opts     Options
+	hello    []byte
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
