@@ -82,6 +82,24 @@ type Config struct {
 	// ProduceStreamInFlight bounds the batches a ProduceStream has appended
 	// but not yet answered.
 	ProduceStreamInFlight int
+	// MaxStreamsPerIdentity bounds the calls (unary and streaming: each
+	// is an HTTP/2 stream) one client identity, the verified certificate's
+	// common name, has in flight over all its connections; past it calls
+	// fail with ResourceExhausted. No cap in plaintext mode (no identity).
+	MaxStreamsPerIdentity int
+
+	// HandshakeTimeout bounds a new connection's TLS handshake and HTTP/2
+	// preface (grpc.ConnectionTimeout): a client that has not finished by
+	// then is disconnected, so a connection that never sends a byte, or
+	// stalls mid-handshake, holds its slot at most this long.
+	HandshakeTimeout time.Duration
+	// MaxConns caps the connections open on each listener (gRPC and
+	// metrics); past it new connections are closed at once.
+	MaxConns int
+	// MaxConnsPerIP caps the connections open on each listener from one
+	// remote address (an IPv4 address or an IPv6 /64), so that a flood
+	// from a few addresses cannot take every slot.
+	MaxConnsPerIP int
 
 	// KeepaliveMinTime is the shortest client ping interval allowed; clients
 	// pinging more often are disconnected (enforcement policy).
@@ -103,6 +121,9 @@ const (
 	DefaultListen = "127.0.0.1:9092"
 	// DefaultMetricsListen is the Prometheus address.
 	DefaultMetricsListen = "127.0.0.1:9100"
+	// MaxHandshakeTimeout is the longest handshake-timeout allowed: a
+	// silent connection must not hold a slot longer.
+	MaxHandshakeTimeout = 10 * time.Second
 )
 
 // Default returns a configuration that runs a single local broker.
@@ -124,11 +145,27 @@ func Default() Config {
 			Fsync:             "interval:1s",
 			MinInsyncReplicas: 1,
 		},
-		MaxRecvMsgBytes:        16 << 20,
-		MaxSendMsgBytes:        16 << 20,
-		MaxConcurrentStreams:   1000,
-		MaxOpenStreams:         10000,
-		ProduceStreamInFlight:  64,
+		MaxRecvMsgBytes:       16 << 20,
+		MaxSendMsgBytes:       16 << 20,
+		MaxConcurrentStreams:  1000,
+		MaxOpenStreams:        10000,
+		ProduceStreamInFlight: 64,
+		// A client holds one connection per broker and multiplexes its
+		// calls; 2048 is twice what a follower's Fetch streams can use on
+		// one connection (max-concurrent-streams), and a fifth of
+		// max-open-streams, so one identity cannot take every stream.
+		MaxStreamsPerIdentity: 2048,
+		// A TLS 1.3 handshake takes a few round trips: well under a second
+		// on any network a broker serves. 10 s leaves room for a loaded
+		// server and a lossy link and bounds what a silent client holds.
+		HandshakeTimeout: 10 * time.Second,
+		// Clients hold one connection per broker: 1024 serves as many
+		// client processes and stays well inside the descriptors a broker
+		// also needs for its logs. 64 per address leaves room for a host
+		// (or NAT gateway) running many clients, while a flood from one
+		// address gets a sixteenth of the slots.
+		MaxConns:               1024,
+		MaxConnsPerIP:          64,
 		KeepaliveMinTime:       10 * time.Second,
 		KeepaliveTime:          2 * time.Minute,
 		KeepaliveTimeout:       20 * time.Second,
@@ -231,6 +268,18 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOpenStreams < 1 {
 		bad("max-open-streams must be >= 1, got %d", c.MaxOpenStreams)
+	}
+	if c.MaxStreamsPerIdentity < 1 {
+		bad("max-streams-per-identity must be >= 1, got %d", c.MaxStreamsPerIdentity)
+	}
+	if c.HandshakeTimeout <= 0 || c.HandshakeTimeout > MaxHandshakeTimeout {
+		bad("handshake-timeout must be > 0 and <= %s, got %s", MaxHandshakeTimeout, c.HandshakeTimeout)
+	}
+	if c.MaxConns < 1 {
+		bad("max-conns must be >= 1, got %d", c.MaxConns)
+	}
+	if c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns {
+		bad("max-conns-per-ip must be >= 1 and <= max-conns (%d), got %d", c.MaxConns, c.MaxConnsPerIP)
 	}
 	if c.ProduceStreamInFlight < 1 {
 		bad("produce-stream-in-flight must be >= 1, got %d", c.ProduceStreamInFlight)

@@ -42,6 +42,13 @@ func TestValidate(t *testing.T) {
 		{"tiny recv", func(c *Config) { c.MaxRecvMsgBytes = 10 }, "max-recv-msg-bytes must be >= 65536"},
 		{"zero streams", func(c *Config) { c.MaxOpenStreams = 0 }, "max-open-streams must be >= 1"},
 		{"zero in flight", func(c *Config) { c.ProduceStreamInFlight = 0 }, "produce-stream-in-flight must be >= 1"},
+		{"zero streams per identity", func(c *Config) { c.MaxStreamsPerIdentity = 0 }, "max-streams-per-identity must be >= 1"},
+		{"zero handshake timeout", func(c *Config) { c.HandshakeTimeout = 0 }, "handshake-timeout must be > 0 and <= 10s, got 0s"},
+		{"handshake timeout over 10s", func(c *Config) { c.HandshakeTimeout = 2 * time.Minute }, "handshake-timeout must be > 0 and <= 10s, got 2m0s"},
+		{"handshake timeout of 10s", func(c *Config) { c.HandshakeTimeout = 10 * time.Second }, ""},
+		{"zero max conns", func(c *Config) { c.MaxConns = 0 }, "max-conns must be >= 1"},
+		{"per-ip cap above total", func(c *Config) { c.MaxConns, c.MaxConnsPerIP = 10, 11 }, "max-conns-per-ip must be >= 1 and <= max-conns (10), got 11"},
+		{"per-ip cap equal to total", func(c *Config) { c.MaxConns, c.MaxConnsPerIP = 10, 10 }, ""},
 		{"short keepalive", func(c *Config) { c.KeepaliveTime = time.Millisecond }, "keepalive-time must be >= 1s"},
 		{"zero shutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown-timeout must be > 0"},
 		{"fast retention", func(c *Config) { c.RetentionCheckInterval = time.Millisecond }, "retention-check-interval must be >= 1s"},
@@ -116,5 +123,25 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := Parse([]string{"--insecure-no-auth", "--default-partitions", "0"}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Error("--default-partitions 0: want a validation error")
+	}
+}
+
+// TestParseConnectionLimits: each listener limit is a flag and a STRATA_*
+// variable, flags winning.
+func TestParseConnectionLimits(t *testing.T) {
+	env := map[string]string{
+		"STRATA_HANDSHAKE_TIMEOUT":        "3s",
+		"STRATA_MAX_CONNS":                "100",
+		"STRATA_MAX_CONNS_PER_IP":         "50",
+		"STRATA_MAX_STREAMS_PER_IDENTITY": "7",
+		"STRATA_MAX_CONCURRENT_STREAMS":   "9",
+		"STRATA_INSECURE_NO_AUTH":         "true",
+	}
+	c, err := Parse([]string{"--max-conns-per-ip", "5"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HandshakeTimeout != 3*time.Second || c.MaxConns != 100 || c.MaxConnsPerIP != 5 || c.MaxStreamsPerIdentity != 7 || c.MaxConcurrentStreams != 9 {
+		t.Errorf("got handshake=%s conns=%d per-ip=%d per-identity=%d per-conn=%d", c.HandshakeTimeout, c.MaxConns, c.MaxConnsPerIP, c.MaxStreamsPerIdentity, c.MaxConcurrentStreams)
 	}
 }
