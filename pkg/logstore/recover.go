@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -247,18 +248,28 @@ func (l *Log) recoverSegment(base, next, rp int64, rpKnown bool) (r recovered, c
 // scanStore walks a store's frames from position 0, offsets from base, up to
 // limit (exclusive) or the end of the store, and returns the index entries
 // it found, the next offset and the position where the walk ended. At the
-// first bad frame of a damaged region, if isTorn says so for its offset
-// (and whether a good frame follows the damage), the walk ends there (torn
-// is then true, and pos is where the damage starts). Otherwise the region
-// is skipped to the next good frame, each
-// offset in between getting a placeholder entry at the damaged position
-// (unreadable, never re-assigned), and note (if set) gets the damaged
-// range. When no good frame follows, placeholders run up to fill (at least
-// the damaged offset) and the walk ends at the end of the store.
+// first bad frame of a damaged region it salvages what follows (salvage).
+// If isTorn says so for the damaged offset (and whether any good frame
+// follows), the walk ends there instead (torn is then true, and pos is
+// where the damage starts). Otherwise each offset the damage took gets a
+// placeholder entry at the damaged position (unreadable, never
+// re-assigned), and note (if set) gets the damaged range. When no good
+// frame follows, placeholders run up to fill (at least the damaged offset)
+// and the walk ends at the end of the store.
 func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, isTorn func(off int64, followed bool) bool, note func(*CorruptError)) (entries []byte, off, pos int64, torn bool) {
 	entries = make([]byte, 0, min(maxEntries, 1<<16)*indexEntrySize)
 	off = base
-	for pos < w.size && off < limit {
+	// placeholders gives [off, to) entries at the damaged position p.
+	placeholders := func(to, p int64, reason string) {
+		first := off
+		for ; off < to && off-base < maxEntries; off++ {
+			entries = appendIndexEntry(entries, uint32(off-base), p)
+		}
+		if off > first && note != nil {
+			note(&CorruptError{Position: p, Offset: first, End: off, Reason: reason})
+		}
+	}
+	for pos < w.size && off < limit && off-base < maxEntries {
 		n, reason := l.checkFrameAt(w, pos, off)
 		if reason == "" {
 			entries = appendIndexEntry(entries, uint32(off-base), pos)
@@ -266,31 +277,91 @@ func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, isTorn f
 			off++
 			continue
 		}
-		q, o2, found := l.resync(w, pos+1, off, limit)
-		if isTorn(off, found) {
+		good := l.salvage(w, pos+1, off, limit)
+		if isTorn(off, len(good) > 0) {
 			return entries, off, pos, true
 		}
-		target := o2
-		if !found {
-			target = max(fill, off+1)
-		}
-		first := off
-		for ; off < target && off-base < maxEntries; off++ {
-			entries = appendIndexEntry(entries, uint32(off-base), pos)
-		}
-		switch {
-		case off > first && note != nil:
-			note(&CorruptError{Position: pos, Offset: first, End: off, Reason: reason})
-		case off == first:
-			l.lg.Warn("stray bytes between records; no record damaged", zap.Int64("offset", off),
-				zap.Int64("position", pos), zap.Int64("bytes", q-pos))
-		}
-		if !found {
+		if len(good) == 0 {
+			placeholders(max(fill, off+1), pos, reason)
 			return entries, off, w.size, false
 		}
-		pos = q
+		if good[0].off == off {
+			l.lg.Warn("stray bytes between records; no record damaged", zap.Int64("offset", off),
+				zap.Int64("position", pos), zap.Int64("bytes", good[0].pos-pos))
+		}
+		damaged := pos
+		for _, g := range good {
+			placeholders(g.off, damaged, reason)
+			if off-base >= maxEntries {
+				break
+			}
+			entries = appendIndexEntry(entries, uint32(off-base), g.pos)
+			off, pos = g.off+1, g.pos+g.n
+			damaged, reason = pos, "damaged region"
+		}
 	}
 	return entries, off, pos, false
+}
+
+// goodFrame is a frame salvage found intact.
+type goodFrame struct{ pos, off, n int64 }
+
+// salvage finds the intact frames at or after from whose offsets lie in
+// [off, limit), and keeps the longest run of them whose offsets increase
+// with their positions, as a segment's frames do; of equally long runs,
+// the one that starts first. A misdirected write can leave a copy of an
+// earlier or a later frame inside the damage; the longest run leaves such
+// strays out instead of letting one hide the intact records around it.
+// The damaged offset itself counts: stray bytes written between two frames
+// damage no record.
+func (l *Log) salvage(w *window, from, off, limit int64) []goodFrame {
+	var found []goodFrame
+	for q := from; q+frameHeaderSize <= w.size; {
+		h, err := w.get(q, frameHeaderSize)
+		if err != nil {
+			break
+		}
+		if _, err := frameLen(binary.BigEndian.Uint32(h), l.opts.MaxRecordBytes); err == nil {
+			if o := int64(binary.BigEndian.Uint64(h[8:])); o >= off && o < limit {
+				if n, reason := l.checkFrameAt(w, q, o); reason == "" {
+					found = append(found, goodFrame{pos: q, off: o, n: int64(n)})
+					q += int64(n) // an intact frame's bytes hold no other frame
+					continue
+				}
+			}
+		}
+		q++
+	}
+	return longestRun(found)
+}
+
+// longestRun returns the longest subsequence of frames (in position order)
+// whose offsets strictly increase, the earliest-starting of equals:
+// length[i] is the longest run starting at frame i, found right to left
+// with best[k], the highest first offset of a run of k+1 frames.
+func longestRun(frames []goodFrame) []goodFrame {
+	length := make([]int, len(frames))
+	var best []int64 // decreasing
+	for i := len(frames) - 1; i >= 0; i-- {
+		o := frames[i].off
+		k := sort.Search(len(best), func(k int) bool { return best[k] <= o })
+		length[i] = k + 1
+		if k == len(best) {
+			best = append(best, o)
+		} else {
+			best[k] = max(best[k], o)
+		}
+	}
+	out := make([]goodFrame, 0, len(best))
+	need, last := len(best), int64(-1)
+	for i := range frames {
+		if need > 0 && length[i] == need && frames[i].off > last {
+			out = append(out, frames[i])
+			last = frames[i].off
+			need--
+		}
+	}
+	return out
 }
 
 // repairIndex rebuilds s's index from its store after a read found an
@@ -454,30 +525,6 @@ func (l *Log) checkFrameAt(w *window, pos, off int64) (int, string) {
 		return 0, fmt.Sprintf("offset %d, want %d", got, off)
 	}
 	return n, ""
-}
-
-// resync looks for the first good frame at or after from whose offset lies
-// in [off, limit), skipping a damaged region byte by byte. The damaged
-// offset itself counts: stray bytes written between two frames (a
-// misdirected write) damage no record.
-func (l *Log) resync(w *window, from, off, limit int64) (pos, offset int64, found bool) {
-	for q := from; q+frameHeaderSize <= w.size; q++ {
-		h, err := w.get(q, frameHeaderSize)
-		if err != nil {
-			return 0, 0, false
-		}
-		if _, err := frameLen(binary.BigEndian.Uint32(h), l.opts.MaxRecordBytes); err != nil {
-			continue
-		}
-		o := int64(binary.BigEndian.Uint64(h[8:]))
-		if o < off || o >= limit {
-			continue
-		}
-		if _, reason := l.checkFrameAt(w, q, o); reason == "" {
-			return q, o, true
-		}
-	}
-	return 0, 0, false
 }
 
 // window reads a file sequentially through one reusable buffer.
