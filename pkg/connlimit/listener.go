@@ -66,6 +66,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 		limit := l.admit(key)
 		if limit == "" {
 			l.opts.Metrics.opened()
+			if l.opts.TCPUserTimeout > 0 {
+				if err := setUserTimeout(c, l.opts.TCPUserTimeout); err != nil {
+					l.lg.Debug("setting TCP_USER_TIMEOUT failed", zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
+				}
+			}
 			return &conn{Conn: c, l: l, key: key}, nil
 		}
 		l.refuse(c, limit)

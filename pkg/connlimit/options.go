@@ -26,4 +26,11 @@ type Options struct {
 	// cap; each carries the count of refusals not logged since the last.
 	// Zero means 10 s.
 	LogInterval time.Duration
+	// TCPUserTimeout sets TCP_USER_TIMEOUT (Linux) on each admitted TCP
+	// connection: how long sent data may stay unacknowledged before the
+	// kernel drops the connection. A gRPC server sets it from its
+	// keepalive timeout, but only on a *net.TCPConn, which the Listener's
+	// connections are not: give it the server's keepalive timeout. Zero
+	// leaves the system default.
+	TCPUserTimeout time.Duration
 }
