@@ -14,8 +14,11 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/stats"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/connlimit"
+	"github.com/strata-log/strata/pkg/connlimit/grpclimit"
 	"github.com/strata-log/strata/pkg/grpctls"
 	"github.com/strata-log/strata/pkg/pki"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
@@ -131,6 +134,18 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	if creds == nil && rl != nil {
 		creds = grpctls.Credentials(rl.ServerConfig())
 	}
+	lm := grpclimit.NewMetrics("strata", "broker")
+	m.Registry().MustRegister(lm)
+	limits := grpclimit.New(grpclimit.Options{
+		MaxStreamsPerConn:     cfg.MaxConcurrentStreams,
+		MaxStreamsPerIdentity: cfg.MaxStreamsPerIdentity,
+		Identity:              verifiedIdentity,
+		Metrics:               lm,
+		Logger:                lg.Named("limits"),
+	})
+	if creds != nil {
+		creds = limits.Credentials(creds)
+	}
 	var cluster *grpcserver.ClusterConfig
 	if cfg.ClusterMode() {
 		b.replicator, err = dialReplicator(cfg.ReplicatorAddr, rl)
@@ -141,10 +156,11 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		cluster = &grpcserver.ClusterConfig{Replicator: b.replicator, Topics: b.reg, ReplicatorIdentity: cfg.ReplicatorIdentity()}
 		lg.Info("cluster mode", zap.String("replicator", cfg.ReplicatorAddr), zap.String("replicator_identity", cfg.ReplicatorIdentity()))
 	}
-	// Metrics first, so refused calls are counted; authorization next, so
-	// no handler or later interceptor runs for a refused call.
-	unary := []grpc.UnaryServerInterceptor{m.UnaryInterceptor()}
-	stream := []grpc.StreamServerInterceptor{m.StreamInterceptor()}
+	// Metrics first, so refused calls are counted; the per-identity cap
+	// and authorization next, so no handler or later interceptor runs for
+	// a refused call.
+	unary := []grpc.UnaryServerInterceptor{m.UnaryInterceptor(), limits.UnaryInterceptor()}
+	stream := []grpc.StreamServerInterceptor{m.StreamInterceptor(), limits.StreamInterceptor()}
 	if cfg.TLSEnabled() {
 		var ic *acl.Interceptor
 		b.authz, ic, err = authz.New(cfg.ACLPolicy, cfg.DataDir, lg)
@@ -167,7 +183,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		Creds:              creds,
 		UnaryInterceptors:  append(unary, opts.GRPC.UnaryInterceptors...),
 		StreamInterceptors: append(stream, opts.GRPC.StreamInterceptors...),
-		StatsHandlers:      opts.GRPC.StatsHandlers,
+		StatsHandlers:      append([]stats.Handler{limits.StatsHandler()}, opts.GRPC.StatsHandlers...),
 	}
 	if b.trace != nil {
 		cleanup = append(cleanup, func() error { return b.trace.Shutdown(context.Background()) })
@@ -186,17 +202,32 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		KeepaliveMinTime:      cfg.KeepaliveMinTime,
 		KeepaliveTime:         cfg.KeepaliveTime,
 		KeepaliveTimeout:      cfg.KeepaliveTimeout,
+		HandshakeTimeout:      cfg.HandshakeTimeout,
 		Cluster:               cluster,
 	}, b.reg, b.reg, m, lg, gopts)
 
-	var lc net.ListenConfig
-	b.lis, err = lc.Listen(ctx, "tcp", cfg.Listen)
+	// userTimeout is what gRPC would set on an unwrapped connection (its
+	// keepalive timeout); the metrics server keeps the system's.
+	listen := func(addr, name string, userTimeout time.Duration) (net.Listener, error) {
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		cm := connlimit.NewMetrics("strata", "broker", name)
+		m.Registry().MustRegister(cm)
+		return connlimit.NewListener(ln, connlimit.Options{
+			MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP, Metrics: cm, TCPUserTimeout: userTimeout,
+			Logger: lg.Named("limits").With(zap.String("listener", name)),
+		}), nil
+	}
+	b.lis, err = listen(cfg.Listen, "grpc", cfg.KeepaliveTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen: %w", err)
 	}
 	cleanup = append(cleanup, func() error { return ignoreClosed(b.lis.Close()) })
 	if cfg.MetricsListen != "" {
-		b.mlis, err = lc.Listen(ctx, "tcp", cfg.MetricsListen)
+		b.mlis, err = listen(cfg.MetricsListen, "metrics", 0)
 		if err != nil {
 			return nil, fmt.Errorf("broker: metrics listen: %w", err)
 		}
@@ -387,6 +418,13 @@ func dialReplicator(addr string, rl *pki.Reloader) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("broker: replicator client %s: %w", addr, err)
 	}
 	return conn, nil
+}
+
+// verifiedIdentity is the common name of a call's verified client
+// certificate; none in plaintext mode.
+func verifiedIdentity(ctx context.Context) (string, bool) {
+	id, err := pki.IdentityFromPeer(ctx)
+	return id, err == nil
 }
 
 func ignoreClosed(err error) error {

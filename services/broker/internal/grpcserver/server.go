@@ -65,6 +65,10 @@ type Config struct {
 	KeepaliveTime    time.Duration
 	KeepaliveTimeout time.Duration
 
+	// HandshakeTimeout bounds a new connection's TLS handshake and HTTP/2
+	// preface (grpc.ConnectionTimeout); zero means gRPC's 120 s.
+	HandshakeTimeout time.Duration
+
 	// Cluster, when set, puts the server in cluster mode.
 	Cluster *ClusterConfig
 }
@@ -123,6 +127,9 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
 		grpc.ChainUnaryInterceptor(opts.UnaryInterceptors...),
 		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{limit.intercept}, opts.StreamInterceptors...)...),
+	}
+	if cfg.HandshakeTimeout > 0 {
+		sopts = append(sopts, grpc.ConnectionTimeout(cfg.HandshakeTimeout))
 	}
 	if opts.Creds != nil {
 		sopts = append(sopts, grpc.Creds(opts.Creds))
