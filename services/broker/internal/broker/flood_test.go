@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/strata-log/strata/pkg/connlimit/flood"
@@ -134,4 +135,49 @@ func TestFloodDoesNotLockOut(t *testing.T) {
 	if _, err := stratav1.NewLogClient(conn).Produce(ctx, &stratav1.ProduceRequest{Topic: "flooded", Records: values(1, "y")}); err != nil {
 		t.Fatalf("Produce after the flood: %v", err)
 	}
+}
+
+// TestStreamsPerIdentity: an identity with max-streams-per-identity calls
+// in flight, over two connections, is refused ResourceExhausted on a
+// third; another identity is served; the refusal is counted; and a
+// finished call gives its slot back.
+func TestStreamsPerIdentity(t *testing.T) {
+	certs := initCerts(t)
+	cfg := tlsConfig(t.TempDir(), certs)
+	cfg.ACLPolicy = writePolicy(t, "p, alice, *, consume, allow", "p, alice, cluster, describe, allow", "p, bob, cluster, describe, allow")
+	cfg.MaxStreamsPerIdentity = 2
+	b := startTLSBroker(t, cfg)
+	op := dialAs(t, b, certs, "operator")
+	ctx := ctxT(t)
+	createTopic(t, op, "t", nil)
+	if err := produce(ctx, op, "t"); err != nil {
+		t.Fatal(err)
+	}
+	// Two ConsumeStreams that got the one record and wait for more.
+	sctx, endStreams := context.WithCancel(ctx)
+	defer endStreams()
+	for range 2 {
+		cs, err := dialAs(t, b, certs, "alice").log.ConsumeStream(sctx, &stratav1.ConsumeStreamRequest{Topic: "t",
+			Start: &stratav1.ConsumeStreamRequest_Position{Position: stratav1.StartPosition_START_POSITION_EARLIEST}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice := dialAs(t, b, certs, "alice")
+	_, err := alice.topics.ListTopics(ctx, &stratav1.ListTopicsRequest{})
+	wantCode(t, err, codes.ResourceExhausted)
+	if _, err := dialAs(t, b, certs, "bob").topics.ListTopics(ctx, &stratav1.ListTopicsRequest{}); err != nil {
+		t.Fatalf("bob, another identity: %v", err)
+	}
+	if got := metricValue(t, b, "strata_broker_identity_streams_refused_total"); got != 1 {
+		t.Errorf("identity refusals = %v, want 1", got)
+	}
+	endStreams()
+	eventually(t, 5*time.Second, func() bool {
+		_, err := alice.topics.ListTopics(ctx, &stratav1.ListTopicsRequest{})
+		return err == nil
+	})
 }
