@@ -18,6 +18,7 @@ var (
 const usageText = `usage:
   strata-admin pki init --out DIR --ca-name NAME --node ID [--node ID ...] [--host DNS-OR-IP ...]
   strata-admin serve --listen ADDR --data-dir DIR --tls-cert FILE --tls-key FILE --tls-ca FILE [--ca-key FILE] [--cluster-addrs HOST:PORT,...]
+                     [--handshake-timeout D] [--max-conns N] [--max-conns-per-ip N]   (each flag also STRATA_<FLAG>)
   strata-admin healthcheck --listen ADDR --tls-cert FILE --tls-key FILE --tls-ca FILE   (exit 0 healthy, 1 not)
 `
 
@@ -36,7 +37,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return runPKIInit(args[2:], stdout, stderr)
 	case "serve":
-		return runServe(ctx, args[1:], stderr)
+		return runServe(ctx, args[1:], os.Getenv, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":

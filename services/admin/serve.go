@@ -13,10 +13,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/connlimit"
 	"github.com/strata-log/strata/pkg/pki"
 	"github.com/strata-log/strata/services/admin/internal/cluster"
 	"github.com/strata-log/strata/services/admin/internal/httpapi"
@@ -37,11 +39,38 @@ type serveConfig struct {
 	// forwarded to; empty turns those routes off (503).
 	ClusterAddrs    []string
 	ShutdownTimeout time.Duration
+	// HandshakeTimeout bounds a new connection's TLS handshake, and then
+	// each request's headers (net/http takes its handshake deadline from
+	// the shortest of its timeouts): a client that says nothing holds its
+	// connection at most this long.
+	HandshakeTimeout time.Duration
+	// MaxConns caps the connections open at once; past it new ones are
+	// closed at once.
+	MaxConns int
+	// MaxConnsPerIP caps the connections open at once from one remote
+	// address (an IPv4 address or an IPv6 /64).
+	MaxConnsPerIP int
 }
+
+// maxHandshakeTimeout is the longest --handshake-timeout allowed.
+const maxHandshakeTimeout = 10 * time.Second
 
 // defaultServeConfig returns the defaults of `serve`.
 func defaultServeConfig() serveConfig {
-	return serveConfig{Listen: "127.0.0.1:9443", ShutdownTimeout: 10 * time.Second}
+	return serveConfig{
+		Listen:          "127.0.0.1:9443",
+		ShutdownTimeout: 10 * time.Second,
+		// The header deadline admin always had; a TLS handshake takes a
+		// few round trips.
+		HandshakeTimeout: 5 * time.Second,
+		// Admin's callers are operators, the CLI, dashboards, scrapers and
+		// one policy watch per broker and replicator: tens of clients.
+		// 32 per address leaves room for a NAT gateway (or the Docker
+		// bridge every host-side client of the compose cluster comes
+		// through) while a flood from one address gets an eighth.
+		MaxConns:      256,
+		MaxConnsPerIP: 32,
+	}
 }
 
 // Validate says exactly what is missing or wrong.
@@ -62,6 +91,15 @@ func (c serveConfig) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
 	}
+	if c.HandshakeTimeout <= 0 || c.HandshakeTimeout > maxHandshakeTimeout {
+		errs = append(errs, fmt.Errorf("--handshake-timeout must be > 0 and <= %s, got %s", maxHandshakeTimeout, c.HandshakeTimeout))
+	}
+	if c.MaxConns < 1 {
+		errs = append(errs, fmt.Errorf("--max-conns must be >= 1, got %d", c.MaxConns))
+	}
+	if c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns {
+		errs = append(errs, fmt.Errorf("--max-conns-per-ip must be >= 1 and <= --max-conns (%d), got %d", c.MaxConns, c.MaxConnsPerIP))
+	}
 	for _, a := range c.ClusterAddrs {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			errs = append(errs, fmt.Errorf("--cluster-addrs %q: want host:port", a))
@@ -70,8 +108,9 @@ func (c serveConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// parseServe parses the flags of `serve`.
-func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
+// parseServe parses the flags of `serve`, each also from its
+// STRATA_<FLAG> environment variable read through getenv (the flag wins).
+func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
 	cfg := defaultServeConfig()
 	fs := flag.NewFlagSet("strata-admin serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -91,6 +130,21 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		return nil
 	})
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "graceful shutdown deadline")
+	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "disconnect a client that has not finished its TLS handshake (and later, a request's headers) in this duration (at most 10s)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "connections open at once; more are closed at once")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "connections open at once from one remote address (IPv4, or IPv6 /64)")
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "STRATA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, fmt.Errorf("%w: serve: %w", errUsage, envErr)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, errHelp
@@ -107,8 +161,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 }
 
 // runServe runs the admin HTTP API until ctx ends.
-func runServe(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := parseServe(args, stderr)
+func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseServe(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -169,7 +223,11 @@ func serve(ctx context.Context, cfg serveConfig, ln net.Listener, lg *zap.Logger
 	} else if err != nil {
 		return fmt.Errorf("acl: policy file %s: %w", policyPath, err)
 	}
-	apiOpts := httpapi.Options{Authorizer: authz, PolicyPath: policyPath, CAFile: cfg.TLSCA}
+	cm := connlimit.NewMetrics("strata", "admin", "https")
+	ln = connlimit.NewListener(ln, connlimit.Options{
+		MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP, Metrics: cm, Logger: lg.Named("limits"),
+	})
+	apiOpts := httpapi.Options{Authorizer: authz, PolicyPath: policyPath, CAFile: cfg.TLSCA, Collectors: []prometheus.Collector{cm}}
 	if cfg.CAKey != "" {
 		if apiOpts.CA, err = pki.LoadCAFiles(cfg.TLSCA, cfg.CAKey, lg); err != nil {
 			return fmt.Errorf("ca-key: %w", err)
@@ -190,7 +248,7 @@ func serve(ctx context.Context, cfg serveConfig, ln net.Listener, lg *zap.Logger
 	srv := &http.Server{
 		Handler:           api,
 		TLSConfig:         reloader.ServerConfig(),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: cfg.HandshakeTimeout, // also the handshake deadline: the shortest timeout
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -161,5 +162,36 @@ func TestServeUsage(t *testing.T) {
 func closeIdle(clients ...*http.Client) {
 	for _, c := range clients {
 		c.CloseIdleConnections()
+	}
+}
+
+// TestServeLimitsFromFlagsAndEnvironment: the listener limits are flags
+// and STRATA_* variables (flags win), and out-of-range values are refused
+// by name.
+func TestServeLimitsFromFlagsAndEnvironment(t *testing.T) {
+	required := []string{"--data-dir", "d", "--tls-cert", "c", "--tls-key", "k", "--tls-ca", "ca"}
+	env := map[string]string{"STRATA_HANDSHAKE_TIMEOUT": "2s", "STRATA_MAX_CONNS": "10", "STRATA_MAX_CONNS_PER_IP": "4"}
+	cfg, err := parseServe(append(required, "--max-conns-per-ip", "5"), func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HandshakeTimeout != 2*time.Second || cfg.MaxConns != 10 || cfg.MaxConnsPerIP != 5 {
+		t.Errorf("got handshake=%s conns=%d per-ip=%d", cfg.HandshakeTimeout, cfg.MaxConns, cfg.MaxConnsPerIP)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"handshake over 10s", []string{"--handshake-timeout", "30s"}, "--handshake-timeout must be > 0 and <= 10s, got 30s"},
+		{"zero conns", []string{"--max-conns", "0"}, "--max-conns must be >= 1, got 0"},
+		{"per-ip above total", []string{"--max-conns", "3", "--max-conns-per-ip", "4"}, "--max-conns-per-ip must be >= 1 and <= --max-conns (3), got 4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseServe(append(required, tc.args...), func(string) string { return "" }, io.Discard)
+			if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want a usage error containing %q", err, tc.want)
+			}
+		})
 	}
 }

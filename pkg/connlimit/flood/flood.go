@@ -178,6 +178,27 @@ func (f *Flood) Stop() Result {
 	return f.res
 }
 
+// Snapshot is what the flood has seen so far.
+func (f *Flood) Snapshot() Result {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.res
+	r.Closed = append([]Closed(nil), r.Closed...)
+	r.Errors = append([]error(nil), r.Errors...)
+	return r
+}
+
+// ClosedAfter is the number of r.Closed, of any kind, lasting at least min.
+func (r Result) ClosedAfter(min time.Duration) int {
+	n := 0
+	for _, c := range r.Closed {
+		if c.Lifetime >= min {
+			n++
+		}
+	}
+	return n
+}
+
 // pause waits Options.Pause; false means Stop began.
 func (f *Flood) pause() bool {
 	t := time.NewTimer(f.opts.Pause)

@@ -2,12 +2,14 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"path/filepath"
 	"sync"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/strata-log/strata/pkg/acl"
@@ -34,6 +36,9 @@ type Options struct {
 	// Topics is the cluster's Topics service (any node forwards to the
 	// controller). Nil turns the /v1/topics routes off: they answer 503.
 	Topics stratav1.TopicsClient
+	// Collectors are served on /metrics beside the API's own (the
+	// listener's connection limits).
+	Collectors []prometheus.Collector
 }
 
 // PolicyPath returns the policy file path inside dataDir.
@@ -73,6 +78,11 @@ func New(opts Options, lg *zap.Logger) (*API, error) {
 	}
 	a := &API{stopping: make(chan struct{})}
 	m := newMetrics(opts.Authorizer)
+	for _, c := range opts.Collectors {
+		if err := m.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("httpapi: metrics: %w", err)
+		}
+	}
 	store := newPolicyStore(opts.Authorizer, opts.PolicyPath, m, lg)
 	mux := chi.NewRouter()
 	g := &guardian{mux: mux, authz: opts.Authorizer, lg: lg}
