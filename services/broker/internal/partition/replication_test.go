@@ -178,6 +178,60 @@ func TestAcksAllEndsWhenLeadershipMoves(t *testing.T) {
 	}
 }
 
+// TestAcksAllNotAcknowledgedAfterISRShrinksBelowMin: an acks=ALL produce
+// is appended and waits for its followers; the committed ISR then shrinks
+// below min_insync_replicas. The HW over the shrunken ISR (the leader
+// alone) passes the batch at once, but fewer copies than promised hold it:
+// the produce must fail with ErrNotEnoughReplicas (Unavailable on the
+// wire, Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND), never be acknowledged.
+func TestAcksAllNotAcknowledgedAfterISRShrinksBelowMin(t *testing.T) {
+	clk := &clock{t: time.Unix(1000, 0)}
+	p := newLeader(t, clk, []int32{1, 2, 3})
+	p.SetLimits(1<<20, 2)
+	must(t, p.FollowerFetched(2, 1, 0))
+	must(t, p.FollowerFetched(3, 1, 0))
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Produce(context.Background(), []*stratav1.Record{{Value: []byte("x")}}, stratav1.Acks_ACKS_ALL)
+		done <- err
+	}()
+	for changed := p.LogChanged(); p.LogEndOffset() == 0; changed = p.LogChanged() {
+		<-changed // the append is the next change of the log end
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("acks=ALL answered (%v) before any follower copied the batch", err)
+	default:
+	}
+	// The controller committed ISR [1]: both followers fell out.
+	must(t, p.ApplyState(State{Role: RoleLeader, LeaderEpoch: 1, LeaderID: 1, Replicas: []int32{1, 2, 3}, ISR: []int32{1}}))
+	select {
+	case err := <-done:
+		var ne *NotEnoughReplicasError
+		if !errors.As(err, &ne) || !errors.Is(err, ErrNotEnoughReplicas) {
+			t.Fatalf("acks=ALL after the ISR shrank to 1 of min 2: %v, want NotEnoughReplicasError", err)
+		}
+		if !ne.AfterAppend || ne.ISR != 1 || ne.MinISR != 2 {
+			t.Fatalf("error %+v, want after-append with ISR 1 of min 2", ne)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("acks=ALL still waiting after the ISR shrank")
+	}
+	// What makes the check necessary: the HW did pass the batch.
+	if hw := p.HighWatermark(); hw != 1 {
+		t.Fatalf("HW = %d over ISR [1], want 1", hw)
+	}
+	// A new acks=ALL produce is refused before appending.
+	_, err := p.Produce(context.Background(), []*stratav1.Record{{Value: []byte("y")}}, stratav1.Acks_ACKS_ALL)
+	var ne *NotEnoughReplicasError
+	if !errors.As(err, &ne) || ne.AfterAppend {
+		t.Fatalf("new acks=ALL with ISR 1 of min 2: %v, want NotEnoughReplicasError before the append", err)
+	}
+	if end := p.LogEndOffset(); end != 1 {
+		t.Fatalf("log end %d after a refused produce, want 1", end)
+	}
+}
+
 func TestHighWatermarkCheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	open := func(st State) *Partition {
