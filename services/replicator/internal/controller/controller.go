@@ -202,8 +202,17 @@ func (c *Controller) reconcileMembers(ctx context.Context, st *metadata.State) {
 		case membership.StatusAlive:
 			// Compared through the fallbacks, so that a member without the
 			// internal tag is not registered again on every pass.
-			if registered && b.Alive && b.BrokerAddress == m.BrokerAddr && b.InternalAddress() == m.BrokerInternal() &&
-				b.ReplicatorAddress == m.ReplicatorAddr && b.RaftAddress == m.RaftAddr {
+			same := registered && b.BrokerAddress == m.BrokerAddr && b.InternalAddress() == m.BrokerInternal() &&
+				b.ReplicatorAddress == m.ReplicatorAddr && b.RaftAddress == m.RaftAddr
+			// A member whose replicator reports its broker down is dead
+			// for leadership, ISRs and placement, as a failed node is,
+			// but stays a Raft server: its replicator is up.
+			alive := !m.BrokerDown
+			switch {
+			case same && b.Alive == alive:
+				continue
+			case same && !alive:
+				c.markDead(ctx, m.ID, "broker_down")
 				continue
 			}
 			if m.BrokerAddr == "" || m.ReplicatorAddr == "" || m.RaftAddr == "" {
@@ -212,7 +221,7 @@ func (c *Controller) reconcileMembers(ctx context.Context, st *metadata.State) {
 			}
 			err := c.propose(ctx, ActionRegisterBroker, metadata.Command{Type: metadata.CmdRegisterBroker,
 				RegisterBroker: &metadata.RegisterBroker{ID: m.ID, BrokerAddress: m.BrokerAddr, BrokerInternalAddress: m.BrokerInternalAddr,
-					ReplicatorAddress: m.ReplicatorAddr, RaftAddress: m.RaftAddr, Alive: true}})
+					ReplicatorAddress: m.ReplicatorAddr, RaftAddress: m.RaftAddr, Alive: alive}})
 			c.logResult("register broker", m.ID, err)
 		case membership.StatusFailed, membership.StatusLeft, membership.StatusLeaving:
 			if registered && b.Alive {
@@ -314,13 +323,21 @@ func (c *Controller) reconcileRaft(ctx context.Context) {
 // offline partitions, and drops dead followers from ISRs.
 func (c *Controller) reconcilePartitions(ctx context.Context) {
 	st := c.state.State()
+	// Nodes whose replicator is a live member: a dead broker among them
+	// is down alone (membership.Member.BrokerDown).
+	members := map[int32]bool{}
+	for _, m := range c.members.Members() {
+		if m.Status == membership.StatusAlive {
+			members[m.ID] = true
+		}
+	}
 	for _, name := range st.TopicNames() {
 		t := st.Topics[name]
 		for _, p := range t.Partitions {
 			if ctx.Err() != nil {
 				return
 			}
-			cmd, kind, ok := planPartition(st, t, p)
+			cmd, kind, ok := planPartition(st, t, p, members)
 			if !ok {
 				continue
 			}
@@ -337,7 +354,8 @@ func (c *Controller) reconcilePartitions(ctx context.Context) {
 }
 
 // planPartition decides the one change partition p needs, if any.
-func planPartition(st *metadata.State, t *metadata.Topic, p metadata.Partition) (metadata.Command, string, bool) {
+// memberAlive tells which nodes' replicators are live Serf members.
+func planPartition(st *metadata.State, t *metadata.Topic, p metadata.Partition, memberAlive map[int32]bool) (metadata.Command, string, bool) {
 	aliveISR := make([]int32, 0, len(p.ISR))
 	for _, id := range p.ISR {
 		if st.IsAlive(id) {
@@ -374,6 +392,14 @@ func planPartition(st *metadata.State, t *metadata.Topic, p metadata.Partition) 
 	}
 	if p.Leader == metadata.NoLeader {
 		return metadata.Command{}, "", false // stays offline until an ISR member returns
+	}
+	if memberAlive[p.Leader] {
+		// Only the leader's broker is down, its replicator is up, and no
+		// other replica may lead: the leader keeps the partition, in its
+		// epoch. Offline would serve no better while the broker is down,
+		// and would turn a false alarm (a probe that failed while the
+		// broker served) into an outage.
+		return metadata.Command{}, "", false
 	}
 	// No eligible leader: offline. The ISR keeps its last members so that
 	// whichever of them returns first can lead without losing records.

@@ -56,6 +56,15 @@ func (f *fakeMembers) set(id int32, s membership.Status) {
 		ReplicatorAddr: fmt.Sprintf("r%d:1", id), RaftAddr: fmt.Sprintf("f%d:1", id)}
 }
 
+// setBrokerDown sets what member id's replicator reports of its broker.
+func (f *fakeMembers) setBrokerDown(id int32, down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.m[id]
+	m.BrokerDown = down
+	f.m[id] = m
+}
+
 type manualTicker struct{ c chan time.Time }
 
 func (t *manualTicker) C() <-chan time.Time { return t.c }
@@ -497,4 +506,153 @@ func TestResignLeaderMovesLeadershipToISR(t *testing.T) {
 		}
 		unchanged(t, alone)
 	})
+}
+
+// TestBrokerDownMovesLeadershipLikeAFailedNode: a node whose replicator is
+// alive but reports its broker down loses the leadership of every
+// partition it led to the next in-sync replica in a new epoch, leaves
+// every ISR and gets no new topics, exactly as a failed node; unlike a
+// failed node it stays a Raft voter. While its broker is down it is never
+// elected, not even as the preferred replica; once the broker is back it
+// is alive again and follows until its leaders take it back into the ISR.
+func TestBrokerDownMovesLeadershipLikeAFailedNode(t *testing.T) {
+	h := newHarness(t, 3)
+	ctx := context.Background()
+	before := h.create(t, "orders", 6, 3, false)
+	h.members.setBrokerDown(2, true)
+	h.ctrl.Reconcile(ctx)
+
+	st := h.fsm.State()
+	if st.IsAlive(2) {
+		t.Fatal("broker 2 reported down is still alive in the metadata")
+	}
+	if n := h.action(ActionBrokerDead); n != 1 {
+		t.Fatalf("%s counted %d times, want 1", ActionBrokerDead, n)
+	}
+	servers, _ := h.raft.Servers()
+	if !slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == "2" && s.Suffrage == raft.Voter }) {
+		t.Fatalf("node 2 (replicator alive) is no longer a Raft voter: %v", servers)
+	}
+	for i, p := range st.Topics["orders"].Partitions {
+		old := before.Partitions[i]
+		if slices.Contains(p.ISR, 2) {
+			t.Errorf("partition %d: broker 2 (down) still in the ISR %v", i, p.ISR)
+		}
+		switch {
+		case old.Leader == 2:
+			if want := old.Replicas[1]; p.Leader != want || p.LeaderEpoch != old.LeaderEpoch+1 || !slices.Contains(old.ISR, p.Leader) {
+				t.Errorf("partition %d: leader %d@%d, want the next in-sync replica %d@%d", i, p.Leader, p.LeaderEpoch, want, old.LeaderEpoch+1)
+			}
+		case p.Leader != old.Leader || p.LeaderEpoch != old.LeaderEpoch:
+			t.Errorf("partition %d led by a live broker changed: %d@%d -> %d@%d", i, old.Leader, old.LeaderEpoch, p.Leader, p.LeaderEpoch)
+		}
+	}
+	// Not elected while down: not by the preferred-leader pass, not on request.
+	h.ctrl.RebalancePreferred(ctx)
+	h.ctrl.Reconcile(ctx)
+	for _, p := range h.fsm.State().Topics["orders"].Partitions {
+		if p.Leader == 2 {
+			t.Fatalf("partition %d given to broker 2 while its broker is down", p.ID)
+		}
+		err := h.ctrl.prop.Propose(ctx, metadata.Command{Type: metadata.CmdElectLeader, ElectLeader: &metadata.ElectLeader{
+			Topic: "orders", Partition: p.ID, ExpectedEpoch: p.LeaderEpoch, Leader: 2, ISR: append(slices.Clone(p.ISR), 2)}})
+		if !errors.Is(err, metadata.ErrIneligibleLeader) {
+			t.Fatalf("electing broker 2 while down: %v, want ErrIneligibleLeader", err)
+		}
+	}
+	// No new replicas on it.
+	if _, err := h.ctrl.CreateTopic(ctx, "wide", metadata.TopicConfig{Partitions: 1, ReplicationFactor: 3}); !errors.Is(err, ErrNotEnoughBrokers) {
+		t.Fatalf("RF 3 with broker 2 down: %v, want ErrNotEnoughBrokers", err)
+	}
+
+	// The broker is back: alive, a follower outside every ISR.
+	h.members.setBrokerDown(2, false)
+	h.ctrl.Reconcile(ctx)
+	back := h.fsm.State()
+	if !back.IsAlive(2) {
+		t.Fatal("broker 2 reported up again is not alive")
+	}
+	for _, p := range back.Topics["orders"].Partitions {
+		if p.Leader == 2 || slices.Contains(p.ISR, 2) {
+			t.Fatalf("returned broker leads or is in the ISR before catching up: %+v", p)
+		}
+		// Its leader takes it back once it caught up, and it is eligible again.
+		if err := h.ctrl.prop.Propose(ctx, metadata.Command{Type: metadata.CmdChangeISR, ChangeISR: &metadata.ChangeISR{
+			Topic: "orders", Partition: p.ID, LeaderID: p.Leader, LeaderEpoch: p.LeaderEpoch, ISR: append(slices.Clone(p.ISR), 2)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.ctrl.RebalancePreferred(ctx)
+	for i, p := range h.fsm.State().Topics["orders"].Partitions {
+		if before.Partitions[i].Replicas[0] == 2 && p.Leader != 2 {
+			t.Errorf("partition %d: preferred replica 2 back in the ISR does not lead: %+v", i, p)
+		}
+	}
+}
+
+// TestBrokerDownWithNoOtherInSyncReplica: when no other in-sync replica is
+// alive, a leader whose broker alone is down keeps its partition in its
+// epoch (nothing moves; offline would serve no better and would make a
+// false alarm an outage); once its replicator fails too, the partition
+// goes offline as for any failed node.
+func TestBrokerDownWithNoOtherInSyncReplica(t *testing.T) {
+	h := newHarness(t, 3)
+	ctx := context.Background()
+	h.create(t, "trio", 1, 3, false)
+	leader := h.fsm.State().Topics["trio"].Partitions[0].Leader
+	// The other nodes fail: the ISR shrinks to the leader, which also gets
+	// a topic of its own.
+	for id := int32(1); id <= 3; id++ {
+		if id != leader {
+			h.members.set(id, membership.StatusFailed)
+		}
+	}
+	h.ctrl.Reconcile(ctx)
+	h.create(t, "solo", 1, 1, false)
+	want := map[string]metadata.Partition{}
+	for _, name := range []string{"solo", "trio"} {
+		w := h.fsm.State().Topics[name].Partitions[0]
+		if w.Leader != leader || !slices.Equal(w.ISR, []int32{leader}) {
+			t.Fatalf("%s: %+v, want led by %d alone in the ISR", name, w, leader)
+		}
+		want[name] = w
+	}
+
+	h.members.setBrokerDown(leader, true)
+	h.ctrl.Reconcile(ctx)
+	h.ctrl.Reconcile(ctx)
+	check := func(t *testing.T, when string) {
+		t.Helper()
+		for name, w := range want {
+			if q := h.fsm.State().Topics[name].Partitions[0]; q.Leader != w.Leader || q.LeaderEpoch != w.LeaderEpoch || q.Offline || !slices.Equal(q.ISR, w.ISR) {
+				t.Fatalf("%s %s: %+v, was %+v", name, when, q, w)
+			}
+		}
+	}
+	if h.fsm.State().IsAlive(leader) {
+		t.Fatalf("broker %d reported down is alive", leader)
+	}
+	check(t, "with its broker down and no other in-sync replica alive")
+	if n := h.action(ActionOffline) + h.action(ActionElectLeader); n != 0 {
+		t.Fatalf("%d elections with no eligible replica", n)
+	}
+
+	// The broker comes back: nothing to elect, it leads as before.
+	h.members.setBrokerDown(leader, false)
+	h.ctrl.Reconcile(ctx)
+	if !h.fsm.State().IsAlive(leader) {
+		t.Fatalf("broker %d reported up is not alive", leader)
+	}
+	check(t, "after its broker returned")
+
+	// Down again, and then its replicator fails too: a failed node, offline.
+	h.members.setBrokerDown(leader, true)
+	h.ctrl.Reconcile(ctx)
+	h.members.set(leader, membership.StatusFailed)
+	h.ctrl.Reconcile(ctx)
+	for name, w := range want {
+		if q := h.fsm.State().Topics[name].Partitions[0]; q.Leader != metadata.NoLeader || !q.Offline || q.LeaderEpoch != w.LeaderEpoch+1 {
+			t.Fatalf("%s after its leader's node failed: %+v, want offline", name, q)
+		}
+	}
 }

@@ -21,6 +21,16 @@ const (
 	// which other replicators' fetchers dial; TagBroker is the one clients
 	// are told, which may be reachable only from outside (a host port).
 	TagBrokerInternal = "broker_internal"
+	// TagBrokerStatus is what the replicator's probe of its own broker
+	// found: BrokerUp or BrokerDown. A member without it (an older
+	// replicator, or one whose probe has not yet failed) counts as up.
+	TagBrokerStatus = "broker_status"
+)
+
+// Values of TagBrokerStatus.
+const (
+	BrokerUp   = "up"
+	BrokerDown = "down"
 )
 
 // Status is a member's Serf status.
@@ -60,6 +70,9 @@ type Member struct {
 	ReplicatorAddr     string
 	RaftAddr           string
 	Status             Status
+	// BrokerDown is set when the member's replicator reports its broker
+	// down (TagBrokerStatus): the replicator is alive, its broker is not.
+	BrokerDown bool
 }
 
 // BrokerInternal is the address other nodes reach the member's broker at:
@@ -102,7 +115,7 @@ func fromSerf(m serf.Member) (Member, error) {
 		return Member{}, fmt.Errorf("membership: member %s has no valid %q tag", m.Name, TagID)
 	}
 	out := Member{ID: int32(id), Name: m.Name, BrokerAddr: m.Tags[TagBroker], BrokerInternalAddr: m.Tags[TagBrokerInternal],
-		ReplicatorAddr: m.Tags[TagReplicator], RaftAddr: m.Tags[TagRaft]}
+		ReplicatorAddr: m.Tags[TagReplicator], RaftAddr: m.Tags[TagRaft], BrokerDown: m.Tags[TagBrokerStatus] == BrokerDown}
 	switch m.Status {
 	case serf.StatusAlive:
 		out.Status = StatusAlive

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"sync"
@@ -60,6 +61,10 @@ type Membership struct {
 	opts Options
 	serf *serf.Serf
 
+	// tagsMu serializes SetBrokerUp; tags are the ones last given to Serf.
+	tagsMu sync.Mutex
+	tags   map[string]string
+
 	events   chan serf.Event
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -98,6 +103,7 @@ func New(opts Options, lg *zap.Logger) (*Membership, error) {
 	if opts.BrokerInternalAddr != "" {
 		conf.Tags[TagBrokerInternal] = opts.BrokerInternalAddr
 	}
+	m.tags = maps.Clone(conf.Tags)
 	// Serf retries a failed member every ReconnectInterval (30 s by
 	// default): after a network partition heals, that interval is how long
 	// a node may stay "failed" (and out of every ISR). Members are few, so
@@ -216,6 +222,33 @@ func (m *Membership) Members() []Member {
 		}
 	}
 	return out
+}
+
+// SetBrokerUp gossips whether this node's broker is up (TagBrokerStatus),
+// for the controller: a node whose broker is down leads nothing and is
+// out of every ISR though its replicator stays a member and a Raft voter.
+// Serf spreads the change to every member within a few gossip rounds (a
+// fraction of a second on a LAN); it returns once the update has been
+// broadcast, or with an error after Serf's broadcast timeout (the others
+// still learn it from the next push-pull).
+func (m *Membership) SetBrokerUp(up bool) error {
+	v := BrokerUp
+	if !up {
+		v = BrokerDown
+	}
+	m.tagsMu.Lock()
+	defer m.tagsMu.Unlock()
+	if m.tags[TagBrokerStatus] == v {
+		return nil
+	}
+	tags := maps.Clone(m.tags)
+	tags[TagBrokerStatus] = v
+	// Serf keeps the map and reads it on later updates: it gets its own.
+	if err := m.serf.SetTags(maps.Clone(tags)); err != nil {
+		return fmt.Errorf("membership: gossip broker status %s: %w", v, err)
+	}
+	m.tags = tags
+	return nil
 }
 
 // LocalID returns this node's id.

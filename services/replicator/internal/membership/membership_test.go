@@ -129,3 +129,63 @@ func TestDecodeClusterKey(t *testing.T) {
 		t.Fatalf("valid key: %v", err)
 	}
 }
+
+func member(m *Membership, id int32) (Member, bool) {
+	for _, mem := range m.Members() {
+		if mem.ID == id {
+			return mem, true
+		}
+	}
+	return Member{}, false
+}
+
+// TestBrokerStatusTag: SetBrokerUp gossips the broker's status; the other
+// members see it, with an update event, and so does the node itself; the
+// member stays alive throughout (only its broker is down).
+func TestBrokerStatusTag(t *testing.T) {
+	key := make([]byte, 32)
+	var rec recorder
+	a, aAddr := start(t, 1, key, nil, rec.handle)
+	defer func() {
+		if err := a.Kill(); err != nil {
+			t.Error(err)
+		}
+	}()
+	b, _ := start(t, 2, key, []string{aAddr}, nil)
+	defer func() {
+		if err := b.Kill(); err != nil {
+			t.Error(err)
+		}
+	}()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if m, ok := member(a, 2); !ok || m.Status != StatusAlive {
+			return fmt.Errorf("member 2 not alive yet: %+v", m)
+		}
+		return nil
+	})
+	if m, _ := member(a, 2); m.BrokerDown {
+		t.Fatalf("member 2 without a status tag counts as broker down: %+v", m)
+	}
+
+	for _, up := range []bool{false, true, false} {
+		if err := b.SetBrokerUp(up); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 5*time.Second, func() error {
+			for _, view := range []*Membership{a, b} {
+				m, ok := member(view, 2)
+				if !ok || m.BrokerDown == up || m.Status != StatusAlive {
+					return fmt.Errorf("node %d sees member 2 %+v, want alive with broker down=%v", view.LocalID(), m, !up)
+				}
+			}
+			if !rec.has(EventUpdate, 2) {
+				return fmt.Errorf("no update event for 2")
+			}
+			return nil
+		})
+	}
+	// Setting the status it already has is a no-op.
+	if err := b.SetBrokerUp(false); err != nil {
+		t.Fatal(err)
+	}
+}
