@@ -19,11 +19,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/connlimit"
 	hcheck "github.com/strata-log/strata/pkg/healthcheck"
 	"github.com/strata-log/strata/pkg/pki"
 
@@ -31,6 +33,7 @@ import (
 	"github.com/strata-log/strata/services/replicator/internal/config"
 	"github.com/strata-log/strata/services/replicator/internal/controller"
 	"github.com/strata-log/strata/services/replicator/internal/fetcher"
+	"github.com/strata-log/strata/services/replicator/internal/grpcserver"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
 	"github.com/strata-log/strata/services/replicator/internal/node"
 )
@@ -97,13 +100,19 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 	leaders := fetcher.NewConns(clientTLS)
 	defer func() { err = errors.Join(err, leaders.Close()) }()
 
+	// Every listener caps its connections. The gRPC server's handshake
+	// deadline and stream caps are grpcserver's defaults, the Raft
+	// handshake deadline consensus.HandshakeTimeout.
 	var lns []net.Listener
-	listen := func(addr string) (net.Listener, error) {
+	listen := func(addr, name string, userTimeout time.Duration) (net.Listener, error) {
 		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			lns = append(lns, ln)
+		if err != nil {
+			return nil, err
 		}
-		return ln, err
+		cl := connlimit.NewListener(ln, connlimit.Options{MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP,
+			TCPUserTimeout: userTimeout, Logger: lg.Named("limits").With(zap.String("listener", name))})
+		lns = append(lns, cl)
+		return cl, nil
 	}
 	closeAll := func() error {
 		var err error
@@ -112,17 +121,17 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		}
 		return err
 	}
-	raftLn, err := listen(cfg.RaftBind)
+	raftLn, err := listen(cfg.RaftBind, "raft", 0)
 	if err != nil {
 		return errors.Join(err, closeAll())
 	}
-	grpcLn, err := listen(cfg.Listen)
+	grpcLn, err := listen(cfg.Listen, "grpc", grpcserver.KeepaliveTimeout)
 	if err != nil {
 		return errors.Join(err, closeAll())
 	}
 	var metricsLn net.Listener
 	if cfg.MetricsListen != "" {
-		if metricsLn, err = listen(cfg.MetricsListen); err != nil {
+		if metricsLn, err = listen(cfg.MetricsListen, "metrics", 0); err != nil {
 			return errors.Join(err, closeAll())
 		}
 	}

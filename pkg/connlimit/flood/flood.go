@@ -124,6 +124,7 @@ type Flood struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+	done     chan struct{} // closed when every worker has returned
 
 	mu    sync.Mutex
 	held  map[net.Conn]struct{}
@@ -153,11 +154,15 @@ func Start(opts Options) (*Flood, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Flood{opts: opts, hello: hello, stop: make(chan struct{}), held: make(map[net.Conn]struct{})}
+	f := &Flood{opts: opts, hello: hello, stop: make(chan struct{}), done: make(chan struct{}), held: make(map[net.Conn]struct{})}
 	for i := range opts.Conns {
 		kind := opts.Kinds[i%len(opts.Kinds)]
 		f.wg.Go(func() { f.worker(kind) })
 	}
+	go func() {
+		f.wg.Wait()
+		close(f.done)
+	}()
 	return f, nil
 }
 
@@ -171,11 +176,16 @@ func (f *Flood) Stop() Result {
 			c.Close() // unblocks the worker's read; the error says nothing
 		}
 		f.mu.Unlock()
-		f.wg.Wait()
+		<-f.done
 	})
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.res
+	return f.Snapshot()
+}
+
+// Wait waits for the flood to end by itself, its MaxDials spent and each
+// connection closed or held for Bound, and returns what it saw.
+func (f *Flood) Wait() Result {
+	<-f.done
+	return f.Snapshot()
 }
 
 // Snapshot is what the flood has seen so far.

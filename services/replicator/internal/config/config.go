@@ -65,6 +65,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// LogFormat is "json" or "console".
 	LogFormat string
+	// MaxConns caps the connections open at once on each TCP listener
+	// (gRPC, Raft, metrics); past it new connections are closed at once.
+	MaxConns int
+	// MaxConnsPerIP caps the connections open at once on each TCP listener
+	// from one remote address (an IPv4 address or an IPv6 /64).
+	MaxConnsPerIP int
 }
 
 // Default returns the defaults for a single local node.
@@ -80,6 +86,13 @@ func Default() Config {
 		PreferredLeaderInterval: 30 * time.Second,
 		ShutdownTimeout:         10 * time.Second,
 		LogFormat:               "json",
+		// A replicator's callers are its broker, the other nodes, admin
+		// and the CLI: 1024 is far past a cluster's needs and well inside
+		// the descriptors the process has. 64 per address leaves room for
+		// a node's pooled Raft and gRPC connections, while a flood from
+		// one address gets a sixteenth of the slots.
+		MaxConns:      1024,
+		MaxConnsPerIP: 64,
 	}
 }
 
@@ -113,6 +126,8 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.PreferredLeaderInterval, "preferred-leader-interval", c.PreferredLeaderInterval, "preferred leader rebalancing period; negative disables")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown bound")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "connections open at once on each listener (gRPC, Raft, metrics); more are closed at once")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "connections open at once on each listener from one remote address (IPv4, or IPv6 /64)")
 
 	// Environment first: STRATA_NODE_ID for --node-id and so on.
 	var envErr error
@@ -225,6 +240,12 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown-timeout must be > 0, got %s", c.ShutdownTimeout))
+	}
+	if c.MaxConns < 1 {
+		errs = append(errs, fmt.Errorf("max-conns must be >= 1, got %d", c.MaxConns))
+	}
+	if c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns {
+		errs = append(errs, fmt.Errorf("max-conns-per-ip must be >= 1 and <= max-conns (%d), got %d", c.MaxConns, c.MaxConnsPerIP))
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("log-format must be json or console, got %q", c.LogFormat))

@@ -37,6 +37,13 @@ func TestParseFlagsAndEnv(t *testing.T) {
 	if c.BrokerAdvertise != c.BrokerAddr {
 		t.Fatalf("broker advertise %q", c.BrokerAdvertise)
 	}
+	c, err = Parse(append(valid(), "--max-conns-per-ip=5"), env(map[string]string{"STRATA_MAX_CONNS": "100", "STRATA_MAX_CONNS_PER_IP": "50"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConns != 100 || c.MaxConnsPerIP != 5 {
+		t.Fatalf("max-conns %d, max-conns-per-ip %d; want 100 from the environment and 5 from the flag", c.MaxConns, c.MaxConnsPerIP)
+	}
 }
 
 func TestValidateNamesTheProblem(t *testing.T) {
@@ -55,6 +62,9 @@ func TestValidateNamesTheProblem(t *testing.T) {
 		{"both bootstraps", []string{"--bootstrap", "--bootstrap-expect=3"}, nil, "exclusive"},
 		{"bad env", nil, map[string]string{"STRATA_BOOTSTRAP_EXPECT": "three"}, "STRATA_BOOTSTRAP_EXPECT"},
 		{"log format", []string{"--log-format=xml"}, nil, "log-format"},
+		{"zero max conns", []string{"--max-conns=0"}, nil, "max-conns must be >= 1, got 0"},
+		{"per-ip cap above total", nil, map[string]string{"STRATA_MAX_CONNS": "10", "STRATA_MAX_CONNS_PER_IP": "11"},
+			"max-conns-per-ip must be >= 1 and <= max-conns (10), got 11"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

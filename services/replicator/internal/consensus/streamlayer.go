@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -41,7 +42,15 @@ type StreamLayer struct {
 	server    *tls.Config
 	client    *tls.Config
 	resolve   PeerResolver
+	// handshakeTimeout bounds an accepted connection's TLS handshake.
+	handshakeTimeout time.Duration
 }
+
+// HandshakeTimeout bounds the TLS handshake of an accepted peer
+// connection: Raft reads its connections without deadlines, so without it
+// a connection that never sends a byte would be held for good. A
+// handshake between nodes takes a few round trips.
+const HandshakeTimeout = 10 * time.Second
 
 var _ raft.StreamLayer = (*StreamLayer)(nil)
 
@@ -70,7 +79,7 @@ func NewStreamLayer(ln net.Listener, advertise net.Addr, server, client *tls.Con
 		}
 		return nil
 	})
-	return &StreamLayer{ln: ln, advertise: advertise, server: srv, client: client, resolve: resolve}
+	return &StreamLayer{ln: ln, advertise: advertise, server: srv, client: client, resolve: resolve, handshakeTimeout: HandshakeTimeout}
 }
 
 func chainVerify(first, second func(tls.ConnectionState) error) func(tls.ConnectionState) error {
@@ -99,13 +108,78 @@ func peerCN(cs tls.ConnectionState) (string, error) {
 }
 
 // Accept waits for a peer connection. The TLS handshake (and the identity
-// check) runs on the connection's first read or write.
+// check) runs on the connection's first read or write, and must finish
+// within HandshakeTimeout of the accept.
 func (s *StreamLayer) Accept() (net.Conn, error) {
 	c, err := s.ln.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return tls.Server(c, s.server), nil
+	if err := c.SetDeadline(time.Now().Add(s.handshakeTimeout)); err != nil {
+		return nil, errors.Join(fmt.Errorf("consensus: handshake deadline: %w", err), c.Close())
+	}
+	return &handshakeConn{Conn: tls.Server(c, s.server)}, nil
+}
+
+// handshakeConn is an accepted connection under its handshake deadline:
+// the first read or write finishes the handshake, then clears the
+// deadline, unless the caller set deadlines of its own meanwhile.
+type handshakeConn struct {
+	*tls.Conn
+	mu        sync.Mutex
+	done      bool // the handshake finished and the deadline was handled
+	callerSet bool // the caller set a deadline before that
+}
+
+func (c *handshakeConn) handshake() error {
+	if err := c.Conn.Handshake(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return nil
+	}
+	c.done = true
+	if c.callerSet {
+		return nil
+	}
+	return c.Conn.SetDeadline(time.Time{})
+}
+
+func (c *handshakeConn) Read(p []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *handshakeConn) Write(p []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *handshakeConn) SetDeadline(t time.Time) error {
+	c.callerSets()
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *handshakeConn) SetReadDeadline(t time.Time) error {
+	c.callerSets()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *handshakeConn) SetWriteDeadline(t time.Time) error {
+	c.callerSets()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *handshakeConn) callerSets() {
+	c.mu.Lock()
+	c.callerSet = true
+	c.mu.Unlock()
 }
 
 // Close closes the listener.

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
+
+	"github.com/strata-log/strata/pkg/connlimit/flood"
 
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
@@ -137,4 +140,69 @@ func TestStreamLayerAcceptRequiresReplicatorCert(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStreamLayerHandshakeDeadline: Raft reads an accepted connection
+// without a deadline, so the stream layer bounds the handshake itself: a
+// peer that says nothing, or stalls mid-handshake, is dropped at the
+// deadline; a peer that finishes its handshake is not dropped later.
+func TestStreamLayerHandshakeDeadline(t *testing.T) {
+	const deadline = 300 * time.Millisecond
+	ca := testutil.NewCA(t)
+	for _, kind := range []flood.Kind{flood.Idle, flood.PartialHello, flood.StalledHandshake} {
+		t.Run(kind.String(), func(t *testing.T) {
+			srv := serve(t, ca, "replicator-2")
+			srv.handshakeTimeout = deadline
+			accepted := raftRead(srv)
+			f, err := flood.Start(flood.Options{Addr: srv.Addr().String(), From: "127.0.0.1", Conns: 1, MaxDials: 1,
+				Kinds: []flood.Kind{kind}, Bound: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Stop() })
+			srvErr := <-accepted
+			res := f.Wait()
+			if !errors.Is(srvErr, os.ErrDeadlineExceeded) {
+				t.Errorf("server read: %v, want the handshake deadline", srvErr)
+			}
+			if len(res.Closed) != 1 || res.Closed[0].Lifetime < deadline || res.Closed[0].Lifetime > deadline+time.Second {
+				t.Errorf("flood: %+v, want its connection closed at the %v deadline", res, deadline)
+			}
+		})
+	}
+	t.Run("finished handshake", func(t *testing.T) {
+		srv := serve(t, ca, "replicator-2")
+		srv.handshakeTimeout = deadline
+		accepted := raftRead(srv)
+		conn, err := tls.Dial("tcp", srv.Addr().String(), ca.ClientTLS(t, "replicator-3"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// The byte comes well after the handshake deadline has passed.
+		time.Sleep(2 * deadline) // the pause is the test's subject, not a wait for a condition
+		if _, err := conn.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-accepted; err != nil {
+			t.Fatalf("server read after the deadline: %v", err)
+		}
+	})
+}
+
+// raftRead accepts one connection and reads one byte from it with no
+// deadline of its own, as Raft's transport does.
+func raftRead(sl *StreamLayer) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		c, err := sl.Accept()
+		if err != nil {
+			out <- err
+			return
+		}
+		defer c.Close()
+		_, err = io.ReadFull(c, make([]byte, 1))
+		out <- err
+	}()
+	return out
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/connlimit/grpclimit"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
 )
@@ -65,6 +66,9 @@ type Deps struct {
 	Forwarder *Forwarder
 	// ISR commits partition leaders' ISR changes (Controller.AlterPartition).
 	ISR ISRChanger
+	// Limits are the connection and stream limits; the zero value means
+	// the defaults.
+	Limits Limits
 }
 
 // New returns a gRPC server with the Topics, Controller, Metadata, health
@@ -74,14 +78,27 @@ func New(tlsConf *tls.Config, authz *acl.Interceptor, deps Deps, lg *zap.Logger)
 	if lg == nil {
 		lg = zap.NewNop()
 	}
+	lim := deps.Limits.withDefaults()
+	gl := grpclimit.New(grpclimit.Options{
+		MaxStreamsPerConn:     lim.MaxStreamsPerConn,
+		MaxStreamsPerIdentity: lim.MaxStreamsPerIdentity,
+		Identity:              verifiedIdentity,
+		Metrics:               lim.Metrics,
+		Logger:                lg.Named("limits"),
+	})
 	srv := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsConf)),
+		grpc.Creds(gl.Credentials(credentials.NewTLS(tlsConf))),
+		grpc.ConnectionTimeout(lim.HandshakeTimeout),
+		grpc.MaxConcurrentStreams(lim.MaxStreamsPerConn),
+		grpc.StatsHandler(gl.StatsHandler()),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(logUnary(lg.Named("grpc")), authz.Unary()),
-		grpc.ChainStreamInterceptor(authz.Stream()),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: KeepaliveTimeout}),
+		// The per-identity cap before authorization, so that a refused
+		// call runs no policy check.
+		grpc.ChainUnaryInterceptor(logUnary(lg.Named("grpc")), gl.UnaryInterceptor(), authz.Unary()),
+		grpc.ChainStreamInterceptor(gl.StreamInterceptor(), authz.Stream()),
 	)
 	svc := &service{lg: lg.Named("topics"), deps: deps}
 	stratav1.RegisterTopicsServer(srv, &topicsServer{service: svc})
