@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/stats"
 
@@ -106,12 +107,17 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 			ISR:         []int32{cfg.NodeID},
 		}
 	}
+	var lease time.Duration // a single node has no replicator to confirm it, and no rival
+	if cfg.ClusterMode() {
+		lease = cfg.LeaderLease
+	}
 	b.reg, err = topic.Open(topic.Options{
 		Dir:          cfg.DataDir,
 		Defaults:     cfg.TopicDefaults,
 		State:        state,
 		OpenLog:      opts.OpenLog,
 		ObserveFsync: m.ObserveFsync,
+		LeaderLease:  lease,
 		Logger:       lg,
 	})
 	if err != nil {
@@ -242,10 +248,16 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 			stratav1.NewControllerClient(b.replicator), lg)
 		var ctx context.Context
 		ctx, b.stopISR = context.WithCancel(context.Background())
-		b.wg.Add(1)
+		keeper := isr.NewLeaseKeeper(isr.LeaseOptions{NodeID: cfg.NodeID, Lease: lease, Partitions: b.partitions, OnEvent: m.LeaderLease},
+			stratav1.NewMetadataClient(b.replicator), lg)
+		b.wg.Add(2)
 		go func() {
 			defer b.wg.Done()
 			mgr.Run(ctx)
+		}()
+		go func() {
+			defer b.wg.Done()
+			keeper.Run(ctx)
 		}()
 	}
 	lg.Info("broker started",
@@ -413,7 +425,12 @@ func dialReplicator(addr string, rl *pki.Reloader) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: replicator tls: %w", err)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+	// The replicator is this node's own: after it restarts, reconnect
+	// within a second (gRPC's default backoff grows to 2 minutes), or the
+	// leader lease, ISR changes and forwarded calls wait that long.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
+		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: 5 * time.Second,
+			Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}}))
 	if err != nil {
 		return nil, fmt.Errorf("broker: replicator client %s: %w", addr, err)
 	}

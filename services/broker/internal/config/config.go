@@ -65,6 +65,14 @@ type Config struct {
 	// ReplicaLagMax is how long a follower may go without catching up to
 	// the leader's log end before the leader asks to drop it from the ISR.
 	ReplicaLagMax time.Duration
+	// LeaderLease is how long, in cluster mode, a partition leader goes on
+	// accepting produce after its replicator last confirmed the leadership
+	// (the replicator re-confirms every quarter lease). A broker whose
+	// replicator died or lost the Raft majority stops acknowledging writes
+	// within it. Keep it below the controller's failure detection (Serf's,
+	// 5 s or more) less the 2 s a replicator may lag the Raft leader, so
+	// that the old leader stops before a new one is elected.
+	LeaderLease time.Duration
 
 	// TopicDefaults fills the zero fields of a CreateTopic config.
 	TopicDefaults topic.Config
@@ -172,6 +180,7 @@ func Default() Config {
 		ShutdownTimeout:        10 * time.Second,
 		RetentionCheckInterval: time.Minute,
 		ReplicaLagMax:          5 * time.Second,
+		LeaderLease:            3 * time.Second,
 	}
 }
 
@@ -298,6 +307,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReplicaLagMax < 100*time.Millisecond {
 		bad("replica-lag-max must be >= 100ms, got %s", c.ReplicaLagMax)
+	}
+	if c.LeaderLease < 500*time.Millisecond {
+		bad("leader-lease must be >= 500ms, got %s", c.LeaderLease)
 	}
 	if c.RetentionCheckInterval < time.Second {
 		bad("retention-check-interval must be >= 1s, got %s", c.RetentionCheckInterval)

@@ -52,6 +52,7 @@ func TestValidate(t *testing.T) {
 		{"short keepalive", func(c *Config) { c.KeepaliveTime = time.Millisecond }, "keepalive-time must be >= 1s"},
 		{"zero shutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown-timeout must be > 0"},
 		{"fast retention", func(c *Config) { c.RetentionCheckInterval = time.Millisecond }, "retention-check-interval must be >= 1s"},
+		{"short leader lease", func(c *Config) { c.LeaderLease = 100 * time.Millisecond }, "leader-lease must be >= 500ms, got 100ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,5 +144,27 @@ func TestParseConnectionLimits(t *testing.T) {
 	}
 	if c.HandshakeTimeout != 3*time.Second || c.MaxConns != 100 || c.MaxConnsPerIP != 5 || c.MaxStreamsPerIdentity != 7 || c.MaxConcurrentStreams != 9 {
 		t.Errorf("got handshake=%s conns=%d per-ip=%d per-identity=%d per-conn=%d", c.HandshakeTimeout, c.MaxConns, c.MaxConnsPerIP, c.MaxStreamsPerIdentity, c.MaxConcurrentStreams)
+	}
+}
+
+// TestParseLeaderLease: the leader lease is a flag and a STRATA_* variable,
+// 3s by default.
+func TestParseLeaderLease(t *testing.T) {
+	c, err := Parse([]string{"--insecure-no-auth"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LeaderLease != 3*time.Second {
+		t.Errorf("default LeaderLease = %s, want 3s", c.LeaderLease)
+	}
+	env := map[string]string{"STRATA_LEADER_LEASE": "2s", "STRATA_INSECURE_NO_AUTH": "true"}
+	if c, err = Parse(nil, func(k string) string { return env[k] }, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if c.LeaderLease != 2*time.Second {
+		t.Errorf("LeaderLease = %s, want 2s from STRATA_LEADER_LEASE", c.LeaderLease)
+	}
+	if _, err := Parse([]string{"--leader-lease", "10ms"}, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "leader-lease") {
+		t.Errorf("--leader-lease 10ms: err = %v, want a refusal naming leader-lease", err)
 	}
 }

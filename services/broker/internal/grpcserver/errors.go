@@ -76,6 +76,7 @@ func toStatus(err error) error {
 	case errors.Is(err, partition.ErrBadReplicaRequest), errors.Is(err, logstore.ErrBadBatch):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, partition.ErrNotEnoughReplicas),
+		errors.Is(err, partition.ErrLeaseExpired),
 		errors.Is(err, partition.ErrClosed),
 		errors.Is(err, partition.ErrStopped),
 		errors.Is(err, topic.ErrClosed),

@@ -170,6 +170,8 @@ func TestToStatus(t *testing.T) {
 		{"out of range", &logstore.OutOfRangeError{Offset: 9, Start: 0, End: 3}, codes.OutOfRange},
 		{"not leader", &partition.NotLeaderError{LeaderID: 2}, codes.FailedPrecondition},
 		{"isr", &partition.NotEnoughReplicasError{ISR: 1, MinISR: 2}, codes.Unavailable},
+		{"isr after append", &partition.NotEnoughReplicasError{ISR: 1, MinISR: 2, AfterAppend: true}, codes.Unavailable},
+		{"lease expired", fmt.Errorf("produce: %w", &partition.LeaseExpiredError{Topic: "t", Epoch: 3, Since: 4 * time.Second, Lease: 3 * time.Second}), codes.Unavailable},
 		{"closed", logstore.ErrClosed, codes.Unavailable},
 		{"failed", logstore.ErrFailed, codes.Unavailable},
 		{"corrupt", &logstore.CorruptError{}, codes.DataLoss},

@@ -68,6 +68,7 @@ type Metrics struct {
 	openStreams     *prometheus.GaugeVec
 	fsync           prometheus.Histogram
 	isrChanges      *prometheus.CounterVec
+	leaseEvents     *prometheus.CounterVec
 	fetchBytes      *prometheus.CounterVec
 }
 
@@ -93,6 +94,7 @@ func New(partitions func() []PartitionStat) *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.0001, 3, 10),
 	})).(prometheus.Histogram)
 	m.isrChanges = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_isr_changes_total", Help: "ISR changes this broker proposed as a leader, by outcome (shrink, expand, resign: leadership given up for a damaged log, failed)."}, []string{"kind"})).(*prometheus.CounterVec)
+	m.leaseEvents = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_leader_lease_events_total", Help: "Partitions this broker leads whose leader lease ran out (expired: produce refused until its replicator confirms the leadership) or came back (renewed)."}, []string{"event"})).(*prometheus.CounterVec)
 	m.fetchBytes = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_fetch_bytes_total", Help: "Frame bytes sent to followers by Fetch streams."}, []string{"topic"})).(*prometheus.CounterVec)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if partitions != nil {
@@ -118,6 +120,9 @@ func (m *Metrics) Consumed(topic string, records, bytes int) {
 
 // ISRChange counts an ISR proposal or a resignation by outcome.
 func (m *Metrics) ISRChange(kind string) { m.isrChanges.WithLabelValues(kind).Inc() }
+
+// LeaderLease counts a leader lease event ("expired", "renewed").
+func (m *Metrics) LeaderLease(event string) { m.leaseEvents.WithLabelValues(event).Inc() }
 
 // Fetched counts frame bytes sent to a follower.
 func (m *Metrics) Fetched(topic string, bytes int) {

@@ -3,6 +3,7 @@ package partition
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 var (
@@ -104,3 +105,27 @@ var (
 	// ErrBadReplicaRequest is a malformed replication request.
 	ErrBadReplicaRequest = errors.New("partition: bad replication request")
 )
+
+// ErrLeaseExpired means this broker leads the partition as far as it knows,
+// but its replicator has not confirmed that leadership within the leader
+// lease: the controller may have moved it, so produce is refused; see
+// LeaseExpiredError.
+var ErrLeaseExpired = errors.New("partition: leader lease expired")
+
+// LeaseExpiredError: a leader whose leadership was last confirmed longer
+// than the lease ago. errors.Is(err, ErrLeaseExpired) holds.
+type LeaseExpiredError struct {
+	Topic     string
+	Partition int32
+	Epoch     int32
+	// Since is the time since the last confirmation; Lease the bound.
+	Since, Lease time.Duration
+}
+
+func (e *LeaseExpiredError) Error() string {
+	return fmt.Sprintf("partition: %s/%d: leadership in epoch %d last confirmed %s ago, more than the leader lease %s (this node's replicator may be down and leadership may have moved; refresh metadata and retry)",
+		e.Topic, e.Partition, e.Epoch, e.Since.Round(time.Millisecond), e.Lease)
+}
+
+// Is reports target == ErrLeaseExpired.
+func (e *LeaseExpiredError) Is(target error) bool { return target == ErrLeaseExpired }

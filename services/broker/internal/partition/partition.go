@@ -68,7 +68,13 @@ type Options struct {
 	State             State
 	// Logger; nil means zap.NewNop().
 	Logger *zap.Logger
-	// Now is the broker clock for record timestamps; nil means time.Now.
+	// LeaderLease, when > 0, is how long this broker may accept produce as
+	// the partition's leader after its replicator last confirmed that
+	// leadership (lease.go); zero means no lease (a single node, which has
+	// no replicator and no other leader). Cluster mode sets it.
+	LeaderLease time.Duration
+	// Now is the broker clock for record timestamps and the lease; nil
+	// means time.Now.
 	Now func() time.Time
 }
 
@@ -96,6 +102,12 @@ type Partition struct {
 	leaderSince time.Time // when this broker began leading in this epoch
 	epochStart  int64     // log end offset then
 
+	// The leader lease (lease.go): confirmed, guarded by rmu, is the last
+	// time this node's replicator confirmed the leadership in the current
+	// epoch.
+	lease     time.Duration
+	confirmed time.Time
+
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -119,6 +131,7 @@ func New(log Log, o Options) *Partition {
 		hwChanged:    make(chan struct{}),
 		followers:    make(map[int32]*followerState),
 		closed:       make(chan struct{}),
+		lease:        o.LeaderLease,
 	}
 	p.SetLimits(o.MaxRecordBytes, o.MinInsyncReplicas)
 	// A restarted partition serves up to the HW it had checkpointed, never
@@ -247,7 +260,8 @@ type ProduceResult struct {
 
 // Produce validates and appends a batch. Records keep the producer's
 // timestamp when set (> 0), else get the broker's time. With acks=ALL it
-// returns once the high watermark passed the batch.
+// returns once the high watermark passed the batch. A leader whose lease
+// expired refuses every batch, whatever its acks (LeaseExpiredError).
 func (p *Partition) Produce(ctx context.Context, recs []*stratav1.Record, acks stratav1.Acks) (ProduceResult, error) {
 	if len(recs) == 0 {
 		return ProduceResult{}, ErrEmptyBatch
@@ -255,6 +269,9 @@ func (p *Partition) Produce(ctx context.Context, recs []*stratav1.Record, acks s
 	st := p.State()
 	if st.Role != RoleLeader {
 		return ProduceResult{}, &NotLeaderError{Topic: p.topic, Partition: p.id, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr, Epoch: st.LeaderEpoch}
+	}
+	if err := p.leaseErr(st.LeaderEpoch); err != nil {
+		return ProduceResult{}, err
 	}
 	if acks == stratav1.Acks_ACKS_ALL {
 		if isr, need := len(st.ISR), int(p.minISR.Load()); isr < need {

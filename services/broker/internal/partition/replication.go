@@ -113,6 +113,9 @@ func (p *Partition) onStateChangeLocked(old, next State) {
 		p.leaderSince = p.now()
 		p.epochStart = p.log.LogEndOffset()
 	}
+	// The state comes from this node's replicator: it confirms the
+	// leadership as much as a renewal does (lease.go).
+	p.confirmed = p.now()
 	for id := range p.followers {
 		if !slices.Contains(next.Replicas, id) {
 			delete(p.followers, id)

@@ -56,7 +56,10 @@ type Options struct {
 	OpenLog OpenLogFunc
 	// ObserveFsync, when set, receives every log fsync's duration.
 	ObserveFsync func(time.Duration)
-	Logger       *zap.Logger
+	// LeaderLease is every partition's leader lease
+	// (partition.Options.LeaderLease); zero means none (a single node).
+	LeaderLease time.Duration
+	Logger      *zap.Logger
 }
 
 // Registry holds the broker's topics. Lookups are concurrent; create,
@@ -170,6 +173,7 @@ func (r *Registry) openTopic(name string, cfg Config) (*Topic, error) {
 			MaxRecordBytes:    int(cfg.MaxRecordBytes),
 			MinInsyncReplicas: int(cfg.MinInsyncReplicas),
 			State:             r.opts.State(name, id),
+			LeaderLease:       r.opts.LeaderLease,
 			Logger:            r.lg,
 		}))
 	}
