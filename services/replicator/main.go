@@ -30,10 +30,12 @@ import (
 	"github.com/strata-log/strata/pkg/pki"
 
 	"github.com/strata-log/strata/services/replicator/internal/applier"
+	"github.com/strata-log/strata/services/replicator/internal/brokerdial"
 	"github.com/strata-log/strata/services/replicator/internal/config"
 	"github.com/strata-log/strata/services/replicator/internal/controller"
 	"github.com/strata-log/strata/services/replicator/internal/fetcher"
 	"github.com/strata-log/strata/services/replicator/internal/grpcserver"
+	"github.com/strata-log/strata/services/replicator/internal/liveness"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
 	"github.com/strata-log/strata/services/replicator/internal/node"
 )
@@ -89,7 +91,7 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 	if err != nil {
 		return err
 	}
-	broker, err := applier.DialBroker(cfg.BrokerAddr, clientTLS, lg)
+	broker, err := applier.DialBroker(cfg.BrokerAddr, clientTLS, brokerdial.Options{MaxBackoff: cfg.BrokerReconnectBackoff}, lg)
 	if err != nil {
 		return err
 	}
@@ -145,7 +147,8 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		RaftListener: raftLn, RaftAdvertise: cfg.RaftAdvertise,
 		GRPCListener: grpcLn, Advertise: cfg.Advertise,
 		BrokerAdvertise: cfg.BrokerAdvertise, BrokerInternal: cfg.BrokerAddr, Broker: broker,
-		Local: broker.Replica(), Leaders: leaders,
+		Local: broker.Replica(), Leaders: leaders, BrokerHealth: broker,
+		Liveness:        liveness.Options{Interval: cfg.BrokerProbeInterval, Timeout: cfg.BrokerProbeTimeout, Failures: cfg.BrokerProbeFailures},
 		BootstrapExpect: cfg.BootstrapExpect, Bootstrap: cfg.Bootstrap,
 		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn, Pprof: cfg.Pprof, Authorizer: authz,
 		Controller: controller.Options{PreferredLeaderInterval: cfg.PreferredLeaderInterval},

@@ -3,6 +3,7 @@ package applier
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,18 +12,22 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/strata-log/strata/pkg/grpctls"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/replicator/internal/brokerdial"
 )
 
 // GRPCBroker is the local broker reached over gRPC with mutual TLS (this
 // replicator's certificate). It watches the broker's grpc.health.v1 status
 // and signals Ready each time the broker turns SERVING, which covers a
-// broker restart that happened between two metadata changes.
+// broker restart that happened between two metadata changes: the watch
+// stream breaks with the connection, however short the restart. The
+// connection comes back within about a second of the broker's return
+// (internal/brokerdial), so Ready does too.
 type GRPCBroker struct {
 	lg     *zap.Logger
 	conn   *grpc.ClientConn
 	client stratav1.ReplicaClient
+	health healthpb.HealthClient
 	ready  chan struct{}
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -33,22 +38,41 @@ var (
 	_ TopicReleaser   = (*GRPCBroker)(nil)
 )
 
+// ErrNotServing is a health answer other than SERVING.
+var ErrNotServing = errors.New("applier: broker not serving")
+
 // DialBroker creates the client (connections are made lazily) and starts
 // the health watch.
-func DialBroker(addr string, tlsConf *tls.Config, lg *zap.Logger) (*GRPCBroker, error) {
+func DialBroker(addr string, tlsConf *tls.Config, opts brokerdial.Options, lg *zap.Logger) (*GRPCBroker, error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
-	conn, err := grpc.NewClient(addr, grpctls.DialOptions(tlsConf)...)
+	conn, err := brokerdial.Dial(addr, tlsConf, opts)
 	if err != nil {
-		return nil, fmt.Errorf("applier: broker client %s: %w", addr, err)
+		return nil, fmt.Errorf("applier: broker client: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &GRPCBroker{lg: lg.Named("broker-client"), conn: conn, client: stratav1.NewReplicaClient(conn),
-		ready: make(chan struct{}, 1), cancel: cancel}
+		health: healthpb.NewHealthClient(conn), ready: make(chan struct{}, 1), cancel: cancel}
 	b.wg.Add(1)
-	go b.watchHealth(ctx, healthpb.NewHealthClient(conn))
+	go b.watchHealth(ctx)
 	return b, nil
+}
+
+// Check asks the broker whether it serves (grpc.health.v1 Check for the
+// whole server): nil when SERVING, ErrNotServing wrapped with its status
+// otherwise, or the call's error. Without wait it fails at once when
+// there is no connection; with wait it waits for one until ctx ends
+// (liveness.Checker).
+func (b *GRPCBroker) Check(ctx context.Context, wait bool) error {
+	resp, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(wait))
+	if err != nil {
+		return err
+	}
+	if st := resp.GetStatus(); st != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("%w: %s", ErrNotServing, st)
+	}
+	return nil
 }
 
 // ApplyPartitionState calls the broker.
@@ -74,11 +98,15 @@ func (b *GRPCBroker) Replica() stratav1.ReplicaClient { return b.client }
 // Ready receives each time the broker becomes SERVING.
 func (b *GRPCBroker) Ready() <-chan struct{} { return b.ready }
 
-func (b *GRPCBroker) watchHealth(ctx context.Context, hc healthpb.HealthClient) {
+// watchHealth follows the broker's health, one stream after another. A
+// stream waits for the connection (WaitForReady), so the delay between two
+// is only for streams that fail without seeing SERVING; it stays short:
+// it adds to the time before a returning broker is used again.
+func (b *GRPCBroker) watchHealth(ctx context.Context) {
 	defer b.wg.Done()
 	wait := 100 * time.Millisecond
 	for {
-		serving := b.watchOnce(ctx, hc)
+		serving := b.watchOnce(ctx, b.health)
 		if ctx.Err() != nil {
 			return
 		}
@@ -92,7 +120,7 @@ func (b *GRPCBroker) watchHealth(ctx context.Context, hc healthpb.HealthClient) 
 			return
 		case <-t.C:
 		}
-		wait = min(2*wait, 5*time.Second)
+		wait = min(2*wait, time.Second)
 	}
 }
 

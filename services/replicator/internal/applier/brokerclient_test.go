@@ -13,6 +13,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/replicator/internal/brokerdial"
+	"github.com/strata-log/strata/services/replicator/internal/liveness"
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
 
@@ -39,6 +41,14 @@ func waitReady(t *testing.T, b *GRPCBroker) {
 // the server, its address and its stop function.
 func startBroker(t *testing.T, ca *testutil.CA, addr string) (*replicaServer, string, func()) {
 	t.Helper()
+	rs, _, addr, stop := startBrokerHealth(t, ca, addr)
+	return rs, addr, stop
+}
+
+// startBrokerHealth is startBroker that also returns the health server
+// (SERVING at start).
+func startBrokerHealth(t *testing.T, ca *testutil.CA, addr string) (*replicaServer, *health.Server, string, func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -46,10 +56,11 @@ func startBroker(t *testing.T, ca *testutil.CA, addr string) (*replicaServer, st
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerTLS(t, "broker-1"))))
 	rs := &replicaServer{got: make(chan *stratav1.ApplyPartitionStateRequest, 1)}
 	stratav1.RegisterReplicaServer(srv, rs)
-	healthpb.RegisterHealthServer(srv, health.NewServer()) // starts SERVING
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	return rs, ln.Addr().String(), func() {
+	return rs, hs, ln.Addr().String(), func() {
 		srv.Stop()
 		if err := <-served; err != nil {
 			t.Error(err)
@@ -60,7 +71,7 @@ func startBroker(t *testing.T, ca *testutil.CA, addr string) (*replicaServer, st
 func TestGRPCBrokerOverMTLSSignalsReadyOnRestart(t *testing.T) {
 	ca := testutil.NewCA(t)
 	rs, addr, stop := startBroker(t, ca, "127.0.0.1:0")
-	b, err := DialBroker(addr, ca.ClientTLS(t, "replicator-1"), zaptest.NewLogger(t))
+	b, err := DialBroker(addr, ca.ClientTLS(t, "replicator-1"), brokerdial.Options{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,4 +96,66 @@ func TestGRPCBrokerOverMTLSSignalsReadyOnRestart(t *testing.T) {
 	_, _, stop = startBroker(t, ca, addr)
 	defer stop()
 	waitReady(t, b)
+}
+
+// TestGRPCBrokerProbedDownAndUp: the liveness prober over a real broker
+// client reports the broker down when it answers NOT_SERVING and when it
+// is gone, and up again at once when it serves again; after a restart on
+// the same address it is up, and Ready fires, within about a second.
+func TestGRPCBrokerProbedDownAndUp(t *testing.T) {
+	ca := testutil.NewCA(t)
+	_, hs, addr, stop := startBrokerHealth(t, ca, "127.0.0.1:0")
+	b, err := DialBroker(addr, ca.ClientTLS(t, "replicator-1"), brokerdial.Options{}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	waitReady(t, b)
+
+	changed := make(chan bool, 8)
+	p := liveness.New(b, liveness.Options{Interval: 20 * time.Millisecond, Timeout: 500 * time.Millisecond,
+		OnChange: func(up bool) { changed <- up }}, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		p.Run(ctx)
+	}()
+	defer func() { cancel(); <-stopped }()
+	expect := func(want bool, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		select {
+		case up := <-changed:
+			if up != want {
+				t.Fatalf("reported up=%v, want %v", up, want)
+			}
+			return time.Since(start)
+		case <-time.After(within):
+			t.Fatalf("not reported up=%v within %s", want, within)
+			return 0
+		}
+	}
+
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	expect(false, 5*time.Second)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	expect(true, 5*time.Second)
+
+	stop()
+	expect(false, 5*time.Second)
+	_, _, _, stop = startBrokerHealth(t, ca, addr)
+	defer stop()
+	took := expect(true, 5*time.Second)
+	waitReady(t, b)
+	t.Logf("reported up %s after the broker restarted", took.Round(time.Millisecond))
+	select {
+	case up := <-changed:
+		t.Fatalf("flapped: reported up=%v while serving", up)
+	default:
+	}
 }

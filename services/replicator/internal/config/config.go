@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-log/strata/services/replicator/internal/liveness"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
 )
 
@@ -71,6 +72,18 @@ type Config struct {
 	// MaxConnsPerIP caps the connections open at once on each TCP listener
 	// from one remote address (an IPv4 address or an IPv6 /64).
 	MaxConnsPerIP int
+	// BrokerProbeInterval is how often the local broker's health is asked
+	// (internal/liveness); BrokerProbeTimeout bounds one probe, and
+	// BrokerProbeFailures probes failed in a row report the broker down
+	// (gossiped; the controller then moves its leaderships). A killed
+	// broker is reported down within Interval*Failures, a hung one within
+	// about Timeout*Failures.
+	BrokerProbeInterval, BrokerProbeTimeout time.Duration
+	BrokerProbeFailures                     int
+	// BrokerReconnectBackoff caps the wait between two attempts to
+	// connect to the local broker while it is away, so that it is used
+	// again within about that long of its return.
+	BrokerReconnectBackoff time.Duration
 }
 
 // Default returns the defaults for a single local node.
@@ -93,6 +106,13 @@ func Default() Config {
 		// one address gets a sixteenth of the slots.
 		MaxConns:      1024,
 		MaxConnsPerIP: 64,
+		// A killed broker is reported down 1-1.5s after it died; with the
+		// gossip and the election that leaves the move of its leaderships
+		// well inside issue 12's 6s. One or two slow probes change nothing.
+		BrokerProbeInterval:    liveness.DefaultInterval,
+		BrokerProbeTimeout:     liveness.DefaultTimeout,
+		BrokerProbeFailures:    liveness.DefaultFailures,
+		BrokerReconnectBackoff: 500 * time.Millisecond,
 	}
 }
 
@@ -128,6 +148,10 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "connections open at once on each listener (gRPC, Raft, metrics); more are closed at once")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "connections open at once on each listener from one remote address (IPv4, or IPv6 /64)")
+	fs.DurationVar(&c.BrokerProbeInterval, "broker-probe-interval", c.BrokerProbeInterval, "how often the local broker's health is probed")
+	fs.DurationVar(&c.BrokerProbeTimeout, "broker-probe-timeout", c.BrokerProbeTimeout, "bound of one probe of the local broker")
+	fs.IntVar(&c.BrokerProbeFailures, "broker-probe-failures", c.BrokerProbeFailures, "probes failed in a row that report the local broker down (its leaderships move)")
+	fs.DurationVar(&c.BrokerReconnectBackoff, "broker-reconnect-backoff", c.BrokerReconnectBackoff, "longest wait between two attempts to connect to the local broker while it is away")
 
 	// Environment first: STRATA_NODE_ID for --node-id and so on.
 	var envErr error
@@ -246,6 +270,17 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns {
 		errs = append(errs, fmt.Errorf("max-conns-per-ip must be >= 1 and <= max-conns (%d), got %d", c.MaxConns, c.MaxConnsPerIP))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"broker-probe-interval", c.BrokerProbeInterval}, {"broker-probe-timeout", c.BrokerProbeTimeout}, {"broker-reconnect-backoff", c.BrokerReconnectBackoff}} {
+		if d.v < 10*time.Millisecond {
+			errs = append(errs, fmt.Errorf("%s must be >= 10ms, got %s", d.name, d.v))
+		}
+	}
+	if c.BrokerProbeFailures < 1 {
+		errs = append(errs, fmt.Errorf("broker-probe-failures must be >= 1, got %d", c.BrokerProbeFailures))
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("log-format must be json or console, got %q", c.LogFormat))

@@ -44,6 +44,18 @@ func TestParseFlagsAndEnv(t *testing.T) {
 	if c.MaxConns != 100 || c.MaxConnsPerIP != 5 {
 		t.Fatalf("max-conns %d, max-conns-per-ip %d; want 100 from the environment and 5 from the flag", c.MaxConns, c.MaxConnsPerIP)
 	}
+	d := Default()
+	if d.BrokerProbeInterval != 500*time.Millisecond || d.BrokerProbeTimeout != time.Second || d.BrokerProbeFailures != 3 || d.BrokerReconnectBackoff != 500*time.Millisecond {
+		t.Fatalf("broker probe defaults %s/%s/%d, reconnect %s", d.BrokerProbeInterval, d.BrokerProbeTimeout, d.BrokerProbeFailures, d.BrokerReconnectBackoff)
+	}
+	c, err = Parse(append(valid(), "--broker-probe-failures=5"), env(map[string]string{"STRATA_BROKER_PROBE_INTERVAL": "250ms",
+		"STRATA_BROKER_PROBE_TIMEOUT": "2s", "STRATA_BROKER_PROBE_FAILURES": "4", "STRATA_BROKER_RECONNECT_BACKOFF": "1s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BrokerProbeInterval != 250*time.Millisecond || c.BrokerProbeTimeout != 2*time.Second || c.BrokerProbeFailures != 5 || c.BrokerReconnectBackoff != time.Second {
+		t.Fatalf("broker probe %s/%s/%d, reconnect %s; want 250ms, 2s, 5 (the flag) and 1s", c.BrokerProbeInterval, c.BrokerProbeTimeout, c.BrokerProbeFailures, c.BrokerReconnectBackoff)
+	}
 }
 
 func TestValidateNamesTheProblem(t *testing.T) {
@@ -63,6 +75,10 @@ func TestValidateNamesTheProblem(t *testing.T) {
 		{"bad env", nil, map[string]string{"STRATA_BOOTSTRAP_EXPECT": "three"}, "STRATA_BOOTSTRAP_EXPECT"},
 		{"log format", []string{"--log-format=xml"}, nil, "log-format"},
 		{"zero max conns", []string{"--max-conns=0"}, nil, "max-conns must be >= 1, got 0"},
+		{"zero probe interval", []string{"--broker-probe-interval=0s"}, nil, "broker-probe-interval must be >= 10ms, got 0s"},
+		{"tiny probe timeout", nil, map[string]string{"STRATA_BROKER_PROBE_TIMEOUT": "1ms"}, "broker-probe-timeout must be >= 10ms, got 1ms"},
+		{"no probe failures", []string{"--broker-probe-failures=0"}, nil, "broker-probe-failures must be >= 1, got 0"},
+		{"zero reconnect backoff", []string{"--broker-reconnect-backoff=0s"}, nil, "broker-reconnect-backoff must be >= 10ms, got 0s"},
 		{"per-ip cap above total", nil, map[string]string{"STRATA_MAX_CONNS": "10", "STRATA_MAX_CONNS_PER_IP": "11"},
 			"max-conns-per-ip must be >= 1 and <= max-conns (10), got 11"},
 	}

@@ -13,16 +13,20 @@ import (
 // fetchers react to the same metadata change independently, and a
 // fetcher must not Append or Truncate before its broker is in the epoch.
 // The broker itself stays the authority: a fetcher still checks
-// PartitionStatus (a restarted broker may have forgotten the state).
+// PartitionStatus (a restarted broker may have forgotten the state), and
+// a fetcher that failed retries as soon as its partition's state is
+// applied again (a broker back from a restart: reapplied), not after its
+// backoff.
 type Applied struct {
 	mu      sync.Mutex
 	epochs  map[key]int32
-	changed chan struct{} // closed and replaced on every change
+	changed chan struct{}         // closed and replaced on every change
+	next    map[key]chan struct{} // closed at the next Observe of the key (reapplied)
 }
 
 // NewApplied returns an empty tracker.
 func NewApplied() *Applied {
-	return &Applied{epochs: map[key]int32{}, changed: make(chan struct{})}
+	return &Applied{epochs: map[key]int32{}, changed: make(chan struct{}), next: map[key]chan struct{}{}}
 }
 
 // Observe records one successful ApplyPartitionState (applier.Options.OnApply).
@@ -39,6 +43,23 @@ func (a *Applied) Observe(req *stratav1.ApplyPartitionStateRequest) {
 	}
 	close(a.changed)
 	a.changed = make(chan struct{})
+	if ch, ok := a.next[k]; ok {
+		close(ch)
+		delete(a.next, k)
+	}
+}
+
+// reapplied returns a channel closed the next time the applier tells the
+// local broker k's state, whatever it is.
+func (a *Applied) reapplied(k key) <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ch, ok := a.next[k]
+	if !ok {
+		ch = make(chan struct{})
+		a.next[k] = ch
+	}
+	return ch
 }
 
 // wait blocks until the local broker was told epoch (or a later one) for

@@ -8,8 +8,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/strata-log/strata/pkg/grpctls"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/services/replicator/internal/brokerdial"
 )
 
 // maxRecvBytes bounds one Fetch response; the leader's own bound
@@ -49,10 +49,13 @@ func (c *Conns) Leader(addr string) (Leader, error) {
 	conn, ok := c.conns[addr]
 	if !ok {
 		var err error
-		conn, err = grpc.NewClient(addr, append(grpctls.DialOptions(c.tls),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)))...)
+		// brokerdial: a leader back from a restart is reached within
+		// about a second, not after gRPC's minute-long backoff (it may be
+		// elected again soon after it returns).
+		conn, err = brokerdial.Dial(addr, c.tls, brokerdial.Options{},
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)))
 		if err != nil {
-			return nil, fmt.Errorf("fetcher: leader client %s: %w", addr, err)
+			return nil, fmt.Errorf("fetcher: leader client: %w", err)
 		}
 		c.conns[addr] = conn
 	}

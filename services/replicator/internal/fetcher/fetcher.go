@@ -39,10 +39,17 @@ func (m *Manager) newFetcher(a Assignment) *fetcher {
 // broker follows in the fetcher's epoch, resynchronizes the local log with
 // the leader's, and streams; after a failure it backs off, doubling the
 // delay while attempts make no progress. Until the first progress the delay
-// starts at FirstBackoff: see Options.
+// starts at FirstBackoff: see Options. The applier telling the local
+// broker this partition's state again ends the delay at once: that is the
+// local broker back from a restart (or a crash), which had forgotten it;
+// the fetcher resumes with it instead of up to MaxBackoff later.
 func (f *fetcher) run(ctx context.Context) {
 	backoff := f.opts.FirstBackoff
 	for {
+		var reapplied <-chan struct{} // nil (never) without the tracker
+		if f.applied != nil {
+			reapplied = f.applied.reapplied(key{f.a.Topic, f.a.Partition})
+		}
 		progressed, err := f.attempt(ctx)
 		if ctx.Err() != nil {
 			return
@@ -60,6 +67,8 @@ func (f *fetcher) run(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-reapplied:
+			t.Stop()
 		}
 		backoff = min(2*backoff, f.opts.MaxBackoff)
 	}

@@ -131,6 +131,35 @@ func TestWaitsForLeaderEpoch(t *testing.T) {
 	e.waitSame(leader, true)
 }
 
+// TestResumesWhenTheLocalBrokerIsBack: a local broker that restarted has
+// forgotten its role, and the fetcher fails and backs off (here for 5-10s);
+// once the applier has told the broker the partition's state again (the
+// restart signal), the fetcher resumes at once, not after its backoff.
+func TestResumesWhenTheLocalBrokerIsBack(t *testing.T) {
+	e := newEnv(t, fakebroker.Options{})
+	leader := e.brokers[1]
+	leader.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, 0, 0, run("a", 0, 0, 10)...)
+	e.start(Options{MinBackoff: 10 * time.Second, MaxBackoff: 10 * time.Second}, true)
+	e.waitSame(leader, true)
+
+	// The local broker restarts: it no longer follows; the next append fails.
+	e.local.SetRole(topic, 0, stratav1.Role_ROLE_NONE, 0)
+	leader.Produce(topic, 0, "while-away")
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, _, _, _, errs := e.obs.snapshot(); errs["append/"+codes.FailedPrecondition.String()] == 0 {
+			return fmt.Errorf("errors so far %v", errs)
+		}
+		return nil
+	})
+	back := time.Now()
+	e.ready <- struct{}{}
+	leader.Produce(topic, 0, "after")
+	e.waitSame(leader, true)
+	if took := time.Since(back); took > 3*time.Second {
+		t.Fatalf("caught up %s after the state was applied again: the fetcher sat out its backoff", took)
+	}
+}
+
 // TestIdleLeaderIsDropped: a leader that keeps the stream open but sends
 // nothing, not even heartbeats, is given up after the idle timeout and
 // dialled again.

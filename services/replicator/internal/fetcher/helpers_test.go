@@ -38,12 +38,15 @@ type env struct {
 	local   *fakebroker.Broker
 	brokers map[int32]*fakebroker.Broker
 	obs     *recorder
+	// ready is the local broker's restart signal to the applier
+	// (applier.RestartNotifier).
+	ready chan struct{}
 }
 
 func newEnv(t *testing.T, fopts fakebroker.Options) *env {
 	t.Helper()
 	e := &env{t: t, ca: testutil.NewCA(t), fsm: metadata.NewFSM(zaptest.NewLogger(t)),
-		brokers: map[int32]*fakebroker.Broker{}, obs: newRecorder()}
+		brokers: map[int32]*fakebroker.Broker{}, obs: newRecorder(), ready: make(chan struct{}, 1)}
 	for id := int32(1); id <= 3; id++ {
 		b := fakebroker.Start(t, e.ca, fmt.Sprintf("broker-%d", id), fopts)
 		if id == localID {
@@ -91,8 +94,14 @@ func (e *env) electUntil(leader, epoch int32) {
 	}
 }
 
-// applierBroker adapts the local fake's client to applier.Broker.
-type applierBroker struct{ c stratav1.ReplicaClient }
+// applierBroker adapts the local fake's client to applier.Broker, with
+// the restart signal.
+type applierBroker struct {
+	c     stratav1.ReplicaClient
+	ready chan struct{}
+}
+
+func (b applierBroker) Ready() <-chan struct{} { return b.ready }
 
 func (b applierBroker) ApplyPartitionState(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) error {
 	_, err := b.c.ApplyPartitionState(ctx, req)
@@ -121,7 +130,7 @@ func (e *env) start(opts Options, gated bool) {
 	}
 	opts.Observer = e.obs
 	client := stratav1.NewReplicaClient(conn)
-	ap := applier.New(localID, e.fsm, applierBroker{client}, aopts, lg)
+	ap := applier.New(localID, e.fsm, applierBroker{client, e.ready}, aopts, lg)
 	m := New(localID, e.fsm, client, conns, applied, opts, lg)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

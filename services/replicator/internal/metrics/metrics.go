@@ -33,6 +33,8 @@ type Metrics struct {
 	// Replication is the fetchers' Observer.
 	Replication *Replication
 	actions     *prometheus.CounterVec
+	brokerUp    prometheus.Gauge
+	probeFails  prometheus.Counter
 }
 
 // New registers the collectors.
@@ -43,11 +45,36 @@ func New(src Sources) *Metrics {
 			Namespace: "strata", Subsystem: "controller", Name: "actions_total",
 			Help: "Changes made by the controller, by kind.",
 		}, []string{"kind"})}
+	m.brokerUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "strata", Subsystem: "local_broker", Name: "up",
+		Help: "1 while this node's broker counts as up, 0 once its liveness probe reported it down.",
+	})
+	m.brokerUp.Set(1)
+	m.probeFails = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "strata", Subsystem: "local_broker", Name: "probe_failures_total",
+		Help: "Liveness probes of this node's broker that failed (no answer within the timeout, or not SERVING).",
+	})
 	m.Replication = newReplication(time.Now)
-	reg.MustRegister(m.actions, &collector{src: src},
+	reg.MustRegister(m.actions, m.brokerUp, m.probeFails, &collector{src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.Replication.collectors()...)
 	return m
+}
+
+// LocalBrokerUp records what the liveness probe reported of the local broker.
+func (m *Metrics) LocalBrokerUp(up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.brokerUp.Set(v)
+}
+
+// LocalBrokerProbe counts one liveness probe of the local broker.
+func (m *Metrics) LocalBrokerProbe(ok bool) {
+	if !ok {
+		m.probeFails.Inc()
+	}
 }
 
 // ControllerAction counts one controller change.

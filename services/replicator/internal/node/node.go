@@ -31,6 +31,7 @@ import (
 	"github.com/strata-log/strata/services/replicator/internal/controller"
 	"github.com/strata-log/strata/services/replicator/internal/fetcher"
 	"github.com/strata-log/strata/services/replicator/internal/grpcserver"
+	"github.com/strata-log/strata/services/replicator/internal/liveness"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
 	"github.com/strata-log/strata/services/replicator/internal/metrics"
@@ -58,6 +59,13 @@ type Options struct {
 	BrokerInternal string
 	// Broker is the local broker client.
 	Broker applier.Broker
+	// BrokerHealth, when set, is probed (internal/liveness) and what the
+	// probe finds is gossiped (membership.SetBrokerUp): a node whose broker
+	// is down leads nothing and is out of every ISR. Nil: no probe, the
+	// broker counts as up while the node is.
+	BrokerHealth liveness.Checker
+	// Liveness tunes the probe; its OnChange and OnProbe are the node's.
+	Liveness liveness.Options
 	// Local is the local broker's Replica client for the fetchers and
 	// Leaders dials the partition leaders' brokers (fetcher.Conns, owned by
 	// the caller). With both set the node replicates every partition it
@@ -238,6 +246,16 @@ func Start(opts Options, lg *zap.Logger) (_ *Node, err error) {
 		return nil, err
 	}
 	n.members.Store(m)
+	if opts.BrokerHealth != nil {
+		lopts := opts.Liveness
+		lopts.OnChange, lopts.OnProbe = n.brokerLive, n.metrics.LocalBrokerProbe
+		p := liveness.New(opts.BrokerHealth, lopts, lg)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			p.Run(ctx)
+		}()
+	}
 	n.maybeBootstrap()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) // SERVING once caught up
 	lg.Info("replicator started", zap.String("raft", n.raftAdvertise()), zap.String("grpc", n.advertise()),
@@ -353,6 +371,21 @@ func (n *Node) isMember(id int32) bool {
 		}
 	}
 	return false
+}
+
+// brokerLive gossips what the liveness probe found of the local broker
+// (from the probe's goroutine). Serf raises a member-update event on every
+// member, which notifies the controller wherever it runs; the local one is
+// notified here as well, so that a controller on this node acts without
+// waiting for its own event.
+func (n *Node) brokerLive(up bool) {
+	n.metrics.LocalBrokerUp(up)
+	if m := n.members.Load(); m != nil {
+		if err := m.SetBrokerUp(up); err != nil {
+			n.lg.Warn("gossiping the local broker's status", zap.Bool("up", up), zap.Error(err))
+		}
+	}
+	n.ctrl.Notify()
 }
 
 // onMemberEvent runs on the membership event goroutine.

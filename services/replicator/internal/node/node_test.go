@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/strata-log/strata/services/replicator/internal/controller"
 	"github.com/strata-log/strata/services/replicator/internal/fakebroker"
 	"github.com/strata-log/strata/services/replicator/internal/fetcher"
+	"github.com/strata-log/strata/services/replicator/internal/liveness"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
@@ -70,6 +72,19 @@ type testNode struct {
 	node    *Node
 	// cn overrides the certificate common name (default replicator-<id>).
 	cn string
+	// health, when set, is the broker's health as the node's liveness
+	// probe sees it.
+	health *fakeHealth
+}
+
+// fakeHealth is a broker health check that answers as told.
+type fakeHealth struct{ down atomic.Bool }
+
+func (h *fakeHealth) Check(context.Context, bool) error {
+	if h.down.Load() {
+		return status.Error(codes.Unavailable, "connection refused")
+	}
+	return nil
 }
 
 type cluster struct {
@@ -147,6 +162,9 @@ func (c *cluster) start(tn *testNode, lg *zap.Logger) {
 		cn = tn.cn
 	}
 	opts := Options{Broker: tn.broker}
+	if tn.health != nil {
+		opts.BrokerHealth = tn.health
+	}
 	if tn.replica != nil {
 		tlsConf := c.ca.ClientTLS(c.t, cn)
 		conn, err := grpc.NewClient(tn.replica.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
@@ -168,6 +186,7 @@ func (c *cluster) start(tn *testNode, lg *zap.Logger) {
 		RaftListener: raftLn, GRPCListener: grpcLn, MetricsListener: metricsLn,
 		BrokerAdvertise: fmt.Sprintf("broker-%d.test:9092", tn.id), Broker: opts.Broker,
 		BrokerInternal: opts.BrokerInternal, Local: opts.Local, Leaders: opts.Leaders, Fetcher: opts.Fetcher,
+		BrokerHealth: opts.BrokerHealth, Liveness: liveness.Options{Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond},
 		BootstrapExpect: bootstrapExpect(len(c.nodes)), Bootstrap: len(c.nodes) == 1,
 		ServerTLS: c.ca.ServerTLS(c.t, cn), ClientTLS: c.ca.ClientTLS(c.t, cn),
 		Controller: controller.Options{ReconcileInterval: 500 * time.Millisecond, PreferredLeaderInterval: -1},
@@ -870,4 +889,79 @@ func TestAlterPartitionForwardedAndAuthorized(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestBrokerDownMovesLeadershipKeepsVoter: the liveness probe of a node
+// (here the controller's own) finds its broker down; within seconds every
+// node's metadata has it dead, the partitions it led led by another
+// in-sync replica in a higher epoch, and it out of every ISR, while it
+// stays a Raft voter. Its broker back, it is alive again, and it follows.
+func TestBrokerDownMovesLeadershipKeepsVoter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	lg := testutil.Logger(t, zap.WarnLevel)
+	c := newCluster(t, 3)
+	for _, tn := range c.nodes {
+		tn.health = &fakeHealth{}
+		c.start(tn, lg)
+	}
+	victim := c.leader(15 * time.Second)
+	c.waitBrokers(15*time.Second, map[int32]bool{1: true, 2: true, 3: true})
+	topics, _ := c.client(victim)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := topics.CreateTopic(ctx, &stratav1.CreateTopicRequest{Name: "orders",
+		Config: &stratav1.TopicConfig{Partitions: 3, ReplicationFactor: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, c, "orders", 3)
+	before := victim.node.FSM().State().Topics["orders"]
+	led := 0
+	for _, p := range before.Partitions {
+		if p.Leader == victim.id {
+			led++
+		}
+	}
+	if led == 0 {
+		t.Fatalf("node %d leads no partition: %+v", victim.id, before.Partitions)
+	}
+
+	down := time.Now()
+	victim.health.down.Store(true)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		for _, tn := range c.running() {
+			st := tn.node.FSM().State()
+			if st.IsAlive(victim.id) {
+				return fmt.Errorf("node %d sees broker %d alive", tn.id, victim.id)
+			}
+			for i, p := range st.Topics["orders"].Partitions {
+				old := before.Partitions[i]
+				if slices.Contains(p.ISR, victim.id) {
+					return fmt.Errorf("node %d: partition %d ISR %v still has %d", tn.id, i, p.ISR, victim.id)
+				}
+				if old.Leader == victim.id && (p.Leader == victim.id || p.Leader == metadata.NoLeader || p.LeaderEpoch <= old.LeaderEpoch || !slices.Contains(old.ISR, p.Leader)) {
+					return fmt.Errorf("node %d: partition %d led by %d in epoch %d (was %d in %d)", tn.id, i, p.Leader, p.LeaderEpoch, old.Leader, old.LeaderEpoch)
+				}
+			}
+		}
+		return nil
+	})
+	t.Logf("leadership moved off node %d %s after its broker went down", victim.id, time.Since(down).Round(time.Millisecond))
+	servers, err := c.leader(10 * time.Second).node.Raft().Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(servers, func(s raft.Server) bool {
+		return s.ID == raft.ServerID(strconv.Itoa(int(victim.id))) && s.Suffrage == raft.Voter
+	}) {
+		t.Fatalf("node %d is no longer a voter: %v", victim.id, servers)
+	}
+	if !strings.Contains(scrape(t, victim.node), "strata_local_broker_up 0") {
+		t.Fatal("strata_local_broker_up is not 0 while the broker is down")
+	}
+
+	victim.health.down.Store(false)
+	c.waitBrokers(10*time.Second, map[int32]bool{victim.id: true})
+	waitApplied(t, c, "orders", 3)
 }
