@@ -163,7 +163,16 @@ func (c *cluster) joinList() string {
 // start launches a node's replicator and broker.
 func (c *cluster) start(n *node) {
 	c.t.Helper()
-	f := func(name string) string { return filepath.Join(c.pki, name) }
+	c.startReplicator(n)
+	c.startBroker(n)
+}
+
+func (c *cluster) pkiFile(name string) string { return filepath.Join(c.pki, name) }
+
+// startReplicator launches a node's replicator alone.
+func (c *cluster) startReplicator(n *node) {
+	c.t.Helper()
+	f := c.pkiFile
 	id := strconv.Itoa(n.id)
 	n.replCmd, n.replExited = c.spawn(n.replLog, bins.replicator,
 		"--node-id", id, "--data-dir", n.replDir,
@@ -172,6 +181,13 @@ func (c *cluster) start(n *node) {
 		"--bootstrap-expect", "3", "--cluster-key-file", f("gossip.key"),
 		"--tls-cert", f("replicator-"+id+".pem"), "--tls-key", f("replicator-"+id+"-key.pem"), "--tls-ca", f("ca.pem"),
 		"--metrics-listen", "", "--preferred-leader-interval", "2s")
+}
+
+// startBroker launches a node's broker alone.
+func (c *cluster) startBroker(n *node) {
+	c.t.Helper()
+	f := c.pkiFile
+	id := strconv.Itoa(n.id)
 	n.brokerCmd, n.brokerExited = c.spawn(n.brokerLog, bins.broker,
 		"--node-id", id, "--data-dir", n.brokerDir, "--listen", n.broker, "--metrics-listen", "",
 		"--replicator-addr", n.repl, "--replica-lag-max", "3s",
@@ -201,25 +217,30 @@ func (c *cluster) spawn(logPath, bin string, args ...string) (*exec.Cmd, chan st
 
 // stop signals a node's processes and waits for them to exit.
 func (c *cluster) stop(n *node, sig syscall.Signal) {
-	for _, p := range []struct {
-		cmd    *exec.Cmd
-		exited chan struct{}
-	}{{n.brokerCmd, n.brokerExited}, {n.replCmd, n.replExited}} {
-		if p.cmd == nil {
-			continue
-		}
-		select {
-		case <-p.exited:
-			continue
-		default:
-		}
-		_ = p.cmd.Process.Signal(sig)
-		select {
-		case <-p.exited:
-		case <-time.After(15 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
+	stopProcess(n.brokerCmd, n.brokerExited, sig)
+	stopProcess(n.replCmd, n.replExited, sig)
+}
+
+// stopBroker signals a node's broker alone and waits for it to exit.
+func (c *cluster) stopBroker(n *node, sig syscall.Signal) {
+	stopProcess(n.brokerCmd, n.brokerExited, sig)
+}
+
+func stopProcess(cmd *exec.Cmd, exited chan struct{}, sig syscall.Signal) {
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-exited:
+		return
+	default:
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
 	}
 }
 
