@@ -38,7 +38,10 @@ type steadyProducer struct {
 
 func startSteadyProducer(t *testing.T, cl *client.Client, partition int32, prefix string) *steadyProducer {
 	t.Helper()
-	p, err := cl.NewProducer(client.ProducerOptions{Acks: client.AcksAll, DeliveryTimeout: 5 * time.Second, RequestTimeout: 2 * time.Second})
+	// Retries every 100ms at most (the default backoff grows to 1s): the
+	// time measured is the cluster's, not the client's backoff.
+	p, err := cl.NewProducer(client.ProducerOptions{Acks: client.AcksAll, DeliveryTimeout: 5 * time.Second, RequestTimeout: 2 * time.Second,
+		RetryBackoff: 10 * time.Millisecond, RetryBackoffMax: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +129,8 @@ func waitFor(t *testing.T, d time.Duration, f func() error) time.Time {
 // replicator stays up and acks=ALL produce to that partition runs. Its
 // replicator's probe reports the broker down, and the controller moves the
 // leadership of every partition it led to an in-sync replica in a higher
-// epoch; produce succeeds again. The broker is restarted: its replicator
+// epoch; produce succeeds again. The broker is restarted (brokerAway after
+// the kill): its replicator
 // sees it back, applies every partition state again, its fetchers resume
 // and the ISR is full again. No acknowledged record is lost, and every
 // copy is identical. The times are logged (detection + election, produce
@@ -197,6 +201,13 @@ func TestBrokerKillFailsOverAndReturns(t *testing.T) {
 	t.Logf("broker %d killed alone: leadership moved (detection + election) in %s, produce to partition 0 acknowledged again after %s",
 		victim, moved.Sub(killed).Round(10*time.Millisecond), resumed.Sub(killed).Round(10*time.Millisecond))
 
+	// The broker stays away a while longer: gRPC's own reconnect backoff
+	// (1s growing by 1.6) would by now wait seconds between attempts.
+	select {
+	case <-time.After(time.Until(killed.Add(brokerAway))):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
 	started := time.Now()
 	c.startBroker(vn)
 	ready := waitFor(t, 60*time.Second, func() error { return brokerServing(ctx, c, vn) })
@@ -249,6 +260,9 @@ func TestBrokerKillFailsOverAndReturns(t *testing.T) {
 	acks = append(acks, produceAll(t, others, "c", 200)...)
 	c.checkReplicas(t, acks, 3)
 }
+
+// brokerAway is how long after the kill the broker is started again.
+const brokerAway = 10 * time.Second
 
 // brokerServing asks n's broker whether it is SERVING (grpc.health.v1).
 func brokerServing(ctx context.Context, c *cluster, n *node) error {
