@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,8 +30,10 @@ type GRPCBroker struct {
 	client stratav1.ReplicaClient
 	health healthpb.HealthClient
 	ready  chan struct{}
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// checkFailed is set by a failed Check and cleared by the next success.
+	checkFailed atomic.Bool
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 var (
@@ -63,8 +66,23 @@ func DialBroker(addr string, tlsConf *tls.Config, opts brokerdial.Options, lg *z
 // whole server): nil when SERVING, ErrNotServing wrapped with its status
 // otherwise, or the call's error. Without wait it fails at once when
 // there is no connection; with wait it waits for one until ctx ends
-// (liveness.Checker).
+// (liveness.Checker). The first success after a failure signals Ready:
+// a broker that hung (stopped, swapping) and answers again kept its
+// connection and its health stream, which saw nothing, while the states
+// applied meanwhile failed.
 func (b *GRPCBroker) Check(ctx context.Context, wait bool) error {
+	err := b.check(ctx, wait)
+	if err != nil {
+		b.checkFailed.Store(true)
+		return err
+	}
+	if b.checkFailed.Swap(false) {
+		b.signalReady()
+	}
+	return nil
+}
+
+func (b *GRPCBroker) check(ctx context.Context, wait bool) error {
 	resp, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(wait))
 	if err != nil {
 		return err
@@ -143,12 +161,16 @@ func (b *GRPCBroker) watchOnce(ctx context.Context, hc healthpb.HealthClient) bo
 		now := resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 		if now && !serving {
 			sawServing = true
-			select {
-			case b.ready <- struct{}{}:
-			default:
-			}
+			b.signalReady()
 		}
 		serving = now
+	}
+}
+
+func (b *GRPCBroker) signalReady() {
+	select {
+	case b.ready <- struct{}{}:
+	default:
 	}
 }
 

@@ -3,6 +3,7 @@ package applier
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,5 +158,122 @@ func TestGRPCBrokerProbedDownAndUp(t *testing.T) {
 	case up := <-changed:
 		t.Fatalf("flapped: reported up=%v while serving", up)
 	default:
+	}
+}
+
+// hangingHealth is a health server that can hang: Check blocks while hung,
+// and Watch sends SERVING once and then nothing, as a stopped process's
+// open stream would.
+type hangingHealth struct {
+	healthpb.UnimplementedHealthServer
+	mu   sync.Mutex
+	gate chan struct{} // non-nil while hung; closed to resume
+}
+
+func (h *hangingHealth) setHung(hung bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case hung && h.gate == nil:
+		h.gate = make(chan struct{})
+	case !hung && h.gate != nil:
+		close(h.gate)
+		h.gate = nil
+	}
+}
+
+func (h *hangingHealth) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	h.mu.Lock()
+	gate := h.gate
+	h.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+}
+
+func (h *hangingHealth) Watch(_ *healthpb.HealthCheckRequest, stream grpc.ServerStreamingServer[healthpb.HealthCheckResponse]) error {
+	if err := stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+// TestGRPCBrokerSignalsReadyAfterAHang: a broker that hangs (probes time
+// out) keeps its connection and its health stream, which see nothing;
+// when it answers again, the first successful Check signals Ready, so the
+// applier applies again the states that failed meanwhile.
+func TestGRPCBrokerSignalsReadyAfterAHang(t *testing.T) {
+	ca := testutil.NewCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerTLS(t, "broker-1"))))
+	hh := &hangingHealth{}
+	healthpb.RegisterHealthServer(srv, hh)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		hh.setHung(false)
+		srv.Stop()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	}()
+	b, err := DialBroker(ln.Addr().String(), ca.ClientTLS(t, "replicator-1"), brokerdial.Options{}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	waitReady(t, b)
+
+	changed := make(chan bool, 8)
+	p := liveness.New(b, liveness.Options{Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
+		OnChange: func(up bool) { changed <- up }}, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		p.Run(ctx)
+	}()
+	defer func() { cancel(); <-stopped }()
+
+	hh.setHung(true)
+	select {
+	case up := <-changed:
+		if up {
+			t.Fatal("a hung broker reported up")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a hung broker was not reported down")
+	}
+	select {
+	case <-b.Ready():
+		t.Fatal("Ready while the broker hangs")
+	default:
+	}
+	hh.setHung(false)
+	select {
+	case up := <-changed:
+		if !up {
+			t.Fatal("reported down again")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the broker answering again was not reported up")
+	}
+	select {
+	case <-b.Ready():
+	case <-time.After(time.Second):
+		t.Fatal("no Ready after the hang: the states that failed meanwhile wait for the applier's backoff")
 	}
 }
