@@ -10,6 +10,10 @@
 // damaged (a corrupt record below its log end, or a failed write) asks the
 // controller to move leadership to another in-sync replica (DESIGN.md
 // §8), and repairs once it is told it follows.
+//
+// LeaseKeeper (lease.go) renews the leader lease of the partitions this
+// broker leads from its replicator's metadata, so that a leader whose
+// replicator is gone stops accepting produce (partition/lease.go).
 package isr
 
 import (
