@@ -124,19 +124,36 @@ func waitFor(t *testing.T, d time.Duration, f func() error) time.Time {
 	}
 }
 
-// TestBrokerKillFailsOverAndReturns is issue 12's "a broker dies alone":
-// the broker process of the node leading partition 0 is killed while its
-// replicator stays up and acks=ALL produce to that partition runs. Its
-// replicator's probe reports the broker down, and the controller moves the
-// leadership of every partition it led to an in-sync replica in a higher
-// epoch; produce succeeds again. The broker is restarted (brokerAway after
-// the kill): its replicator
-// sees it back, applies every partition state again, its fetchers resume
-// and the ISR is full again. No acknowledged record is lost, and every
-// copy is identical. The times are logged (detection + election, produce
-// resumed, back in service, ISR full); the bounds asserted are generous,
-// for a noisy machine (the targets are 6s and 2s).
-func TestBrokerKillFailsOverAndReturns(t *testing.T) {
+// brokerFault takes a node's broker out while its replicator stays up, and
+// brings it back.
+type brokerFault struct {
+	name       string
+	down, back func(c *cluster, n *node)
+}
+
+// TestBrokerAloneFailsOverAndReturns is issue 12's "a broker fails
+// alone": the broker process of the node leading partition 0 is killed
+// (SIGKILL), or hung (SIGSTOP), while its replicator stays up and acks=ALL
+// produce to that partition runs. Its replicator's probe reports the
+// broker down, and the controller moves the leadership of every partition
+// it led to an in-sync replica in a higher epoch; produce succeeds again.
+// The broker comes back brokerAway after the fault (restarted, or
+// continued with SIGCONT): its replicator sees it back, applies every
+// partition state again, its fetchers resume and the ISR is full again. No
+// acknowledged record is lost, and every copy is identical. The times are
+// logged (detection + election, produce resumed, back in service, ISR
+// full); the bounds asserted are generous, for a noisy machine (the
+// targets are 6s and 2s).
+func TestBrokerAloneFailsOverAndReturns(t *testing.T) {
+	for _, f := range []brokerFault{
+		{"killed", func(c *cluster, n *node) { c.stopBroker(n, syscall.SIGKILL) }, func(c *cluster, n *node) { c.startBroker(n) }},
+		{"hung", func(c *cluster, n *node) { c.signalBroker(n, syscall.SIGSTOP) }, func(c *cluster, n *node) { c.signalBroker(n, syscall.SIGCONT) }},
+	} {
+		t.Run(f.name, func(t *testing.T) { testBrokerFault(t, f) })
+	}
+}
+
+func testBrokerFault(t *testing.T, f brokerFault) {
 	c := newCluster(t)
 	cl := c.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -158,6 +175,10 @@ func TestBrokerKillFailsOverAndReturns(t *testing.T) {
 		}
 	}
 	others := c.client(int(victim))
+	// Leaders and ISRs as another node's replicator has them: a broker's
+	// DescribeTopic also asks every leader for its offsets, and waits on a
+	// hung one.
+	meta := c.metadata(c.nodes[victim%3])
 	sp := startSteadyProducer(t, others, 0, "s")
 	waitFor(t, 30*time.Second, func() error {
 		if a, _ := sp.results(); len(a) < 20 {
@@ -167,9 +188,9 @@ func TestBrokerKillFailsOverAndReturns(t *testing.T) {
 	})
 
 	killed := time.Now()
-	c.stopBroker(vn, syscall.SIGKILL)
+	f.down(c, vn)
 	moved := waitFor(t, 30*time.Second, func() error {
-		ps, err := describe(others)
+		ps, err := metaPartitions(ctx, meta)
 		if err != nil {
 			return err
 		}
@@ -198,25 +219,26 @@ func TestBrokerKillFailsOverAndReturns(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("broker %d killed alone: leadership moved (detection + election) in %s, produce to partition 0 acknowledged again after %s",
-		victim, moved.Sub(killed).Round(10*time.Millisecond), resumed.Sub(killed).Round(10*time.Millisecond))
+	t.Logf("broker %d %s alone: leadership moved (detection + election) in %s, produce to partition 0 acknowledged again after %s",
+		victim, f.name, moved.Sub(killed).Round(10*time.Millisecond), resumed.Sub(killed).Round(10*time.Millisecond))
 
 	// The broker stays away a while longer: gRPC's own reconnect backoff
-	// (1s growing by 1.6) would by now wait seconds between attempts.
+	// (1s growing by 1.6) would by now wait seconds between attempts, and
+	// a hung leader's lease has long expired.
 	select {
 	case <-time.After(time.Until(killed.Add(brokerAway))):
 	case <-ctx.Done():
 		t.Fatal(ctx.Err())
 	}
 	started := time.Now()
-	c.startBroker(vn)
+	f.back(c, vn)
 	ready := waitFor(t, 60*time.Second, func() error { return brokerServing(ctx, c, vn) })
 	rc := c.replica(vn)
 	// Back in service: the broker holds, in the current epoch, the role the
 	// metadata gives it for every partition, and follows at the leader's
 	// high watermark.
 	applied := waitFor(t, 60*time.Second, func() error {
-		ps, err := describe(others)
+		ps, err := metaPartitions(ctx, meta)
 		if err != nil {
 			return err
 		}
@@ -239,7 +261,7 @@ func TestBrokerKillFailsOverAndReturns(t *testing.T) {
 		return nil
 	})
 	full := waitFor(t, 60*time.Second, func() error {
-		ps, err := describe(others)
+		ps, err := metaPartitions(ctx, meta)
 		if err != nil {
 			return err
 		}
@@ -250,7 +272,7 @@ func TestBrokerKillFailsOverAndReturns(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("broker %d restarted: serving %s after the start; its partition states applied %s and the ISR full %s after it was ready",
+	t.Logf("broker %d back: serving %s after the restart or SIGCONT; its partition states applied %s and the ISR full %s after it was ready",
 		victim, ready.Sub(started).Round(10*time.Millisecond), applied.Sub(ready).Round(10*time.Millisecond), full.Sub(ready).Round(10*time.Millisecond))
 
 	sp.halt()
@@ -261,7 +283,21 @@ func TestBrokerKillFailsOverAndReturns(t *testing.T) {
 	c.checkReplicas(t, acks, 3)
 }
 
-// brokerAway is how long after the kill the broker is started again.
+// metaPartitions returns the topic's partitions from a replicator's metadata.
+func metaPartitions(ctx context.Context, mc stratav1.MetadataClient) ([]*stratav1.PartitionMetadata, error) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	md, err := mc.Metadata(cctx, &stratav1.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, err
+	}
+	if len(md.GetTopics()) != 1 {
+		return nil, fmt.Errorf("topic %s not in the metadata", topic)
+	}
+	return md.GetTopics()[0].GetPartitions(), nil
+}
+
+// brokerAway is how long after the fault the broker comes back.
 const brokerAway = 10 * time.Second
 
 // brokerServing asks n's broker whether it is SERVING (grpc.health.v1).

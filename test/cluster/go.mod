@@ -14,7 +14,7 @@ require (
 )
 
 require (
-	github.com/strata-log/strata/pkg/grpctls v0.0.0
+	github.com/strata-log/strata/pkg/grpctls v0.0.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/net v0.60.0 // indirect

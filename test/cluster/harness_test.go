@@ -226,6 +226,14 @@ func (c *cluster) stopBroker(n *node, sig syscall.Signal) {
 	stopProcess(n.brokerCmd, n.brokerExited, sig)
 }
 
+// signalBroker sends sig to a node's broker (SIGSTOP, SIGCONT).
+func (c *cluster) signalBroker(n *node, sig syscall.Signal) {
+	c.t.Helper()
+	if err := n.brokerCmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("signal %s to broker %d: %v", sig, n.id, err)
+	}
+}
+
 func stopProcess(cmd *exec.Cmd, exited chan struct{}, sig syscall.Signal) {
 	if cmd == nil {
 		return
@@ -298,6 +306,17 @@ func (c *cluster) replica(n *node) stratav1.ReplicaClient {
 	}
 	c.t.Cleanup(func() { conn.Close() })
 	return stratav1.NewReplicaClient(conn)
+}
+
+// metadata dials one node's replicator's Metadata service as the operator.
+func (c *cluster) metadata(n *node) stratav1.MetadataClient {
+	c.t.Helper()
+	conn, err := grpc.NewClient(n.repl, grpc.WithTransportCredentials(credentials.NewTLS(c.tls("127.0.0.1"))))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	return stratav1.NewMetadataClient(conn)
 }
 
 // readAll reads a broker's whole copy of a partition.
