@@ -19,19 +19,22 @@ import (
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 )
 
-// leaseReplicator is a replicator-1 whose Metadata names broker 1 the
-// leader of orders/0 in epoch 1 while it is up, and fails Unavailable (as
-// a replicator out of contact with the Raft leader does) while it is down.
+// leaseReplicator is a replicator-1 whose Metadata names a leader of
+// orders/0 (broker 1 in epoch 1 at first) while it is up, and fails
+// Unavailable (as a replicator out of contact with the Raft leader does)
+// while it is down.
 // Its process can be killed and started again on the same address.
 type leaseReplicator struct {
 	stratav1.UnimplementedMetadataServer
 	addr  string
 	creds credentials.TransportCredentials
 
-	mu    sync.Mutex
-	srv   *grpc.Server
-	down  bool
-	asked int
+	mu     sync.Mutex
+	srv    *grpc.Server
+	down   bool
+	leader int32 // of orders/0
+	epoch  int32
+	asked  int
 }
 
 func startLeaseReplicator(tb testing.TB, certs string) *leaseReplicator {
@@ -40,7 +43,7 @@ func startLeaseReplicator(tb testing.TB, certs string) *leaseReplicator {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := &leaseReplicator{addr: "127.0.0.1:0", creds: credentials.NewTLS(rl.ServerConfig())}
+	f := &leaseReplicator{addr: "127.0.0.1:0", creds: credentials.NewTLS(rl.ServerConfig()), leader: 1, epoch: 1}
 	f.start(tb)
 	tb.Cleanup(f.kill)
 	return f
@@ -82,9 +85,16 @@ func (f *leaseReplicator) Metadata(context.Context, *stratav1.MetadataRequest) (
 	return &stratav1.MetadataResponse{
 		Brokers: []*stratav1.BrokerInfo{{Id: 1, Address: "b1:9092", Alive: true}, {Id: 2, Address: "b2:9092", Alive: true}},
 		Topics: []*stratav1.TopicMetadata{{Name: "orders", Partitions: []*stratav1.PartitionMetadata{
-			{Partition: 0, LeaderId: 1, LeaderEpoch: 1}, {Partition: 1, LeaderId: 2, LeaderEpoch: 1},
+			{Partition: 0, LeaderId: f.leader, LeaderEpoch: f.epoch}, {Partition: 1, LeaderId: 2, LeaderEpoch: 1},
 		}}},
 	}, nil
+}
+
+// setLeader makes the answers name leader in epoch for orders/0.
+func (f *leaseReplicator) setLeader(leader, epoch int32) {
+	f.mu.Lock()
+	f.leader, f.epoch = leader, epoch
+	f.mu.Unlock()
 }
 
 func (f *leaseReplicator) setDown(down bool) {
@@ -101,9 +111,11 @@ func (f *leaseReplicator) questions() int {
 
 // TestLeaderFencedWhileReplicatorGone: a cluster-mode leader keeps
 // accepting produce while its replicator confirms the leadership; once the
-// replicator stops answering it refuses produce (Unavailable) within the
-// lease, reports it, and keeps serving reads; when the replicator answers
-// again it accepts produce again, without a restart.
+// replicator stops answering (or is killed) it refuses produce
+// (Unavailable) within the lease, and once the replicator names another
+// leader at the next renewal; it reports it and keeps serving reads. When
+// the replicator answers again (or a new state comes) it accepts produce
+// again, without a restart.
 func TestLeaderFencedWhileReplicatorGone(t *testing.T) {
 	const lease = 500 * time.Millisecond
 	certs := initClusterCerts(t)
@@ -142,9 +154,18 @@ func TestLeaderFencedWhileReplicatorGone(t *testing.T) {
 	for round, tc := range []struct {
 		name       string
 		gone, back func()
+		refusal    string
 	}{
-		{"replicator out of contact with the Raft leader", func() { repl.setDown(true) }, func() { repl.setDown(false) }},
-		{"replicator killed", repl.kill, func() { repl.start(t) }},
+		{"replicator out of contact with the Raft leader", func() { repl.setDown(true) }, func() { repl.setDown(false) }, "leader lease"},
+		{"replicator killed", repl.kill, func() { repl.start(t) }, "leader lease"},
+		// The replicator is current but could not tell the broker (its
+		// ApplyPartitionState failed): its answer ends the lease at once.
+		{"replicator names another leader", func() { repl.setLeader(2, 2) }, func() {
+			repl.setLeader(1, 3)
+			if _, err := own.ApplyPartitionState(ctx, orders(stratav1.Role_ROLE_LEADER, 3, 1, "b1:9092")); err != nil {
+				t.Fatalf("apply leader in epoch 3: %v", err)
+			}
+		}, "no longer names this broker the leader"},
 	} {
 		tc.gone()
 		gone := time.Now()
@@ -155,8 +176,8 @@ func TestLeaderFencedWhileReplicatorGone(t *testing.T) {
 		})
 		took := time.Since(gone)
 		st := wantCode(t, refused, codes.Unavailable)
-		if !strings.Contains(st.Message(), "leader lease") {
-			t.Fatalf("%s: refusal %q does not name the leader lease", tc.name, st.Message())
+		if !strings.Contains(st.Message(), tc.refusal) {
+			t.Fatalf("%s: refusal %q, want it to say %q", tc.name, st.Message(), tc.refusal)
 		}
 		// The refusal comes a lease after the last confirmation, at most a
 		// lease after the replicator went; the slack is for a loaded machine.

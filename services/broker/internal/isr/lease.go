@@ -2,6 +2,7 @@ package isr
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -40,19 +41,24 @@ type LeaseOptions struct {
 
 // LeaseKeeper renews the leader lease of the partitions this broker leads
 // (partition/lease.go): every Interval it asks this node's replicator for
-// the metadata of their topics, and each partition the answer names this
-// broker the leader of, in the epoch the broker has, is confirmed as of the
-// moment the question was sent. It reports each partition whose lease runs
-// out, and each that gets it back, with a log line and OnEvent.
+// the metadata of their topics. Each partition the answer names this broker
+// the leader of, in the epoch the broker has, is confirmed as of the moment
+// the question was sent; one it names another leader or a newer epoch of
+// loses its lease at once; one it leaves out (a deleted topic) or names in
+// an older epoch (an answer from before the state the broker has) is not
+// confirmed, and its lease runs out unless a new state comes. It reports each
+// partition whose lease runs out, and each that gets it back, with a log
+// line and OnEvent.
 type LeaseKeeper struct {
 	o   LeaseOptions
 	src MetadataSource
 	lg  *zap.Logger
 	// expired holds the led partitions whose lease is out, as last
-	// reported; lastErr is the last failed renewal. Only Run's goroutine
-	// uses them.
+	// reported; lastErr is the last failed renewal and denied why the last
+	// answer denied each partition. Only Run's goroutine uses them.
 	expired map[*partition.Partition]bool
 	lastErr error
+	denied  map[*partition.Partition]string
 }
 
 // NewLeaseKeeper returns a LeaseKeeper; o.Lease must be > 0.
@@ -69,7 +75,7 @@ func NewLeaseKeeper(o LeaseOptions, src MetadataSource, lg *zap.Logger) *LeaseKe
 	if lg == nil {
 		lg = zap.NewNop()
 	}
-	return &LeaseKeeper{o: o, src: src, lg: lg.Named("lease"), expired: map[*partition.Partition]bool{}}
+	return &LeaseKeeper{o: o, src: src, lg: lg.Named("lease"), expired: map[*partition.Partition]bool{}, denied: map[*partition.Partition]string{}}
 }
 
 // Run renews every Interval until ctx ends.
@@ -86,32 +92,39 @@ func (k *LeaseKeeper) Run(ctx context.Context) {
 	}
 }
 
-// Renew asks the replicator once and confirms what it can, then reports
-// the partitions whose lease state changed. A call slower than Interval is
-// abandoned: its answer would be stale by the time it arrived.
-func (k *LeaseKeeper) Renew(ctx context.Context) {
-	led := map[string]map[int32]*partition.Partition{}
-	for _, p := range k.o.Partitions() {
-		if p.State().Role != partition.RoleLeader {
-			continue
-		}
-		if led[p.Topic()] == nil {
-			led[p.Topic()] = map[int32]*partition.Partition{}
-		}
-		led[p.Topic()][p.ID()] = p
-	}
-	if len(led) > 0 {
-		k.confirm(ctx, led)
-	}
-	k.report(led)
+// led is a partition this broker leads, in the epoch it had when asked.
+type led struct {
+	p     *partition.Partition
+	epoch int32
 }
 
-// confirm asks for the led partitions' topics and confirms every
-// partition the answer says this broker leads, while the answer lists
-// this broker alive (the controller moves the leadership of a dead one).
-func (k *LeaseKeeper) confirm(ctx context.Context, led map[string]map[int32]*partition.Partition) {
-	topics := make([]string, 0, len(led))
-	for name := range led {
+// Renew asks the replicator once and confirms or denies what it can, then
+// reports the partitions whose lease state changed. A call slower than
+// Interval is abandoned: its answer would be stale by the time it arrived.
+func (k *LeaseKeeper) Renew(ctx context.Context) {
+	byTopic := map[string]map[int32]led{}
+	for _, p := range k.o.Partitions() {
+		st := p.State()
+		if st.Role != partition.RoleLeader {
+			continue
+		}
+		if byTopic[p.Topic()] == nil {
+			byTopic[p.Topic()] = map[int32]led{}
+		}
+		byTopic[p.Topic()][p.ID()] = led{p, st.LeaderEpoch}
+	}
+	clear(k.denied)
+	if len(byTopic) > 0 {
+		k.confirm(ctx, byTopic)
+	}
+	k.report(byTopic)
+}
+
+// confirm asks for the led partitions' topics and applies the answer to
+// each of them.
+func (k *LeaseKeeper) confirm(ctx context.Context, byTopic map[string]map[int32]led) {
+	topics := make([]string, 0, len(byTopic))
+	for name := range byTopic {
 		topics = append(topics, name)
 	}
 	slices.Sort(topics)
@@ -132,38 +145,52 @@ func (k *LeaseKeeper) confirm(ctx context.Context, led map[string]map[int32]*par
 		k.lg.Info("leader lease renewal works again")
 		k.lastErr = nil
 	}
-	alive := slices.ContainsFunc(resp.GetBrokers(), func(b *stratav1.BrokerInfo) bool {
-		return b.GetId() == k.o.NodeID && b.GetAlive()
-	})
-	if !alive {
-		return
-	}
+	answered := map[string]map[int32]*stratav1.PartitionMetadata{}
 	for _, t := range resp.GetTopics() {
+		answered[t.GetName()] = map[int32]*stratav1.PartitionMetadata{}
 		for _, pm := range t.GetPartitions() {
-			p := led[t.GetName()][pm.GetPartition()]
-			if p == nil || pm.GetLeaderId() != k.o.NodeID || pm.GetOffline() {
-				continue
+			answered[t.GetName()][pm.GetPartition()] = pm
+		}
+	}
+	for name, ps := range byTopic {
+		for id, l := range ps {
+			pm := answered[name][id]
+			switch {
+			case pm == nil:
+				// Deleted: ROLE_NONE follows, or else the lease runs out.
+			case pm.GetLeaderEpoch() < l.epoch:
+				// The replicator answered from before the state it applied here.
+			case pm.GetLeaderEpoch() == l.epoch && pm.GetLeaderId() == k.o.NodeID && !pm.GetOffline():
+				l.p.ConfirmLeadership(l.epoch, sent)
+			default:
+				if l.p.DenyLeadership(l.epoch) {
+					k.denied[l.p] = fmt.Sprintf("the replicator names leader %d in epoch %d", pm.GetLeaderId(), pm.GetLeaderEpoch())
+				}
 			}
-			p.ConfirmLeadership(pm.GetLeaderEpoch(), sent)
 		}
 	}
 }
 
 // report logs and counts the led partitions whose lease ran out or came
 // back since the last report, and forgets those no longer led.
-func (k *LeaseKeeper) report(led map[string]map[int32]*partition.Partition) {
+func (k *LeaseKeeper) report(byTopic map[string]map[int32]led) {
 	now := map[*partition.Partition]bool{}
-	for _, ps := range led {
-		for _, p := range ps {
+	for _, ps := range byTopic {
+		for _, l := range ps {
+			p := l.p
 			now[p] = true
 			err := p.LeaseErr()
 			switch {
 			case err != nil && !k.expired[p]:
 				k.expired[p] = true
 				k.o.OnEvent("expired")
+				why := zap.Skip()
+				if d := k.denied[p]; d != "" {
+					why = zap.String("denied", d)
+				}
 				k.lg.Warn("leader lease expired: refusing produce until this node's replicator confirms the leadership",
 					zap.String("topic", p.Topic()), zap.Int32("partition", p.ID()), zap.Int32("leader_epoch", p.State().LeaderEpoch),
-					zap.Duration("lease", k.o.Lease), zap.NamedError("last_renewal_error", k.lastErr), zap.Error(err))
+					zap.Duration("lease", k.o.Lease), why, zap.NamedError("last_renewal_error", k.lastErr), zap.Error(err))
 			case err == nil && k.expired[p]:
 				delete(k.expired, p)
 				k.o.OnEvent("renewed")

@@ -45,6 +45,7 @@ type fakeReplicator struct {
 	leader int32
 	epoch  int32
 	dead   bool // broker 1 marked dead
+	gone   bool // topic orders deleted
 	asked  [][]string
 	calls  chan struct{}
 }
@@ -75,8 +76,11 @@ func (f *fakeReplicator) Metadata(ctx context.Context, in *stratav1.MetadataRequ
 	if f.down {
 		return nil, status.Error(codes.Unavailable, "replicator is catching up with the cluster metadata; retry")
 	}
+	if f.gone {
+		return &stratav1.MetadataResponse{Brokers: []*stratav1.BrokerInfo{{Id: 1, Alive: true}}}, nil
+	}
 	parts := []*stratav1.PartitionMetadata{{Partition: 0, LeaderId: 3, LeaderEpoch: 7}, {Partition: 1, LeaderId: 1, LeaderEpoch: 7}}
-	parts = append(parts, &stratav1.PartitionMetadata{Partition: 2, LeaderId: f.leader, LeaderEpoch: f.epoch})
+	parts = append(parts, &stratav1.PartitionMetadata{Partition: 2, LeaderId: f.leader, LeaderEpoch: f.epoch, Offline: f.leader < 0})
 	return &stratav1.MetadataResponse{
 		Brokers: []*stratav1.BrokerInfo{{Id: 1, Alive: !f.dead}, {Id: 2, Alive: true}, {Id: 3, Alive: true}},
 		Topics:  []*stratav1.TopicMetadata{{Name: "orders", Partitions: parts}},
@@ -142,10 +146,12 @@ func readable(tb testing.TB, p *partition.Partition) {
 
 // TestLeaseKeeperRenewsAndFences: while the replicator names this broker
 // the leader in its epoch, each renewal keeps produce accepted; when it
-// stops answering, names another leader or an older epoch, or marks this
-// broker dead, produce is refused one lease after the last confirmation,
-// reported once; the first confirmation after that accepts produce again,
-// reported once. Reads go on throughout.
+// stops answering, answers from an older epoch or no longer has the
+// partition, produce is refused one lease after the last confirmation;
+// when it names another leader or a newer epoch, at once. Either is reported
+// once; the first confirmation after that accepts produce again, reported
+// once. Reads go on throughout; a broker marked dead but left the leader
+// keeps its lease.
 func TestLeaseKeeperRenewsAndFences(t *testing.T) {
 	const lease = 2 * time.Second
 	interval := lease / 4
@@ -172,28 +178,44 @@ func TestLeaseKeeperRenewsAndFences(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		breakIt func(*fakeReplicator)
+		// denied: the answer names another leader or a newer epoch, and
+		// the lease ends at the next renewal; else no confirmation comes
+		// and it runs out.
+		denied bool
 	}{
-		{"replicator down", func(f *fakeReplicator) { f.down = true }},
-		{"another leader", func(f *fakeReplicator) { f.leader, f.epoch = 2, 8 }},
-		{"older epoch", func(f *fakeReplicator) { f.epoch = 6 }},
-		{"broker marked dead", func(f *fakeReplicator) { f.dead = true }},
+		{"replicator down", func(f *fakeReplicator) { f.down = true }, false},
+		{"older epoch", func(f *fakeReplicator) { f.epoch = 6 }, false},
+		{"another leader", func(f *fakeReplicator) { f.leader, f.epoch = 2, 8 }, true},
+		{"newer epoch", func(f *fakeReplicator) { f.epoch = 8 }, true},
+		{"offline", func(f *fakeReplicator) { f.leader, f.epoch = -1, 8 }, true},
+		{"topic gone", func(f *fakeReplicator) { f.gone = true }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			repl.set(tc.breakIt)
 			expired := ev.get("expired")
-			// Renewals fail: produce goes on until a lease has passed since
-			// the last confirmation (one interval ago, at the last Renew).
-			for elapsed := interval; elapsed <= lease; elapsed += interval {
+			if tc.denied {
+				// Refused at the first answer, well within the lease.
 				clk.advance(interval)
 				k.Renew(ctx)
-				if _, err := produce(p); err != nil {
-					t.Fatalf("produce %s after the last confirmation, within the lease %s: %v", elapsed, lease, err)
+				var le *partition.LeaseExpiredError
+				if _, err := produce(p); !errors.As(err, &le) || !le.Revoked {
+					t.Fatalf("produce after a denial: %v, want a revoked lease", err)
 				}
-			}
-			clk.advance(interval)
-			k.Renew(ctx)
-			if _, err := produce(p); !errors.Is(err, partition.ErrLeaseExpired) {
-				t.Fatalf("produce %s after the last confirmation: %v, want ErrLeaseExpired", lease+interval, err)
+			} else {
+				// Produce goes on until a lease has passed since the last
+				// confirmation (one interval ago, at the last Renew).
+				for elapsed := interval; elapsed <= lease; elapsed += interval {
+					clk.advance(interval)
+					k.Renew(ctx)
+					if _, err := produce(p); err != nil {
+						t.Fatalf("produce %s after the last confirmation, within the lease %s: %v", elapsed, lease, err)
+					}
+				}
+				clk.advance(interval)
+				k.Renew(ctx)
+				if _, err := produce(p); !errors.Is(err, partition.ErrLeaseExpired) {
+					t.Fatalf("produce %s after the last confirmation: %v, want ErrLeaseExpired", lease+interval, err)
+				}
 			}
 			readable(t, p)
 			if got := ev.get("expired"); got != expired+1 {
@@ -215,7 +237,7 @@ func TestLeaseKeeperRenewsAndFences(t *testing.T) {
 			// The replicator is back and names this broker leader in
 			// epoch 7: the next renewal lets it accept again.
 			renewed := ev.get("renewed")
-			repl.set(func(f *fakeReplicator) { f.down, f.leader, f.epoch, f.dead = false, 1, 7, false })
+			repl.set(func(f *fakeReplicator) { f.down, f.leader, f.epoch, f.gone = false, 1, 7, false })
 			clk.advance(interval)
 			k.Renew(ctx)
 			if _, err := produce(p); err != nil {
@@ -226,6 +248,17 @@ func TestLeaseKeeperRenewsAndFences(t *testing.T) {
 			}
 			readable(t, p)
 		})
+	}
+
+	// A broker the controller marked dead but left the leader (no other
+	// replica may lead) goes on: nobody else can take writes.
+	repl.set(func(f *fakeReplicator) { f.dead = true })
+	for range 12 {
+		clk.advance(interval)
+		k.Renew(ctx)
+	}
+	if _, err := produce(p); err != nil {
+		t.Fatalf("produce while marked dead but still the leader: %v", err)
 	}
 }
 

@@ -120,9 +120,15 @@ type LeaseExpiredError struct {
 	Epoch     int32
 	// Since is the time since the last confirmation; Lease the bound.
 	Since, Lease time.Duration
+	// Revoked: the replicator named another leader or epoch since.
+	Revoked bool
 }
 
 func (e *LeaseExpiredError) Error() string {
+	if e.Revoked {
+		return fmt.Sprintf("partition: %s/%d: this node's replicator no longer names this broker the leader in epoch %d (leadership moved; refresh metadata and retry)",
+			e.Topic, e.Partition, e.Epoch)
+	}
 	return fmt.Sprintf("partition: %s/%d: leadership in epoch %d last confirmed %s ago, more than the leader lease %s (this node's replicator may be down and leadership may have moved; refresh metadata and retry)",
 		e.Topic, e.Partition, e.Epoch, e.Since.Round(time.Millisecond), e.Lease)
 }

@@ -20,8 +20,10 @@ import "time"
 // controller had not moved this leadership at most 2 s before". Past the
 // lease, Produce is refused with LeaseExpiredError (Unavailable: clients
 // refresh their metadata and retry) for every acks; reads, followers'
-// fetches and acks=ALL produces already waiting go on. The next confirmation
-// (the replicator back and caught up) lifts the refusal: no restart.
+// fetches and acks=ALL produces already waiting go on. An answer that names
+// another leader or a newer epoch (DenyLeadership) ends the lease at once.
+// The next confirmation (the replicator back and caught up) lifts the
+// refusal: no restart.
 //
 // Follower fetches do not renew the lease: a follower fetching in this
 // epoch only shows that its replicator has not applied a newer one yet,
@@ -37,9 +39,13 @@ import "time"
 //   - replicator (or the whole node) cut off from the Raft majority: at
 //     most 2 s + L after the cut, again before D when 2 s + L <= D;
 //   - replicator current but unable to reach this broker while the
-//     controller moves the leadership: the replicator's next answer names
-//     the new leader, so produce stops at most L (plus the replicator's lag
-//     applying the commit) after the move: the only overlap, bounded by L.
+//     controller moves the leadership (its probe of the broker failed, say):
+//     the replicator's next answer names the new leader and ends the lease,
+//     so produce stops a renewal interval (L/4) after the move, plus the
+//     replicator's lag applying the commit; when the broker cannot reach
+//     its replicator either, at most L after the last confirmation. This
+//     is the only case where the two may overlap. A broker that hung (and
+//     so was reported down) and resumes has its first renewal due at once.
 
 // ConfirmLeadership records that this node's replicator, asked at time at,
 // named this broker the leader in leader epoch epoch. It reports whether
@@ -56,6 +62,25 @@ func (p *Partition) ConfirmLeadership(epoch int32, at time.Time) bool {
 	if at.After(p.confirmed) {
 		p.confirmed = at
 	}
+	p.revoked = false
+	return true
+}
+
+// DenyLeadership records that this node's replicator, current, no longer
+// names this broker the leader in leader epoch epoch (another leader, or a
+// newer epoch): produce is refused at once, without waiting for the lease
+// to run out, until a confirmation or a new state. It reports whether it
+// applied: false when this broker does not lead in that epoch (a newer
+// state arrived meanwhile).
+func (p *Partition) DenyLeadership(epoch int32) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.state.Role != RoleLeader || p.state.LeaderEpoch != epoch {
+		return false
+	}
+	p.rmu.Lock()
+	p.revoked = true
+	p.rmu.Unlock()
 	return true
 }
 
@@ -75,10 +100,10 @@ func (p *Partition) leaseErr(epoch int32) error {
 		return nil
 	}
 	p.rmu.Lock()
-	since := p.now().Sub(p.confirmed)
+	since, revoked := p.now().Sub(p.confirmed), p.revoked
 	p.rmu.Unlock()
-	if since <= p.lease {
+	if since <= p.lease && !revoked {
 		return nil
 	}
-	return &LeaseExpiredError{Topic: p.topic, Partition: p.id, Epoch: epoch, Since: since, Lease: p.lease}
+	return &LeaseExpiredError{Topic: p.topic, Partition: p.id, Epoch: epoch, Since: since, Lease: p.lease, Revoked: revoked}
 }

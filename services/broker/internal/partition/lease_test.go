@@ -174,3 +174,38 @@ func TestNoLeaseNeverFences(t *testing.T) {
 	clk.advance(24 * time.Hour)
 	mustAccept(t, p, "a day without confirmation")
 }
+
+// TestDenyLeadership: a denial for another epoch than the broker's (a newer
+// leadership applied meanwhile) changes nothing; one for its epoch refuses
+// produce at once, well within the lease, until a confirmation or a new
+// state; reads go on.
+func TestDenyLeadership(t *testing.T) {
+	clk := &clock{t: time.Unix(1000, 0)}
+	p := newLeasedLeader(t, clk, time.Hour)
+	mustAccept(t, p, "just elected")
+	if p.DenyLeadership(0) || p.DenyLeadership(2) {
+		t.Fatal("a denial of another epoch applied in epoch 1")
+	}
+	mustAccept(t, p, "after denials of other epochs")
+	if !p.DenyLeadership(1) {
+		t.Fatal("a denial of epoch 1 did not apply in epoch 1")
+	}
+	end := p.LogEndOffset()
+	for i, err := range produceAll(p) {
+		var le *LeaseExpiredError
+		if !errors.As(err, &le) || !le.Revoked || !errors.Is(err, ErrLeaseExpired) {
+			t.Fatalf("produce with %s after a denial: %v, want a revoked lease", allAcks[i], err)
+		}
+	}
+	if p.LogEndOffset() != end {
+		t.Fatal("refused produces appended")
+	}
+	mustRead(t, p, "after a denial")
+	if !p.ConfirmLeadership(1, clk.now()) {
+		t.Fatal("confirmation refused")
+	}
+	mustAccept(t, p, "confirmed after a denial")
+	p.DenyLeadership(1)
+	must(t, p.ApplyState(State{Role: RoleLeader, LeaderEpoch: 2, LeaderID: 1, Replicas: []int32{1, 2, 3}, ISR: []int32{1}}))
+	mustAccept(t, p, "a new epoch after a denial")
+}

@@ -104,9 +104,10 @@ type Partition struct {
 
 	// The leader lease (lease.go): confirmed, guarded by rmu, is the last
 	// time this node's replicator confirmed the leadership in the current
-	// epoch.
+	// epoch; revoked, that it named another leader or epoch since.
 	lease     time.Duration
 	confirmed time.Time
+	revoked   bool
 
 	closed    chan struct{}
 	closeOnce sync.Once

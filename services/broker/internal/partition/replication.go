@@ -115,7 +115,7 @@ func (p *Partition) onStateChangeLocked(old, next State) {
 	}
 	// The state comes from this node's replicator: it confirms the
 	// leadership as much as a renewal does (lease.go).
-	p.confirmed = p.now()
+	p.confirmed, p.revoked = p.now(), false
 	for id := range p.followers {
 		if !slices.Contains(next.Replicas, id) {
 			delete(p.followers, id)
