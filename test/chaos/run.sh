@@ -54,9 +54,10 @@
 #               acknowledged, its own outcome log checked with the load's);
 #               the time is that of the last acknowledgement of the first
 #               probe that reached every partition after the last probe
-#               that did not. A fault no probe noticed shows the first
-#               probe started once the fault was in place. Past the
-#               fault's planned length plus LEADER_TIMEOUT the round fails.
+#               that did not. A fault no probe noticed (no partition
+#               stopped acknowledging for longer than PROBE_SECS) shows
+#               the first probe's time. Past the fault's planned length
+#               plus LEADER_TIMEOUT the round fails.
 #   ISR-FULL-S  seconds from the end of the fault (docker start, network
 #               connect, unpause) until every broker answers and agrees
 #               that every partition has a leader and all 3 replicas in
@@ -371,23 +372,23 @@ stop_prober() {
   prober_pid=""
 }
 
-# leader_time TAG T0_MS IN_MS LIMIT_S: seconds from T0_MS (before the
-# fault) to the last acknowledgement of the first probe that reached every
-# partition after the last one that did not; when none failed, of the
-# first probe that started once the fault was in place (IN_MS).
-# ">LIMIT_S" (exit 1) when there is none or it came later than LIMIT_S.
+# leader_time TAG T0_MS LIMIT_S: seconds from T0_MS (the fault) to the
+# last acknowledgement of the first probe that reached every partition
+# after the last one that did not (when none failed, of the first probe:
+# the leaders never stopped working); ">LIMIT_S" (exit 1) when there is
+# none or it came later than LIMIT_S.
 leader_time() {
   local s
-  s=$(awk -v t0="$2" -v in_ms="$3" -v n="$partitions" '
-    { start[NR] = $1; ok[NR] = ($3 == n); last[NR] = $4 }
+  s=$(awk -v t0="$2" -v n="$partitions" '
+    { ok[NR] = ($3 == n); last[NR] = $4 }
     END {
       lastfail = 0
       for (i = 1; i <= NR; i++) if (!ok[i]) lastfail = i
-      for (i = lastfail + 1; i <= NR; i++) if (ok[i] && (lastfail || start[i] >= in_ms)) { printf "%.1f", (last[i] - t0) / 1000; exit }
+      for (i = lastfail + 1; i <= NR; i++) if (ok[i]) { printf "%.1f", (last[i] - t0) / 1000; exit }
       print "none"
     }' "$work/probe-$1.txt" 2>/dev/null) || s=none
-  if [ "$s" = none ] || awk -v s="$s" -v l="$4" 'BEGIN { exit !(s > l) }'; then
-    echo ">$4"
+  if [ "$s" = none ] || awk -v s="$s" -v l="$3" 'BEGIN { exit !(s > l) }'; then
+    echo ">$3"
     return 1
   fi
   echo "$s"
@@ -625,15 +626,43 @@ episode() {
     fi
   fi
   stop_prober "$tag"
-  if ep_leader=$(leader_time "$tag" "$ep_t0" "$ep_in" $((len + LEADER_TIMEOUT))); then
+  if ep_leader=$(leader_time "$tag" "$ep_t0" $((len + LEADER_TIMEOUT))); then
     say "working leaders: every partition acknowledged acks=ALL ${ep_leader}s after the fault ($(probe_summary "$tag"))"
   else
     say "FAIL: not every partition acknowledged acks=ALL within ${ep_leader#>}s of the fault ($(probe_summary "$tag"))"
     ep_fail="${ep_fail:+$ep_fail; }no working leader within ${ep_leader#>}s"
   fi
+  say "load: longest wait for an acknowledgement, per partition: $(load_stalls "$ep_t0" "$(now_ms)")"
   [ -n "$ep_isr" ] || ep_isr="-"
   case $ep_fail in *"not healthy"* | *"ISRs not full"*) return 2 ;; esac
   [ -z "$ep_fail" ]
+}
+
+# load_acks A_MS B_MS: "PARTITION PRODUCED_MS TS_MS" for each record of
+# the load acknowledged between A_MS and B_MS (awk: the log is large).
+load_acks() {
+  awk -v a="$1" -v b="$2" 'index($0, "\"kind\":\"ack\"") {
+      match($0, /"partition":[0-9]+/); p = substr($0, RSTART + 12, RLENGTH - 12) + 0
+      match($0, /"produced_ms":[0-9]+/); s = substr($0, RSTART + 14, RLENGTH - 14) + 0
+      match($0, /"ts_ms":[0-9]+/); t = substr($0, RSTART + 8, RLENGTH - 8) + 0
+      if (t >= a && t <= b) printf "%d %.0f %.0f\n", p, s, t }' "$outlog"
+}
+
+# load_stalls A_MS B_MS: per partition, the longest the load waited for an
+# acknowledgement between A_MS and B_MS, and when that began (seconds
+# after A_MS). For the log: the clients' view next to the probes'.
+load_stalls() {
+  load_acks "$1" "$2" | sort -k1,1n -k3,3n | awk -v a="$1" -v b="$2" -v n="$partitions" '
+    { if (!($1 in last)) last[$1] = a
+      if ($3 - last[$1] > gap[$1]) { gap[$1] = $3 - last[$1]; from[$1] = last[$1] }
+      last[$1] = $3 }
+    END {
+      for (p = 0; p < n; p++) {
+        if (!(p in last)) last[p] = a
+        if (b - last[p] > gap[p]) { gap[p] = b - last[p]; from[p] = last[p] }
+        printf "%sp%d %.1fs from +%.1fs", (p ? ", " : ""), p, gap[p] / 1000, (from[p] - a) / 1000
+      }
+    }'
 }
 
 # outage_check TAG: for 2-of-3-kill, what was acknowledged between the
@@ -642,8 +671,7 @@ episode() {
 # when something was.
 outage_check() {
   local tag=$1 load
-  load=$(jq -c --argjson a "$ep_in" --argjson b "$ep_t1" \
-    'select(.kind == "ack" and .produced_ms > $a and .ts_ms < $b)' "$outlog" 2>/dev/null | wc -l)
+  load=$(load_acks "$ep_in" "$ep_t1" | awk -v a="$ep_in" -v b="$ep_t1" '$2 > a && $3 < b' | wc -l)
   outage_note=$(awk -v a="$ep_in" -v b="$ep_t1" '
     $1 >= a && $2 <= b { c++; acked += $3; refused += $5; noans += $6 }
     END { printf "%d probes while down: %d records acked, %d refused (Unavailable), %d no answer in time", c, acked, refused, noans }' \
