@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -94,6 +95,13 @@ func TestRetriesEverySecondWhileTheBrokerIsAway(t *testing.T) {
 	}
 
 	stop()
+	// Once the client has seen the connection go (a call sent on it before
+	// would fail, not wait)...
+	for st := conn.GetState(); st == connectivity.Ready; st = conn.GetState() {
+		if !conn.WaitForStateChange(ctx, st) {
+			t.Fatal(ctx.Err())
+		}
+	}
 	attempts, stopRefusing := refuse(t, addr)
 	// A call waiting for the broker keeps the client connecting.
 	checked := make(chan error, 1)
