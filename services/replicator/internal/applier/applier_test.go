@@ -101,12 +101,19 @@ func (e *env) apply(t *testing.T, cmd metadata.Command) {
 	}
 }
 
-func start(t *testing.T) *env {
+func start(t *testing.T) *env { return startWith(t) }
+
+// startWith applies three brokers and cmds to the state before the applier
+// starts, so that its first pass already sees them.
+func startWith(t *testing.T, cmds ...metadata.Command) *env {
 	t.Helper()
 	e := &env{fsm: metadata.NewFSM(zaptest.NewLogger(t)), broker: &fakeBroker{ready: make(chan struct{}, 1)}}
 	for id := int32(1); id <= 3; id++ {
 		e.apply(t, metadata.Command{Type: metadata.CmdRegisterBroker, RegisterBroker: &metadata.RegisterBroker{ID: id,
 			BrokerAddress: fmt.Sprintf("b%d:9092", id), ReplicatorAddress: "r", RaftAddress: "f", Alive: true}})
+	}
+	for _, c := range cmds {
+		e.apply(t, c)
 	}
 	a := New(2, e.fsm, e.broker, Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, zaptest.NewLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -213,11 +220,14 @@ func TestReappliesEverythingAfterBrokerRestart(t *testing.T) {
 // the controller has, so that it drops the ones deleted while it was away;
 // not again until the next restart.
 func TestReleasesUnknownTopicsAfterEachBrokerStart(t *testing.T) {
-	e := start(t)
-	e.apply(t, metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "t",
-		Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 2}, Assignment: [][]int32{{2, 1}}}})
-	e.apply(t, metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "elsewhere",
-		Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{3}}}})
+	// The topics are in the state before the applier starts: its first
+	// pass (the broker's start) names both. Applied after the start, the
+	// first pass could run before them and name none, as it should.
+	e := startWith(t,
+		metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "t",
+			Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 2}, Assignment: [][]int32{{2, 1}}}},
+		metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "elsewhere",
+			Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{3}}}})
 	waitCall(t, e.broker, "t", 0, 1, func(*stratav1.ApplyPartitionStateRequest) error { return nil })
 	testutil.Eventually(t, 5*time.Second, func() error {
 		r := e.broker.releaseCalls()

@@ -404,10 +404,20 @@ func TestClusterFailoverRestartAndFullRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	md, err := meta.Metadata(ctx, &stratav1.MetadataRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The follower answers once it has applied the change just committed
+	// (Unavailable until then, as a client retries it).
+	var md *stratav1.MetadataResponse
+	testutil.Eventually(t, 10*time.Second, func() error {
+		var err error
+		md, err = meta.Metadata(ctx, &stratav1.MetadataRequest{})
+		if status.Code(err) == codes.Unavailable {
+			return err
+		}
+		if err != nil {
+			return testutil.Permanent(err)
+		}
+		return nil
+	})
 	if md.ControllerId != first.id || len(md.Brokers) != 3 || len(md.Topics) != 1 || md.ClusterId == "" {
 		t.Fatalf("metadata: controller %d brokers %d topics %d cluster %q", md.ControllerId, len(md.Brokers), len(md.Topics), md.ClusterId)
 	}
