@@ -74,6 +74,86 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_strata_v1_replica_proto_rawDescGZIP(), []int{0}
 }
 
+type StorageIdRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StorageIdRequest) Reset() {
+	*x = StorageIdRequest{}
+	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StorageIdRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StorageIdRequest) ProtoMessage() {}
+
+func (x *StorageIdRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StorageIdRequest.ProtoReflect.Descriptor instead.
+func (*StorageIdRequest) Descriptor() ([]byte, []int) {
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{0}
+}
+
+type StorageIdResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StorageId     string                 `protobuf:"bytes,1,opt,name=storage_id,json=storageId,proto3" json:"storage_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StorageIdResponse) Reset() {
+	*x = StorageIdResponse{}
+	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StorageIdResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StorageIdResponse) ProtoMessage() {}
+
+func (x *StorageIdResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StorageIdResponse.ProtoReflect.Descriptor instead.
+func (*StorageIdResponse) Descriptor() ([]byte, []int) {
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StorageIdResponse) GetStorageId() string {
+	if x != nil {
+		return x.StorageId
+	}
+	return ""
+}
+
 type ReleaseUnknownTopicsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every topic in the controller's metadata.
@@ -84,7 +164,7 @@ type ReleaseUnknownTopicsRequest struct {
 
 func (x *ReleaseUnknownTopicsRequest) Reset() {
 	*x = ReleaseUnknownTopicsRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	mi := &file_strata_v1_replica_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -96,7 +176,7 @@ func (x *ReleaseUnknownTopicsRequest) String() string {
 func (*ReleaseUnknownTopicsRequest) ProtoMessage() {}
 
 func (x *ReleaseUnknownTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[0]
+	mi := &file_strata_v1_replica_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -109,7 +189,7 @@ func (x *ReleaseUnknownTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseUnknownTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseUnknownTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{0}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ReleaseUnknownTopicsRequest) GetKnownTopics() []string {
@@ -129,7 +209,7 @@ type ReleaseUnknownTopicsResponse struct {
 
 func (x *ReleaseUnknownTopicsResponse) Reset() {
 	*x = ReleaseUnknownTopicsResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	mi := &file_strata_v1_replica_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -141,7 +221,7 @@ func (x *ReleaseUnknownTopicsResponse) String() string {
 func (*ReleaseUnknownTopicsResponse) ProtoMessage() {}
 
 func (x *ReleaseUnknownTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[1]
+	mi := &file_strata_v1_replica_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -154,7 +234,7 @@ func (x *ReleaseUnknownTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseUnknownTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseUnknownTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{1}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReleaseUnknownTopicsResponse) GetRemoved() []string {
@@ -179,7 +259,7 @@ type ReadReplicaRequest struct {
 
 func (x *ReadReplicaRequest) Reset() {
 	*x = ReadReplicaRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[2]
+	mi := &file_strata_v1_replica_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -191,7 +271,7 @@ func (x *ReadReplicaRequest) String() string {
 func (*ReadReplicaRequest) ProtoMessage() {}
 
 func (x *ReadReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[2]
+	mi := &file_strata_v1_replica_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -204,7 +284,7 @@ func (x *ReadReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReplicaRequest.ProtoReflect.Descriptor instead.
 func (*ReadReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{2}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReadReplicaRequest) GetTopic() string {
@@ -257,7 +337,7 @@ type ReadReplicaResponse struct {
 
 func (x *ReadReplicaResponse) Reset() {
 	*x = ReadReplicaResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[3]
+	mi := &file_strata_v1_replica_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +349,7 @@ func (x *ReadReplicaResponse) String() string {
 func (*ReadReplicaResponse) ProtoMessage() {}
 
 func (x *ReadReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[3]
+	mi := &file_strata_v1_replica_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +362,7 @@ func (x *ReadReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReplicaResponse.ProtoReflect.Descriptor instead.
 func (*ReadReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{3}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReadReplicaResponse) GetRecords() []*Record {
@@ -352,7 +432,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[4]
+	mi := &file_strata_v1_replica_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +444,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[4]
+	mi := &file_strata_v1_replica_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +457,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{4}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -440,7 +520,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[5]
+	mi := &file_strata_v1_replica_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +532,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[5]
+	mi := &file_strata_v1_replica_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +545,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{5}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FetchResponse) GetLeaderEpoch() int32 {
@@ -533,7 +613,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[6]
+	mi := &file_strata_v1_replica_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +625,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[6]
+	mi := &file_strata_v1_replica_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +638,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{6}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AppendRequest) GetTopic() string {
@@ -612,7 +692,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[7]
+	mi := &file_strata_v1_replica_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +704,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[7]
+	mi := &file_strata_v1_replica_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +717,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{7}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AppendResponse) GetLogEndOffset() int64 {
@@ -663,7 +743,7 @@ type OffsetForLeaderEpochRequest struct {
 
 func (x *OffsetForLeaderEpochRequest) Reset() {
 	*x = OffsetForLeaderEpochRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[8]
+	mi := &file_strata_v1_replica_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +755,7 @@ func (x *OffsetForLeaderEpochRequest) String() string {
 func (*OffsetForLeaderEpochRequest) ProtoMessage() {}
 
 func (x *OffsetForLeaderEpochRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[8]
+	mi := &file_strata_v1_replica_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +768,7 @@ func (x *OffsetForLeaderEpochRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetForLeaderEpochRequest.ProtoReflect.Descriptor instead.
 func (*OffsetForLeaderEpochRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{8}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OffsetForLeaderEpochRequest) GetTopic() string {
@@ -731,7 +811,7 @@ type OffsetForLeaderEpochResponse struct {
 
 func (x *OffsetForLeaderEpochResponse) Reset() {
 	*x = OffsetForLeaderEpochResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[9]
+	mi := &file_strata_v1_replica_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +823,7 @@ func (x *OffsetForLeaderEpochResponse) String() string {
 func (*OffsetForLeaderEpochResponse) ProtoMessage() {}
 
 func (x *OffsetForLeaderEpochResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[9]
+	mi := &file_strata_v1_replica_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +836,7 @@ func (x *OffsetForLeaderEpochResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetForLeaderEpochResponse.ProtoReflect.Descriptor instead.
 func (*OffsetForLeaderEpochResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{9}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OffsetForLeaderEpochResponse) GetLeaderEpoch() int32 {
@@ -787,14 +867,19 @@ type ApplyPartitionStateRequest struct {
 	// The topic's identity, assigned by the controller at creation: a local
 	// copy with another id is a deleted topic of the same name (deleted while
 	// this broker was away) and is replaced, never served.
-	TopicId       string `protobuf:"bytes,10,opt,name=topic_id,json=topicId,proto3" json:"topic_id,omitempty"`
+	TopicId string `protobuf:"bytes,10,opt,name=topic_id,json=topicId,proto3" json:"topic_id,omitempty"`
+	// The storage id the controller recorded for this broker (StorageId):
+	// a broker whose data directory has another id refuses the state
+	// (FailedPrecondition), since the metadata it was computed from counts
+	// records this directory does not hold. Empty skips the check.
+	StorageId     string `protobuf:"bytes,11,opt,name=storage_id,json=storageId,proto3" json:"storage_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyPartitionStateRequest) Reset() {
 	*x = ApplyPartitionStateRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[10]
+	mi := &file_strata_v1_replica_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +891,7 @@ func (x *ApplyPartitionStateRequest) String() string {
 func (*ApplyPartitionStateRequest) ProtoMessage() {}
 
 func (x *ApplyPartitionStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[10]
+	mi := &file_strata_v1_replica_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +904,7 @@ func (x *ApplyPartitionStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPartitionStateRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPartitionStateRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{10}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ApplyPartitionStateRequest) GetTopic() string {
@@ -892,6 +977,13 @@ func (x *ApplyPartitionStateRequest) GetTopicId() string {
 	return ""
 }
 
+func (x *ApplyPartitionStateRequest) GetStorageId() string {
+	if x != nil {
+		return x.StorageId
+	}
+	return ""
+}
+
 type ApplyPartitionStateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LogEndOffset  int64                  `protobuf:"varint,1,opt,name=log_end_offset,json=logEndOffset,proto3" json:"log_end_offset,omitempty"`
@@ -901,7 +993,7 @@ type ApplyPartitionStateResponse struct {
 
 func (x *ApplyPartitionStateResponse) Reset() {
 	*x = ApplyPartitionStateResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[11]
+	mi := &file_strata_v1_replica_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1005,7 @@ func (x *ApplyPartitionStateResponse) String() string {
 func (*ApplyPartitionStateResponse) ProtoMessage() {}
 
 func (x *ApplyPartitionStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[11]
+	mi := &file_strata_v1_replica_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1018,7 @@ func (x *ApplyPartitionStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPartitionStateResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPartitionStateResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{11}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ApplyPartitionStateResponse) GetLogEndOffset() int64 {
@@ -946,7 +1038,7 @@ type PartitionStatusRequest struct {
 
 func (x *PartitionStatusRequest) Reset() {
 	*x = PartitionStatusRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[12]
+	mi := &file_strata_v1_replica_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1050,7 @@ func (x *PartitionStatusRequest) String() string {
 func (*PartitionStatusRequest) ProtoMessage() {}
 
 func (x *PartitionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[12]
+	mi := &file_strata_v1_replica_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1063,7 @@ func (x *PartitionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatusRequest.ProtoReflect.Descriptor instead.
 func (*PartitionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{12}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PartitionStatusRequest) GetTopic() string {
@@ -1003,7 +1095,7 @@ type PartitionStatusResponse struct {
 
 func (x *PartitionStatusResponse) Reset() {
 	*x = PartitionStatusResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[13]
+	mi := &file_strata_v1_replica_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1107,7 @@ func (x *PartitionStatusResponse) String() string {
 func (*PartitionStatusResponse) ProtoMessage() {}
 
 func (x *PartitionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[13]
+	mi := &file_strata_v1_replica_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1120,7 @@ func (x *PartitionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatusResponse.ProtoReflect.Descriptor instead.
 func (*PartitionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{13}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PartitionStatusResponse) GetRole() Role {
@@ -1090,7 +1182,7 @@ type TruncateRequest struct {
 
 func (x *TruncateRequest) Reset() {
 	*x = TruncateRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[14]
+	mi := &file_strata_v1_replica_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1194,7 @@ func (x *TruncateRequest) String() string {
 func (*TruncateRequest) ProtoMessage() {}
 
 func (x *TruncateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[14]
+	mi := &file_strata_v1_replica_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1207,7 @@ func (x *TruncateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateRequest.ProtoReflect.Descriptor instead.
 func (*TruncateRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{14}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TruncateRequest) GetTopic() string {
@@ -1162,7 +1254,7 @@ type TruncateResponse struct {
 
 func (x *TruncateResponse) Reset() {
 	*x = TruncateResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[15]
+	mi := &file_strata_v1_replica_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1266,7 @@ func (x *TruncateResponse) String() string {
 func (*TruncateResponse) ProtoMessage() {}
 
 func (x *TruncateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[15]
+	mi := &file_strata_v1_replica_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1279,7 @@ func (x *TruncateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateResponse.ProtoReflect.Descriptor instead.
 func (*TruncateResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{15}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TruncateResponse) GetLogEndOffset() int64 {
@@ -1213,7 +1305,7 @@ type AlterPartitionRequest struct {
 
 func (x *AlterPartitionRequest) Reset() {
 	*x = AlterPartitionRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[16]
+	mi := &file_strata_v1_replica_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1317,7 @@ func (x *AlterPartitionRequest) String() string {
 func (*AlterPartitionRequest) ProtoMessage() {}
 
 func (x *AlterPartitionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[16]
+	mi := &file_strata_v1_replica_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1330,7 @@ func (x *AlterPartitionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterPartitionRequest.ProtoReflect.Descriptor instead.
 func (*AlterPartitionRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{16}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AlterPartitionRequest) GetTopic() string {
@@ -1287,7 +1379,7 @@ type AlterPartitionResponse struct {
 
 func (x *AlterPartitionResponse) Reset() {
 	*x = AlterPartitionResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[17]
+	mi := &file_strata_v1_replica_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1391,7 @@ func (x *AlterPartitionResponse) String() string {
 func (*AlterPartitionResponse) ProtoMessage() {}
 
 func (x *AlterPartitionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[17]
+	mi := &file_strata_v1_replica_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1404,7 @@ func (x *AlterPartitionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterPartitionResponse.ProtoReflect.Descriptor instead.
 func (*AlterPartitionResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{17}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AlterPartitionResponse) GetLeaderEpoch() int32 {
@@ -1345,7 +1437,7 @@ type ResignLeadershipRequest struct {
 
 func (x *ResignLeadershipRequest) Reset() {
 	*x = ResignLeadershipRequest{}
-	mi := &file_strata_v1_replica_proto_msgTypes[18]
+	mi := &file_strata_v1_replica_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1449,7 @@ func (x *ResignLeadershipRequest) String() string {
 func (*ResignLeadershipRequest) ProtoMessage() {}
 
 func (x *ResignLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[18]
+	mi := &file_strata_v1_replica_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1462,7 @@ func (x *ResignLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResignLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*ResignLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{18}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ResignLeadershipRequest) GetTopic() string {
@@ -1420,7 +1512,7 @@ type ResignLeadershipResponse struct {
 
 func (x *ResignLeadershipResponse) Reset() {
 	*x = ResignLeadershipResponse{}
-	mi := &file_strata_v1_replica_proto_msgTypes[19]
+	mi := &file_strata_v1_replica_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1524,7 @@ func (x *ResignLeadershipResponse) String() string {
 func (*ResignLeadershipResponse) ProtoMessage() {}
 
 func (x *ResignLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_replica_proto_msgTypes[19]
+	mi := &file_strata_v1_replica_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1537,7 @@ func (x *ResignLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResignLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*ResignLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_replica_proto_rawDescGZIP(), []int{19}
+	return file_strata_v1_replica_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResignLeadershipResponse) GetLeaderId() int32 {
@@ -1473,7 +1565,11 @@ var File_strata_v1_replica_proto protoreflect.FileDescriptor
 
 const file_strata_v1_replica_proto_rawDesc = "" +
 	"\n" +
-	"\x17strata/v1/replica.proto\x12\tstrata.v1\x1a\x17strata/v1/cluster.proto\x1a\x16strata/v1/record.proto\"@\n" +
+	"\x17strata/v1/replica.proto\x12\tstrata.v1\x1a\x17strata/v1/cluster.proto\x1a\x16strata/v1/record.proto\"\x12\n" +
+	"\x10StorageIdRequest\"2\n" +
+	"\x11StorageIdResponse\x12\x1d\n" +
+	"\n" +
+	"storage_id\x18\x01 \x01(\tR\tstorageId\"@\n" +
 	"\x1bReleaseUnknownTopicsRequest\x12!\n" +
 	"\fknown_topics\x18\x01 \x03(\tR\vknownTopics\"8\n" +
 	"\x1cReleaseUnknownTopicsResponse\x12\x18\n" +
@@ -1528,7 +1624,7 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x1cOffsetForLeaderEpochResponse\x12!\n" +
 	"\fleader_epoch\x18\x01 \x01(\x05R\vleaderEpoch\x12\x1d\n" +
 	"\n" +
-	"end_offset\x18\x02 \x01(\x03R\tendOffset\"\xd5\x02\n" +
+	"end_offset\x18\x02 \x01(\x03R\tendOffset\"\xf4\x02\n" +
 	"\x1aApplyPartitionStateRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12#\n" +
@@ -1540,7 +1636,9 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x03isr\x18\b \x03(\x05R\x03isr\x12.\n" +
 	"\x06config\x18\t \x01(\v2\x16.strata.v1.TopicConfigR\x06config\x12\x19\n" +
 	"\btopic_id\x18\n" +
-	" \x01(\tR\atopicId\"C\n" +
+	" \x01(\tR\atopicId\x12\x1d\n" +
+	"\n" +
+	"storage_id\x18\v \x01(\tR\tstorageId\"C\n" +
 	"\x1bApplyPartitionStateResponse\x12$\n" +
 	"\x0elog_end_offset\x18\x01 \x01(\x03R\flogEndOffset\"L\n" +
 	"\x16PartitionStatusRequest\x12\x14\n" +
@@ -1584,7 +1682,7 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_LEADER\x10\x01\x12\x11\n" +
 	"\rROLE_FOLLOWER\x10\x02\x12\r\n" +
-	"\tROLE_NONE\x10\x032\xad\x05\n" +
+	"\tROLE_NONE\x10\x032\xf5\x05\n" +
 	"\aReplica\x12>\n" +
 	"\x05Fetch\x12\x17.strata.v1.FetchRequest\x1a\x18.strata.v1.FetchResponse(\x010\x01\x12=\n" +
 	"\x06Append\x12\x18.strata.v1.AppendRequest\x1a\x19.strata.v1.AppendResponse\x12g\n" +
@@ -1593,7 +1691,8 @@ const file_strata_v1_replica_proto_rawDesc = "" +
 	"\x0fPartitionStatus\x12!.strata.v1.PartitionStatusRequest\x1a\".strata.v1.PartitionStatusResponse\x12C\n" +
 	"\bTruncate\x12\x1a.strata.v1.TruncateRequest\x1a\x1b.strata.v1.TruncateResponse\x12L\n" +
 	"\vReadReplica\x12\x1d.strata.v1.ReadReplicaRequest\x1a\x1e.strata.v1.ReadReplicaResponse\x12g\n" +
-	"\x14ReleaseUnknownTopics\x12&.strata.v1.ReleaseUnknownTopicsRequest\x1a'.strata.v1.ReleaseUnknownTopicsResponse2\xc0\x01\n" +
+	"\x14ReleaseUnknownTopics\x12&.strata.v1.ReleaseUnknownTopicsRequest\x1a'.strata.v1.ReleaseUnknownTopicsResponse\x12F\n" +
+	"\tStorageId\x12\x1b.strata.v1.StorageIdRequest\x1a\x1c.strata.v1.StorageIdResponse2\xc0\x01\n" +
 	"\n" +
 	"Controller\x12U\n" +
 	"\x0eAlterPartition\x12 .strata.v1.AlterPartitionRequest\x1a!.strata.v1.AlterPartitionResponse\x12[\n" +
@@ -1612,60 +1711,64 @@ func file_strata_v1_replica_proto_rawDescGZIP() []byte {
 }
 
 var file_strata_v1_replica_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_strata_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_strata_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_strata_v1_replica_proto_goTypes = []any{
 	(Role)(0),                            // 0: strata.v1.Role
-	(*ReleaseUnknownTopicsRequest)(nil),  // 1: strata.v1.ReleaseUnknownTopicsRequest
-	(*ReleaseUnknownTopicsResponse)(nil), // 2: strata.v1.ReleaseUnknownTopicsResponse
-	(*ReadReplicaRequest)(nil),           // 3: strata.v1.ReadReplicaRequest
-	(*ReadReplicaResponse)(nil),          // 4: strata.v1.ReadReplicaResponse
-	(*FetchRequest)(nil),                 // 5: strata.v1.FetchRequest
-	(*FetchResponse)(nil),                // 6: strata.v1.FetchResponse
-	(*AppendRequest)(nil),                // 7: strata.v1.AppendRequest
-	(*AppendResponse)(nil),               // 8: strata.v1.AppendResponse
-	(*OffsetForLeaderEpochRequest)(nil),  // 9: strata.v1.OffsetForLeaderEpochRequest
-	(*OffsetForLeaderEpochResponse)(nil), // 10: strata.v1.OffsetForLeaderEpochResponse
-	(*ApplyPartitionStateRequest)(nil),   // 11: strata.v1.ApplyPartitionStateRequest
-	(*ApplyPartitionStateResponse)(nil),  // 12: strata.v1.ApplyPartitionStateResponse
-	(*PartitionStatusRequest)(nil),       // 13: strata.v1.PartitionStatusRequest
-	(*PartitionStatusResponse)(nil),      // 14: strata.v1.PartitionStatusResponse
-	(*TruncateRequest)(nil),              // 15: strata.v1.TruncateRequest
-	(*TruncateResponse)(nil),             // 16: strata.v1.TruncateResponse
-	(*AlterPartitionRequest)(nil),        // 17: strata.v1.AlterPartitionRequest
-	(*AlterPartitionResponse)(nil),       // 18: strata.v1.AlterPartitionResponse
-	(*ResignLeadershipRequest)(nil),      // 19: strata.v1.ResignLeadershipRequest
-	(*ResignLeadershipResponse)(nil),     // 20: strata.v1.ResignLeadershipResponse
-	(*Record)(nil),                       // 21: strata.v1.Record
-	(*TopicConfig)(nil),                  // 22: strata.v1.TopicConfig
+	(*StorageIdRequest)(nil),             // 1: strata.v1.StorageIdRequest
+	(*StorageIdResponse)(nil),            // 2: strata.v1.StorageIdResponse
+	(*ReleaseUnknownTopicsRequest)(nil),  // 3: strata.v1.ReleaseUnknownTopicsRequest
+	(*ReleaseUnknownTopicsResponse)(nil), // 4: strata.v1.ReleaseUnknownTopicsResponse
+	(*ReadReplicaRequest)(nil),           // 5: strata.v1.ReadReplicaRequest
+	(*ReadReplicaResponse)(nil),          // 6: strata.v1.ReadReplicaResponse
+	(*FetchRequest)(nil),                 // 7: strata.v1.FetchRequest
+	(*FetchResponse)(nil),                // 8: strata.v1.FetchResponse
+	(*AppendRequest)(nil),                // 9: strata.v1.AppendRequest
+	(*AppendResponse)(nil),               // 10: strata.v1.AppendResponse
+	(*OffsetForLeaderEpochRequest)(nil),  // 11: strata.v1.OffsetForLeaderEpochRequest
+	(*OffsetForLeaderEpochResponse)(nil), // 12: strata.v1.OffsetForLeaderEpochResponse
+	(*ApplyPartitionStateRequest)(nil),   // 13: strata.v1.ApplyPartitionStateRequest
+	(*ApplyPartitionStateResponse)(nil),  // 14: strata.v1.ApplyPartitionStateResponse
+	(*PartitionStatusRequest)(nil),       // 15: strata.v1.PartitionStatusRequest
+	(*PartitionStatusResponse)(nil),      // 16: strata.v1.PartitionStatusResponse
+	(*TruncateRequest)(nil),              // 17: strata.v1.TruncateRequest
+	(*TruncateResponse)(nil),             // 18: strata.v1.TruncateResponse
+	(*AlterPartitionRequest)(nil),        // 19: strata.v1.AlterPartitionRequest
+	(*AlterPartitionResponse)(nil),       // 20: strata.v1.AlterPartitionResponse
+	(*ResignLeadershipRequest)(nil),      // 21: strata.v1.ResignLeadershipRequest
+	(*ResignLeadershipResponse)(nil),     // 22: strata.v1.ResignLeadershipResponse
+	(*Record)(nil),                       // 23: strata.v1.Record
+	(*TopicConfig)(nil),                  // 24: strata.v1.TopicConfig
 }
 var file_strata_v1_replica_proto_depIdxs = []int32{
-	21, // 0: strata.v1.ReadReplicaResponse.records:type_name -> strata.v1.Record
+	23, // 0: strata.v1.ReadReplicaResponse.records:type_name -> strata.v1.Record
 	0,  // 1: strata.v1.ReadReplicaResponse.role:type_name -> strata.v1.Role
 	0,  // 2: strata.v1.ApplyPartitionStateRequest.role:type_name -> strata.v1.Role
-	22, // 3: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
+	24, // 3: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
 	0,  // 4: strata.v1.PartitionStatusResponse.role:type_name -> strata.v1.Role
-	5,  // 5: strata.v1.Replica.Fetch:input_type -> strata.v1.FetchRequest
-	7,  // 6: strata.v1.Replica.Append:input_type -> strata.v1.AppendRequest
-	9,  // 7: strata.v1.Replica.OffsetForLeaderEpoch:input_type -> strata.v1.OffsetForLeaderEpochRequest
-	11, // 8: strata.v1.Replica.ApplyPartitionState:input_type -> strata.v1.ApplyPartitionStateRequest
-	13, // 9: strata.v1.Replica.PartitionStatus:input_type -> strata.v1.PartitionStatusRequest
-	15, // 10: strata.v1.Replica.Truncate:input_type -> strata.v1.TruncateRequest
-	3,  // 11: strata.v1.Replica.ReadReplica:input_type -> strata.v1.ReadReplicaRequest
-	1,  // 12: strata.v1.Replica.ReleaseUnknownTopics:input_type -> strata.v1.ReleaseUnknownTopicsRequest
-	17, // 13: strata.v1.Controller.AlterPartition:input_type -> strata.v1.AlterPartitionRequest
-	19, // 14: strata.v1.Controller.ResignLeadership:input_type -> strata.v1.ResignLeadershipRequest
-	6,  // 15: strata.v1.Replica.Fetch:output_type -> strata.v1.FetchResponse
-	8,  // 16: strata.v1.Replica.Append:output_type -> strata.v1.AppendResponse
-	10, // 17: strata.v1.Replica.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
-	12, // 18: strata.v1.Replica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
-	14, // 19: strata.v1.Replica.PartitionStatus:output_type -> strata.v1.PartitionStatusResponse
-	16, // 20: strata.v1.Replica.Truncate:output_type -> strata.v1.TruncateResponse
-	4,  // 21: strata.v1.Replica.ReadReplica:output_type -> strata.v1.ReadReplicaResponse
-	2,  // 22: strata.v1.Replica.ReleaseUnknownTopics:output_type -> strata.v1.ReleaseUnknownTopicsResponse
-	18, // 23: strata.v1.Controller.AlterPartition:output_type -> strata.v1.AlterPartitionResponse
-	20, // 24: strata.v1.Controller.ResignLeadership:output_type -> strata.v1.ResignLeadershipResponse
-	15, // [15:25] is the sub-list for method output_type
-	5,  // [5:15] is the sub-list for method input_type
+	7,  // 5: strata.v1.Replica.Fetch:input_type -> strata.v1.FetchRequest
+	9,  // 6: strata.v1.Replica.Append:input_type -> strata.v1.AppendRequest
+	11, // 7: strata.v1.Replica.OffsetForLeaderEpoch:input_type -> strata.v1.OffsetForLeaderEpochRequest
+	13, // 8: strata.v1.Replica.ApplyPartitionState:input_type -> strata.v1.ApplyPartitionStateRequest
+	15, // 9: strata.v1.Replica.PartitionStatus:input_type -> strata.v1.PartitionStatusRequest
+	17, // 10: strata.v1.Replica.Truncate:input_type -> strata.v1.TruncateRequest
+	5,  // 11: strata.v1.Replica.ReadReplica:input_type -> strata.v1.ReadReplicaRequest
+	3,  // 12: strata.v1.Replica.ReleaseUnknownTopics:input_type -> strata.v1.ReleaseUnknownTopicsRequest
+	1,  // 13: strata.v1.Replica.StorageId:input_type -> strata.v1.StorageIdRequest
+	19, // 14: strata.v1.Controller.AlterPartition:input_type -> strata.v1.AlterPartitionRequest
+	21, // 15: strata.v1.Controller.ResignLeadership:input_type -> strata.v1.ResignLeadershipRequest
+	8,  // 16: strata.v1.Replica.Fetch:output_type -> strata.v1.FetchResponse
+	10, // 17: strata.v1.Replica.Append:output_type -> strata.v1.AppendResponse
+	12, // 18: strata.v1.Replica.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
+	14, // 19: strata.v1.Replica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
+	16, // 20: strata.v1.Replica.PartitionStatus:output_type -> strata.v1.PartitionStatusResponse
+	18, // 21: strata.v1.Replica.Truncate:output_type -> strata.v1.TruncateResponse
+	6,  // 22: strata.v1.Replica.ReadReplica:output_type -> strata.v1.ReadReplicaResponse
+	4,  // 23: strata.v1.Replica.ReleaseUnknownTopics:output_type -> strata.v1.ReleaseUnknownTopicsResponse
+	2,  // 24: strata.v1.Replica.StorageId:output_type -> strata.v1.StorageIdResponse
+	20, // 25: strata.v1.Controller.AlterPartition:output_type -> strata.v1.AlterPartitionResponse
+	22, // 26: strata.v1.Controller.ResignLeadership:output_type -> strata.v1.ResignLeadershipResponse
+	16, // [16:27] is the sub-list for method output_type
+	5,  // [5:16] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -1684,7 +1787,7 @@ func file_strata_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_replica_proto_rawDesc), len(file_strata_v1_replica_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

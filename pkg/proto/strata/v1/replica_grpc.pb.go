@@ -27,6 +27,7 @@ const (
 	Replica_Truncate_FullMethodName             = "/strata.v1.Replica/Truncate"
 	Replica_ReadReplica_FullMethodName          = "/strata.v1.Replica/ReadReplica"
 	Replica_ReleaseUnknownTopics_FullMethodName = "/strata.v1.Replica/ReleaseUnknownTopics"
+	Replica_StorageId_FullMethodName            = "/strata.v1.Replica/StorageId"
 )
 
 // ReplicaClient is the client API for Replica service.
@@ -71,6 +72,11 @@ type ReplicaClient interface {
 	// given to since the broker started: topics deleted while it was away.
 	// Only its own replicator may call it, after applying every state.
 	ReleaseUnknownTopics(ctx context.Context, in *ReleaseUnknownTopicsRequest, opts ...grpc.CallOption) (*ReleaseUnknownTopicsResponse, error)
+	// StorageId answers the random id the broker wrote into its data
+	// directory when it created it (Kafka's directory id, KIP-858): a new id
+	// means a new, empty directory (a replaced disk). Only its own replicator
+	// may call it, before it applies any partition state.
+	StorageId(ctx context.Context, in *StorageIdRequest, opts ...grpc.CallOption) (*StorageIdResponse, error)
 }
 
 type replicaClient struct {
@@ -164,6 +170,16 @@ func (c *replicaClient) ReleaseUnknownTopics(ctx context.Context, in *ReleaseUnk
 	return out, nil
 }
 
+func (c *replicaClient) StorageId(ctx context.Context, in *StorageIdRequest, opts ...grpc.CallOption) (*StorageIdResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StorageIdResponse)
+	err := c.cc.Invoke(ctx, Replica_StorageId_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReplicaServer is the server API for Replica service.
 // All implementations must embed UnimplementedReplicaServer
 // for forward compatibility.
@@ -206,6 +222,11 @@ type ReplicaServer interface {
 	// given to since the broker started: topics deleted while it was away.
 	// Only its own replicator may call it, after applying every state.
 	ReleaseUnknownTopics(context.Context, *ReleaseUnknownTopicsRequest) (*ReleaseUnknownTopicsResponse, error)
+	// StorageId answers the random id the broker wrote into its data
+	// directory when it created it (Kafka's directory id, KIP-858): a new id
+	// means a new, empty directory (a replaced disk). Only its own replicator
+	// may call it, before it applies any partition state.
+	StorageId(context.Context, *StorageIdRequest) (*StorageIdResponse, error)
 	mustEmbedUnimplementedReplicaServer()
 }
 
@@ -239,6 +260,9 @@ func (UnimplementedReplicaServer) ReadReplica(context.Context, *ReadReplicaReque
 }
 func (UnimplementedReplicaServer) ReleaseUnknownTopics(context.Context, *ReleaseUnknownTopicsRequest) (*ReleaseUnknownTopicsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReleaseUnknownTopics not implemented")
+}
+func (UnimplementedReplicaServer) StorageId(context.Context, *StorageIdRequest) (*StorageIdResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StorageId not implemented")
 }
 func (UnimplementedReplicaServer) mustEmbedUnimplementedReplicaServer() {}
 func (UnimplementedReplicaServer) testEmbeddedByValue()                 {}
@@ -394,6 +418,24 @@ func _Replica_ReleaseUnknownTopics_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replica_StorageId_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StorageIdRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServer).StorageId(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replica_StorageId_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServer).StorageId(ctx, req.(*StorageIdRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Replica_ServiceDesc is the grpc.ServiceDesc for Replica service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -428,6 +470,10 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReleaseUnknownTopics",
 			Handler:    _Replica_ReleaseUnknownTopics_Handler,
+		},
+		{
+			MethodName: "StorageId",
+			Handler:    _Replica_StorageId_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -58,5 +58,6 @@ func MethodTable() acl.MethodTable {
 		stratav1.Replica_Truncate_FullMethodName:             replicate,
 		stratav1.Replica_ReadReplica_FullMethodName:          replicate,
 		stratav1.Replica_ReleaseUnknownTopics_FullMethodName: replicate,
+		stratav1.Replica_StorageId_FullMethodName:            replicate,
 	})
 }

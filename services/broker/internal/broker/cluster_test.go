@@ -402,3 +402,35 @@ func TestClusterModeReleasesUnknownTopics(t *testing.T) {
 		t.Fatalf("a topic with a role was removed: %v", err)
 	}
 }
+
+func TestClusterModeStorageID(t *testing.T) {
+	b, _, certs := startClusterBroker(t)
+	ctx := ctxT(t)
+	own := replicaClient(t, b, certs, "replicator-1")
+
+	_, err := replicaClient(t, b, certs, "replicator-2").StorageId(ctx, &stratav1.StorageIdRequest{})
+	wantCode(t, err, codes.PermissionDenied)
+	resp, err := own.StorageId(ctx, &stratav1.StorageIdRequest{})
+	if err != nil || resp.GetStorageId() == "" {
+		t.Fatalf("StorageId = %v, %v", resp, err)
+	}
+	id := resp.GetStorageId()
+
+	// A state computed for another data directory is refused and leaves
+	// no role; the recorded id, or none, is accepted.
+	req := orders(stratav1.Role_ROLE_LEADER, 1, 1, "b1:9092")
+	req.StorageId = "another-disk"
+	_, err = own.ApplyPartitionState(ctx, req)
+	wantCode(t, err, codes.FailedPrecondition)
+	if _, err := own.PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: "orders"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("a refused apply created the topic: %v", err)
+	}
+	req.StorageId = id
+	if _, err := own.ApplyPartitionState(ctx, req); err != nil {
+		t.Fatalf("apply with the broker's storage id: %v", err)
+	}
+	st, err := own.PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: "orders"})
+	if err != nil || st.GetRole() != stratav1.Role_ROLE_LEADER {
+		t.Fatalf("status = %v, %v", st, err)
+	}
+}

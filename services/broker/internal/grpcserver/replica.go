@@ -20,6 +20,8 @@ import (
 type TopicEnsurer interface {
 	Ensure(ctx context.Context, name, id string, cfg topic.Config) (*topic.Topic, error)
 	Delete(ctx context.Context, name string) error
+	// StorageID is the data directory's storage id.
+	StorageID() string
 }
 
 // replicaService implements the internal strata.v1.Replica service of a
@@ -53,6 +55,13 @@ func (s *replicaService) ApplyPartitionState(ctx context.Context, req *stratav1.
 	}
 	if req.GetLeaderEpoch() < 0 {
 		return nil, badRequest("leader_epoch", "must be >= 0")
+	}
+	if sid := req.GetStorageId(); sid != "" && sid != s.cluster.Topics.StorageID() {
+		// The state was computed from metadata that counts records of
+		// another data directory (this one replaced it): taking a role
+		// from it could make an empty log lead.
+		return nil, status.Errorf(codes.FailedPrecondition, "state is for storage %s, this broker's data directory is %s",
+			sid, s.cluster.Topics.StorageID())
 	}
 	st := partition.State{
 		LeaderEpoch: req.GetLeaderEpoch(),
@@ -145,6 +154,14 @@ func (s *replicaService) ReleaseUnknownTopics(ctx context.Context, req *stratav1
 		resp.Removed = append(resp.Removed, t.Name())
 	}
 	return resp, nil
+}
+
+// StorageId answers the data directory's storage id to this node's replicator.
+func (s *replicaService) StorageId(ctx context.Context, _ *stratav1.StorageIdRequest) (*stratav1.StorageIdResponse, error) {
+	if err := s.fromOwnReplicator(ctx); err != nil {
+		return nil, err
+	}
+	return &stratav1.StorageIdResponse{StorageId: s.cluster.Topics.StorageID()}, nil
 }
 
 func hasRole(t *topic.Topic) bool {

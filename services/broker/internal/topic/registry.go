@@ -69,6 +69,8 @@ type Registry struct {
 	lg      *zap.Logger
 	topics  string // Dir/topics
 	deleted string // Dir/deleted: topics being removed
+	// storageID is the data directory's identity (storageid.go).
+	storageID string
 
 	admin sync.Mutex // serializes create/delete/alter and Close
 
@@ -76,6 +78,10 @@ type Registry struct {
 	byName map[string]*Topic
 	closed bool
 }
+
+// StorageID is the data directory's storage id, created with the
+// directory: a new id means a new, empty directory (a replaced disk).
+func (r *Registry) StorageID() string { return r.storageID }
 
 // Open loads every topic under opts.Dir and opens its partitions.
 func Open(opts Options) (*Registry, error) {
@@ -100,6 +106,11 @@ func Open(opts Options) (*Registry, error) {
 			return nil, fmt.Errorf("topic: %w", err)
 		}
 	}
+	sid, err := loadStorageID(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	r.storageID = sid
 	// Deletions interrupted by a crash finish now.
 	if err := os.RemoveAll(r.deleted); err != nil {
 		return nil, fmt.Errorf("topic: removing deleted topics: %w", err)

@@ -36,6 +36,13 @@ type TopicReleaser interface {
 	ReleaseUnknownTopics(ctx context.Context, known []string) (removed []string, err error)
 }
 
+// StorageIdentifier is an optional capability of a Broker: the storage id
+// of its data directory (metadata.Broker.StorageID), asked before any
+// partition state is applied and again after every restart of the broker.
+type StorageIdentifier interface {
+	StorageID(ctx context.Context) (string, error)
+}
+
 // Watcher is the FSM's change feed.
 type Watcher interface {
 	Watch() (*metadata.State, <-chan struct{})
@@ -50,6 +57,10 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// OnApply is called after each successful call (tests, metrics).
 	OnApply func(*stratav1.ApplyPartitionStateRequest)
+	// OnStorageID is called with the broker's storage id each time the
+	// applier has asked it (StorageIdentifier), before any state is applied:
+	// the node gossips it for the controller to record.
+	OnStorageID func(id string)
 }
 
 // Applier keeps the local broker in step with the metadata.
@@ -89,13 +100,38 @@ func (a *Applier) Run(ctx context.Context) {
 	if rn, ok := a.broker.(RestartNotifier); ok {
 		ready = rn.Ready()
 	}
+	sid, _ := a.broker.(StorageIdentifier)
 	applied := map[key]*stratav1.ApplyPartitionStateRequest{}
 	backoff := a.opts.MinBackoff
-	release := true // after every (re)start of the broker, once all states are applied
+	release := true  // after every (re)start of the broker, once all states are applied
+	storage := ""    // the broker's storage id, asked again after a failure or restart
+	waiting := false // for the controller to record storage
 	for {
 		st, changed := a.fsm.Watch()
-		ok := a.sync(ctx, Desired(a.localID, st), applied)
-		if ok && release {
+		ok := true
+		if sid != nil && storage == "" {
+			storage, ok = a.storageID(ctx, sid)
+		}
+		switch recorded := recordedStorage(a.localID, st); {
+		case !ok:
+		case sid != nil && recorded != "" && recorded != storage:
+			// The metadata counts records of another data directory:
+			// nothing is applied until the controller has recorded this
+			// one, taking the broker out of every ISR and its leaderships
+			// away (metadata.RegisterBroker.StorageID).
+			if !waiting {
+				a.lg.Warn("broker has a new data directory; waiting for the controller to record it before applying any state",
+					zap.String("recorded_storage_id", recorded), zap.String("storage_id", storage))
+			}
+			waiting = true
+		default:
+			waiting = false
+			ok = a.sync(ctx, Desired(a.localID, st), applied)
+			if !ok {
+				storage = "" // the broker may have restarted: ask again
+			}
+		}
+		if ok && !waiting && release {
 			ok = a.releaseUnknown(ctx, st)
 			release = !ok
 		}
@@ -119,12 +155,37 @@ func (a *Applier) Run(ctx context.Context) {
 		case <-ready:
 			a.lg.Info("broker ready, re-applying every partition state")
 			clear(applied)
-			release = true
+			release, storage = true, ""
 		}
 		if timer != nil {
 			timer.Stop()
 		}
 	}
+}
+
+// storageID asks the broker its storage id and reports it (OnStorageID).
+func (a *Applier) storageID(ctx context.Context, sid StorageIdentifier) (string, bool) {
+	cctx, cancel := context.WithTimeout(ctx, a.opts.CallTimeout)
+	defer cancel()
+	id, err := sid.StorageID(cctx)
+	if err != nil || id == "" {
+		if ctx.Err() == nil {
+			a.lg.Warn("asking the broker its storage id failed", zap.Error(err))
+		}
+		return "", false
+	}
+	if a.opts.OnStorageID != nil {
+		a.opts.OnStorageID(id)
+	}
+	return id, true
+}
+
+// recordedStorage is the storage id the metadata records for broker id.
+func recordedStorage(id int32, st *metadata.State) string {
+	if b, ok := st.Brokers[id]; ok {
+		return b.StorageID
+	}
+	return ""
 }
 
 // sync sends every desired state that differs from the applied one and
@@ -225,7 +286,7 @@ func Desired(id int32, st *metadata.State) map[key]*stratav1.ApplyPartitionState
 				Topic: name, Partition: p.ID, Role: role, LeaderEpoch: p.LeaderEpoch,
 				LeaderId: p.Leader, LeaderAddress: leaderAddr,
 				Replicas: append([]int32(nil), p.Replicas...), Isr: append([]int32(nil), p.ISR...),
-				Config: TopicConfigProto(t.Config), TopicId: t.ID,
+				Config: TopicConfigProto(t.Config), TopicId: t.ID, StorageId: recordedStorage(id, st),
 			}
 		}
 	}

@@ -253,3 +253,52 @@ func TestReleasesUnknownTopicsAfterEachBrokerStart(t *testing.T) {
 		return nil
 	})
 }
+
+// storageBroker is a fakeBroker with a data directory id.
+type storageBroker struct {
+	*fakeBroker
+	id string
+}
+
+func (b *storageBroker) StorageID(context.Context) (string, error) { return b.id, nil }
+
+func TestWaitsForTheControllerToRecordANewStorageID(t *testing.T) {
+	e := &env{fsm: metadata.NewFSM(zaptest.NewLogger(t)), broker: &fakeBroker{ready: make(chan struct{}, 1)}}
+	for id := int32(1); id <= 3; id++ {
+		e.apply(t, metadata.Command{Type: metadata.CmdRegisterBroker, RegisterBroker: &metadata.RegisterBroker{ID: id,
+			BrokerAddress: fmt.Sprintf("b%d:9092", id), ReplicatorAddress: "r", RaftAddress: "f", Alive: true, StorageID: fmt.Sprintf("disk-%d", id)}})
+	}
+	// Broker 2 leads t/0; its data directory is then replaced.
+	e.apply(t, metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "t",
+		Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 3}, Assignment: [][]int32{{2, 1, 3}}}})
+	reported := make(chan string, 4)
+	a := New(2, e.fsm, &storageBroker{fakeBroker: e.broker, id: "disk-new"}, Options{MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 50 * time.Millisecond, OnStorageID: func(id string) { reported <- id }}, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	select {
+	case id := <-reported:
+		if id != "disk-new" {
+			t.Fatalf("reported storage id %q", id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("storage id not reported")
+	}
+	// The controller records the new id: the FSM takes broker 2 out of the
+	// ISR and gives t/0 to broker 1 in epoch 1. The first state the broker
+	// is ever told is that one: the old leadership never reached it.
+	e.apply(t, metadata.Command{Type: metadata.CmdRegisterBroker, RegisterBroker: &metadata.RegisterBroker{ID: 2,
+		BrokerAddress: "b2:9092", ReplicatorAddress: "r", RaftAddress: "f", Alive: true, StorageID: "disk-new"}})
+	waitCall(t, e.broker, "t", 0, 1, func(r *stratav1.ApplyPartitionStateRequest) error {
+		if r.Role != stratav1.Role_ROLE_FOLLOWER || r.LeaderId != 1 || r.LeaderEpoch != 1 || slices.Contains(r.Isr, 2) || r.StorageId != "disk-new" {
+			return testutil.Permanent(fmt.Errorf("first state applied: %v, want follower of 1 in epoch 1 out of the ISR for storage disk-new", r))
+		}
+		return nil
+	})
+}

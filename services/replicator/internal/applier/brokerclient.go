@@ -37,8 +37,9 @@ type GRPCBroker struct {
 }
 
 var (
-	_ RestartNotifier = (*GRPCBroker)(nil)
-	_ TopicReleaser   = (*GRPCBroker)(nil)
+	_ RestartNotifier   = (*GRPCBroker)(nil)
+	_ TopicReleaser     = (*GRPCBroker)(nil)
+	_ StorageIdentifier = (*GRPCBroker)(nil)
 )
 
 // ErrNotServing is a health answer other than SERVING.
@@ -179,4 +180,13 @@ func (b *GRPCBroker) Close() error {
 	b.cancel()
 	b.wg.Wait()
 	return b.conn.Close()
+}
+
+// StorageID asks the broker the storage id of its data directory.
+func (b *GRPCBroker) StorageID(ctx context.Context) (string, error) {
+	resp, err := b.client.StorageId(ctx, &stratav1.StorageIdRequest{})
+	if err != nil {
+		return "", err
+	}
+	return resp.GetStorageId(), nil
 }

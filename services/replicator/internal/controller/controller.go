@@ -84,6 +84,7 @@ const (
 	ActionShrinkISR       = "isr_shrink"
 	ActionPreferredLeader = "preferred_leader"
 	ActionLeaderResigned  = "leader_resigned"
+	ActionStorageReplaced = "storage_replaced"
 	ActionCreateTopic     = "create_topic"
 	ActionDeleteTopic     = "delete_topic"
 	ActionAlterTopic      = "alter_topic"
@@ -203,7 +204,8 @@ func (c *Controller) reconcileMembers(ctx context.Context, st *metadata.State) {
 			// Compared through the fallbacks, so that a member without the
 			// internal tag is not registered again on every pass.
 			same := registered && b.BrokerAddress == m.BrokerAddr && b.InternalAddress() == m.BrokerInternal() &&
-				b.ReplicatorAddress == m.ReplicatorAddr && b.RaftAddress == m.RaftAddr
+				b.ReplicatorAddress == m.ReplicatorAddr && b.RaftAddress == m.RaftAddr &&
+				(m.StorageID == "" || b.StorageID == m.StorageID)
 			// A member whose replicator reports its broker down is dead
 			// for leadership, ISRs and placement, as a failed node is,
 			// but stays a Raft server: its replicator is up.
@@ -221,8 +223,15 @@ func (c *Controller) reconcileMembers(ctx context.Context, st *metadata.State) {
 			}
 			err := c.propose(ctx, ActionRegisterBroker, metadata.Command{Type: metadata.CmdRegisterBroker,
 				RegisterBroker: &metadata.RegisterBroker{ID: m.ID, BrokerAddress: m.BrokerAddr, BrokerInternalAddress: m.BrokerInternalAddr,
-					ReplicatorAddress: m.ReplicatorAddr, RaftAddress: m.RaftAddr, Alive: alive}})
+					ReplicatorAddress: m.ReplicatorAddr, RaftAddress: m.RaftAddr, Alive: alive, StorageID: m.StorageID}})
 			c.logResult("register broker", m.ID, err)
+			if err == nil && registered && b.StorageID != "" && m.StorageID != "" && b.StorageID != m.StorageID {
+				// The FSM took it out of every ISR and moved its leaderships
+				// (metadata.RegisterBroker.StorageID).
+				c.opts.OnAction(ActionStorageReplaced)
+				c.lg.Warn("broker has a new, empty data directory: out of every ISR, its leaderships moved; it rejoins as a follower",
+					zap.Int32("node", m.ID), zap.String("old_storage_id", b.StorageID), zap.String("storage_id", m.StorageID))
+			}
 		case membership.StatusFailed, membership.StatusLeft, membership.StatusLeaving:
 			if registered && b.Alive {
 				c.markDead(ctx, m.ID, m.Status.String())

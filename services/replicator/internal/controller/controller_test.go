@@ -656,3 +656,74 @@ func TestBrokerDownWithNoOtherInSyncReplica(t *testing.T) {
 		}
 	}
 }
+
+// setStorage sets the storage id member id's replicator gossips.
+func (f *fakeMembers) setStorage(id int32, storage string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.m[id]
+	m.StorageID = storage
+	f.m[id] = m
+}
+
+func TestReplacedStorageLeavesISRsAndLeadership(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, 3)
+	h.create(t, "t", 3, 3, false)
+	h.create(t, "solo", 1, 1, false)
+	for id := int32(1); id <= 3; id++ {
+		h.members.setStorage(id, fmt.Sprintf("disk-%d", id))
+	}
+	before := h.fsm.State()
+	h.ctrl.Reconcile(ctx)
+	st := h.fsm.State()
+	for id := int32(1); id <= 3; id++ {
+		if got := st.Brokers[id].StorageID; got != fmt.Sprintf("disk-%d", id) {
+			t.Fatalf("broker %d storage %q", id, got)
+		}
+	}
+	for _, name := range []string{"t", "solo"} {
+		for i, p := range st.Topics[name].Partitions {
+			if q := before.Topics[name].Partitions[i]; p.Leader != q.Leader || p.LeaderEpoch != q.LeaderEpoch || !slices.Equal(p.ISR, q.ISR) {
+				t.Fatalf("first storage ids moved %s/%d: %+v, was %+v", name, i, p, q)
+			}
+		}
+	}
+
+	// The leader of solo/0 (its only replica) and of some partitions of t
+	// comes back with a new, empty data directory.
+	victim := st.Topics["solo"].Partitions[0].Leader
+	h.members.setStorage(victim, "disk-new")
+	h.ctrl.Reconcile(ctx)
+	h.ctrl.RebalancePreferred(ctx)
+	h.ctrl.Reconcile(ctx)
+	after := h.fsm.State()
+	if !after.Brokers[victim].Alive || after.Brokers[victim].StorageID != "disk-new" {
+		t.Fatalf("broker %d: %+v", victim, after.Brokers[victim])
+	}
+	moved := 0
+	for i, p := range after.Topics["t"].Partitions {
+		q := before.Topics["t"].Partitions[i]
+		if slices.Contains(p.ISR, victim) || p.Leader == victim {
+			t.Fatalf("t/%d: %+v still has broker %d", i, p, victim)
+		}
+		switch {
+		case q.Leader == victim:
+			moved++
+			if p.LeaderEpoch != q.LeaderEpoch+1 || !slices.Contains(q.ISR, p.Leader) {
+				t.Fatalf("t/%d: %+v, want an ISR member of %v leading in epoch %d", i, p, q.ISR, q.LeaderEpoch+1)
+			}
+		case p.Leader != q.Leader || p.LeaderEpoch != q.LeaderEpoch:
+			t.Fatalf("t/%d: %+v, was %+v: a partition the broker followed changed leader", i, p, q)
+		}
+	}
+	if moved == 0 {
+		t.Fatalf("broker %d led no partition of t: %+v", victim, before.Topics["t"].Partitions)
+	}
+	if p := after.Topics["solo"].Partitions[0]; p.Leader != metadata.NoLeader || !p.Offline || len(p.ISR) != 0 || p.LeaderEpoch != 1 {
+		t.Fatalf("solo/0: %+v, want offline in epoch 1 with an empty ISR (no unclean election)", p)
+	}
+	if n := h.action(ActionStorageReplaced); n != 1 {
+		t.Fatalf("%d storage_replaced actions, want 1", n)
+	}
+}

@@ -25,6 +25,10 @@ const (
 	// found: BrokerUp or BrokerDown. A member without it (an older
 	// replicator, or one whose probe has not yet failed) counts as up.
 	TagBrokerStatus = "broker_status"
+	// TagBrokerStorage is the storage id of the broker's data directory,
+	// which the replicator asks its broker before applying any partition
+	// state (metadata.Broker.StorageID). Absent until then.
+	TagBrokerStorage = "broker_storage"
 )
 
 // Values of TagBrokerStatus.
@@ -73,6 +77,9 @@ type Member struct {
 	// BrokerDown is set when the member's replicator reports its broker
 	// down (TagBrokerStatus): the replicator is alive, its broker is not.
 	BrokerDown bool
+	// StorageID is the broker's data directory id (TagBrokerStorage);
+	// empty until the replicator has asked its broker.
+	StorageID string
 }
 
 // BrokerInternal is the address other nodes reach the member's broker at:
@@ -115,7 +122,8 @@ func fromSerf(m serf.Member) (Member, error) {
 		return Member{}, fmt.Errorf("membership: member %s has no valid %q tag", m.Name, TagID)
 	}
 	out := Member{ID: int32(id), Name: m.Name, BrokerAddr: m.Tags[TagBroker], BrokerInternalAddr: m.Tags[TagBrokerInternal],
-		ReplicatorAddr: m.Tags[TagReplicator], RaftAddr: m.Tags[TagRaft], BrokerDown: m.Tags[TagBrokerStatus] == BrokerDown}
+		ReplicatorAddr: m.Tags[TagReplicator], RaftAddr: m.Tags[TagRaft], BrokerDown: m.Tags[TagBrokerStatus] == BrokerDown,
+		StorageID: m.Tags[TagBrokerStorage]}
 	switch m.Status {
 	case serf.StatusAlive:
 		out.Status = StatusAlive

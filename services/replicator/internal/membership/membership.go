@@ -61,7 +61,7 @@ type Membership struct {
 	opts Options
 	serf *serf.Serf
 
-	// tagsMu serializes SetBrokerUp; tags are the ones last given to Serf.
+	// tagsMu serializes SetBrokerUp and SetBrokerStorageID; tags are the ones last given to Serf.
 	tagsMu sync.Mutex
 	tags   map[string]string
 
@@ -236,16 +236,33 @@ func (m *Membership) SetBrokerUp(up bool) error {
 	if !up {
 		v = BrokerDown
 	}
+	if err := m.setTag(TagBrokerStatus, v); err != nil {
+		return fmt.Errorf("membership: gossip broker status %s: %w", v, err)
+	}
+	return nil
+}
+
+// SetBrokerStorageID gossips the storage id of this node's broker's data
+// directory (TagBrokerStorage), for the controller to record: a broker
+// whose id changed has a new, empty directory. It returns as SetBrokerUp.
+func (m *Membership) SetBrokerStorageID(id string) error {
+	if err := m.setTag(TagBrokerStorage, id); err != nil {
+		return fmt.Errorf("membership: gossip broker storage id %s: %w", id, err)
+	}
+	return nil
+}
+
+func (m *Membership) setTag(k, v string) error {
 	m.tagsMu.Lock()
 	defer m.tagsMu.Unlock()
-	if m.tags[TagBrokerStatus] == v {
+	if m.tags[k] == v {
 		return nil
 	}
 	tags := maps.Clone(m.tags)
-	tags[TagBrokerStatus] = v
+	tags[k] = v
 	// Serf keeps the map and reads it on later updates: it gets its own.
 	if err := m.serf.SetTags(maps.Clone(tags)); err != nil {
-		return fmt.Errorf("membership: gossip broker status %s: %w", v, err)
+		return err
 	}
 	m.tags = tags
 	return nil

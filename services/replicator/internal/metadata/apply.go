@@ -61,9 +61,50 @@ func (s *State) registerBroker(c *RegisterBroker) error {
 	if internal == "" {
 		internal = c.BrokerAddress
 	}
+	storage := c.StorageID
+	if prev, ok := s.Brokers[c.ID]; ok && prev.StorageID != "" {
+		switch {
+		case storage == "":
+			storage = prev.StorageID
+		case storage != prev.StorageID:
+			s.forgetReplicas(c.ID)
+		}
+	}
 	s.Brokers[c.ID] = &Broker{ID: c.ID, BrokerAddress: c.BrokerAddress, BrokerInternalAddress: internal,
-		ReplicatorAddress: c.ReplicatorAddress, RaftAddress: c.RaftAddress, Alive: c.Alive}
+		ReplicatorAddress: c.ReplicatorAddress, RaftAddress: c.RaftAddress, Alive: c.Alive, StorageID: storage}
 	return nil
+}
+
+// forgetReplicas treats every replica on broker id as empty, its data
+// directory having been replaced: id leaves every ISR, and each partition
+// it leads goes, with the epoch bumped, to the first replica in assignment
+// order left in the ISR and alive, or offline when there is none (the ISR
+// keeps its other members, which may lead once alive; an empty one waits
+// for an unclean election, if the topic allows it). Leading or staying in
+// an ISR with an empty log would make the others truncate to its end.
+func (s *State) forgetReplicas(id int32) {
+	for _, t := range s.Topics {
+		for i := range t.Partitions {
+			p := &t.Partitions[i]
+			if p.Leader != id && !slices.Contains(p.ISR, id) {
+				continue
+			}
+			p.ISR = slices.DeleteFunc(slices.Clone(p.ISR), func(r int32) bool { return r == id })
+			if p.Leader != id {
+				continue
+			}
+			next := NoLeader
+			for _, r := range p.Replicas {
+				if r != id && slices.Contains(p.ISR, r) && s.IsAlive(r) {
+					next = r
+					break
+				}
+			}
+			p.Leader = next
+			p.LeaderEpoch++
+			p.Offline = next == NoLeader
+		}
+	}
 }
 
 func (s *State) setBrokerAlive(c *SetBrokerAlive) error {

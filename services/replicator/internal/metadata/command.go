@@ -50,6 +50,14 @@ type RegisterBroker struct {
 	// BrokerInternalAddress is the broker's cluster-network address;
 	// empty means BrokerAddress.
 	BrokerInternalAddress string `json:"broker_internal_address,omitempty"`
+	// StorageID is the id of the broker's data directory; empty keeps the
+	// recorded one. When it replaces another recorded id the directory is
+	// new and empty (a replaced disk): the broker leaves every ISR, and
+	// each partition it leads goes to the first alive replica left in the
+	// ISR in assignment order with the epoch bumped, or offline with the
+	// epoch bumped when there is none. It rejoins as a follower, copies
+	// the partitions back and is taken into the ISRs once caught up.
+	StorageID string `json:"storage_id,omitempty"`
 }
 
 // SetBrokerAlive marks a registered broker alive or dead.

@@ -26,6 +26,12 @@ func base(t *testing.T) *FSM {
 	return f
 }
 
+// registerStorage registers alive broker id (as base does) with a storage id.
+func registerStorage(id int32, storage string) Command {
+	return Command{Type: CmdRegisterBroker, RegisterBroker: &RegisterBroker{ID: id,
+		BrokerAddress: "b:1", ReplicatorAddress: "r:1", RaftAddress: "f:1", Alive: true, StorageID: storage}}
+}
+
 func mustApply(t *testing.T, f *FSM, cmd Command) {
 	t.Helper()
 	if err := applyEncoded(f, cmd); err != nil {
@@ -256,6 +262,71 @@ func TestApplyCommands(t *testing.T) {
 		}, cmd: Command{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", LeaderID: 1, LeaderEpoch: 0}}, want: ErrIneligibleLeader},
 		{name: "resign missing partition", cmd: Command{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", Partition: 2, LeaderID: 1}}, want: ErrPartitionNotFound},
 		{name: "resign missing payload", cmd: Command{Type: CmdResignLeader}, want: ErrInvalidCommand},
+		{name: "storage id first seen changes nothing", cmd: registerStorage(1, "s1"),
+			check: func(t *testing.T, s *State) {
+				if p := part(s); p.Leader != 1 || p.LeaderEpoch != 0 || !slices.Equal(p.ISR, []int32{1, 2, 3}) || s.Brokers[1].StorageID != "s1" {
+					t.Fatalf("%+v, storage %q: want leader 1 in epoch 0 with ISR [1 2 3], storage s1", p, s.Brokers[1].StorageID)
+				}
+			}},
+		{name: "storage id unchanged changes nothing", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, registerStorage(1, "s1"))
+		}, cmd: registerStorage(1, "s1"),
+			check: func(t *testing.T, s *State) {
+				if p := part(s); p.Leader != 1 || p.LeaderEpoch != 0 || !slices.Equal(p.ISR, []int32{1, 2, 3}) {
+					t.Fatalf("%+v, want leader 1 in epoch 0 with ISR [1 2 3]", p)
+				}
+			}},
+		{name: "storage id empty keeps the recorded one", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, registerStorage(1, "s1"))
+		}, cmd: registerStorage(1, ""),
+			check: func(t *testing.T, s *State) {
+				if p := part(s); p.Leader != 1 || p.LeaderEpoch != 0 || s.Brokers[1].StorageID != "s1" {
+					t.Fatalf("%+v, storage %q: want leader 1 in epoch 0, storage s1", p, s.Brokers[1].StorageID)
+				}
+			}},
+		{name: "storage id changed on the leader moves leadership", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, registerStorage(1, "s1"))
+		}, cmd: registerStorage(1, "s2"),
+			check: func(t *testing.T, s *State) {
+				if p := part(s); p.Leader != 2 || p.LeaderEpoch != 1 || !slices.Equal(p.ISR, []int32{2, 3}) || p.Offline || s.Brokers[1].StorageID != "s2" {
+					t.Fatalf("%+v, storage %q: want leader 2 in epoch 1 with ISR [2 3], storage s2", p, s.Brokers[1].StorageID)
+				}
+			}},
+		{name: "storage id changed on the leader skips dead replicas", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, registerStorage(1, "s1"))
+			_ = f.ApplyCommand(101, Command{Type: CmdSetBrokerAlive, SetBrokerAlive: &SetBrokerAlive{ID: 2}})
+		}, cmd: registerStorage(1, "s2"),
+			check: func(t *testing.T, s *State) {
+				if p := part(s); p.Leader != 3 || p.LeaderEpoch != 1 || slices.Contains(p.ISR, 1) {
+					t.Fatalf("%+v, want leader 3 in epoch 1 with 1 out of the ISR", p)
+				}
+			}},
+		{name: "storage id changed on a follower leaves the isr", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, registerStorage(2, "s1"))
+		}, cmd: registerStorage(2, "s2"),
+			check: func(t *testing.T, s *State) {
+				if p := part(s); p.Leader != 1 || p.LeaderEpoch != 0 || !slices.Equal(p.ISR, []int32{1, 3}) {
+					t.Fatalf("%+v, want leader 1 in epoch 0 with ISR [1 3]", p)
+				}
+			}},
+		{name: "storage id changed on the only isr member goes offline", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, registerStorage(1, "s1"))
+			_ = f.ApplyCommand(101, Command{Type: CmdChangeISR, ChangeISR: &ChangeISR{Topic: "t", LeaderID: 1, ISR: []int32{1}}})
+		}, cmd: registerStorage(1, "s2"),
+			check: func(t *testing.T, s *State) {
+				if p := part(s); p.Leader != NoLeader || p.LeaderEpoch != 1 || len(p.ISR) != 0 || !p.Offline {
+					t.Fatalf("%+v, want offline in epoch 1 with an empty ISR", p)
+				}
+			}},
+		{name: "storage id changed on the last isr member of an offline partition", setup: func(f *FSM) {
+			_ = f.ApplyCommand(100, registerStorage(1, "s1"))
+			_ = f.ApplyCommand(101, Command{Type: CmdElectLeader, ElectLeader: &ElectLeader{Topic: "t", Leader: NoLeader, ISR: []int32{1}}})
+		}, cmd: registerStorage(1, "s2"),
+			check: func(t *testing.T, s *State) {
+				if p := part(s); p.Leader != NoLeader || p.LeaderEpoch != 1 || len(p.ISR) != 0 || !p.Offline {
+					t.Fatalf("%+v, want still offline in epoch 1 with an empty ISR", p)
+				}
+			}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,6 +27,11 @@ type Broker struct {
 	// RaftAddress is the node's Raft transport address.
 	RaftAddress string `json:"raft_address"`
 	Alive       bool   `json:"alive"`
+	// StorageID is the id of the broker's data directory (its storage.id
+	// file, Kafka's directory id): another id means a new, empty
+	// directory. Empty until a replicator that reports it registers the
+	// broker.
+	StorageID string `json:"storage_id,omitempty"`
 }
 
 // InternalAddress is the address other nodes reach the broker at:

@@ -105,12 +105,14 @@ type Node struct {
 	fsm     *metadata.FSM
 	raft    *consensus.Node
 	members atomic.Pointer[membership.Membership]
-	ctrl    *controller.Controller
-	grpc    *grpc.Server
-	health  *health.Server
-	fwd     *grpcserver.Forwarder
-	metrics *metrics.Metrics
-	httpSrv *metrics.Server
+	// storageID is the local broker's storage id last asked by the applier.
+	storageID atomic.Pointer[string]
+	ctrl      *controller.Controller
+	grpc      *grpc.Server
+	health    *health.Server
+	fwd       *grpcserver.Forwarder
+	metrics   *metrics.Metrics
+	httpSrv   *metrics.Server
 
 	bootstrapped atomic.Bool
 	ready        chan struct{} // closed once the metadata has caught up (waitCaughtUp)
@@ -196,6 +198,12 @@ func Start(opts Options, lg *zap.Logger) (_ *Node, err error) {
 	// applied.
 	applied := fetcher.NewApplied()
 	aopts := opts.Applier
+	aopts.OnStorageID = func(id string) {
+		n.brokerStorage(id)
+		if opts.Applier.OnStorageID != nil {
+			opts.Applier.OnStorageID(id)
+		}
+	}
 	aopts.OnApply = func(req *stratav1.ApplyPartitionStateRequest) {
 		applied.Observe(req)
 		if opts.Applier.OnApply != nil {
@@ -246,6 +254,11 @@ func Start(opts Options, lg *zap.Logger) (_ *Node, err error) {
 		return nil, err
 	}
 	n.members.Store(m)
+	if id := n.storageID.Load(); id != nil {
+		if err := m.SetBrokerStorageID(*id); err != nil { // learnt before the member existed
+			n.lg.Warn("gossiping the local broker's storage id", zap.String("storage_id", *id), zap.Error(err))
+		}
+	}
 	if opts.BrokerHealth != nil {
 		lopts := opts.Liveness
 		lopts.OnChange, lopts.OnProbe = n.brokerLive, n.metrics.LocalBrokerProbe
@@ -383,6 +396,21 @@ func (n *Node) brokerLive(up bool) {
 	if m := n.members.Load(); m != nil {
 		if err := m.SetBrokerUp(up); err != nil {
 			n.lg.Warn("gossiping the local broker's status", zap.Bool("up", up), zap.Error(err))
+		}
+	}
+	n.ctrl.Notify()
+}
+
+// brokerStorage gossips the local broker's storage id, which the applier
+// asks before applying any state (membership.TagBrokerStorage), and
+// notifies the local controller as brokerLive does.
+func (n *Node) brokerStorage(id string) {
+	if prev := n.storageID.Swap(&id); prev != nil && *prev == id && n.members.Load() != nil {
+		return // asked again after a failed call: nothing new to gossip
+	}
+	if m := n.members.Load(); m != nil {
+		if err := m.SetBrokerStorageID(id); err != nil {
+			n.lg.Warn("gossiping the local broker's storage id", zap.String("storage_id", id), zap.Error(err))
 		}
 	}
 	n.ctrl.Notify()
