@@ -115,19 +115,10 @@ func (l *Listener) release(key netip.Prefix) {
 	l.opts.Metrics.closed()
 }
 
-// refuse closes c with a reset, counts it and logs it when the log
-// interval allows.
+// refuse counts c, logs it when the log interval allows, and closes it
+// with a reset. The count comes first, so that whoever sees the reset sees
+// it counted.
 func (l *Listener) refuse(c net.Conn, limit string) {
-	var err error
-	if tc, ok := c.(interface{ SetLinger(int) error }); ok {
-		err = tc.SetLinger(0) // a reset: no FIN_WAIT socket left behind
-	}
-	if cerr := c.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
-		err = errors.Join(err, cerr)
-	}
-	if err != nil {
-		l.lg.Debug("closing a refused connection failed", zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
-	}
 	l.opts.Metrics.refuse(limit)
 	switch limit {
 	case LimitTotal:
@@ -140,6 +131,16 @@ func (l *Listener) refuse(c net.Conn, limit string) {
 			l.lg.Warn("connection refused: open connections from the remote address at the per-address cap",
 				zap.Stringer("remote", c.RemoteAddr()), zap.Int("max_conns_per_ip", l.opts.MaxConnsPerIP), zap.Int64("refused_unlogged", n))
 		}
+	}
+	var err error
+	if tc, ok := c.(interface{ SetLinger(int) error }); ok {
+		err = tc.SetLinger(0) // a reset: no FIN_WAIT socket left behind
+	}
+	if cerr := c.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+		err = errors.Join(err, cerr)
+	}
+	if err != nil {
+		l.lg.Debug("closing a refused connection failed", zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
 	}
 }
 

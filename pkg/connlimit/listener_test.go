@@ -25,6 +25,7 @@ type acceptor struct {
 	ln       *Listener
 	admitted chan net.Conn
 	done     chan struct{}
+	kept     []net.Conn // admitted connections handed to the test (next)
 }
 
 func startAcceptor(tb testing.TB, opts Options) *acceptor {
@@ -55,15 +56,22 @@ func startAcceptor(tb testing.TB, opts Options) *acceptor {
 				tb.Error(err)
 			}
 		}
+		for _, c := range a.kept {
+			c.Close() // the test may have closed it already; the error says nothing
+		}
 	})
 	return a
 }
 
-// next is the next admitted connection.
+// next is the next admitted connection. The acceptor keeps it until the
+// test ends: a net.Conn nobody references is closed by its finalizer when
+// the garbage collector runs, which a test would see as the server
+// closing it.
 func (a *acceptor) next(tb testing.TB) net.Conn {
 	tb.Helper()
 	select {
 	case c := <-a.admitted:
+		a.kept = append(a.kept, c)
 		return c
 	case <-time.After(5 * time.Second):
 		tb.Fatal("no connection admitted within 5s")
