@@ -98,7 +98,7 @@ down-volumes:
 test-compose:
 	COMPOSE="$(COMPOSE)" bash deployments/compose/test.sh
 
-## test-chaos: up, acks=all load, ROUNDS (12: each of the nine faults of test/chaos/run.sh once, then drawn with SEED) with working-leader and ISR-full times, strata verify check, down-volumes
+## test-chaos: up, acks=all load, ROUNDS (12: each of the eleven faults of test/chaos/run.sh once, then drawn with SEED) with working-leader and ISR-full times, strata verify check, down-volumes
 .PHONY: test-chaos
 test-chaos:
 	COMPOSE="$(COMPOSE)" bash test/chaos/run.sh

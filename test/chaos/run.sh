@@ -3,8 +3,8 @@
 # compose cluster. make up; a topic with 3 partitions, replication factor 3
 # and min.insync.replicas 2; `strata verify produce` (acks=all, every
 # outcome logged) runs for the whole test; then ROUNDS rounds of faults.
-# Rounds 1 to 9 are the nine faults below, once each, in this order; the
-# rounds after them are drawn from the same nine at random with SEED
+# Rounds 1 to 11 are the eleven faults below, once each, in this order;
+# the rounds after them are drawn from the same eleven at random with SEED
 # (printed, so that a run can be repeated):
 #
 #   node-kill          docker kill -s KILL of the node (broker and
@@ -27,12 +27,23 @@
 #                      with Unavailable, or no answer within PROBE_SECS)
 #   all-brokers-kill   docker kill of the three brokers at once, replicators
 #                      left up; started after ALL_BROKERS_DOWN_SECS
+#   all-nodes-kill     docker kill of every broker and every replicator at
+#                      once (admin left up); started after
+#                      ALL_NODES_DOWN_SECS. A process crash keeps the
+#                      host's page cache: nothing acknowledged may be lost
 #   leader-disconnect  docker network disconnect of the node that leads
 #                      partition 1, reconnected after DISCONNECT_SECS
 #   raft-leader-pause  docker pause of the replicator that leads Raft (the
 #                      controller, as every broker reports it) for
 #                      PAUSE_SECS, longer than Serf's failure detection
 #                      (about 5 s), then docker unpause
+#   admin-kill         docker kill of the admin container (strata-admin)
+#                      for ADMIN_DOWN_SECS, then docker start until it is
+#                      healthy. Brokers and replicators keep enforcing
+#                      their cached ACL policy, so acks=ALL produce must be
+#                      acknowledged throughout: the round fails when a
+#                      probe that ran while admin was down did not reach
+#                      every partition (the row says how many probes ran)
 #   follower-restart   docker stop of a node that leads no partition (else
 #                      of a follower of partition 0), down for
 #                      FOLLOWER_DOWN_SECS under load, then docker start: it
@@ -74,13 +85,14 @@
 # cluster does not recover in time.
 #
 # Environment (defaults in brackets): ROUNDS [12], SEED [random], FAULTS
-# [the nine above, comma-separated: the first rounds take them in this
+# [the eleven above, comma-separated: the first rounds take them in this
 # order, later ones draw from them], RATE records/s [1000], PRODUCERS [4],
 # LOAD_SECS of load before each fault [5], KILL_DOWN_SECS [5],
 # BROKER_DOWN_SECS [15], REPLICATOR_DOWN_SECS [15], TWO_DOWN_SECS [10],
-# ALL_BROKERS_DOWN_SECS [3], DISCONNECT_SECS [20], PAUSE_SECS [15],
-# FOLLOWER_DOWN_SECS [10], LEADER_TIMEOUT [60], HEAL_TIMEOUT [120],
-# PROBE_SECS [2], DELIVERY_TIMEOUT [10] (seconds the producer retries a
+# ALL_BROKERS_DOWN_SECS [3], ALL_NODES_DOWN_SECS [5], DISCONNECT_SECS [20],
+# PAUSE_SECS [15], ADMIN_DOWN_SECS [15], FOLLOWER_DOWN_SECS [10],
+# LEADER_TIMEOUT [60], HEAL_TIMEOUT [120], PROBE_SECS [2],
+# DELIVERY_TIMEOUT [10] (seconds the producer retries a
 # record before it gives up: shorter than a disconnect, so that some
 # outcomes are indefinite and the checker resolves them), CHECK_EACH_ROUND
 # [1], KEEP [0] (1 leaves the cluster up). COMPOSE as for make up.
@@ -96,7 +108,8 @@ root=$PWD
 # shellcheck source=deployments/compose/lib.sh
 . deployments/compose/lib.sh
 
-all_faults=(node-kill broker-kill replicator-kill 2-of-3-kill all-brokers-kill leader-disconnect raft-leader-pause follower-restart rolling-restart)
+all_faults=(node-kill broker-kill replicator-kill 2-of-3-kill all-brokers-kill all-nodes-kill leader-disconnect raft-leader-pause
+  admin-kill follower-restart rolling-restart)
 
 ROUNDS=${ROUNDS:-12}
 SEED=${SEED:-$(($(date +%s%N) / 1000 % 1000000))}
@@ -112,6 +125,8 @@ BROKER_DOWN_SECS=${BROKER_DOWN_SECS:-15}
 REPLICATOR_DOWN_SECS=${REPLICATOR_DOWN_SECS:-15}
 TWO_DOWN_SECS=${TWO_DOWN_SECS:-10}
 ALL_BROKERS_DOWN_SECS=${ALL_BROKERS_DOWN_SECS:-3}
+ALL_NODES_DOWN_SECS=${ALL_NODES_DOWN_SECS:-5}
+ADMIN_DOWN_SECS=${ADMIN_DOWN_SECS:-15}
 DISCONNECT_SECS=${DISCONNECT_SECS:-20}
 PAUSE_SECS=${PAUSE_SECS:-15}
 FOLLOWER_DOWN_SECS=${FOLLOWER_DOWN_SECS:-10}
@@ -133,7 +148,7 @@ for tool in docker jq timeout; do
   command -v "$tool" >/dev/null || die "$tool is required"
 done
 for v in ROUNDS SEED RATE PRODUCERS LOAD_SECS KILL_DOWN_SECS BROKER_DOWN_SECS REPLICATOR_DOWN_SECS TWO_DOWN_SECS \
-  ALL_BROKERS_DOWN_SECS DISCONNECT_SECS PAUSE_SECS FOLLOWER_DOWN_SECS LEADER_TIMEOUT HEAL_TIMEOUT PROBE_SECS DELIVERY_TIMEOUT; do
+  ALL_BROKERS_DOWN_SECS ALL_NODES_DOWN_SECS ADMIN_DOWN_SECS DISCONNECT_SECS PAUSE_SECS FOLLOWER_DOWN_SECS LEADER_TIMEOUT HEAL_TIMEOUT PROBE_SECS DELIVERY_TIMEOUT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 [ "$PROBE_SECS" -gt 0 ] || die "PROBE_SECS must be at least 1"
@@ -231,7 +246,8 @@ targets() {
           else (.partitions[] | select(.partition == 0) | .leader as $p | [.replicas[] | select(. != $p)] | last) end'
       ;;
     raft-leader-pause) controller ;;
-    all-brokers-kill | rolling-restart) echo 1 2 3 ;;
+    all-brokers-kill | all-nodes-kill | rolling-restart) echo 1 2 3 ;;
+    admin-kill) echo admin ;;
   esac
 }
 
@@ -529,6 +545,8 @@ plan() {
   case $fault in
     node-kill | 2-of-3-kill) how=kill len=$KILL_DOWN_SECS ;;
     broker-kill | all-brokers-kill) how=kill len=$BROKER_DOWN_SECS ;;
+    all-nodes-kill) how=kill len=$ALL_NODES_DOWN_SECS ;;
+    admin-kill) how=kill len=$ADMIN_DOWN_SECS ;;
     replicator-kill) how=kill len=$REPLICATOR_DOWN_SECS ;;
     leader-disconnect) how=disconnect len=$DISCONNECT_SECS ;;
     raft-leader-pause | node-pause) how=pause len=$PAUSE_SECS ;;
@@ -539,6 +557,10 @@ plan() {
     2-of-3-kill) len=$TWO_DOWN_SECS ;;
     all-brokers-kill) len=$ALL_BROKERS_DOWN_SECS ;;
   esac
+  if [ "$fault" = admin-kill ]; then
+    svcs=(admin)
+    return
+  fi
   for n in "$@"; do
     case $fault in
       broker-kill | all-brokers-kill | rolling-restart) svcs+=("broker-$n") ;;
@@ -681,6 +703,20 @@ outage_check() {
   [[ $outage_note == *" 0 records acked,"* ]] && [ "$load" -eq 0 ]
 }
 
+# admin_check TAG: for admin-kill, every probe that ran while admin was
+# down (from ep_in to ep_t1) must have been acknowledged by every
+# partition, and at least one must have run. Sets admin_note; fails when
+# one was not.
+admin_check() {
+  local tag=$1
+  admin_note=$(awk -v a="$ep_in" -v b="$ep_t1" -v n="$partitions" '
+    $1 >= a && $2 <= b { c++; if ($3 != n) { s++; why = ""; for (i = 7; i <= NF; i++) why = why " " $i } }
+    END { printf "%d probes while admin down, %d short of %d partitions", c, s, n; if (s) printf " (last:%s)", why }' \
+    "$work/probe-$tag.txt" 2>/dev/null) || admin_note="no probe results"
+  say "admin down: $admin_note"
+  [[ $admin_note =~ ^[1-9][0-9]*\ probes\ while\ admin\ down,\ 0\ short ]]
+}
+
 # longest A B: the longer of two durations, where a non-number (">60",
 # "-") stands for a step that failed and wins.
 longest() {
@@ -754,6 +790,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
         result+="; $outage_note"
       else
         result="FAIL: acks=ALL acknowledged with 2 of 3 nodes down ($outage_note)"
+        failed=1
+      fi
+    fi
+    if [ "$fault" = admin-kill ]; then
+      if admin_check "r$round"; then
+        result+="; $admin_note"
+      else
+        why="acks=ALL not acknowledged throughout with admin down ($admin_note)"
+        [ "$result" = ok ] && result="FAIL: $why" || result+="; $why"
         failed=1
       fi
     fi
