@@ -114,18 +114,6 @@ func serveEcho(tb testing.TB, ln net.Listener, cfg *tls.Config, handshake time.D
 	})
 }
 
-// waitFor polls cond until it holds, failing the test after d.
-func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestFloodHeldOff: a flood from one address of connections that never
 // send a byte or stall mid-handshake takes only its per-address share of
 // the slots; each of its connections is closed by the handshake deadline
@@ -159,7 +147,7 @@ func TestFloodHeldOff(t *testing.T) {
 	}
 	t.Cleanup(func() { f.Stop() })
 	refusedPerIP := func() float64 { return testutil.ToFloat64(m.refused.WithLabelValues(LimitPerIP)) }
-	waitFor(t, 5*time.Second, "the flood fills its address's slots", func() bool { return refusedPerIP() > 0 })
+	flood.Until(t, 5*time.Second, "the flood fills its address's slots", func() bool { return refusedPerIP() > 0 })
 
 	d := tls.Dialer{NetDialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}, Config: clientTLS}
 	c, err := d.Dial("tcp", ln.Addr().String())
@@ -184,7 +172,7 @@ func TestFloodHeldOff(t *testing.T) {
 		t.Fatal("the flood held no slot during the exchange: the test proves nothing")
 	}
 	// Let the flood live through at least two handshake deadlines.
-	waitFor(t, 10*time.Second, "flood connections closed by the deadline", func() bool {
+	flood.Until(t, 10*time.Second, "flood connections closed by the deadline", func() bool {
 		return timeouts.Load() >= 2*perIP
 	})
 	res := f.Stop()
@@ -221,5 +209,5 @@ func TestFloodHeldOff(t *testing.T) {
 	if got := testutil.ToFloat64(m.refused.WithLabelValues(LimitTotal)); got != 0 {
 		t.Errorf("refused{total} = %v, want 0: the flood stayed within its address's share", got)
 	}
-	waitFor(t, 5*time.Second, "every slot given back", func() bool { return ln.Open() == 0 })
+	flood.Until(t, 5*time.Second, "every slot given back", func() bool { return ln.Open() == 0 })
 }

@@ -76,11 +76,11 @@ func TestFloodDoesNotLockOutOperator(t *testing.T) {
 	t.Cleanup(func() { f.Stop() })
 	op := clientFrom(t, pkiDir, "operator", "127.0.0.2")
 	t.Cleanup(op.CloseIdleConnections) // before the admin's graceful stop
-	waitFor(t, 5*time.Second, func() bool { return adminMetric(t, op, a.addr, refusedPerIP) > 0 })
+	flood.Until(t, 5*time.Second, "the flood fills its address's slots", func() bool { return adminMetric(t, op, a.addr, refusedPerIP) > 0 })
 	if code, body := call(t, op, http.MethodGet, "https://"+a.addr+"/v1/acl/policy", ""); code != http.StatusOK {
 		t.Fatalf("GET policy during the flood = %d %s", code, body)
 	}
-	waitFor(t, 10*time.Second, func() bool { return f.Snapshot().ClosedAfter(deadline) >= 2*perIP })
+	flood.Until(t, 10*time.Second, "flood connections closed by the deadline", func() bool { return f.Snapshot().ClosedAfter(deadline) >= 2*perIP })
 	res := f.Stop()
 	if res.HeldOpen != 0 || len(res.Errors) != 0 {
 		t.Fatalf("flood: %d connections held open for 5s, errors %v", res.HeldOpen, res.Errors)
@@ -97,17 +97,5 @@ func TestFloodDoesNotLockOutOperator(t *testing.T) {
 	}
 	if got := adminMetric(t, op, a.addr, refusedPerIP); got < float64(refused) || got > float64(res.Dials) {
 		t.Errorf("%s = %v, want between the %d the flood saw and its %d dials", refusedPerIP, got, refused, res.Dials)
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after d.
-func waitFor(tb testing.TB, d time.Duration, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

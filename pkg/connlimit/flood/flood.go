@@ -15,6 +15,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -354,4 +355,18 @@ func readRecord(r io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	return append(hdr, body...), nil
+}
+
+// Until polls cond every 5 ms until it holds and fails tb after d. The
+// conditions a flood test waits for are counters and open slots, which
+// signal nothing when they change, so a bounded poll is the honest wait.
+func Until(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

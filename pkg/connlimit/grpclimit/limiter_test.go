@@ -159,7 +159,7 @@ func TestHandshakeDeadline(t *testing.T) {
 	}
 	t.Cleanup(func() { fl.Stop() })
 	timeouts := func() float64 { return testutil.ToFloat64(f.metrics.handshakeFailures.WithLabelValues(ReasonTimeout)) }
-	waitFor(t, 5*time.Second, "three handshake timeouts counted", func() bool { return timeouts() == 3 })
+	flood.Until(t, 5*time.Second, "three handshake timeouts counted", func() bool { return timeouts() == 3 })
 	res := fl.Stop()
 	if len(res.Closed) != 3 {
 		t.Fatalf("flood: %+v, want its 3 connections closed by the server", res)
@@ -221,7 +221,7 @@ func TestIdentityCap(t *testing.T) {
 		t.Errorf("%d refusal warnings for alice, want 1 (rate limited)", n)
 	}
 	endAlice()
-	waitFor(t, 5*time.Second, "alice's slots given back", func() bool {
+	flood.Until(t, 5*time.Second, "alice's slots given back", func() bool {
 		_, err := c1.Check(ctxAs(t, "alice"), &healthpb.HealthCheckRequest{})
 		return err == nil
 	})
@@ -254,17 +254,5 @@ func TestConnStreamLimitReported(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(f.metrics.connStreamLimit); got != 1 {
 		t.Errorf("limit reached = %v after a stream on another connection, want 1", got)
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after d.
-func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
