@@ -166,9 +166,6 @@ func (c *secureCluster) startBroker(tb testing.TB) {
 
 func newSecureCluster(tb testing.TB) *secureCluster {
 	tb.Helper()
-	if adminSkip != "" {
-		tb.Skip(adminSkip)
-	}
 	if testing.Short() {
 		tb.Skip("needs the real services")
 	}
