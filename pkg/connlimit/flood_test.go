@@ -173,7 +173,11 @@ func TestFloodHeldOff(t *testing.T) {
 	}
 	// Let the flood live through at least two handshake deadlines.
 	flood.Until(t, 10*time.Second, "flood connections closed by the deadline", func() bool {
-		return timeouts.Load() >= 2*perIP
+		// The server counts a timeout before the flood reads the close,
+		// so wait for the flood to have seen them too.
+		snap := f.Snapshot()
+		return timeouts.Load() >= 2*perIP && snap.Count(flood.Idle, handshake) > 0 &&
+			snap.Count(flood.PartialHello, handshake) > 0 && snap.Count(flood.StalledHandshake, handshake) > 0
 	})
 	res := f.Stop()
 	if err := c.Close(); err != nil {

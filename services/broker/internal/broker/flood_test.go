@@ -97,7 +97,13 @@ func TestFloodDoesNotLockOut(t *testing.T) {
 	t.Logf("connected and produced in %v during the flood", time.Since(start))
 
 	// Let the flood live through at least two rounds of deadlines.
-	eventually(t, 10*time.Second, func() bool { return metricValue(t, b, timeouts) >= 2*perIP })
+	// The server counts a timeout before the flood reads the close, so
+	// wait for the flood to have seen one of each kind too.
+	eventually(t, 10*time.Second, func() bool {
+		snap := f.Snapshot()
+		return metricValue(t, b, timeouts) >= 2*perIP && snap.Count(flood.Idle, deadline) > 0 &&
+			snap.Count(flood.PartialHello, deadline) > 0 && snap.Count(flood.StalledHandshake, deadline) > 0
+	})
 	res := f.Stop()
 	if res.HeldOpen != 0 || len(res.Errors) != 0 {
 		t.Fatalf("flood: %d connections held open for 5s, errors %v", res.HeldOpen, res.Errors)
