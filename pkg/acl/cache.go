@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/strata-log/strata/pkg/atomicfile"
 )
 
 // Cache is a last-good-policy file. Layout:
@@ -39,7 +40,10 @@ func (c *Cache) Save(text string, version uint64) error {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s version=%d sha256=%s\n", cacheMagic, version, hex.EncodeToString(sum[:]))
 	b.WriteString(text)
-	return writeFileAtomic(c.path, b.Bytes())
+	if err := atomicfile.Write(c.path, b.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("acl cache save: %w", err)
+	}
+	return nil
 }
 
 // Load returns the cached policy text and version. ErrNoCache when the
@@ -77,45 +81,4 @@ func (c *Cache) Load() (text string, version uint64, err error) {
 		return "", 0, fmt.Errorf("acl cache load %s: %w", c.path, err)
 	}
 	return body, version, nil
-}
-
-// writeFileAtomic writes data to path through a synced temporary file in
-// the same directory, renames it over path and syncs the directory.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("acl cache save: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
-				err = errors.Join(err, rmErr)
-			}
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("acl cache save: %w", errors.Join(err, f.Close()))
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("acl cache save: sync: %w", errors.Join(err, f.Close()))
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("acl cache save: close: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("acl cache save: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("acl cache save: open dir: %w", err)
-	}
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("acl cache save: sync dir: %w", errors.Join(err, d.Close()))
-	}
-	if err := d.Close(); err != nil {
-		return fmt.Errorf("acl cache save: close dir: %w", err)
-	}
-	return nil
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/cloudflare/cfssl/helpers"
 	"go.uber.org/zap"
+
+	"github.com/strata-log/strata/pkg/atomicfile"
 )
 
 // File names inside an InitCluster directory.
@@ -209,10 +211,10 @@ func InitCluster(dir string, opts ClusterOptions, lg *zap.Logger) (*ClusterResul
 		}
 		// Key first: a crash between the two leaves a key without a
 		// certificate, which the next run rewrites.
-		if err := writeFileAtomic(keyPath, kp.KeyPEM, keyFileMode); err != nil {
+		if err := atomicfile.Write(keyPath, kp.KeyPEM, keyFileMode); err != nil {
 			return nil, fmt.Errorf("init cluster: %w", err)
 		}
-		if err := writeFileAtomic(certPath, kp.CertPEM, certFileMode); err != nil {
+		if err := atomicfile.Write(certPath, kp.CertPEM, certFileMode); err != nil {
 			return nil, fmt.Errorf("init cluster: %w", err)
 		}
 		res.Written = append(res.Written, p.name)
@@ -244,10 +246,10 @@ func loadOrCreateCA(dir string, opts ClusterOptions, lg *zap.Logger) (*CA, bool,
 	if err != nil {
 		return nil, false, err
 	}
-	if err := writeFileAtomic(keyPath, ca.keyPEM, keyFileMode); err != nil {
+	if err := atomicfile.Write(keyPath, ca.keyPEM, keyFileMode); err != nil {
 		return nil, false, err
 	}
-	if err := writeFileAtomic(certPath, ca.certPEM, certFileMode); err != nil {
+	if err := atomicfile.Write(certPath, ca.certPEM, certFileMode); err != nil {
 		return nil, false, err
 	}
 	return ca, true, nil

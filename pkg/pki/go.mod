@@ -1,9 +1,10 @@
 module github.com/strata-log/strata/pkg/pki
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/cloudflare/cfssl v1.6.5
+	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 	google.golang.org/grpc v1.85.0
@@ -24,3 +25,5 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	k8s.io/klog/v2 v2.100.1 // indirect
 )
+
+replace github.com/strata-log/strata/pkg/atomicfile => ../atomicfile

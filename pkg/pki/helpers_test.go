@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zaptest"
+
+	"github.com/strata-log/strata/pkg/atomicfile"
 )
 
 func newTestCA(tb testing.TB, cn string) *CA {
@@ -44,7 +46,7 @@ func writeIdentity(tb testing.TB, dir, name string, caPEM []byte, kp *KeyPair) F
 	tb.Helper()
 	f := DirFiles(dir, name)
 	for path, data := range map[string][]byte{f.CertFile: kp.CertPEM, f.KeyFile: kp.KeyPEM, f.CAFile: caPEM} {
-		if err := writeFileAtomic(path, data, 0o600); err != nil {
+		if err := atomicfile.Write(path, data, 0o600); err != nil {
 			tb.Fatal(err)
 		}
 	}
