@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/exp/mmap"
+
+	"github.com/strata-log/strata/pkg/atomicfile"
 )
 
 // FS is the file layer under a Log: every file the engine creates, writes,
@@ -116,27 +118,23 @@ func createFile(fsys FS, name string) (File, error) {
 	return f, nil
 }
 
-// writeFileAtomic replaces name with data: temp file, fsync, rename, fsync
-// directory. A crash leaves either the old or the new content.
+// writeFileAtomic replaces name with data through fsys: temp file, fsync,
+// rename, fsync directory. A crash leaves either the old or the new
+// content, and at worst a leftover temp file (its name ends in .tmp), which
+// recovery removes.
 func writeFileAtomic(fsys FS, name string, data []byte) error {
-	tmp := name + ".tmp"
-	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	return atomicfile.WriteFS(atomicFS{fsys}, name, data, 0o644)
+}
+
+// atomicFS is an FS as pkg/atomicfile takes it.
+type atomicFS struct{ FS }
+
+func (a atomicFS) OpenFile(name string, flag int, perm fs.FileMode) (atomicfile.File, error) {
+	f, err := a.FS.OpenFile(name, flag, perm)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := f.WriteAt(data, 0); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	if err := f.Sync(); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := fsys.Rename(tmp, name); err != nil {
-		return err
-	}
-	return fsys.SyncDir(filepath.Dir(name))
+	return f, nil
 }
 
 // readFile reads a whole (small) file through fsys, refusing files larger
