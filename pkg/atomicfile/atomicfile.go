@@ -69,6 +69,16 @@ func (OS) SyncDir(dir string) error {
 	return errors.Join(d.Sync(), d.Close())
 }
 
+// SyncDir fsyncs the directory dir, making the creations, renames and
+// removals in it durable; for callers that rename or remove on their own
+// (a directory moved aside).
+func SyncDir(dir string) error {
+	if err := (OS{}).SyncDir(dir); err != nil {
+		return fmt.Errorf("atomicfile: sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
 // Write replaces path with data on the operating system's file system; see
 // WriteFS.
 func Write(path string, data []byte, perm fs.FileMode) error {

@@ -236,3 +236,13 @@ func currentUmask(tb testing.TB, dir string) fs.FileMode {
 	}
 	return 0o777 &^ fi.Mode().Perm()
 }
+
+func TestSyncDir(t *testing.T) {
+	if err := atomicfile.SyncDir(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	if err := atomicfile.SyncDir(missing); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("SyncDir(missing) = %v, want not-exist naming the directory", err)
+	}
+}
