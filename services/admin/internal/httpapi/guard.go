@@ -65,9 +65,10 @@ func routePath(r *http.Request) string {
 
 // middleware authenticates every request by its verified client
 // certificate (never by headers) and authorizes it by the rule of the
-// route it will reach. A route without a rule is refused (default deny);
-// a path matching no route goes on to the router's JSON 404/405 once
-// authenticated.
+// route it will reach. A method the route does not serve is 405 with
+// Allow for every authenticated caller; a route without a rule is refused
+// (default deny); a path matching no route goes on to the router's JSON
+// 404 once authenticated.
 func (g *guardian) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
@@ -82,8 +83,16 @@ func (g *guardian) middleware(next http.Handler) http.Handler {
 		ctx := context.WithValue(r.Context(), identityKey{}, id)
 		rctx := chi.NewRouteContext()
 		pattern := g.mux.Find(rctx, r.Method, routePath(r))
+		rule, ok := g.rules[routeKey(r.Method, pattern)]
+		if pattern == "" || !ok {
+			// A wrong method on a known route is the same answer for
+			// every caller, before any authorization: nothing is done.
+			if allow := g.allowedMethods(routePath(r)); len(allow) > 0 {
+				writeMethodNotAllowed(w, g.lg, allow)
+				return
+			}
+		}
 		if pattern != "" {
-			rule, ok := g.rules[routeKey(r.Method, pattern)]
 			if !ok {
 				g.lg.Warn("route without rule refused", zap.String("method", r.Method),
 					zap.String("route", pattern), zap.String("identity", id))
@@ -105,6 +114,34 @@ func (g *guardian) middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// methods are the HTTP methods a route may serve, in the order an Allow
+// header lists them.
+var methods = []string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace,
+}
+
+// allowedMethods returns the methods with a rule for the route that path
+// reaches, none when it reaches no route.
+func (g *guardian) allowedMethods(path string) []string {
+	var allow []string
+	for _, m := range methods {
+		if pattern := g.mux.Find(chi.NewRouteContext(), m, path); pattern != "" {
+			if _, ok := g.rules[routeKey(m, pattern)]; ok {
+				allow = append(allow, m)
+			}
+		}
+	}
+	return allow
+}
+
+// writeMethodNotAllowed answers 405 with the route's methods in Allow
+// (RFC 9110 §15.5.6).
+func writeMethodNotAllowed(w http.ResponseWriter, lg *zap.Logger, allow []string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, lg, http.StatusMethodNotAllowed, "method not allowed; allowed: "+strings.Join(allow, ", "))
 }
 
 // allow checks the policy and answers 403 when it denies.
