@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/strata-log/strata/pkg/acl v0.0.0
+	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	github.com/strata-log/strata/pkg/connlimit v0.0.0
 	github.com/strata-log/strata/pkg/logstore v0.0.0
 	github.com/strata-log/strata/pkg/pki v0.0.0
@@ -75,3 +76,5 @@ replace github.com/strata-log/strata/pkg/grpctls => ../../pkg/grpctls
 replace github.com/strata-log/strata/pkg/client => ../../pkg/client
 
 replace github.com/strata-log/strata/pkg/connlimit => ../../pkg/connlimit
+
+replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile

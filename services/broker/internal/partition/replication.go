@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/strata-log/strata/pkg/atomicfile"
 )
 
 // The replication state of a partition (DESIGN.md §4): on the leader, each
@@ -318,7 +320,7 @@ func (p *Partition) CheckpointHW() error {
 		return nil
 	}
 	dir := p.log.Dir()
-	if err := writeFileSync(filepath.Join(dir, hwFileName), []byte(strconv.FormatInt(hw, 10)+"\n")); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, hwFileName), []byte(strconv.FormatInt(hw, 10)+"\n"), 0o644); err != nil {
 		return fmt.Errorf("partition %s/%d: checkpoint high watermark: %w", p.topic, p.id, err)
 	}
 	p.hwSaved.Store(hw)
@@ -339,31 +341,6 @@ func loadHW(dir string) (int64, error) {
 		return 0, fmt.Errorf("bad high watermark checkpoint %q", b)
 	}
 	return hw, nil
-}
-
-func writeFileSync(path string, data []byte) (err error) {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return errors.Join(err, os.Remove(tmp))
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }
 
 // FollowerLag is a leader's view of one follower, for metrics.

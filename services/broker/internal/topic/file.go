@@ -2,11 +2,12 @@ package topic
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/strata-log/strata/pkg/atomicfile"
 )
 
 // configFile is the name of a topic's persisted config inside its directory.
@@ -54,34 +55,5 @@ func writeConfig(dir string, ff fileFormat) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, configFile), append(data, '\n'))
-}
-
-func writeFileAtomic(path string, data []byte) (err error) {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return errors.Join(err, f.Close(), os.Remove(tmp))
-	}
-	if err := f.Sync(); err != nil {
-		return errors.Join(err, f.Close(), os.Remove(tmp))
-	}
-	if err := f.Close(); err != nil {
-		return errors.Join(err, os.Remove(tmp))
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return errors.Join(err, os.Remove(tmp))
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
+	return atomicfile.Write(filepath.Join(dir, configFile), append(data, '\n'), 0o644)
 }

@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/strata-log/strata/pkg/atomicfile"
 	"github.com/strata-log/strata/pkg/logstore"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 )
@@ -273,7 +274,7 @@ func (r *Registry) create(ctx context.Context, name, id string, override Config)
 		t.id = id
 		err = writeConfig(dir, fileFormat{Version: fileVersion, Name: name, Config: cfg, ID: id})
 		if err == nil {
-			err = syncDir(r.topics)
+			err = atomicfile.SyncDir(r.topics)
 		}
 		if err != nil {
 			err = errors.Join(err, closePartitions(t.partitions))
@@ -319,7 +320,7 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	if err := os.Rename(filepath.Join(r.topics, name), aside); err != nil {
 		return fmt.Errorf("topic: %w", err)
 	}
-	if err := errors.Join(syncDir(r.topics), syncDir(r.deleted)); err != nil {
+	if err := errors.Join(atomicfile.SyncDir(r.topics), atomicfile.SyncDir(r.deleted)); err != nil {
 		return fmt.Errorf("topic: %w", err)
 	}
 	if err := os.RemoveAll(aside); err != nil {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/strata-log/strata/pkg/atomicfile"
 )
 
 // storageIDFile holds the data directory's storage id.
@@ -38,8 +40,8 @@ func loadStorageID(dir string) (string, error) {
 	var raw [16]byte
 	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (Go 1.24+)
 	id := hex.EncodeToString(raw[:])
-	if err := writeFileAtomic(path, []byte(id+"\n")); err != nil {
-		return "", fmt.Errorf("topic: writing %s: %w", path, err)
+	if err := atomicfile.Write(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("topic: %w", err)
 	}
 	return id, nil
 }
