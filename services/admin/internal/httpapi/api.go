@@ -39,6 +39,9 @@ type Options struct {
 	// Collectors are served on /metrics beside the API's own (the
 	// listener's connection limits).
 	Collectors []prometheus.Collector
+	// IssuedDir is where every issued certificate is recorded (public
+	// part only) and listed from by GET /v1/certs; empty records none.
+	IssuedDir string
 }
 
 // PolicyPath returns the policy file path inside dataDir.
@@ -48,6 +51,10 @@ func PolicyPath(dataDir string) string { return filepath.Join(dataDir, PolicyFil
 type API struct {
 	mux   *chi.Mux
 	rules map[string]Rule
+	// For extensions (extension.go).
+	authz *acl.Authorizer
+	store *policyStore
+	certs *certsResource
 
 	stopOnce sync.Once
 	stopping chan struct{} // closed by Stop
@@ -64,6 +71,7 @@ type API struct {
 //	GET    /v1/acl/rules                   describe on cluster
 //	POST   /v1/acl/rules                   admin on cluster
 //	DELETE /v1/acl/rules                   admin on cluster
+//	GET    /v1/certs                       describe on cluster (what admin issued)
 //	POST   /v1/certs, /v1/certs/csr        create on cluster (+ admin for privileged names)
 //	GET    /v1/topics                      describe on cluster
 //	POST   /v1/topics                      create on the topic in the body
@@ -88,7 +96,8 @@ func New(opts Options, lg *zap.Logger) (*API, error) {
 	g := &guardian{mux: mux, authz: opts.Authorizer, lg: lg}
 
 	aclRes := &aclResource{store: store, stopping: a.stopping, lg: lg}
-	certs := &certsResource{ca: opts.CA, caFile: opts.CAFile, store: store, authz: opts.Authorizer, m: m, lg: lg}
+	certs := &certsResource{ca: opts.CA, caFile: opts.CAFile, store: store, authz: opts.Authorizer,
+		issued: &issuedCerts{dir: opts.IssuedDir}, m: m, lg: lg}
 	topics := &topicsResource{topics: opts.Topics, g: g, lg: lg}
 	ca := &caResource{caFile: opts.CAFile, lg: lg}
 
@@ -126,6 +135,7 @@ func New(opts Options, lg *zap.Logger) (*API, error) {
 		r.Mount("/topics", topics.Routes())
 	})
 	a.mux, a.rules = mux, rules
+	a.authz, a.store, a.certs = opts.Authorizer, store, certs
 	return a, nil
 }
 

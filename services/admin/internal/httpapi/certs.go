@@ -80,29 +80,52 @@ type certBundle struct {
 	CA       string    `json:"ca"`
 }
 
-// certsResource issues certificates from the cluster CA.
+// certsResource issues certificates from the cluster CA and lists those
+// it issued.
 type certsResource struct {
 	ca     *pki.CA // nil when admin runs without the CA key
 	caFile string
 	store  *policyStore
 	authz  Authorizer
+	issued *issuedCerts
 	m      *metrics
 	lg     *zap.Logger
 }
 
-// Routes serves POST / and POST /csr.
+// Routes serves GET /, POST / and POST /csr.
 func (c *certsResource) Routes() chi.Router {
 	r := chi.NewRouter()
+	r.Get("/", c.list)
 	r.Post("/", c.issue)
 	r.Post("/csr", c.signCSR)
 	return r
 }
 
+// rules: listing what admin issued (names, serials, expiry; never a key)
+// needs describe on cluster, as reading the cluster's metadata does.
 func (c *certsResource) rules(prefix string) map[string]Rule {
 	return map[string]Rule{
+		routeKey(http.MethodGet, prefix+"/"):     ruleCluster(acl.ActionDescribe),
 		routeKey(http.MethodPost, prefix+"/"):    ruleCluster(acl.ActionCreate),
 		routeKey(http.MethodPost, prefix+"/csr"): ruleCluster(acl.ActionCreate),
 	}
+}
+
+// certList is the answer of GET /v1/certs.
+type certList struct {
+	Certificates []IssuedCert `json:"certificates"`
+}
+
+func (c *certsResource) list(w http.ResponseWriter, r *http.Request) {
+	certs, err := c.issued.list()
+	if err != nil {
+		writeErr(w, c.lg, err)
+		return
+	}
+	if certs == nil {
+		certs = []IssuedCert{}
+	}
+	writeJSON(w, c.lg, http.StatusOK, certList{Certificates: certs})
 }
 
 // certParams is what both routes check before signing.
@@ -115,16 +138,28 @@ type certParams struct {
 
 // decodeCertRequest decodes and checks the shape of a POST /v1/certs body.
 func decodeCertRequest(b []byte) (certRequest, certParams, error) {
-	var req certRequest
-	if err := decodeStrict(b, &req, `{"name": "...", "profile": "client", "hosts": [...], "validity": "720h"}`); err != nil {
+	req, err := decodeCertBody(b)
+	if err != nil {
 		return req, certParams{}, err
 	}
+	p, err := checkCertRequest(req)
+	return req, p, err
+}
+
+// decodeCertBody decodes a POST /v1/certs body without checking it.
+func decodeCertBody(b []byte) (certRequest, error) {
+	var req certRequest
+	err := decodeStrict(b, &req, `{"name": "...", "profile": "client", "hosts": [...], "validity": "720h"}`)
+	return req, err
+}
+
+// checkCertRequest checks the shape of a certificate request.
+func checkCertRequest(req certRequest) (certParams, error) {
 	if !safeName.MatchString(req.Name) {
-		return req, certParams{}, errorf(http.StatusBadRequest,
+		return certParams{}, errorf(http.StatusBadRequest,
 			"name %q is not a safe identity: 1-64 of a-z 0-9 . _ -, starting and ending with a letter or digit", req.Name)
 	}
-	p, err := parseCertParams(req.Profile, req.Hosts, req.Validity)
-	return req, p, err
+	return parseCertParams(req.Profile, req.Hosts, req.Validity)
 }
 
 // decodeCSRRequest decodes and checks the shape of a POST /v1/certs/csr
@@ -243,7 +278,24 @@ func (c *certsResource) issue(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, id, "", err)
 		return
 	}
-	req, p, err := decodeCertRequest(b)
+	req, err := decodeCertBody(b)
+	if err != nil {
+		c.refuse(w, id, req.Name, err)
+		return
+	}
+	bundle, err := c.issueFor(id, req)
+	if err != nil {
+		writeErr(w, c.lg, err)
+		return
+	}
+	writeJSON(w, c.lg, http.StatusCreated, bundle)
+}
+
+// issueFor checks req for caller id and issues it: the work of POST
+// /v1/certs once the body is decoded, shared with the console. A refusal
+// is counted and audit-logged here.
+func (c *certsResource) issueFor(id string, req certRequest) (certBundle, error) {
+	p, err := checkCertRequest(req)
 	if err == nil {
 		err = c.permit(id, req.Name, p.profile)
 	}
@@ -251,15 +303,13 @@ func (c *certsResource) issue(w http.ResponseWriter, r *http.Request) {
 		err = c.ready()
 	}
 	if err != nil {
-		c.refuse(w, id, req.Name, err)
-		return
+		return certBundle{}, c.refused(id, req.Name, err)
 	}
 	kp, err := c.ca.Issue(pki.IssueRequest{CommonName: req.Name, Profile: p.profile, DNSNames: p.dns, IPs: p.ips, Validity: p.validity})
 	if err != nil {
-		c.refuse(w, id, req.Name, pkiError(err))
-		return
+		return certBundle{}, c.refused(id, req.Name, pkiError(err))
 	}
-	c.answer(w, id, req.Name, p.profile, kp.Cert, kp.CertPEM, kp.KeyPEM)
+	return c.bundle(id, req.Name, p.profile, kp.Cert, kp.CertPEM, kp.KeyPEM)
 }
 
 func (c *certsResource) signCSR(w http.ResponseWriter, r *http.Request) {
@@ -295,7 +345,12 @@ func (c *certsResource) signCSR(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, id, name, fmt.Errorf("parse signed certificate: %w", err))
 		return
 	}
-	c.answer(w, id, name, p.profile, cert, certPEM, nil)
+	bundle, err := c.bundle(id, name, p.profile, cert, certPEM, nil)
+	if err != nil {
+		writeErr(w, c.lg, err)
+		return
+	}
+	writeJSON(w, c.lg, http.StatusCreated, bundle)
 }
 
 // ready refuses (503) when admin has no CA key.
@@ -306,27 +361,36 @@ func (c *certsResource) ready() error {
 	return nil
 }
 
-func (c *certsResource) answer(w http.ResponseWriter, id, name string, profile pki.Profile, cert *x509.Certificate, certPEM, keyPEM []byte) {
+// bundle records a signed certificate and makes the answer. A
+// certificate that cannot be recorded is not handed out.
+func (c *certsResource) bundle(id, name string, profile pki.Profile, cert *x509.Certificate, certPEM, keyPEM []byte) (certBundle, error) {
 	caPEM, err := os.ReadFile(c.caFile)
 	if err != nil {
-		c.refuse(w, id, name, fmt.Errorf("read CA file: %w", err))
-		return
+		return certBundle{}, c.refused(id, name, fmt.Errorf("read CA file: %w", err))
+	}
+	if err := c.issued.record(cert, certPEM); err != nil {
+		return certBundle{}, c.refused(id, name, err)
 	}
 	serial := cert.SerialNumber.Text(16)
 	c.m.certs.WithLabelValues(string(profile), "issued").Inc()
 	c.lg.Info("audit: certificate issued", zap.String("identity", id), zap.String("name", name),
 		zap.String("profile", string(profile)), zap.String("serial", serial), zap.Time("not_after", cert.NotAfter),
 		zap.Bool("key_generated", keyPEM != nil))
-	writeJSON(w, c.lg, http.StatusCreated, certBundle{
+	return certBundle{
 		Name: name, Profile: string(profile), Serial: serial, NotAfter: cert.NotAfter.UTC(),
 		Cert: string(certPEM), Key: string(keyPEM), CA: string(caPEM),
-	})
+	}, nil
 }
 
 func (c *certsResource) refuse(w http.ResponseWriter, id, name string, err error) {
+	writeErr(w, c.lg, c.refused(id, name, err))
+}
+
+// refused counts and audit-logs a refusal and returns err.
+func (c *certsResource) refused(id, name string, err error) error {
 	c.m.certs.WithLabelValues("", "refused").Inc()
 	c.lg.Warn("audit: certificate refused", zap.String("identity", id), zap.String("name", name), zap.Error(err))
-	writeErr(w, c.lg, err)
+	return err
 }
 
 // pkiError maps a pki request error to 400; anything else stays a 500.

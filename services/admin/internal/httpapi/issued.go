@@ -1,0 +1,141 @@
+package httpapi
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/strata-log/strata/pkg/pki"
+)
+
+// IssuedCertsDirName is the directory, inside the data directory, where
+// admin records every certificate it issues.
+const IssuedCertsDirName = "issued-certs"
+
+// IssuedCert is one certificate admin issued, as GET /v1/certs lists it.
+// Only public data: admin never keeps a private key it generated.
+type IssuedCert struct {
+	Name      string    `json:"name"`
+	Profile   string    `json:"profile"`
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	Hosts     []string  `json:"hosts,omitempty"`
+}
+
+// issuedCerts records issued certificates as one PEM file each, named by
+// serial (hex), in dir. An empty dir records nothing and lists nothing.
+type issuedCerts struct {
+	dir string
+}
+
+// record writes cert's PEM durably (temporary file synced, renamed, the
+// directory synced) before the certificate is handed out: a certificate
+// admin could not record is not issued.
+func (s *issuedCerts) record(cert *x509.Certificate, certPEM []byte) (err error) {
+	if s.dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("record issued certificate: %w", err)
+	}
+	name := filepath.Join(s.dir, cert.SerialNumber.Text(16)+".pem")
+	f, err := os.CreateTemp(s.dir, ".issued-*.tmp")
+	if err != nil {
+		return fmt.Errorf("record issued certificate: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+				err = errors.Join(err, rmErr)
+			}
+		}
+	}()
+	_, err = f.Write(certPEM)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err = errors.Join(err, f.Close()); err != nil {
+		return fmt.Errorf("record issued certificate: %w", err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return fmt.Errorf("record issued certificate: %w", err)
+	}
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return fmt.Errorf("record issued certificate: %w", err)
+	}
+	if err := errors.Join(d.Sync(), d.Close()); err != nil {
+		return fmt.Errorf("record issued certificate: sync dir: %w", err)
+	}
+	return nil
+}
+
+// list returns the recorded certificates, soonest to expire first. A file
+// that does not parse is an error: the directory is admin's own.
+func (s *issuedCerts) list() ([]IssuedCert, error) {
+	if s.dir == "" {
+		return nil, nil
+	}
+	entries, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list issued certificates: %w", err)
+	}
+	out := make([]IssuedCert, 0, len(entries))
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".pem") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("list issued certificates: %w", err)
+		}
+		block, _ := pem.Decode(b)
+		if block == nil {
+			return nil, fmt.Errorf("list issued certificates: %s holds no PEM block", e.Name())
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("list issued certificates: %s: %w", e.Name(), err)
+		}
+		out = append(out, describeCert(cert))
+	}
+	slices.SortFunc(out, func(a, b IssuedCert) int {
+		if c := a.NotAfter.Compare(b.NotAfter); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Serial, b.Serial)
+	})
+	return out, nil
+}
+
+// describeCert is the listed form of a certificate; the profile is read
+// back from its extended key usages.
+func describeCert(cert *x509.Certificate) IssuedCert {
+	server := slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+	client := slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+	profile := pki.ProfileClient
+	switch {
+	case server && client:
+		profile = pki.ProfilePeer
+	case server:
+		profile = pki.ProfileServer
+	}
+	hosts := slices.Clone(cert.DNSNames)
+	for _, ip := range cert.IPAddresses {
+		hosts = append(hosts, ip.String())
+	}
+	return IssuedCert{Name: cert.Subject.CommonName, Profile: string(profile), Serial: cert.SerialNumber.Text(16),
+		NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(), Hosts: hosts}
+}
