@@ -1,6 +1,10 @@
 package client
 
-import "sync/atomic"
+import (
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+)
 
 // Partitioner picks a partition for a record without an explicit one.
 // Implementations must be safe for concurrent use.
@@ -12,9 +16,12 @@ type Partitioner interface {
 // HashPartitioner is the default partitioner, compatible with Kafka's:
 // keyed records go to murmur2(key) & 0x7fffffff % partitions (the same
 // partition Kafka's Java client would choose), records without a key are
-// spread round-robin.
+// spread round-robin from a random first partition, so that short-lived
+// producers (one `strata produce` each) do not all start on partition 0
+// (Kafka's sticky partitioner likewise starts at a random partition).
 type HashPartitioner struct {
-	next atomic.Uint32
+	start sync.Once
+	next  atomic.Uint32
 }
 
 // Partition implements Partitioner.
@@ -23,6 +30,7 @@ func (p *HashPartitioner) Partition(rec *Record, partitions int32) int32 {
 		return 0
 	}
 	if rec.Key == nil {
+		p.start.Do(func() { p.next.Store(rand.Uint32()) })
 		return int32((p.next.Add(1) - 1) % uint32(partitions))
 	}
 	return KeyPartition(rec.Key, partitions)

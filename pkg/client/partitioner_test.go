@@ -52,13 +52,32 @@ func TestHashPartitionerStableAndSpread(t *testing.T) {
 
 func TestHashPartitionerRoundRobinWithoutKey(t *testing.T) {
 	var p HashPartitioner
-	for i := 0; i < 30; i++ {
-		if got := p.Partition(&Record{}, 3); got != int32(i%3) {
-			t.Fatalf("record %d: partition %d, want %d", i, got, i%3)
+	first := p.Partition(&Record{}, 3)
+	for i := 1; i < 30; i++ {
+		if got, want := p.Partition(&Record{}, 3), (first+int32(i))%3; got != want {
+			t.Fatalf("record %d: partition %d, want %d (the first went to %d)", i, got, want, first)
 		}
 	}
 	// An empty, non-nil key is a key.
 	if a, b := p.Partition(&Record{Key: []byte{}}, 3), p.Partition(&Record{Key: []byte{}}, 3); a != b {
 		t.Fatalf("empty key: %d then %d", a, b)
+	}
+}
+
+// TestHashPartitionerStartsAtRandom: each new partitioner (each producer,
+// each `strata produce` run) sends its first keyless record to a random
+// partition; they all went to partition 0.
+func TestHashPartitionerStartsAtRandom(t *testing.T) {
+	const parts, producers = 4, 400
+	counts := make([]int, parts)
+	for range producers {
+		var p HashPartitioner
+		counts[p.Partition(&Record{}, parts)]++
+	}
+	// Each count is Binomial(400, 1/4): mean 100, sd 8.7; 50 is 5.8 sd away.
+	for i, n := range counts {
+		if n < 50 {
+			t.Errorf("partition %d was first for %d of %d producers, want about %d: %v", i, n, producers, producers/parts, counts)
+		}
 	}
 }
