@@ -6,6 +6,7 @@ require (
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/strata-log/strata/pkg/acl v0.0.0-00010101000000-000000000000
+	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	github.com/strata-log/strata/pkg/connlimit v0.0.0
 	github.com/strata-log/strata/pkg/pki v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
@@ -53,3 +54,5 @@ replace (
 replace github.com/strata-log/strata/pkg/healthcheck => ../../pkg/healthcheck
 
 replace github.com/strata-log/strata/pkg/connlimit => ../../pkg/connlimit
+
+replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/strata-log/strata/pkg/atomicfile"
 	"github.com/strata-log/strata/pkg/pki"
 )
 
@@ -152,24 +153,11 @@ func ensureGossipKey(dir string) (wrote bool, err error) {
 	if _, err := rand.Read(key); err != nil {
 		return false, err
 	}
-	// A temporary file (created 0600) renamed into place: a crash never
-	// leaves a truncated key behind.
-	f, err := os.CreateTemp(dir, ".gossip-*.key")
-	if err != nil {
+	// Written atomically: a crash never leaves a truncated key behind.
+	if err := atomicfile.Write(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		return false, err
 	}
-	tmp := f.Name()
-	_, err = f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if err = errors.Join(err, f.Close()); err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return false, errors.Join(err, os.Remove(tmp))
-	}
-	return true, syncDir(dir)
+	return true, nil
 }
 
 // checkGossipKey accepts what ensureGossipKey writes, surrounding
@@ -183,13 +171,4 @@ func checkGossipKey(b []byte) error {
 		return fmt.Errorf("want %d bytes, got %d", gossipKeyBytes, len(k))
 	}
 	return nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }

@@ -56,6 +56,7 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/sean-/seed v0.0.0-20170313163322-e2103e2c3529 // indirect
+	github.com/strata-log/strata/pkg/atomicfile v0.0.0 // indirect
 	github.com/strata-log/strata/pkg/grpctls v0.0.0
 	github.com/strata-log/strata/pkg/healthcheck v0.0.0
 	github.com/weppos/publicsuffix-go v0.30.0 // indirect
@@ -79,3 +80,5 @@ replace github.com/strata-log/strata/pkg/healthcheck => ../../pkg/healthcheck
 replace github.com/strata-log/strata/pkg/grpctls => ../../pkg/grpctls
 
 replace github.com/strata-log/strata/pkg/connlimit => ../../pkg/connlimit
+
+replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile
