@@ -12,7 +12,8 @@ import (
 
 func runConsume(ctx context.Context, e *env, args []string) error {
 	fs := e.flagSet()
-	partition := fs.Int("partition", -1, "consume only this `partition` (default: all)")
+	var partition partitionFlag
+	fs.Var(&partition, "partition", "consume only this `partition` (default: all)")
 	fromS := fs.String("from", "earliest", "start `position`: earliest, latest, N (offset), -N (N before the end), RFC3339 time")
 	follow := fs.Bool("follow", false, "keep waiting for new records at the end")
 	fs.BoolVar(follow, "f", false, "short for --follow")
@@ -43,11 +44,11 @@ func runConsume(ctx context.Context, e *env, args []string) error {
 		return topicErr(topic, err)
 	}
 	parts := []int32{}
-	if *partition >= 0 {
-		if int32(*partition) >= n {
-			return usagef("--partition %d: topic %q has %d partitions", *partition, topic, n)
+	if partition.set {
+		if partition.v >= n {
+			return usagef("--partition %d: topic %q has %d partitions", partition.v, topic, n)
 		}
-		parts = append(parts, int32(*partition))
+		parts = append(parts, partition.v)
 	} else {
 		for p := int32(0); p < n; p++ {
 			parts = append(parts, p)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -176,3 +177,30 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
+
+// partitionFlag is a --partition: unset until given, and never negative
+// (an unset flag means all partitions, or the partitioner's choice; a
+// negative number used to mean the same silently).
+type partitionFlag struct {
+	set bool
+	v   int32
+}
+
+func (p *partitionFlag) String() string {
+	if p == nil || !p.set {
+		return ""
+	}
+	return strconv.Itoa(int(p.v))
+}
+
+func (p *partitionFlag) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		return errors.New("not a partition number")
+	}
+	if n < 0 {
+		return errors.New("partitions are numbered from 0 (leave --partition out for the default)")
+	}
+	p.set, p.v = true, int32(n)
+	return nil
+}

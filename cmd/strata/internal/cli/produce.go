@@ -13,7 +13,8 @@ import (
 func runProduce(ctx context.Context, e *env, args []string) error {
 	fs := e.flagSet()
 	keyDelim := fs.String("key-delim", "", "split each line at the first `delim`iter into key and value")
-	partition := fs.Int("partition", -1, "produce to this `partition` (default: by key hash, else round-robin)")
+	var partition partitionFlag
+	fs.Var(&partition, "partition", "produce to this `partition` (default: by key hash, else round-robin)")
 	acksS := fs.String("acks", "leader", "acknowledgement `policy`: none, leader, all")
 	linger := fs.Duration("linger", 0, "batch records for this long")
 	verbose := fs.Bool("v", false, "print each record's partition and offset")
@@ -83,8 +84,8 @@ func runProduce(ctx context.Context, e *env, args []string) error {
 				rec.Key, rec.Value = k, v
 			}
 		}
-		if *partition >= 0 {
-			rec.Partition, rec.ExplicitPartition = int32(*partition), true
+		if partition.set {
+			rec.Partition, rec.ExplicitPartition = partition.v, true
 		}
 		select {
 		case results <- p.Produce(ctx, rec):
