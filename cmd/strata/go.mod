@@ -3,6 +3,7 @@ module github.com/strata-log/strata/cmd/strata
 go 1.26.0
 
 require (
+	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	github.com/strata-log/strata/pkg/client v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
 	google.golang.org/grpc v1.85.0
@@ -25,3 +26,5 @@ replace (
 )
 
 replace github.com/strata-log/strata/pkg/grpctls => ../../pkg/grpctls
+
+replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/strata-log/strata/pkg/atomicfile"
 )
 
 // certBundle is the admin API's answer to POST /v1/certs and /v1/certs/csr.
@@ -114,11 +116,11 @@ func runCertIssue(ctx context.Context, e *env, args []string) error {
 	}
 	// Key first: a key without its certificate is the safer half-state.
 	if b.Key != "" {
-		if err := writeFileAtomic(files["key"], []byte(b.Key), 0o600); err != nil {
+		if err := atomicfile.Write(files["key"], []byte(b.Key), 0o600); err != nil {
 			return err
 		}
 	}
-	if err := writeFileAtomic(files["cert"], []byte(b.Cert), 0o644); err != nil {
+	if err := atomicfile.Write(files["cert"], []byte(b.Cert), 0o644); err != nil {
 		return err
 	}
 	if err := writeCA(files["ca"], []byte(b.CA), *force); err != nil {
@@ -149,7 +151,7 @@ func writeCA(path string, caPEM []byte, force bool) error {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return err
 	}
-	return writeFileAtomic(path, caPEM, 0o644)
+	return atomicfile.Write(path, caPEM, 0o644)
 }
 
 func runCertCA(ctx context.Context, e *env, args []string) error {
@@ -170,42 +172,10 @@ func runCertCA(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *out != "" {
-		return writeFileAtomic(*out, caPEM, 0o644)
+		return atomicfile.Write(*out, caPEM, 0o644)
 	}
 	_, err = e.io.Out.Write(caPEM)
 	return err
-}
-
-// writeFileAtomic writes data to path through a synced temporary file in
-// the same directory and a rename, so a reader never sees half a file.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	err = errors.Join(err, f.Close())
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return errors.Join(fmt.Errorf("write %s: %w", path, err), removeIfExists(tmp))
-	}
-	return nil
-}
-
-func removeIfExists(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
 }
 
 var _ flag.Value = (*hostList)(nil)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/strata-log/strata/pkg/atomicfile"
 )
 
 // Context is a named set of connection settings.
@@ -66,7 +68,7 @@ func loadContexts(path string) (*ContextFile, error) {
 	return cf, nil
 }
 
-// save writes the file atomically (temp file, fsync, rename), mode 0600.
+// save writes the file atomically and durably (pkg/atomicfile), mode 0600.
 func (cf *ContextFile) save(path string) error {
 	b, err := json.MarshalIndent(cf, "", "  ")
 	if err != nil {
@@ -75,24 +77,8 @@ func (cf *ContextFile) save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("save contexts: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".contexts-*.json")
-	if err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save contexts: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	err = errors.Join(err, f.Close())
-	if err == nil {
-		err = os.Chmod(tmp, 0o600)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return errors.Join(fmt.Errorf("save contexts: %w", err), os.Remove(tmp))
 	}
 	return nil
 }
