@@ -7,6 +7,7 @@ require (
 	github.com/strata-log/strata/pkg/acl v0.0.0
 	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	github.com/strata-log/strata/pkg/connlimit v0.0.0
+	github.com/strata-log/strata/pkg/envflag v0.0.0
 	github.com/strata-log/strata/pkg/logstore v0.0.0
 	github.com/strata-log/strata/pkg/pki v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
@@ -78,3 +79,5 @@ replace github.com/strata-log/strata/pkg/client => ../../pkg/client
 replace github.com/strata-log/strata/pkg/connlimit => ../../pkg/connlimit
 
 replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile
+
+replace github.com/strata-log/strata/pkg/envflag => ../../pkg/envflag

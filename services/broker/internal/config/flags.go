@@ -4,22 +4,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
+
+	"github.com/strata-log/strata/pkg/envflag"
 )
 
-// EnvPrefix prefixes the environment variable of every flag: --data-dir is
-// STRATA_DATA_DIR. Flags given on the command line win over the environment.
-const EnvPrefix = "STRATA_"
-
-// EnvName is the environment variable that sets the flag name.
-func EnvName(flagName string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// Parse fills a Config from Default(), then the environment (read through
-// getenv), then args, and validates it. Usage goes to out; -h returns
-// flag.ErrHelp.
+// Parse fills a Config from Default(), then args and the STRATA_*
+// environment (read through getenv; pkg/envflag: a flag given in args
+// wins), and validates it. Usage goes to out; -h returns flag.ErrHelp.
 func Parse(args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	c := Default()
 	fs := flag.NewFlagSet("strata-broker", flag.ContinueOnError)
@@ -70,23 +62,11 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.DurationVar(&c.RetentionCheckInterval, "retention-check-interval", c.RetentionCheckInterval, "how often retention runs (`duration`)")
 
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: strata-broker [flags]\n\nEvery flag can also be set by its %s<NAME> environment variable\n(--data-dir: %s); flags win.\n\n", EnvPrefix, EnvName("data-dir"))
+		fmt.Fprintf(out, "Usage: strata-broker [flags]\n\nEvery flag can also be set by its %s<NAME> environment variable\n(--data-dir: %s); flags win.\n\n", envflag.Prefix, envflag.Name("data-dir"))
 		fs.PrintDefaults()
 	}
 
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := EnvName(f.Name)
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return Config{}, envErr
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := envflag.Parse(fs, args, getenv); err != nil {
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
