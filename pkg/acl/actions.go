@@ -10,6 +10,10 @@ const (
 	ActionAlter     = "alter"
 	ActionReplicate = "replicate"
 	ActionAdmin     = "admin"
+	// ActionDescribeACL on cluster reads the ACL policy: its rules name
+	// every identity and what it may do, more than describe (metadata)
+	// should reveal. Kafka's DescribeAcls.
+	ActionDescribeACL = "describe_acl"
 	// ActionAll in a rule means every action. It is not a request action.
 	ActionAll = "*"
 )
@@ -26,7 +30,7 @@ const (
 // Actions returns every request action.
 func Actions() []string {
 	return []string{ActionProduce, ActionConsume, ActionDescribe, ActionCreate,
-		ActionDelete, ActionAlter, ActionReplicate, ActionAdmin}
+		ActionDelete, ActionAlter, ActionReplicate, ActionAdmin, ActionDescribeACL}
 }
 
 func isAction(a string) bool {

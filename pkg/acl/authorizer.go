@@ -37,6 +37,7 @@ type Authorizer struct {
 // snapshot is one policy in force.
 type snapshot struct {
 	enf     *casbin.SyncedEnforcer
+	policy  *Policy
 	text    string
 	version uint64
 }
@@ -82,7 +83,7 @@ func build(text string, version uint64) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &snapshot{enf: enf, text: text, version: version}, nil
+	return &snapshot{enf: enf, policy: p, text: text, version: version}, nil
 }
 
 // Allowed reports whether subject may do action on object under the
@@ -102,6 +103,13 @@ func (a *Authorizer) Allowed(subject, object, action string) (bool, error) {
 		return false, fmt.Errorf("acl: enforce: %w", err)
 	}
 	return ok, nil
+}
+
+// Quota is the rate in bytes per second that paces identity's kind
+// (QuotaProduce or QuotaConsume) under the policy in force, and false
+// when nothing limits it (see Policy.QuotaFor).
+func (a *Authorizer) Quota(identity, kind string) (int64, bool) {
+	return a.cur.Load().policy.QuotaFor(identity, kind)
 }
 
 // Replace puts policyText in force with the next version. A policy that

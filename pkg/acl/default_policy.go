@@ -8,8 +8,9 @@ package acl
 //     alter and delete on every topic: a cluster-mode broker forwards topic
 //     administration to its replicator, and a replicator to the
 //     controller, under their own identities after the caller's own
-//     permission was checked where the call came in. Never produce,
-//     consume or admin;
+//     permission was checked where the call came in; describe_acl on
+//     cluster, to watch the policy they enforce. Never produce, consume
+//     or admin;
 //   - identity operator (InitCluster's first client cert) holds admin;
 //   - identities broker-* hold broker and replicator-* hold replicator,
 //     bound by pattern so any node count works without editing the policy;
@@ -26,6 +27,7 @@ p, broker, cluster, describe, allow
 p, broker, *, create, allow
 p, broker, *, alter, allow
 p, broker, *, delete, allow
+p, broker, cluster, describe_acl, allow
 p, replicator, *, replicate, allow
 p, replicator, *, describe, allow
 p, replicator, cluster, replicate, allow
@@ -33,6 +35,7 @@ p, replicator, cluster, describe, allow
 p, replicator, *, create, allow
 p, replicator, *, alter, allow
 p, replicator, *, delete, allow
+p, replicator, cluster, describe_acl, allow
 g, operator, admin
 g, broker-*, broker
 g, replicator-*, replicator

@@ -11,8 +11,14 @@
 // identity: the subject CN of its verified TLS certificate. The object is a
 // topic name or the literal "cluster" (cluster-wide and internal
 // operations; no topic may be named "cluster"). Actions are produce,
-// consume, describe, create, delete, alter, replicate and admin; "*" in a
-// rule means every action.
+// consume, describe, create, delete, alter, replicate, admin and
+// describe_acl (reading the policy itself); "*" in a rule means every
+// action.
+//
+// Quotas are "q, subject-or-role-or-*, produce|consume, bytes-per-second":
+// a broker paces each identity's record bytes to its quota by delaying
+// its requests (see Policy.QuotaFor for which line applies). Casbin never
+// sees them.
 //
 // Rules are "p, subject-or-role, object-pattern, action, allow|deny". An
 // object pattern matches by glob only where "*" is written: "orders"

@@ -25,6 +25,7 @@ type Binding struct {
 type Policy struct {
 	Rules    []Rule
 	Bindings []Binding
+	Quotas   []Quota
 }
 
 // maxLineLength bounds one policy line.
@@ -34,16 +35,19 @@ const maxLineLength = 1024
 //
 //	p, subject, object, action, effect
 //	g, identity, role
+//	q, subject, produce|consume, bytes-per-second
 //
 // Blank lines and lines starting with "#" are ignored. Fields are trimmed
 // of spaces. Every field must be non-empty printable ASCII without spaces,
 // quotes, commas or "#". The action is one of Actions() or "*"; the effect
 // is allow or deny. "*" is allowed only in objects and in the identity of
-// a binding. Duplicate lines are refused. The error is a *ParseError
-// naming the first bad line.
+// a binding, and a quota's subject may be "*" alone (every identity).
+// Duplicate lines, and two quotas of one kind for one subject, are
+// refused. The error is a *ParseError naming the first bad line.
 func ParsePolicy(text string) (*Policy, error) {
 	p := &Policy{}
 	seen := map[string]int{}
+	quotaSeen := map[[2]string]int{}
 	for i, raw := range strings.Split(text, "\n") {
 		n := i + 1
 		line := strings.TrimSpace(strings.TrimSuffix(raw, "\r"))
@@ -75,8 +79,19 @@ func ParsePolicy(text string) (*Policy, error) {
 				return nil, &ParseError{n, err.Error()}
 			}
 			p.Bindings = append(p.Bindings, b)
+		case "q":
+			q, err := parseQuota(fields)
+			if err != nil {
+				return nil, &ParseError{n, err.Error()}
+			}
+			k := [2]string{q.Subject, q.Kind}
+			if prev, ok := quotaSeen[k]; ok {
+				return nil, &ParseError{n, fmt.Sprintf("a second %s quota for %s (line %d has one)", q.Kind, q.Subject, prev)}
+			}
+			quotaSeen[k] = n
+			p.Quotas = append(p.Quotas, q)
 		default:
-			return nil, &ParseError{n, fmt.Sprintf("unknown line type %q (want p or g)", fields[0])}
+			return nil, &ParseError{n, fmt.Sprintf("unknown line type %q (want p, g or q)", fields[0])}
 		}
 	}
 	return p, nil
@@ -136,7 +151,7 @@ func checkField(what, v string, patternOK bool) error {
 	return nil
 }
 
-// String returns the policy in canonical text: rules, then bindings.
+// String returns the policy in canonical text: rules, bindings, quotas.
 func (p *Policy) String() string {
 	var b strings.Builder
 	for _, r := range p.Rules {
@@ -144,6 +159,9 @@ func (p *Policy) String() string {
 	}
 	for _, g := range p.Bindings {
 		fmt.Fprintf(&b, "g, %s, %s\n", g.Identity, g.Role)
+	}
+	for _, q := range p.Quotas {
+		fmt.Fprintf(&b, "q, %s, %s, %d\n", q.Subject, q.Kind, q.BytesPerSecond)
 	}
 	return b.String()
 }

@@ -276,6 +276,12 @@ func (w *Watcher) poll(ctx context.Context, after uint64) (pollResult, error) {
 		if len(msg) > 200 {
 			msg = msg[:200]
 		}
+		if resp.StatusCode == http.StatusForbidden {
+			// A policy written before describe_acl existed grants the
+			// nodes only describe: say what to add.
+			return pollResult{}, fmt.Errorf("acl watch: admin answered %s: %s: this node's identity may not read the policy; grant it %s on %s (the default policy has \"p, broker, cluster, %s, allow\" and the same for replicator)",
+				resp.Status, msg, ActionDescribeACL, ObjectCluster, ActionDescribeACL)
+		}
 		return pollResult{}, fmt.Errorf("acl watch: admin answered %s: %s", resp.Status, msg)
 	}
 }

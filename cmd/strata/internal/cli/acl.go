@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -22,10 +23,17 @@ type aclBinding struct {
 	Role     string `json:"role"`
 }
 
+type aclQuota struct {
+	Subject        string `json:"subject"`
+	Kind           string `json:"kind"`
+	BytesPerSecond int64  `json:"bytes_per_second"`
+}
+
 type aclDoc struct {
 	Version  uint64       `json:"version,omitempty"`
 	Rules    []aclRule    `json:"rules"`
 	Bindings []aclBinding `json:"bindings"`
+	Quotas   []aclQuota   `json:"quotas,omitempty"`
 }
 
 type policyDoc struct {
@@ -33,11 +41,12 @@ type policyDoc struct {
 	Version uint64 `json:"version,omitempty"`
 }
 
-const aclLineUsage = "a policy line: p SUBJECT OBJECT ACTION [allow|deny] or g IDENTITY ROLE (fields may be comma-separated)"
+const aclLineUsage = "a policy line: p SUBJECT OBJECT ACTION [allow|deny], g IDENTITY ROLE or q SUBJECT produce|consume BYTES_PER_SECOND (fields may be comma-separated)"
 
 // parseACLLine turns command-line words into one rule or binding. The
 // words are a policy line, split by spaces or commas: "p alice orders-*
-// produce", "p, alice, orders, consume, deny", "g alice writers".
+// produce", "p, alice, orders, consume, deny", "g alice writers",
+// "q alice produce 1048576".
 func parseACLLine(args []string) (aclDoc, string, error) {
 	fields := strings.FieldsFunc(strings.Join(args, " "), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
 	var doc aclDoc
@@ -61,6 +70,16 @@ func parseACLLine(args []string) (aclDoc, string, error) {
 		}
 		doc.Bindings = []aclBinding{{Identity: fields[1], Role: fields[2]}}
 		return doc, fmt.Sprintf("g, %s, %s", fields[1], fields[2]), nil
+	case "q":
+		if len(fields) != 4 {
+			return doc, "", usagef("a q line has 4 fields, got %d: expected %s", len(fields), aclLineUsage)
+		}
+		rate, err := strconv.ParseInt(fields[3], 10, 64)
+		if err != nil || rate < 1 {
+			return doc, "", usagef("quota rate %q: expected whole bytes per second, at least 1", fields[3])
+		}
+		doc.Quotas = []aclQuota{{Subject: fields[1], Kind: fields[2], BytesPerSecond: rate}}
+		return doc, fmt.Sprintf("q, %s, %s, %d", fields[1], fields[2], rate), nil
 	default:
 		return doc, "", usagef("line type %q: expected %s", fields[0], aclLineUsage)
 	}
@@ -90,6 +109,9 @@ func runACLList(ctx context.Context, e *env, args []string) error {
 	}
 	for _, b := range doc.Bindings {
 		t.row("g", b.Identity, b.Role, "", "")
+	}
+	for _, q := range doc.Quotas {
+		t.row("q", q.Subject, "", q.Kind, strconv.FormatInt(q.BytesPerSecond, 10)+" B/s")
 	}
 	if err := t.flush(); err != nil {
 		return err

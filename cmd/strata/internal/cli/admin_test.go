@@ -17,6 +17,11 @@ func TestParseACLLine(t *testing.T) {
 		{[]string{"p, alice, orders, consume, deny"}, "p, alice, orders, consume, deny"},
 		{[]string{"p,", "alice,", "orders,", "consume"}, "p, alice, orders, consume, allow"},
 		{[]string{"g", "alice", "writers"}, "g, alice, writers"},
+		{[]string{"q", "alice", "produce", "1048576"}, "q, alice, produce, 1048576"},
+		{[]string{"q, *, consume, 10"}, "q, *, consume, 10"},
+		{[]string{"q", "alice", "produce"}, ""},
+		{[]string{"q", "alice", "produce", "1.5"}, ""},
+		{[]string{"q", "alice", "produce", "0"}, ""},
 		{[]string{"g alice"}, ""},
 		{[]string{"p", "alice", "orders"}, ""},
 		{[]string{"p", "a", "b", "c", "d", "e"}, ""},
@@ -32,7 +37,7 @@ func TestParseACLLine(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || line != tc.want || len(doc.Rules)+len(doc.Bindings) != 1 {
+			if err != nil || line != tc.want || len(doc.Rules)+len(doc.Bindings)+len(doc.Quotas) != 1 {
 				t.Fatalf("parseACLLine = %+v %q, %v; want %q", doc, line, err, tc.want)
 			}
 		})

@@ -66,9 +66,9 @@ type API struct {
 //
 //	GET    /healthz, /readyz, /v1/ca.pem   any verified certificate
 //	GET    /metrics                        describe on cluster
-//	GET    /v1/acl/policy[?after=&wait=]   describe on cluster (the watch)
+//	GET    /v1/acl/policy[?after=&wait=]   describe_acl on cluster (the watch)
 //	PUT    /v1/acl/policy                  admin on cluster
-//	GET    /v1/acl/rules                   describe on cluster
+//	GET    /v1/acl/rules                   describe_acl on cluster
 //	POST   /v1/acl/rules                   admin on cluster
 //	DELETE /v1/acl/rules                   admin on cluster
 //	GET    /v1/certs                       describe on cluster (what admin issued)

@@ -28,7 +28,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// testPolicy: operator is admin; reader may describe the cluster; issuer
+// testPolicy: operator is admin; reader may describe the cluster and read
+// the policy; viewer may only describe the cluster; issuer
 // may create identities (certificates) but is no admin; writer manages
 // orders-* topics; the writers role and the team-x-* binding exist so
 // that their names count as named by the policy.
@@ -36,6 +37,8 @@ const testPolicy = `# test policy
 p, admin, *, *, allow
 p, admin, cluster, *, allow
 p, reader, cluster, describe, allow
+p, reader, cluster, describe_acl, allow
+p, viewer, cluster, describe, allow
 p, issuer, cluster, create, allow
 p, writer, orders-*, create, allow
 p, writer, orders-*, describe, allow
@@ -46,7 +49,7 @@ g, team-x-*, writers
 `
 
 // identities with a certificate in every fixture.
-var fixtureIdentities = []string{"operator", "reader", "issuer", "writer", "nobody"}
+var fixtureIdentities = []string{"operator", "reader", "viewer", "issuer", "writer", "nobody"}
 
 type fixture struct {
 	api     *API
@@ -308,7 +311,7 @@ func TestPolicyRoundTripSurvivesRestart(t *testing.T) {
 	f := newFixture(t, dataDir)
 	before := getPolicy(t, f)
 
-	newPolicy := testPolicy + "p, nobody, cluster, describe, allow\n"
+	newPolicy := testPolicy + "p, nobody, cluster, describe_acl, allow\n"
 	rec := f.do(t, as("operator"), http.MethodPut, "/v1/acl/policy", `{"policy": `+jsonString(t, newPolicy)+`}`)
 	if rec.Code != http.StatusOK {
 		t.Fatalf("PUT = %d: %s", rec.Code, rec.Body)
@@ -320,7 +323,7 @@ func TestPolicyRoundTripSurvivesRestart(t *testing.T) {
 	if len(f.auditEntries("audit: acl policy changed", "operator")) != 1 {
 		t.Fatal("policy change not audit-logged with the caller's identity")
 	}
-	// The new policy is enforced at once: nobody may now describe.
+	// The new policy is enforced at once: nobody may now read it.
 	if rec := f.do(t, as("nobody"), http.MethodGet, "/v1/acl/policy", ""); rec.Code != http.StatusOK {
 		t.Fatalf("nobody GET after grant = %d", rec.Code)
 	}

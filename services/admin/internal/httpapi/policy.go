@@ -47,9 +47,9 @@ func (p *aclResource) Routes() chi.Router {
 // nothing a plain GET does not); changing it needs admin.
 func (p *aclResource) rules(prefix string) map[string]Rule {
 	return map[string]Rule{
-		routeKey(http.MethodGet, prefix+"/policy"):   ruleCluster(acl.ActionDescribe),
+		routeKey(http.MethodGet, prefix+"/policy"):   ruleCluster(acl.ActionDescribeACL),
 		routeKey(http.MethodPut, prefix+"/policy"):   ruleCluster(acl.ActionAdmin),
-		routeKey(http.MethodGet, prefix+"/rules"):    ruleCluster(acl.ActionDescribe),
+		routeKey(http.MethodGet, prefix+"/rules"):    ruleCluster(acl.ActionDescribeACL),
 		routeKey(http.MethodPost, prefix+"/rules"):   ruleCluster(acl.ActionAdmin),
 		routeKey(http.MethodDelete, prefix+"/rules"): ruleCluster(acl.ActionAdmin),
 	}

@@ -25,6 +25,13 @@ type bindingJSON struct {
 	Role     string `json:"role"`
 }
 
+// quotaJSON is one "q" line.
+type quotaJSON struct {
+	Subject        string `json:"subject"`
+	Kind           string `json:"kind"`
+	BytesPerSecond int64  `json:"bytes_per_second"`
+}
+
 // rulesDoc is the body of POST and DELETE /v1/acl/rules (the lines to add
 // or remove) and the answer of every /v1/acl/rules route (the lines in
 // force and their version).
@@ -32,6 +39,7 @@ type rulesDoc struct {
 	Version  uint64        `json:"version,omitempty"`
 	Rules    []ruleJSON    `json:"rules"`
 	Bindings []bindingJSON `json:"bindings"`
+	Quotas   []quotaJSON   `json:"quotas,omitempty"`
 }
 
 // maxRuleEdits bounds the lines one POST or DELETE may carry.
@@ -46,6 +54,10 @@ func (r ruleJSON) line() string {
 }
 
 func (b bindingJSON) line() string { return fmt.Sprintf("g, %s, %s", b.Identity, b.Role) }
+
+func (q quotaJSON) line() string {
+	return fmt.Sprintf("q, %s, %s, %d", q.Subject, q.Kind, q.BytesPerSecond)
+}
 
 // The /rules routes edit the policy a line at a time. Each POST or DELETE
 // is one atomic, versioned, audit-logged change of the whole policy
@@ -70,6 +82,9 @@ func (rr *aclResource) answer(w http.ResponseWriter, text string, version uint64
 	}
 	for _, b := range p.Bindings {
 		doc.Bindings = append(doc.Bindings, bindingJSON{Identity: b.Identity, Role: b.Role})
+	}
+	for _, q := range p.Quotas {
+		doc.Quotas = append(doc.Quotas, quotaJSON{Subject: q.Subject, Kind: q.Kind, BytesPerSecond: q.BytesPerSecond})
 	}
 	writeJSON(w, rr.lg, http.StatusOK, doc)
 }
@@ -110,15 +125,15 @@ func (rr *aclResource) edit(w http.ResponseWriter, r *http.Request, what string,
 // maxRuleEdits, no line twice.
 func decodeRulesBody(b []byte) ([]string, error) {
 	var doc rulesDoc
-	if err := decodeStrict(b, &doc, `{"rules": [{"subject", "object", "action", "effect"}], "bindings": [{"identity", "role"}]}`); err != nil {
+	if err := decodeStrict(b, &doc, `{"rules": [{"subject", "object", "action", "effect"}], "bindings": [{"identity", "role"}], "quotas": [{"subject", "kind", "bytes_per_second"}]}`); err != nil {
 		return nil, err
 	}
 	if doc.Version != 0 {
 		return nil, errorf(http.StatusBadRequest, "version is not accepted here")
 	}
-	n := len(doc.Rules) + len(doc.Bindings)
+	n := len(doc.Rules) + len(doc.Bindings) + len(doc.Quotas)
 	if n == 0 {
-		return nil, errorf(http.StatusBadRequest, "no rules or bindings given")
+		return nil, errorf(http.StatusBadRequest, "no rules, bindings or quotas given")
 	}
 	if n > maxRuleEdits {
 		return nil, errorf(http.StatusBadRequest, "%d lines; at most %d per request", n, maxRuleEdits)
@@ -146,6 +161,16 @@ func decodeRulesBody(b []byte) ([]string, error) {
 		}
 		if len(p.Bindings) != 1 || len(p.Rules) != 0 || p.Bindings[0] != (acl.Binding{Identity: x.Identity, Role: x.Role}) {
 			return nil, errorf(http.StatusBadRequest, "binding %+v: a field holds a separator, a space or a line break", x)
+		}
+		lines = append(lines, x.line())
+	}
+	for _, x := range doc.Quotas {
+		p, err := acl.ParsePolicy(x.line())
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "quota %+v: %v", x, err)
+		}
+		if len(p.Quotas) != 1 || len(p.Rules)+len(p.Bindings) != 0 || p.Quotas[0] != (acl.Quota{Subject: x.Subject, Kind: x.Kind, BytesPerSecond: x.BytesPerSecond}) {
+			return nil, errorf(http.StatusBadRequest, "quota %+v: a field holds a separator, a space or a line break", x)
 		}
 		lines = append(lines, x.line())
 	}

@@ -112,3 +112,48 @@ func TestLineEdits(t *testing.T) {
 		t.Fatalf("removeLines = %q, %v", got, err)
 	}
 }
+
+// TestReadingPolicyNeedsDescribeACL: describe on cluster (metadata) does
+// not reveal the policy; describe_acl does.
+func TestReadingPolicyNeedsDescribeACL(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	for _, path := range []string{"/v1/acl/policy", "/v1/acl/rules", "/v1/acl/policy?after=0&wait=1s"} {
+		assertJSONError(t, f.do(t, as("viewer"), http.MethodGet, path, ""), http.StatusForbidden)
+		if rec := f.do(t, as("reader"), http.MethodGet, path, ""); rec.Code != http.StatusOK {
+			t.Errorf("reader (describe_acl) GET %s = %d %s", path, rec.Code, rec.Body)
+		}
+	}
+	if rec := f.do(t, as("viewer"), http.MethodGet, "/v1/topics", ""); rec.Code == http.StatusForbidden {
+		t.Errorf("viewer lost describe on cluster: GET /v1/topics = %d", rec.Code)
+	}
+}
+
+// TestQuotaLines: quotas are added, listed and removed through the rules
+// routes like any other line, with the policy's validation.
+func TestQuotaLines(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	op := as("operator")
+	body := `{"quotas": [{"subject": "writer", "kind": "produce", "bytes_per_second": 1048576}]}`
+	doc := decodeRec[rulesDoc](t, f.do(t, op, http.MethodPost, "/v1/acl/rules", body), http.StatusOK)
+	if len(doc.Quotas) != 1 || doc.Quotas[0] != (quotaJSON{"writer", "produce", 1 << 20}) {
+		t.Fatalf("after adding, quotas = %+v", doc.Quotas)
+	}
+	if got := getRules(t, f).Quotas; len(got) != 1 {
+		t.Fatalf("listed quotas = %+v", got)
+	}
+	for _, bad := range []string{
+		`{"quotas": [{"subject": "writer", "kind": "produce", "bytes_per_second": 5}]}`, // a second produce quota for writer
+		`{"quotas": [{"subject": "writer", "kind": "fetch", "bytes_per_second": 5}]}`,
+		`{"quotas": [{"subject": "writer", "kind": "consume", "bytes_per_second": 0}]}`,
+		`{"quotas": [{"subject": "w, x", "kind": "consume", "bytes_per_second": 5}]}`,
+	} {
+		rec := f.do(t, op, http.MethodPost, "/v1/acl/rules", bad)
+		if rec.Code != http.StatusBadRequest && rec.Code != http.StatusConflict {
+			t.Errorf("POST %s = %d %s, want 400", bad, rec.Code, rec.Body)
+		}
+	}
+	doc = decodeRec[rulesDoc](t, f.do(t, op, http.MethodDelete, "/v1/acl/rules", body), http.StatusOK)
+	if len(doc.Quotas) != 0 {
+		t.Fatalf("after removing, quotas = %+v", doc.Quotas)
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/strata-log/strata/services/broker/internal/isr"
 	"github.com/strata-log/strata/services/broker/internal/metrics"
 	"github.com/strata-log/strata/services/broker/internal/partition"
+	"github.com/strata-log/strata/services/broker/internal/quota"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 	"github.com/strata-log/strata/services/broker/internal/tracing"
 )
@@ -190,6 +191,14 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		UnaryInterceptors:  append(unary, opts.GRPC.UnaryInterceptors...),
 		StreamInterceptors: append(stream, opts.GRPC.StreamInterceptors...),
 		StatsHandlers:      append([]stats.Handler{limits.StatsHandler()}, opts.GRPC.StatsHandlers...),
+	}
+	if b.authz != nil {
+		// Quotas are q lines of the same policy, so they follow its watch.
+		q := quota.New(b.authz, lg.Named("quota"))
+		for _, c := range q.Collectors() {
+			m.Registry().MustRegister(c)
+		}
+		gopts.Quotas = q
 	}
 	if b.trace != nil {
 		cleanup = append(cleanup, func() error { return b.trace.Shutdown(context.Background()) })

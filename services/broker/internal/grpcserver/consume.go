@@ -11,6 +11,7 @@ import (
 	"github.com/strata-log/strata/pkg/logstore"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/broker/internal/partition"
+	"github.com/strata-log/strata/services/broker/internal/quota"
 )
 
 const (
@@ -75,6 +76,9 @@ func (s *logService) Consume(ctx context.Context, req *stratav1.ConsumeRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if err := s.throttle(ctx, quota.Consume, bytes); err != nil {
+		return nil, err
+	}
 	resp.NextOffset = cur.Next()
 	resp.HighWatermark = p.HighWatermark()
 	resp.LogStartOffset = p.LogStartOffset()
@@ -127,6 +131,12 @@ func (s *logService) ConsumeStream(req *stratav1.ConsumeStreamRequest, stream gr
 			default:
 				return toStatus(err)
 			}
+		}
+		switch err := s.throttle(ctx, quota.Consume, bytes); {
+		case errors.Is(err, errStopping):
+			return nil // server shutdown: end the stream cleanly
+		case err != nil:
+			return err
 		}
 		msg := &encodedMessage{b: w.finish(cur.Next(), p.HighWatermark(), p.LogStartOffset())}
 		if err := stream.SendMsg(msg); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/broker/internal/partition"
+	"github.com/strata-log/strata/services/broker/internal/quota"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 )
 
@@ -25,6 +26,7 @@ type logService struct {
 	rec      Recorder
 	lg       *zap.Logger
 	shutdown <-chan struct{}
+	quotas   Quotas // nil: no quotas
 }
 
 // lookup validates a topic and partition from a request and finds it.
@@ -95,13 +97,17 @@ func (s *logService) produce(ctx context.Context, req *stratav1.ProduceRequest) 
 	if err != nil {
 		return nil, err
 	}
-	res, err := p.Produce(ctx, req.GetRecords(), req.GetAcks())
-	if err != nil {
-		return nil, toStatus(err)
-	}
 	bytes := 0
 	for _, r := range req.GetRecords() {
 		bytes += len(r.GetKey()) + len(r.GetValue())
+	}
+	// Throttled before the append, so a wait cut short appends nothing.
+	if err := s.throttle(ctx, quota.Produce, bytes); err != nil {
+		return nil, err
+	}
+	res, err := p.Produce(ctx, req.GetRecords(), req.GetAcks())
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	s.rec.Produced(req.GetTopic(), len(req.GetRecords()), bytes)
 	resp := &stratav1.ProduceResponse{

@@ -96,6 +96,8 @@ type Options struct {
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
 	StreamInterceptors []grpc.StreamServerInterceptor
 	StatsHandlers      []stats.Handler
+	// Quotas paces identities' produce and consume bytes; nil means none.
+	Quotas Quotas
 }
 
 // Server is the broker's gRPC server.
@@ -139,7 +141,7 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 	}
 	s.grpc = grpc.NewServer(sopts...)
 
-	stratav1.RegisterLogServer(s.grpc, &logService{cfg: cfg, cat: cat, admin: admin, rec: rec, lg: lg, shutdown: s.shutdown})
+	stratav1.RegisterLogServer(s.grpc, &logService{cfg: cfg, cat: cat, admin: admin, rec: rec, lg: lg, shutdown: s.shutdown, quotas: opts.Quotas})
 	if c := cfg.Cluster; c != nil {
 		fwd := &forwarder{cat: cat, topics: stratav1.NewTopicsClient(c.Replicator), meta: stratav1.NewMetadataClient(c.Replicator)}
 		stratav1.RegisterMetadataServer(s.grpc, &forwardedMetadata{f: fwd})
