@@ -18,6 +18,7 @@ require (
 	github.com/prometheus/client_model v0.6.3
 	github.com/strata-log/strata/pkg/acl v0.0.0
 	github.com/strata-log/strata/pkg/connlimit v0.0.0
+	github.com/strata-log/strata/pkg/envflag v0.0.0
 	github.com/strata-log/strata/pkg/pki v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
@@ -82,3 +83,5 @@ replace github.com/strata-log/strata/pkg/grpctls => ../../pkg/grpctls
 replace github.com/strata-log/strata/pkg/connlimit => ../../pkg/connlimit
 
 replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile
+
+replace github.com/strata-log/strata/pkg/envflag => ../../pkg/envflag

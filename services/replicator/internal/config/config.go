@@ -3,8 +3,6 @@
 package config
 
 import (
-	"github.com/strata-log/strata/pkg/acl"
-
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/envflag"
 	"github.com/strata-log/strata/services/replicator/internal/liveness"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
 )
@@ -116,8 +116,8 @@ func Default() Config {
 	}
 }
 
-// Parse fills a Default config from STRATA_* environment variables
-// (getenv, e.g. os.Getenv) and then from args (flags win).
+// Parse fills a Default config from args and STRATA_* environment
+// variables (getenv, e.g. os.Getenv; pkg/envflag: a flag in args wins).
 func Parse(args []string, getenv func(string) string) (Config, error) {
 	c := Default()
 	fs := flag.NewFlagSet("strata-replicator", flag.ContinueOnError)
@@ -153,20 +153,8 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.BrokerProbeFailures, "broker-probe-failures", c.BrokerProbeFailures, "probes failed in a row that report the local broker down (its leaderships move)")
 	fs.DurationVar(&c.BrokerReconnectBackoff, "broker-reconnect-backoff", c.BrokerReconnectBackoff, "longest wait between two attempts to connect to the local broker while it is away")
 
-	// Environment first: STRATA_NODE_ID for --node-id and so on.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "STRATA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = errors.Join(envErr, fmt.Errorf("config: %s=%q: %w", name, v, err))
-			}
-		}
-	})
-	if envErr != nil {
-		return Config{}, envErr
-	}
-	if err := fs.Parse(args); err != nil {
+	// STRATA_NODE_ID for --node-id and so on; a flag in args wins.
+	if err := envflag.Parse(fs, args, getenv); err != nil {
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
