@@ -6,6 +6,9 @@ BIN := bin
 MODULE_DIRS = $(shell $(GO) list -f '{{.Dir}}' -m)
 PKGS = $(addsuffix /...,$(MODULE_DIRS))
 TEST_TIMEOUT ?= 20m
+# What `strata version` reports (a workspace build carries no VCS stamp).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+CLI_LDFLAGS = -ldflags "-X main.version=$(VERSION)"
 
 # Code-generation tools, pinned; built from the module proxy into .tools/.
 BUF_VERSION := v1.75.0
@@ -29,7 +32,7 @@ build:
 	done
 	@if [ -f cmd/strata/main.go ]; then \
 	  echo "build $(BIN)/strata"; \
-	  CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/strata ./cmd/strata || exit 1; \
+	  CGO_ENABLED=0 $(GO) build -trimpath $(CLI_LDFLAGS) -o $(BIN)/strata ./cmd/strata || exit 1; \
 	fi
 
 ## test: every module's tests with the race detector (THE test command)
@@ -117,7 +120,7 @@ dev:
 	@mkdir -p $(BIN) $(DEV_DIR)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/strata-broker ./services/broker
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/strata-admin ./services/admin
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/strata ./cmd/strata
+	CGO_ENABLED=0 $(GO) build -trimpath $(CLI_LDFLAGS) -o $(BIN)/strata ./cmd/strata
 	$(BIN)/strata-admin pki init --out $(DEV_PKI) --ca-name strata-dev --node 1
 	$(BIN)/strata context set dev --brokers 127.0.0.1:9092 --admin https://127.0.0.1:9443 --insecure=false \
 	  --ca $(DEV_PKI)/ca.pem --cert $(DEV_PKI)/operator.pem --key $(DEV_PKI)/operator-key.pem

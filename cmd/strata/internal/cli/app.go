@@ -20,6 +20,9 @@ type IO struct {
 	Out    io.Writer
 	Err    io.Writer
 	Getenv func(string) string
+	// Version is the version the binary was built as (-ldflags
+	// "-X main.version=..."); empty means: read it from the build info.
+	Version string
 }
 
 // Exit codes.
@@ -71,6 +74,7 @@ func commands() []command {
 		{"verify check", "", "check every replica against outcome logs: lost acks, divergence, duplicates, gaps", runVerifyCheck},
 		{"verify run", "", "verify produce, then verify check", runVerifyRun},
 		{"verify status", "", "every broker's view of a topic's leaders and ISRs, and whether they agree", runVerifyStatus},
+		{"version", "", "print the version of this strata binary", runVersion},
 	}
 }
 
@@ -91,53 +95,114 @@ func Run(ctx context.Context, args []string, io IO) int {
 	return exitError
 }
 
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
 func dispatch(ctx context.Context, args []string, io IO) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		printHelp(io.Out)
-		if len(args) == 0 {
-			return usagef("no command given")
-		}
-		return nil
+	if len(args) == 0 {
+		printHelp(io.Err)
+		return usagef("no command given")
+	}
+	if isHelp(args[0]) {
+		return help(ctx, io, args[1:])
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = []string{"version"}
 	}
 	// Global flags may come before the command.
 	g := &globals{}
 	pre := flag.NewFlagSet("strata", flag.ContinueOnError)
 	pre.SetOutput(io.Err)
+	pre.Usage = func() {}
 	g.register(pre)
 	if err := pre.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(io.Out)
+			return err
+		}
 		return usagef("%v", err)
 	}
 	args = pre.Args()
 	if len(args) == 0 {
 		return usagef("no command given (strata help)")
 	}
+	if args[0] == "help" {
+		return help(ctx, io, args[1:])
+	}
+	match, rest := findCommand(args)
+	if match == nil {
+		noun := args[0]
+		verbs := nounVerbs(noun)
+		if len(verbs) == 0 {
+			return usagef("unknown command %q (strata help)", noun)
+		}
+		switch {
+		case len(args) == 1:
+			printNounHelp(io.Err, noun)
+			return usagef("%s: missing verb (one of: %s)", noun, strings.Join(verbNames(verbs), ", "))
+		case isHelp(args[1]):
+			printNounHelp(io.Out, noun)
+			return flag.ErrHelp
+		}
+		return usagef("%s: unknown verb %q (one of: %s)", noun, args[1], strings.Join(verbNames(verbs), ", "))
+	}
+	e := &env{io: io, g: g, cmd: match}
+	return match.run(ctx, e, rest)
+}
+
+// findCommand returns the command that args start with, and the args
+// after its name.
+func findCommand(args []string) (*command, []string) {
 	cmds := commands()
-	var match *command
 	for i := range cmds {
 		words := strings.Fields(cmds[i].name)
 		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == cmds[i].name {
-			match = &cmds[i]
-			args = args[len(words):]
-			break
+			return &cmds[i], args[len(words):]
 		}
 	}
-	if match == nil {
-		var verbs []string
-		for _, c := range cmds {
-			if strings.HasPrefix(c.name, args[0]+" ") {
-				verbs = append(verbs, strings.TrimPrefix(c.name, args[0]+" "))
-			}
+	return nil, nil
+}
+
+// nounVerbs returns the commands named "noun <verb>".
+func nounVerbs(noun string) []command {
+	var out []command
+	for _, c := range commands() {
+		if strings.HasPrefix(c.name, noun+" ") {
+			out = append(out, c)
 		}
-		if len(verbs) > 0 {
-			if len(args) == 1 {
-				return usagef("%s: missing verb (one of: %s)", args[0], strings.Join(verbs, ", "))
-			}
-			return usagef("%s: unknown verb %q (one of: %s)", args[0], args[1], strings.Join(verbs, ", "))
-		}
-		return usagef("unknown command %q (strata help)", args[0])
 	}
-	e := &env{io: io, g: g, cmd: match}
-	return match.run(ctx, e, args)
+	return out
+}
+
+func verbNames(cmds []command) []string {
+	out := make([]string, len(cmds))
+	for i, c := range cmds {
+		_, out[i], _ = strings.Cut(c.name, " ")
+	}
+	return out
+}
+
+// help answers "strata help [command words]": the overview, a noun's
+// verbs, or a command's flags.
+func help(ctx context.Context, io IO, words []string) error {
+	if len(words) == 0 {
+		printHelp(io.Out)
+		return flag.ErrHelp
+	}
+	if match, rest := findCommand(words); match != nil && len(rest) == 0 {
+		return match.run(ctx, &env{io: io, g: &globals{}, cmd: match}, []string{"-h"})
+	}
+	if len(words) == 1 && len(nounVerbs(words[0])) > 0 {
+		printNounHelp(io.Out, words[0])
+		return flag.ErrHelp
+	}
+	return usagef("help: unknown command %q (strata help)", strings.Join(words, " "))
 }
 
 func printHelp(w io.Writer) {
@@ -152,7 +217,17 @@ func printHelp(w io.Writer) {
 	fs.SetOutput(w)
 	(&globals{}).register(fs)
 	fs.PrintDefaults()
-	fmt.Fprintln(w, "\nRun \"strata <command> -h\" for a command's flags.")
+	fmt.Fprintln(w, "\nRun \"strata <command> -h\" (or \"strata help <command>\") for a command's flags.")
+}
+
+// printNounHelp lists a noun's verbs.
+func printNounHelp(w io.Writer, noun string) {
+	fmt.Fprintf(w, "Usage: strata %s <verb> [flags] [args]\n\nVerbs:\n", noun)
+	for _, c := range nounVerbs(noun) {
+		_, verb, _ := strings.Cut(c.name, " ")
+		fmt.Fprintf(w, "  %-22s %s\n", strings.TrimSpace(verb+" "+c.args), c.summary)
+	}
+	fmt.Fprintf(w, "\nRun \"strata %s <verb> -h\" for a verb's flags, \"strata -h\" for the global flags.\n", noun)
 }
 
 // message turns an error into the one line printed after "strata: ".
@@ -169,11 +244,16 @@ func (e *env) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("strata "+e.cmd.name, flag.ContinueOnError)
 	fs.SetOutput(e.io.Err)
 	e.g.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(e.io.Err, "Usage: strata %s [flags] %s\n\n%s\n\nFlags:\n", e.cmd.name, e.cmd.args, e.cmd.summary)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() {} // parse prints it: to stdout when asked for
 	return fs
+}
+
+// usage prints a command's usage and flags to w.
+func (e *env) usage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "Usage: strata %s [flags] %s\n\n%s\n\nFlags:\n", e.cmd.name, e.cmd.args, e.cmd.summary)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(e.io.Err)
 }
 
 // parse parses flags interleaved with positional arguments and checks the
@@ -183,8 +263,10 @@ func (e *env) parse(fs *flag.FlagSet, args []string, min, max int) ([]string, er
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				e.usage(fs, e.io.Out)
 				return nil, err
 			}
+			e.usage(fs, e.io.Err)
 			return nil, usagef("%s: %v", e.cmd.name, err)
 		}
 		if fs.NArg() == 0 {
