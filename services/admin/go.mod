@@ -8,6 +8,7 @@ require (
 	github.com/strata-log/strata/pkg/acl v0.0.0-00010101000000-000000000000
 	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	github.com/strata-log/strata/pkg/connlimit v0.0.0
+	github.com/strata-log/strata/pkg/envflag v0.0.0
 	github.com/strata-log/strata/pkg/pki v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
 	go.uber.org/goleak v1.3.0
@@ -56,3 +57,5 @@ replace github.com/strata-log/strata/pkg/healthcheck => ../../pkg/healthcheck
 replace github.com/strata-log/strata/pkg/connlimit => ../../pkg/connlimit
 
 replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile
+
+replace github.com/strata-log/strata/pkg/envflag => ../../pkg/envflag

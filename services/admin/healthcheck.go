@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 
 	"go.uber.org/zap"
 
+	"github.com/strata-log/strata/pkg/envflag"
 	hcheck "github.com/strata-log/strata/pkg/healthcheck"
 	"github.com/strata-log/strata/pkg/pki"
 )
@@ -24,8 +24,9 @@ type healthcheckConfig struct {
 }
 
 // parseHealthcheck reads serve's --listen and TLS flags, each also from its
-// STRATA_<FLAG> environment variable (the flag wins). Its errors are not
-// usage errors: Docker reserves exit status 2, so every failure is 1.
+// STRATA_<FLAG> environment variable (pkg/envflag: the flag wins). Its
+// errors are not usage errors: Docker reserves exit status 2, so every
+// failure is 1.
 func parseHealthcheck(args []string, getenv func(string) string, stderr io.Writer) (healthcheckConfig, error) {
 	cfg := healthcheckConfig{Listen: defaultServeConfig().Listen}
 	fs := flag.NewFlagSet("strata-admin healthcheck", flag.ContinueOnError)
@@ -34,19 +35,7 @@ func parseHealthcheck(args []string, getenv func(string) string, stderr io.Write
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "admin certificate (PEM); the server must present the same identity")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "admin private key (PEM)")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "cluster CA certificate (PEM)")
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "STRATA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = errors.Join(envErr, fmt.Errorf("%s=%q: %w", name, v, err))
-			}
-		}
-	})
-	if envErr != nil {
-		return cfg, envErr
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := envflag.Parse(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, errHelp
 		}

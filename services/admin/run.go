@@ -19,7 +19,7 @@ const usageText = `usage:
   strata-admin pki init --out DIR --ca-name NAME --node ID [--node ID ...] [--host DNS-OR-IP ...]
   strata-admin serve --listen ADDR --data-dir DIR --tls-cert FILE --tls-key FILE --tls-ca FILE [--ca-key FILE] [--cluster-addrs HOST:PORT,...]
                      [--handshake-timeout D] [--max-conns N] [--max-conns-per-ip N]   (each flag also STRATA_<FLAG>)
-  strata-admin healthcheck --listen ADDR --tls-cert FILE --tls-key FILE --tls-ca FILE   (exit 0 healthy, 1 not)
+  strata-admin healthcheck --listen ADDR --tls-cert FILE --tls-key FILE --tls-ca FILE   (exit 0 healthy, 1 not; each flag also STRATA_<FLAG>)
 `
 
 // run dispatches the subcommand named by args. stdout receives the

@@ -19,6 +19,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/connlimit"
+	"github.com/strata-log/strata/pkg/envflag"
 	"github.com/strata-log/strata/pkg/pki"
 	"github.com/strata-log/strata/services/admin/internal/cluster"
 	"github.com/strata-log/strata/services/admin/internal/httpapi"
@@ -109,7 +110,8 @@ func (c serveConfig) Validate() error {
 }
 
 // parseServe parses the flags of `serve`, each also from its
-// STRATA_<FLAG> environment variable read through getenv (the flag wins).
+// STRATA_<FLAG> environment variable read through getenv (pkg/envflag:
+// the flag wins).
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
 	cfg := defaultServeConfig()
 	fs := flag.NewFlagSet("strata-admin serve", flag.ContinueOnError)
@@ -133,19 +135,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "disconnect a client that has not finished its TLS handshake (and later, a request's headers) in this duration (at most 10s)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "connections open at once; more are closed at once")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "connections open at once from one remote address (IPv4, or IPv6 /64)")
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "STRATA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = errors.Join(envErr, fmt.Errorf("%s=%q: %w", name, v, err))
-			}
-		}
-	})
-	if envErr != nil {
-		return cfg, fmt.Errorf("%w: serve: %w", errUsage, envErr)
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := envflag.Parse(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, errHelp
 		}

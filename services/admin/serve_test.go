@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/strata-log/strata/pkg/connlimit/flood"
 	"github.com/strata-log/strata/pkg/pki"
 )
 
@@ -193,5 +194,46 @@ func TestServeLimitsFromFlagsAndEnvironment(t *testing.T) {
 				t.Fatalf("err = %v, want a usage error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestServeCommandReadsEnvironment runs `strata-admin serve` as main does,
+// configured by STRATA_* variables alone, and asks it /healthz. It failed
+// while serve read no environment (--data-dir is required).
+func TestServeCommandReadsEnvironment(t *testing.T) {
+	pkiDir := filepath.Join(t.TempDir(), "pki")
+	if _, _, err := runForTest(t, "pki", "init", "--out", pkiDir, "--ca-name", "ca", "--node", "1"); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range identityEnv(pkiDir, "admin", addr) {
+		t.Setenv(k, v)
+	}
+	t.Setenv("STRATA_DATA_DIR", filepath.Join(t.TempDir(), "data"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, io.Discard, io.Discard) }()
+	files := pki.DirFiles(pkiDir, "admin")
+	hc := healthcheckConfig{Listen: addr, TLSCert: files.CertFile, TLSKey: files.KeyFile, TLSCA: files.CAFile}
+	flood.Until(t, 10*time.Second, "serve, configured by the environment, answers /healthz", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended: %v", err)
+		default:
+		}
+		return healthcheck(ctx, hc, io.Discard) == nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
 	}
 }
