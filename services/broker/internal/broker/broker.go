@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/strata-log/strata/services/broker/internal/authz"
 	"github.com/strata-log/strata/services/broker/internal/config"
+	"github.com/strata-log/strata/services/broker/internal/dirprobe"
 	"github.com/strata-log/strata/services/broker/internal/grpcserver"
 	"github.com/strata-log/strata/services/broker/internal/isr"
 	"github.com/strata-log/strata/services/broker/internal/metrics"
@@ -64,6 +66,7 @@ type Broker struct {
 	// in cluster mode.
 	replicator *grpc.ClientConn
 	stopISR    context.CancelFunc // ends the ISR manager (cluster mode)
+	stopProbe  context.CancelFunc // ends the data directory probe
 	watcher    *acl.Watcher       // follows admin's ACL policy; nil without acl-admin-url
 	errc       chan error         // servers' unexpected exits
 	stop       chan struct{}
@@ -252,6 +255,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	b.goServe("grpc", func() error { return b.grpc.Serve(b.lis) })
 	b.wg.Add(1)
 	go b.retentionLoop()
+	b.startDirProbe(m.Registry())
 	if cfg.ClusterMode() {
 		mgr := isr.New(isr.Options{NodeID: cfg.NodeID, LagMax: cfg.ReplicaLagMax, Partitions: b.partitions, OnChange: m.ISRChange},
 			stratav1.NewControllerClient(b.replicator), lg)
@@ -277,6 +281,37 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		zap.Bool("tls", creds != nil),
 		zap.Bool("authz", b.authz != nil))
 	return b, nil
+}
+
+// startDirProbe probes the data directory for writes every
+// cfg.DataDirProbeInterval and reports the broker NOT_SERVING while it
+// takes none, so that its replicator's liveness probe counts the broker as
+// down and the controller moves its leaderships away, as for a dead
+// broker. The probe ends with the broker.
+func (b *Broker) startDirProbe(reg prometheus.Registerer) {
+	writable := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "strata", Subsystem: "broker", Name: "data_dir_writable",
+		Help: "1 while the data directory takes writes (a probe file is written, fsynced and removed every second), 0 otherwise.",
+	})
+	reg.MustRegister(writable)
+	var ctx context.Context
+	ctx, b.stopProbe = context.WithCancel(context.Background())
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		dirprobe.Run(ctx, dirprobe.Options{Dir: b.cfg.DataDir, Interval: b.cfg.DataDirProbeInterval, OnChange: func(err error) {
+			if err != nil {
+				writable.Set(0)
+				b.grpc.SetServing(false)
+				b.lg.Error("data directory not writable: reporting NOT_SERVING so that leadership moves away",
+					zap.String("data_dir", b.cfg.DataDir), zap.Error(err))
+				return
+			}
+			writable.Set(1)
+			b.grpc.SetServing(true)
+			b.lg.Info("data directory writable", zap.String("data_dir", b.cfg.DataDir))
+		}})
+	}()
 }
 
 func (b *Broker) goServe(name string, serve func() error) {
@@ -357,6 +392,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		if b.stopISR != nil {
 			b.stopISR()
 		}
+		b.stopProbe()
 		var errs []error
 		if b.watcher != nil {
 			errs = append(errs, b.watcher.Close())

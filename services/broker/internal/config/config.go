@@ -121,6 +121,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// RetentionCheckInterval is how often age/size retention runs on idle partitions.
 	RetentionCheckInterval time.Duration
+	// DataDirProbeInterval is how often the broker writes, fsyncs and
+	// removes a probe file in DataDir; while that fails the broker reports
+	// NOT_SERVING (see internal/dirprobe).
+	DataDirProbeInterval time.Duration
 }
 
 const (
@@ -179,6 +183,7 @@ func Default() Config {
 		KeepaliveTimeout:       20 * time.Second,
 		ShutdownTimeout:        10 * time.Second,
 		RetentionCheckInterval: time.Minute,
+		DataDirProbeInterval:   time.Second,
 		ReplicaLagMax:          5 * time.Second,
 		LeaderLease:            3 * time.Second,
 	}
@@ -310,6 +315,9 @@ func (c Config) Validate() error {
 	}
 	if c.LeaderLease < 500*time.Millisecond {
 		bad("leader-lease must be >= 500ms, got %s", c.LeaderLease)
+	}
+	if c.DataDirProbeInterval < 100*time.Millisecond {
+		bad("data-dir-probe-interval must be >= 100ms, got %s", c.DataDirProbeInterval)
 	}
 	if c.RetentionCheckInterval < time.Second {
 		bad("retention-check-interval must be >= 1s, got %s", c.RetentionCheckInterval)

@@ -60,6 +60,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.DurationVar(&c.KeepaliveTimeout, "keepalive-timeout", c.KeepaliveTimeout, "close a connection whose ping is unanswered this `long`")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful stop `deadline` before RPCs are cut")
 	fs.DurationVar(&c.RetentionCheckInterval, "retention-check-interval", c.RetentionCheckInterval, "how often retention runs (`duration`)")
+	fs.DurationVar(&c.DataDirProbeInterval, "data-dir-probe-interval", c.DataDirProbeInterval, "how often a probe file is written to the data directory; while that fails the broker reports NOT_SERVING (`duration`)")
 
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: strata-broker [flags]\n\nEvery flag can also be set by its %s<NAME> environment variable\n(--data-dir: %s); flags win.\n\n", envflag.Prefix, envflag.Name("data-dir"))

@@ -161,6 +161,18 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 	return s
 }
 
+// SetServing reports the whole server SERVING or NOT_SERVING on
+// grpc.health.v1 (the empty service name, which the replicator's
+// liveness probe and the container healthcheck ask). After Stop it has
+// no effect.
+func (s *Server) SetServing(ok bool) {
+	st := healthpb.HealthCheckResponse_SERVING
+	if !ok {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	s.health.SetServingStatus("", st)
+}
+
 // Serve accepts connections on lis until Stop. It returns nil after Stop.
 func (s *Server) Serve(lis net.Listener) error {
 	err := s.grpc.Serve(lis)
