@@ -20,11 +20,17 @@ require (
 	github.com/strata-log/strata/pkg/connlimit v0.0.0
 	github.com/strata-log/strata/pkg/envflag v0.0.0
 	github.com/strata-log/strata/pkg/pki v0.0.0
-	github.com/strata-log/strata/pkg/proto v0.0.0-00010101000000-000000000000
+	github.com/strata-log/strata/pkg/proto v0.0.0
+	github.com/strata-log/strata/pkg/topicconfig v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	github.com/strata-log/strata/pkg/logstore v0.0.0 // indirect
+	golang.org/x/exp v0.0.0-20261113113407-e3970619a1a4 // indirect
 )
 
 require (
@@ -65,13 +71,13 @@ require (
 	github.com/zmap/zlint/v3 v3.5.0 // indirect
 	go.etcd.io/bbolt v1.3.11 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
-	golang.org/x/crypto v0.57.0 // indirect
-	golang.org/x/mod v0.41.0 // indirect
-	golang.org/x/net v0.60.0 // indirect
-	golang.org/x/sync v0.23.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
-	golang.org/x/text v0.42.0 // indirect
-	golang.org/x/tools v0.49.0 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/mod v0.42.0 // indirect
+	golang.org/x/net v0.61.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+	golang.org/x/tools v0.52.1-0.20261106145633-d407941a339a // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 	k8s.io/klog/v2 v2.100.1 // indirect
 )
@@ -85,3 +91,7 @@ replace github.com/strata-log/strata/pkg/connlimit => ../../pkg/connlimit
 replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile
 
 replace github.com/strata-log/strata/pkg/envflag => ../../pkg/envflag
+
+replace github.com/strata-log/strata/pkg/topicconfig => ../../pkg/topicconfig
+
+replace github.com/strata-log/strata/pkg/logstore => ../../pkg/logstore

@@ -286,7 +286,7 @@ func Desired(id int32, st *metadata.State) map[key]*stratav1.ApplyPartitionState
 				Topic: name, Partition: p.ID, Role: role, LeaderEpoch: p.LeaderEpoch,
 				LeaderId: p.Leader, LeaderAddress: leaderAddr,
 				Replicas: append([]int32(nil), p.Replicas...), Isr: append([]int32(nil), p.ISR...),
-				Config: TopicConfigProto(t.Config), TopicId: t.ID, StorageId: recordedStorage(id, st),
+				Config: t.Config.Proto(), TopicId: t.ID, StorageId: recordedStorage(id, st),
 			}
 		}
 	}
@@ -300,14 +300,4 @@ func contains(ids []int32, id int32) bool {
 		}
 	}
 	return false
-}
-
-// TopicConfigProto converts a topic config to its wire form.
-func TopicConfigProto(c metadata.TopicConfig) *stratav1.TopicConfig {
-	return &stratav1.TopicConfig{
-		Partitions: c.Partitions, ReplicationFactor: c.ReplicationFactor,
-		RetentionBytes: c.RetentionBytes, RetentionMs: c.RetentionMs,
-		SegmentBytes: c.SegmentBytes, SegmentMs: c.SegmentMs, MaxRecordBytes: c.MaxRecordBytes,
-		Fsync: c.Fsync, MinInsyncReplicas: c.MinInsyncReplicas, UncleanLeaderElection: c.UncleanLeaderElection,
-	}
 }

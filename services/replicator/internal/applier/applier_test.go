@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
@@ -144,7 +145,7 @@ func TestAppliesOnlyLocalPartitionsAndChanges(t *testing.T) {
 	e := start(t)
 	// Partition 0 on [2 1], partition 1 on [1 3] (not ours), partition 2 on [3 2].
 	e.apply(t, metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "t",
-		Config: metadata.TopicConfig{Partitions: 3, ReplicationFactor: 2}, Assignment: [][]int32{{2, 1}, {1, 3}, {3, 2}}}})
+		Config: topicconfig.Config{Partitions: 3, ReplicationFactor: 2}, Assignment: [][]int32{{2, 1}, {1, 3}, {3, 2}}}})
 	waitCall(t, e.broker, "t", 0, 1, func(r *stratav1.ApplyPartitionStateRequest) error {
 		if r.Role != stratav1.Role_ROLE_LEADER || r.LeaderId != 2 || r.LeaderAddress != "b2:9092" || len(r.Isr) != 2 || r.Config.GetReplicationFactor() != 2 {
 			return fmt.Errorf("p0: %v", r)
@@ -184,7 +185,7 @@ func TestAppliesOnlyLocalPartitionsAndChanges(t *testing.T) {
 func TestReappliesEverythingAfterBrokerRestart(t *testing.T) {
 	e := start(t)
 	e.apply(t, metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "t",
-		Config: metadata.TopicConfig{Partitions: 2, ReplicationFactor: 2}, Assignment: [][]int32{{2, 1}, {2, 1}}}})
+		Config: topicconfig.Config{Partitions: 2, ReplicationFactor: 2}, Assignment: [][]int32{{2, 1}, {2, 1}}}})
 	ok := func(*stratav1.ApplyPartitionStateRequest) error { return nil }
 	waitCall(t, e.broker, "t", 0, 1, ok)
 	waitCall(t, e.broker, "t", 1, 1, ok)
@@ -225,9 +226,9 @@ func TestReleasesUnknownTopicsAfterEachBrokerStart(t *testing.T) {
 	// first pass could run before them and name none, as it should.
 	e := startWith(t,
 		metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "t",
-			Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 2}, Assignment: [][]int32{{2, 1}}}},
+			Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 2}, Assignment: [][]int32{{2, 1}}}},
 		metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "elsewhere",
-			Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{3}}}})
+			Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{3}}}})
 	waitCall(t, e.broker, "t", 0, 1, func(*stratav1.ApplyPartitionStateRequest) error { return nil })
 	testutil.Eventually(t, 5*time.Second, func() error {
 		r := e.broker.releaseCalls()
@@ -270,7 +271,7 @@ func TestWaitsForTheControllerToRecordANewStorageID(t *testing.T) {
 	}
 	// Broker 2 leads t/0; its data directory is then replaced.
 	e.apply(t, metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: "t",
-		Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 3}, Assignment: [][]int32{{2, 1, 3}}}})
+		Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 3}, Assignment: [][]int32{{2, 1, 3}}}})
 	reported := make(chan string, 4)
 	a := New(2, e.fsm, &storageBroker{fakeBroker: e.broker, id: "disk-new"}, Options{MinBackoff: 10 * time.Millisecond,
 		MaxBackoff: 50 * time.Millisecond, OnStorageID: func(id string) { reported <- id }}, zaptest.NewLogger(t))

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
 )
@@ -467,30 +469,24 @@ func (c *Controller) ResignLeader(ctx context.Context, topic string, partition, 
 	return p, nil
 }
 
-// Default topic settings for CreateTopic fields left zero.
-const (
-	DefaultPartitions        = 1
-	DefaultReplicationFactor = 3
-)
-
 // CreateTopic places a new topic's replicas on the live brokers and applies
-// it. Zero partitions mean DefaultPartitions; a zero replication factor
-// means DefaultReplicationFactor capped at the live brokers.
-func (c *Controller) CreateTopic(ctx context.Context, name string, cfg metadata.TopicConfig) (*metadata.Topic, error) {
-	if err := metadata.ValidateTopicName(name); err != nil {
+// it. Settings left zero are written down as topicconfig.Default's, and a
+// zero replication factor is topicconfig.DefaultReplicationFactor of the
+// live brokers, so that every broker applies the same, checked config
+// whatever its own defaults.
+func (c *Controller) CreateTopic(ctx context.Context, name string, cfg topicconfig.Config) (*metadata.Topic, error) {
+	if err := topicconfig.ValidateName(name); err != nil {
 		return nil, err
 	}
 	st := c.state.State()
 	if _, ok := st.Topics[name]; ok {
-		return nil, metadata.ErrTopicExists
+		return nil, fmt.Errorf("%w: %s", metadata.ErrTopicExists, name)
 	}
 	live := st.AliveBrokerIDs()
-	if cfg.Partitions == 0 {
-		cfg.Partitions = DefaultPartitions
-	}
 	if cfg.ReplicationFactor == 0 {
-		cfg.ReplicationFactor = int32(min(DefaultReplicationFactor, max(len(live), 1)))
+		cfg.ReplicationFactor = topicconfig.DefaultReplicationFactor(len(live))
 	}
+	cfg = topicconfig.Default().Merge(cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -518,8 +514,17 @@ func (c *Controller) DeleteTopic(ctx context.Context, name string) error {
 		DeleteTopic: &metadata.DeleteTopic{Name: name}})
 }
 
-// AlterTopic changes a topic's config (non-zero fields replace).
-func (c *Controller) AlterTopic(ctx context.Context, name string, cfg metadata.TopicConfig) (*metadata.Topic, error) {
+// AlterTopic changes a topic's config (non-zero fields replace). A change
+// any broker would refuse is refused here, before it is proposed (and
+// again when applied).
+func (c *Controller) AlterTopic(ctx context.Context, name string, cfg topicconfig.Config) (*metadata.Topic, error) {
+	t, ok := c.state.State().Topics[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", metadata.ErrTopicNotFound, name)
+	}
+	if _, err := t.Config.Alter(cfg); err != nil {
+		return nil, err
+	}
 	if err := c.propose(ctx, ActionAlterTopic, metadata.Command{Type: metadata.CmdAlterTopic,
 		AlterTopic: &metadata.AlterTopic{Name: name, Config: cfg}}); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
@@ -179,7 +181,7 @@ func (h *harness) action(k string) int {
 
 func (h *harness) create(t *testing.T, name string, partitions, rf int32, unclean bool) *metadata.Topic {
 	t.Helper()
-	topic, err := h.ctrl.CreateTopic(context.Background(), name, metadata.TopicConfig{Partitions: partitions,
+	topic, err := h.ctrl.CreateTopic(context.Background(), name, topicconfig.Config{Partitions: partitions,
 		ReplicationFactor: rf, UncleanLeaderElection: unclean})
 	if err != nil {
 		t.Fatal(err)
@@ -272,21 +274,60 @@ func TestCreateTopicPlacementAndErrors(t *testing.T) {
 	if leads[1] != 2 || leads[2] != 2 || leads[3] != 2 {
 		t.Fatalf("leaders %v", leads)
 	}
-	if _, err := h.ctrl.CreateTopic(context.Background(), "wide", metadata.TopicConfig{Partitions: 1, ReplicationFactor: 4}); !errors.Is(err, ErrNotEnoughBrokers) {
+	if _, err := h.ctrl.CreateTopic(context.Background(), "wide", topicconfig.Config{Partitions: 1, ReplicationFactor: 4}); !errors.Is(err, ErrNotEnoughBrokers) {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := h.ctrl.CreateTopic(context.Background(), "orders", metadata.TopicConfig{}); !errors.Is(err, metadata.ErrTopicExists) {
+	if _, err := h.ctrl.CreateTopic(context.Background(), "orders", topicconfig.Config{}); !errors.Is(err, metadata.ErrTopicExists) {
 		t.Fatalf("got %v", err)
 	}
 	// Defaults: 1 partition, RF min(3, live).
 	h.members.set(3, membership.StatusFailed)
 	h.ctrl.Reconcile(context.Background())
-	d, err := h.ctrl.CreateTopic(context.Background(), "defaults", metadata.TopicConfig{})
+	d, err := h.ctrl.CreateTopic(context.Background(), "defaults", topicconfig.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Config.Partitions != 1 || d.Config.ReplicationFactor != 2 {
-		t.Fatalf("defaults %+v", d.Config)
+	// Every setting is written down, so that each broker applies the
+	// same config whatever its own defaults.
+	want := topicconfig.Default()
+	want.ReplicationFactor = 2
+	if d.Config != want {
+		t.Fatalf("defaults %+v, want %+v", d.Config, want)
+	}
+}
+
+// TestTopicConfigRefusedAsBrokersRefuseIt: a setting out of its range is
+// refused when the topic is created or altered, before anything is
+// committed (issue 13: max.record.bytes=104857600 was accepted and shown,
+// while every broker refused to apply it). The error names the setting as
+// the CLI does and says the range.
+func TestTopicConfigRefusedAsBrokersRefuseIt(t *testing.T) {
+	h := newHarness(t, 3)
+	h.create(t, "orders", 1, 3, false)
+	before := h.fsm.State()
+	const want = "max.record.bytes must be in [1, 67108864], got 104857600"
+	_, err := h.ctrl.AlterTopic(context.Background(), "orders", topicconfig.Config{MaxRecordBytes: 104857600})
+	if !errors.Is(err, topicconfig.ErrInvalid) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("alter: got %v, want %q", err, want)
+	}
+	if _, err := h.ctrl.CreateTopic(context.Background(), "big", topicconfig.Config{MaxRecordBytes: 104857600}); !errors.Is(err, topicconfig.ErrInvalid) ||
+		!strings.Contains(err.Error(), want) {
+		t.Fatalf("create: got %v, want %q", err, want)
+	}
+	// A change valid alone but not with the topic's other settings.
+	_, err = h.ctrl.AlterTopic(context.Background(), "orders", topicconfig.Config{SegmentBytes: 4096})
+	if !errors.Is(err, topicconfig.ErrInvalid) || !strings.Contains(err.Error(), "max.record.bytes (1048576) must not exceed segment.bytes (4096)") {
+		t.Fatalf("alter segment.bytes: got %v", err)
+	}
+	after := h.fsm.State()
+	if after.Index != before.Index || after.Topics["orders"].Config != before.Topics["orders"].Config {
+		t.Fatalf("a refused change was committed: index %d -> %d, config %+v", before.Index, after.Index, after.Topics["orders"].Config)
+	}
+	if _, ok := after.Topics["big"]; ok {
+		t.Fatal("topic big created")
+	}
+	if _, err := h.ctrl.AlterTopic(context.Background(), "missing", topicconfig.Config{RetentionMs: 1}); !errors.Is(err, metadata.ErrTopicNotFound) {
+		t.Fatalf("alter missing: got %v", err)
 	}
 }
 
@@ -561,7 +602,7 @@ func TestBrokerDownMovesLeadershipLikeAFailedNode(t *testing.T) {
 		}
 	}
 	// No new replicas on it.
-	if _, err := h.ctrl.CreateTopic(ctx, "wide", metadata.TopicConfig{Partitions: 1, ReplicationFactor: 3}); !errors.Is(err, ErrNotEnoughBrokers) {
+	if _, err := h.ctrl.CreateTopic(ctx, "wide", topicconfig.Config{Partitions: 1, ReplicationFactor: 3}); !errors.Is(err, ErrNotEnoughBrokers) {
 		t.Fatalf("RF 3 with broker 2 down: %v, want ErrNotEnoughBrokers", err)
 	}
 

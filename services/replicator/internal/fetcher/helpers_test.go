@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/replicator/internal/applier"
 	"github.com/strata-log/strata/services/replicator/internal/fakebroker"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
@@ -61,7 +62,7 @@ func newEnv(t *testing.T, fopts fakebroker.Options) *env {
 			ReplicatorAddress: "r:1", RaftAddress: "f:1", Alive: true}})
 	}
 	e.apply(metadata.Command{Type: metadata.CmdCreateTopic, CreateTopic: &metadata.CreateTopic{Name: topic,
-		Config: metadata.TopicConfig{Partitions: 1, ReplicationFactor: 3}, Assignment: [][]int32{{1, 2, 3}}}})
+		Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 3}, Assignment: [][]int32{{1, 2, 3}}}})
 	return e
 }
 

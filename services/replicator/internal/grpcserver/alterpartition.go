@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
-	"github.com/strata-log/strata/services/replicator/internal/metadata"
+	"github.com/strata-log/strata/pkg/topicconfig"
 )
 
 // ISRChanger commits a partition leader's ISR change; only called on the
@@ -51,7 +51,7 @@ func (s *controllerServer) AlterPartition(ctx context.Context, req *stratav1.Alt
 // validateAlterPartition refuses what no partition could accept before a
 // round trip to the controller; the FSM checks the rest against the state.
 func validateAlterPartition(req *stratav1.AlterPartitionRequest) error {
-	if err := metadata.ValidateTopicName(req.GetTopic()); err != nil {
+	if err := topicconfig.ValidateName(req.GetTopic()); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	switch {

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
-	"github.com/strata-log/strata/services/replicator/internal/metadata"
+	"github.com/strata-log/strata/pkg/topicconfig"
 )
 
 // ResignLeadership moves leadership away from a partition leader whose log
@@ -38,7 +38,7 @@ func (s *controllerServer) ResignLeadership(ctx context.Context, req *stratav1.R
 // validateResignLeadership refuses what no partition could accept before a
 // round trip to the controller; the FSM checks the rest against the state.
 func validateResignLeadership(req *stratav1.ResignLeadershipRequest) error {
-	if err := metadata.ValidateTopicName(req.GetTopic()); err != nil {
+	if err := topicconfig.ValidateName(req.GetTopic()); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	switch {

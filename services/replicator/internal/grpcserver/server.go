@@ -23,6 +23,7 @@ import (
 	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/connlimit/grpclimit"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
 )
 
@@ -32,9 +33,9 @@ const MaxMessageBytes = 4 << 20
 // Controller performs topic changes and moves leadership off a partition
 // leader that resigns; only called on the Raft leader.
 type Controller interface {
-	CreateTopic(ctx context.Context, name string, cfg metadata.TopicConfig) (*metadata.Topic, error)
+	CreateTopic(ctx context.Context, name string, cfg topicconfig.Config) (*metadata.Topic, error)
 	DeleteTopic(ctx context.Context, name string) error
-	AlterTopic(ctx context.Context, name string, cfg metadata.TopicConfig) (*metadata.Topic, error)
+	AlterTopic(ctx context.Context, name string, cfg topicconfig.Config) (*metadata.Topic, error)
 	ResignLeader(ctx context.Context, topic string, partition, leaderID, leaderEpoch int32, reason string) (metadata.Partition, error)
 }
 

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
-	"github.com/strata-log/strata/services/replicator/internal/applier"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/replicator/internal/consensus"
 	"github.com/strata-log/strata/services/replicator/internal/controller"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
@@ -59,7 +59,7 @@ func (s *topicsServer) CreateTopic(ctx context.Context, req *stratav1.CreateTopi
 		}
 		return resp, err
 	}
-	t, err := s.deps.Controller.CreateTopic(ctx, req.GetName(), topicConfig(req.GetConfig()))
+	t, err := s.deps.Controller.CreateTopic(ctx, req.GetName(), topicconfig.FromProto(req.GetConfig()))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -92,7 +92,7 @@ func (s *topicsServer) AlterTopicConfig(ctx context.Context, req *stratav1.Alter
 	if conn != nil {
 		return stratav1.NewTopicsClient(conn).AlterTopicConfig(markForwarded(ctx), req)
 	}
-	t, err := s.deps.Controller.AlterTopic(ctx, req.GetName(), topicConfig(req.GetConfig()))
+	t, err := s.deps.Controller.AlterTopic(ctx, req.GetName(), topicconfig.FromProto(req.GetConfig()))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -131,8 +131,8 @@ func toStatus(err error) error {
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, metadata.ErrTopicNotFound), errors.Is(err, metadata.ErrPartitionNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, metadata.ErrInvalidConfig), errors.Is(err, metadata.ErrInvalidAssignment),
-		errors.Is(err, controller.ErrInvalidRequest):
+	case errors.Is(err, topicconfig.ErrInvalid), errors.Is(err, topicconfig.ErrInvalidName),
+		errors.Is(err, metadata.ErrInvalidAssignment), errors.Is(err, controller.ErrInvalidRequest):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, metadata.ErrStaleEpoch), errors.Is(err, metadata.ErrNotPartitionLeader),
 		errors.Is(err, metadata.ErrIneligibleLeader):
@@ -152,17 +152,8 @@ func toStatus(err error) error {
 	}
 }
 
-func topicConfig(c *stratav1.TopicConfig) metadata.TopicConfig {
-	return metadata.TopicConfig{
-		Partitions: c.GetPartitions(), ReplicationFactor: c.GetReplicationFactor(),
-		RetentionBytes: c.GetRetentionBytes(), RetentionMs: c.GetRetentionMs(),
-		SegmentBytes: c.GetSegmentBytes(), SegmentMs: c.GetSegmentMs(), MaxRecordBytes: c.GetMaxRecordBytes(),
-		Fsync: c.GetFsync(), MinInsyncReplicas: c.GetMinInsyncReplicas(), UncleanLeaderElection: c.GetUncleanLeaderElection(),
-	}
-}
-
 func topicProto(st *metadata.State, t *metadata.Topic) *stratav1.TopicMetadata {
-	out := &stratav1.TopicMetadata{Name: t.Name, Config: applier.TopicConfigProto(t.Config)}
+	out := &stratav1.TopicMetadata{Name: t.Name, Config: t.Config.Proto()}
 	for _, p := range t.Partitions {
 		// A replicator holds no log: its offsets are unknown (-1), as a
 		// broker's are for partitions it does not lead.

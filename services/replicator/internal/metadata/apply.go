@@ -3,6 +3,8 @@ package metadata
 import (
 	"fmt"
 	"slices"
+
+	"github.com/strata-log/strata/pkg/topicconfig"
 )
 
 // apply validates cmd against s and, only if it is valid, changes s.
@@ -117,13 +119,16 @@ func (s *State) setBrokerAlive(c *SetBrokerAlive) error {
 }
 
 func (s *State) createTopic(c *CreateTopic) error {
-	if err := ValidateTopicName(c.Name); err != nil {
+	if err := topicconfig.ValidateName(c.Name); err != nil {
 		return err
 	}
 	if _, ok := s.Topics[c.Name]; ok {
 		return fmt.Errorf("%w: %s", ErrTopicExists, c.Name)
 	}
-	if err := c.Config.Validate(); err != nil {
+	// Checked as every broker will check it: settings left zero (by
+	// commands from before the controller wrote defaults down) are the
+	// brokers' defaults.
+	if err := topicconfig.Default().Merge(c.Config).Validate(); err != nil {
 		return err
 	}
 	if len(c.Assignment) != int(c.Config.Partitions) {
@@ -158,35 +163,15 @@ func (s *State) alterTopic(c *AlterTopic) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrTopicNotFound, c.Name)
 	}
-	in, cfg := c.Config, t.Config
-	if in.Partitions != 0 && in.Partitions != cfg.Partitions {
-		return fmt.Errorf("%w: partitions cannot be changed (%d -> %d)", ErrInvalidConfig, cfg.Partitions, in.Partitions)
-	}
-	if in.ReplicationFactor != 0 && in.ReplicationFactor != cfg.ReplicationFactor {
-		return fmt.Errorf("%w: replication_factor cannot be changed (%d -> %d)", ErrInvalidConfig, cfg.ReplicationFactor, in.ReplicationFactor)
-	}
-	setIf(&cfg.RetentionBytes, in.RetentionBytes)
-	setIf(&cfg.RetentionMs, in.RetentionMs)
-	setIf(&cfg.SegmentBytes, in.SegmentBytes)
-	setIf(&cfg.SegmentMs, in.SegmentMs)
-	setIf(&cfg.MaxRecordBytes, in.MaxRecordBytes)
-	setIf(&cfg.Fsync, in.Fsync)
-	setIf(&cfg.MinInsyncReplicas, in.MinInsyncReplicas)
-	if in.UncleanLeaderElection || c.SetUncleanLeaderElection {
-		cfg.UncleanLeaderElection = in.UncleanLeaderElection
-	}
-	if err := cfg.Validate(); err != nil {
+	cfg, err := t.Config.Alter(c.Config)
+	if err != nil {
 		return err
+	}
+	if c.SetUncleanLeaderElection {
+		cfg.UncleanLeaderElection = c.Config.UncleanLeaderElection
 	}
 	t.Config = cfg
 	return nil
-}
-
-func setIf[T comparable](dst *T, v T) {
-	var zero T
-	if v != zero {
-		*dst = v
-	}
 }
 
 func (s *State) partition(topic string, id int32) (*Topic, *Partition, error) {

@@ -3,6 +3,8 @@ package metadata
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/strata-log/strata/pkg/topicconfig"
 )
 
 // CommandType names one kind of metadata change.
@@ -73,9 +75,9 @@ type SetBrokerAlive struct {
 type CreateTopic struct {
 	Name string `json:"name"`
 	// ID is the new topic's identity, chosen by the controller.
-	ID         string      `json:"id,omitempty"`
-	Config     TopicConfig `json:"config"`
-	Assignment [][]int32   `json:"assignment"`
+	ID         string             `json:"id,omitempty"`
+	Config     topicconfig.Config `json:"config"`
+	Assignment [][]int32          `json:"assignment"`
 }
 
 // DeleteTopic removes a topic.
@@ -83,13 +85,14 @@ type DeleteTopic struct {
 	Name string `json:"name"`
 }
 
-// AlterTopic replaces the non-zero fields of a topic's config (booleans
-// are replaced when SetUncleanLeaderElection is true). Partitions and
+// AlterTopic replaces the non-zero fields of a topic's config
+// (topicconfig.Config.Alter; UncleanLeaderElection is replaced, false
+// included, when SetUncleanLeaderElection is true). Partitions and
 // replication factor cannot change.
 type AlterTopic struct {
-	Name                     string      `json:"name"`
-	Config                   TopicConfig `json:"config"`
-	SetUncleanLeaderElection bool        `json:"set_unclean_leader_election,omitempty"`
+	Name                     string             `json:"name"`
+	Config                   topicconfig.Config `json:"config"`
+	SetUncleanLeaderElection bool               `json:"set_unclean_leader_election,omitempty"`
 }
 
 // ElectLeader installs a new leader (or NoLeader: offline) and ISR for a

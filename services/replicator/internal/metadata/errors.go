@@ -5,7 +5,6 @@ import "errors"
 // Errors returned (wrapped, with details) from FSM.Apply for rejected commands.
 var (
 	ErrInvalidCommand    = errors.New("metadata: invalid command")
-	ErrInvalidConfig     = errors.New("metadata: invalid topic config")
 	ErrInvalidAssignment = errors.New("metadata: invalid replica assignment")
 	ErrBrokerNotFound    = errors.New("metadata: broker not found")
 	ErrTopicExists       = errors.New("metadata: topic already exists")

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/strata-log/strata/pkg/topicconfig"
 )
 
 // base returns an FSM with brokers 1-3 alive, 4 registered but dead, and
@@ -22,7 +24,7 @@ func base(t *testing.T) *FSM {
 			BrokerAddress: "b:1", ReplicatorAddress: "r:1", RaftAddress: "f:1", Alive: id != 4}})
 	}
 	mustApply(t, f, Command{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "t",
-		Config: TopicConfig{Partitions: 1, ReplicationFactor: 3}, Assignment: [][]int32{{1, 2, 3}}}})
+		Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 3}, Assignment: [][]int32{{1, 2, 3}}}})
 	return f
 }
 
@@ -110,7 +112,7 @@ func TestApplyCommands(t *testing.T) {
 			}},
 		{name: "set alive unknown", cmd: Command{Type: CmdSetBrokerAlive, SetBrokerAlive: &SetBrokerAlive{ID: 9}}, want: ErrBrokerNotFound},
 		{name: "create topic", cmd: Command{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "u",
-			Config: TopicConfig{Partitions: 2, ReplicationFactor: 2, Fsync: "interval:100ms"}, Assignment: [][]int32{{2, 3}, {3, 1}}}},
+			Config: topicconfig.Config{Partitions: 2, ReplicationFactor: 2, Fsync: "interval:100ms"}, Assignment: [][]int32{{2, 3}, {3, 1}}}},
 			check: func(t *testing.T, s *State) {
 				p := s.Topics["u"].Partitions[1]
 				if p.Leader != 3 || p.LeaderEpoch != 0 || !slices.Equal(p.ISR, []int32{3, 1}) {
@@ -118,21 +120,24 @@ func TestApplyCommands(t *testing.T) {
 				}
 			}},
 		{name: "create exists", cmd: Command{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "t",
-			Config: TopicConfig{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{1}}}}, want: ErrTopicExists},
+			Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{1}}}}, want: ErrTopicExists},
 		{name: "create bad name", cmd: Command{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "a/b",
-			Config: TopicConfig{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{1}}}}, want: ErrInvalidConfig},
+			Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{1}}}}, want: topicconfig.ErrInvalidName},
 		{name: "create bad fsync", cmd: Command{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "u",
-			Config: TopicConfig{Partitions: 1, ReplicationFactor: 1, Fsync: "sometimes"}, Assignment: [][]int32{{1}}}}, want: ErrInvalidConfig},
+			Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 1, Fsync: "sometimes"}, Assignment: [][]int32{{1}}}}, want: topicconfig.ErrInvalid},
+		// What a broker would refuse is refused here (issue 13).
+		{name: "create record above limit", cmd: Command{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "u",
+			Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 1, MaxRecordBytes: 100 << 20}, Assignment: [][]int32{{1}}}}, want: topicconfig.ErrInvalid},
 		{name: "create min isr above rf", cmd: Command{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "u",
-			Config: TopicConfig{Partitions: 1, ReplicationFactor: 1, MinInsyncReplicas: 2}, Assignment: [][]int32{{1}}}}, want: ErrInvalidConfig},
+			Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 1, MinInsyncReplicas: 2}, Assignment: [][]int32{{1}}}}, want: topicconfig.ErrInvalid},
 		{name: "create assignment count", cmd: Command{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "u",
-			Config: TopicConfig{Partitions: 2, ReplicationFactor: 1}, Assignment: [][]int32{{1}}}}, want: ErrInvalidAssignment},
+			Config: topicconfig.Config{Partitions: 2, ReplicationFactor: 1}, Assignment: [][]int32{{1}}}}, want: ErrInvalidAssignment},
 		{name: "create replica count", cmd: Command{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "u",
-			Config: TopicConfig{Partitions: 2, ReplicationFactor: 2}, Assignment: [][]int32{{1, 2}, {1}}}}, want: ErrInvalidAssignment},
+			Config: topicconfig.Config{Partitions: 2, ReplicationFactor: 2}, Assignment: [][]int32{{1, 2}, {1}}}}, want: ErrInvalidAssignment},
 		{name: "create duplicate replica", cmd: Command{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "u",
-			Config: TopicConfig{Partitions: 1, ReplicationFactor: 2}, Assignment: [][]int32{{1, 1}}}}, want: ErrInvalidAssignment},
+			Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 2}, Assignment: [][]int32{{1, 1}}}}, want: ErrInvalidAssignment},
 		{name: "create unknown broker", cmd: Command{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "u",
-			Config: TopicConfig{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{7}}}}, want: ErrBrokerNotFound},
+			Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{7}}}}, want: ErrBrokerNotFound},
 		{name: "delete topic", cmd: Command{Type: CmdDeleteTopic, DeleteTopic: &DeleteTopic{Name: "t"}},
 			check: func(t *testing.T, s *State) {
 				if _, ok := s.Topics["t"]; ok {
@@ -141,16 +146,19 @@ func TestApplyCommands(t *testing.T) {
 			}},
 		{name: "delete missing", cmd: Command{Type: CmdDeleteTopic, DeleteTopic: &DeleteTopic{Name: "x"}}, want: ErrTopicNotFound},
 		{name: "alter topic", cmd: Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t",
-			Config: TopicConfig{RetentionMs: 1000, MinInsyncReplicas: 2, UncleanLeaderElection: true}}},
+			Config: topicconfig.Config{RetentionMs: 1000, MinInsyncReplicas: 2, UncleanLeaderElection: true}}},
 			check: func(t *testing.T, s *State) {
 				c := s.Topics["t"].Config
 				if c.RetentionMs != 1000 || c.MinInsyncReplicas != 2 || !c.UncleanLeaderElection || c.Partitions != 1 || c.ReplicationFactor != 3 {
 					t.Fatalf("%+v", c)
 				}
 			}},
-		{name: "alter partitions", cmd: Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t", Config: TopicConfig{Partitions: 4}}}, want: ErrInvalidConfig},
-		{name: "alter rf", cmd: Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t", Config: TopicConfig{ReplicationFactor: 1}}}, want: ErrInvalidConfig},
-		{name: "alter invalid result", cmd: Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t", Config: TopicConfig{MinInsyncReplicas: 4}}}, want: ErrInvalidConfig},
+		{name: "alter partitions", cmd: Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t", Config: topicconfig.Config{Partitions: 4}}}, want: topicconfig.ErrInvalid},
+		{name: "alter rf", cmd: Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t", Config: topicconfig.Config{ReplicationFactor: 1}}}, want: topicconfig.ErrInvalid},
+		{name: "alter invalid result", cmd: Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t", Config: topicconfig.Config{MinInsyncReplicas: 4}}}, want: topicconfig.ErrInvalid},
+		{name: "alter record above limit", cmd: Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t", Config: topicconfig.Config{MaxRecordBytes: 104857600}}}, want: topicconfig.ErrInvalid},
+		{name: "alter segment below record", cmd: Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t", Config: topicconfig.Config{SegmentBytes: 4096}}}, want: topicconfig.ErrInvalid},
+		{name: "alter segment ms past the engine's range", cmd: Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t", Config: topicconfig.Config{SegmentMs: topicconfig.MaxMs + 1}}}, want: topicconfig.ErrInvalid},
 		{name: "alter missing", cmd: Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "x"}}, want: ErrTopicNotFound},
 		{name: "elect leader", cmd: Command{Type: CmdElectLeader, ElectLeader: &ElectLeader{Topic: "t", Partition: 0,
 			ExpectedEpoch: 0, Leader: 2, ISR: []int32{2, 3}}},
@@ -180,7 +188,7 @@ func TestApplyCommands(t *testing.T) {
 			Leader: 3, ISR: []int32{3}, Unclean: true}}, want: ErrIneligibleLeader},
 		{name: "elect unclean allowed", setup: func(f *FSM) {
 			_ = f.ApplyCommand(100, Command{Type: CmdChangeISR, ChangeISR: &ChangeISR{Topic: "t", LeaderID: 1, ISR: []int32{1, 2}}})
-			_ = f.ApplyCommand(101, Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t", Config: TopicConfig{UncleanLeaderElection: true}}})
+			_ = f.ApplyCommand(101, Command{Type: CmdAlterTopic, AlterTopic: &AlterTopic{Name: "t", Config: topicconfig.Config{UncleanLeaderElection: true}}})
 		}, cmd: Command{Type: CmdElectLeader, ElectLeader: &ElectLeader{Topic: "t", Partition: 0,
 			Leader: 3, ISR: []int32{3}, Unclean: true}},
 			check: func(t *testing.T, s *State) {
@@ -442,7 +450,7 @@ func TestStateIsACopy(t *testing.T) {
 
 func FuzzDecodeCommand(f *testing.F) {
 	for _, c := range []Command{
-		{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "t", Config: TopicConfig{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{1}}}},
+		{Type: CmdCreateTopic, CreateTopic: &CreateTopic{Name: "t", Config: topicconfig.Config{Partitions: 1, ReplicationFactor: 1}, Assignment: [][]int32{{1}}}},
 		{Type: CmdChangeISR, ChangeISR: &ChangeISR{Topic: "t", LeaderID: 1, ISR: []int32{1}}},
 		{Type: CmdResignLeader, ResignLeader: &ResignLeader{Topic: "t", LeaderID: 1}},
 	} {

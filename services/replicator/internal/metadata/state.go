@@ -7,6 +7,8 @@ package metadata
 import (
 	"slices"
 	"sort"
+
+	"github.com/strata-log/strata/pkg/topicconfig"
 )
 
 // NoLeader is the leader id of a partition that has no leader (offline).
@@ -43,20 +45,6 @@ func (b *Broker) InternalAddress() string {
 	return b.BrokerAddress
 }
 
-// TopicConfig mirrors strata.v1.TopicConfig. Zero values mean broker defaults.
-type TopicConfig struct {
-	Partitions            int32  `json:"partitions"`
-	ReplicationFactor     int32  `json:"replication_factor"`
-	RetentionBytes        int64  `json:"retention_bytes,omitempty"`
-	RetentionMs           int64  `json:"retention_ms,omitempty"`
-	SegmentBytes          int64  `json:"segment_bytes,omitempty"`
-	SegmentMs             int64  `json:"segment_ms,omitempty"`
-	MaxRecordBytes        int32  `json:"max_record_bytes,omitempty"`
-	Fsync                 string `json:"fsync,omitempty"`
-	MinInsyncReplicas     int32  `json:"min_insync_replicas,omitempty"`
-	UncleanLeaderElection bool   `json:"unclean_leader_election,omitempty"`
-}
-
 // Partition is the replication state of one partition.
 type Partition struct {
 	ID int32 `json:"id"`
@@ -75,9 +63,12 @@ type Topic struct {
 	Name string `json:"name"`
 	// ID tells this topic from an earlier one of the same name (Kafka's
 	// topic ids, KIP-516): brokers replace a local copy with another id.
-	ID         string      `json:"id,omitempty"`
-	Config     TopicConfig `json:"config"`
-	Partitions []Partition `json:"partitions"`
+	ID string `json:"id,omitempty"`
+	// Config is resolved (every setting set) for a topic the controller
+	// created since it writes the defaults down; an older topic's zero
+	// settings are the brokers' defaults.
+	Config     topicconfig.Config `json:"config"`
+	Partitions []Partition        `json:"partitions"`
 }
 
 // State is the whole metadata. Values handed out by FSM.State are deep

@@ -358,6 +358,22 @@ func TestClusterFailoverRestartAndFullRestart(t *testing.T) {
 		Config: &stratav1.TopicConfig{Partitions: 9}}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("alter partitions: got %v, want InvalidArgument", err)
 	}
+	// A setting every broker would refuse is refused, not committed (issue 13).
+	_, err = topics.AlterTopicConfig(ctx, &stratav1.AlterTopicConfigRequest{Name: "orders",
+		Config: &stratav1.TopicConfig{MaxRecordBytes: 104857600}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "max.record.bytes must be in [1, 67108864], got 104857600") {
+		t.Fatalf("alter max.record.bytes above the limit: got %v, want InvalidArgument naming the key and range", err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		d, err := topics.DescribeTopic(ctx, &stratav1.DescribeTopicRequest{Name: "orders"})
+		if err != nil {
+			return err
+		}
+		if got := d.GetTopic().GetConfig(); got.GetRetentionMs() != 60000 || got.GetMaxRecordBytes() == 104857600 {
+			t.Fatalf("config after the refused alter: %v", got)
+		}
+		return nil
+	})
 	if _, err := topics.DeleteTopic(ctx, &stratav1.DeleteTopicRequest{Name: "scratch"}); err != nil {
 		t.Fatal(err)
 	}
