@@ -106,7 +106,7 @@ test-compose:
 test-chaos:
 	COMPOSE="$(COMPOSE)" bash test/chaos/run.sh
 
-## dev: one broker on 127.0.0.1:9092 (metrics :9100) and admin on 127.0.0.1:9443, mutual TLS and ACLs, data under ./.data/dev; Ctrl-C stops both.
+## dev: one broker on 127.0.0.1:9092 (metrics :9100) and admin on 127.0.0.1:9443, mutual TLS and ACLs, data under ./.data/dev; Ctrl-C, or SIGTERM to make, stops both.
 # The first run writes a local CA and certificates into .data/dev/pki
 # (strata-admin pki init; later runs keep them) and points the CLI context
 # "dev" at the operator certificate, which the default ACL policy makes
@@ -115,6 +115,9 @@ test-chaos:
 # applies within a second.
 DEV_DIR := $(CURDIR)/.data/dev
 DEV_PKI := $(DEV_DIR)/pki
+DEV_BROKER ?= 127.0.0.1:9092
+DEV_ADMIN ?= 127.0.0.1:9443
+DEV_METRICS ?= 127.0.0.1:9100
 DEV_FLAGS ?=
 dev:
 	@mkdir -p $(BIN) $(DEV_DIR)
@@ -122,17 +125,23 @@ dev:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/strata-admin ./services/admin
 	CGO_ENABLED=0 $(GO) build -trimpath $(CLI_LDFLAGS) -o $(BIN)/strata ./cmd/strata
 	$(BIN)/strata-admin pki init --out $(DEV_PKI) --ca-name strata-dev --node 1
-	$(BIN)/strata context set dev --brokers 127.0.0.1:9092 --admin https://127.0.0.1:9443 --insecure=false \
+	$(BIN)/strata context set dev --brokers $(DEV_BROKER) --admin https://$(DEV_ADMIN) --insecure=false \
 	  --ca $(DEV_PKI)/ca.pem --cert $(DEV_PKI)/operator.pem --key $(DEV_PKI)/operator-key.pem
 	$(BIN)/strata context use dev
-	@# admin runs in the background for as long as the broker runs.
-	$(BIN)/strata-admin serve --listen 127.0.0.1:9443 --data-dir $(DEV_DIR)/admin \
+	@# Both run in the background and the shell waits: bash runs a trap
+	@# only between commands, so with the broker in the foreground the
+	@# SIGTERM make passes on to this shell did nothing until the broker
+	@# ended by itself. The broker ending stops admin.
+	admin=; broker=; \
+	stop() { kill $$broker $$admin 2>/dev/null; wait $$broker $$admin 2>/dev/null; }; \
+	trap 'stop; exit 130' INT; trap 'stop; exit 143' TERM; trap stop EXIT; \
+	$(BIN)/strata-admin serve --listen $(DEV_ADMIN) --data-dir $(DEV_DIR)/admin \
 	  --tls-cert $(DEV_PKI)/admin.pem --tls-key $(DEV_PKI)/admin-key.pem --tls-ca $(DEV_PKI)/ca.pem \
-	  --ca-key $(DEV_PKI)/ca-key.pem --cluster-addrs 127.0.0.1:9092 & admin=$$!; \
-	trap 'kill $$admin 2>/dev/null; wait $$admin' EXIT INT TERM; \
-	$(BIN)/strata-broker --data-dir $(DEV_DIR) --listen 127.0.0.1:9092 --metrics-listen 127.0.0.1:9100 --log-level info \
+	  --ca-key $(DEV_PKI)/ca-key.pem --cluster-addrs $(DEV_BROKER) & admin=$$!; \
+	$(BIN)/strata-broker --data-dir $(DEV_DIR) --listen $(DEV_BROKER) --metrics-listen=$(DEV_METRICS) --log-level info \
 	  --tls-cert $(DEV_PKI)/broker-1.pem --tls-key $(DEV_PKI)/broker-1-key.pem --tls-ca $(DEV_PKI)/ca.pem \
-	  --acl-admin-url https://127.0.0.1:9443 $(DEV_FLAGS)
+	  --acl-admin-url https://$(DEV_ADMIN) $(DEV_FLAGS) & broker=$$!; \
+	wait $$broker
 
 clean:
 	rm -rf $(BIN)
