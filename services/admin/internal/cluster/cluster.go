@@ -33,10 +33,15 @@ type TLSFor func(serverName string) (*tls.Config, error)
 // only when that one is Unavailable (down or unreachable). A create
 // whose node fails mid-call may therefore have been applied; the retry on
 // the next node then answers AlreadyExists.
+//
+// A node knows the offsets (log start, log end, high watermark) only of
+// the partitions it leads and answers -1 for the others; DescribeTopic
+// and ListTopics fill those in from the leaders (see offsets.go).
 type Client struct {
 	addrs   []string
 	conns   []*grpc.ClientConn
 	clients []stratav1.TopicsClient
+	meta    []stratav1.MetadataClient
 	next    atomic.Int64 // index of the node to try first
 	lg      *zap.Logger
 }
@@ -67,6 +72,7 @@ func Dial(addrs []string, tlsFor TLSFor, lg *zap.Logger) (*Client, error) {
 		c.addrs = append(c.addrs, addr)
 		c.conns = append(c.conns, conn)
 		c.clients = append(c.clients, stratav1.NewTopicsClient(conn))
+		c.meta = append(c.meta, stratav1.NewMetadataClient(conn))
 	}
 	return c, nil
 }
@@ -114,18 +120,30 @@ func (c *Client) DeleteTopic(ctx context.Context, in *stratav1.DeleteTopicReques
 	})
 }
 
-// DescribeTopic implements stratav1.TopicsClient.
+// DescribeTopic implements stratav1.TopicsClient, with every partition's
+// offsets from its leader.
 func (c *Client) DescribeTopic(ctx context.Context, in *stratav1.DescribeTopicRequest, opts ...grpc.CallOption) (*stratav1.DescribeTopicResponse, error) {
-	return call(ctx, c, func(tc stratav1.TopicsClient) (*stratav1.DescribeTopicResponse, error) {
+	resp, err := call(ctx, c, func(tc stratav1.TopicsClient) (*stratav1.DescribeTopicResponse, error) {
 		return tc.DescribeTopic(ctx, in, opts...)
 	})
+	if err != nil {
+		return nil, err
+	}
+	c.fillOffsets(ctx, resp.GetTopic())
+	return resp, nil
 }
 
-// ListTopics implements stratav1.TopicsClient.
+// ListTopics implements stratav1.TopicsClient, with every partition's
+// offsets from its leader.
 func (c *Client) ListTopics(ctx context.Context, in *stratav1.ListTopicsRequest, opts ...grpc.CallOption) (*stratav1.ListTopicsResponse, error) {
-	return call(ctx, c, func(tc stratav1.TopicsClient) (*stratav1.ListTopicsResponse, error) {
+	resp, err := call(ctx, c, func(tc stratav1.TopicsClient) (*stratav1.ListTopicsResponse, error) {
 		return tc.ListTopics(ctx, in, opts...)
 	})
+	if err != nil {
+		return nil, err
+	}
+	c.fillOffsets(ctx, resp.GetTopics()...)
+	return resp, nil
 }
 
 // AlterTopicConfig implements stratav1.TopicsClient.
