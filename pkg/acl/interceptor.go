@@ -6,6 +6,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/pki"
 	"go.uber.org/zap"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -27,7 +28,10 @@ import (
 //     ProduceStream may switch topics between batches), with the last
 //     allowed topic and policy version remembered so that a steady stream
 //     costs one check per topic, and a policy change applies mid-stream;
-//   - denied → codes.PermissionDenied naming subject, action and object.
+//   - denied → codes.PermissionDenied naming identity, action and object,
+//     in the message and in an errdetails.ErrorInfo (Reason ReasonDenied,
+//     Domain ErrorDomain, Metadata "identity", "action", "object") that
+//     clients read to say which grant is missing.
 //
 // The identity is stored in the handler's context (IdentityFromContext).
 type Interceptor struct {
@@ -123,14 +127,38 @@ func (i *Interceptor) object(rule MethodRule, req any, method string) (string, e
 	return obj, nil
 }
 
+// The ErrorInfo of a denial. pkg/client reads them by these values (it
+// does not import this package): change both together.
+const (
+	// ErrorDomain is the ErrorInfo domain of this package's errors.
+	ErrorDomain = "acl.strata"
+	// ReasonDenied is the ErrorInfo reason of a call the policy denies.
+	ReasonDenied = "ACL_DENIED"
+)
+
 func (i *Interceptor) check(id, obj, act, method string) error {
 	ok, err := i.authz.Allowed(id, obj, act)
 	if err != nil || !ok {
 		i.lg.Info("call denied", zap.String("subject", id), zap.String("action", act),
 			zap.String("object", obj), zap.String("method", method), zap.Error(err))
-		return status.Errorf(codes.PermissionDenied, "permission denied: subject %q may not %s on %q", id, act, obj)
+		return deniedError(id, act, obj)
 	}
 	return nil
+}
+
+// deniedError is the PermissionDenied status of a denial, with the
+// identity, action and object in an ErrorInfo detail.
+func deniedError(id, act, obj string) error {
+	st := status.Newf(codes.PermissionDenied, "permission denied: identity %q may not %s on %q", id, act, obj)
+	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason:   ReasonDenied,
+		Domain:   ErrorDomain,
+		Metadata: map[string]string{"identity": id, "action": act, "object": obj},
+	})
+	if err != nil { // cannot happen: ErrorInfo always marshals
+		return st.Err()
+	}
+	return withInfo.Err()
 }
 
 // authorizedStream carries the identity in its context and authorizes

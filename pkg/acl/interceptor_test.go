@@ -13,6 +13,7 @@ import (
 	"github.com/strata-log/strata/pkg/pki"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -195,6 +196,22 @@ func wantCode(t *testing.T, err error, code codes.Code, fragments ...string) {
 	}
 }
 
+// wantDenialInfo checks the ErrorInfo that tells a client which grant is
+// missing.
+func wantDenialInfo(t *testing.T, err error, identity, action, object string) {
+	t.Helper()
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonDenied && info.GetDomain() == ErrorDomain {
+			got := info.GetMetadata()
+			if got["identity"] != identity || got["action"] != action || got["object"] != object {
+				t.Fatalf("ErrorInfo metadata %v, want identity %q, action %q, object %q", got, identity, action, object)
+			}
+			return
+		}
+	}
+	t.Fatalf("%v carries no %s ErrorInfo: %v", err, ReasonDenied, status.Convert(err).Details())
+}
+
 func ping(ctx context.Context, cc *grpc.ClientConn) (string, error) {
 	out := new(wrapperspb.StringValue)
 	err := cc.Invoke(ctx, methodPing, wrapperspb.String(""), out)
@@ -212,6 +229,7 @@ func TestInterceptorUnary(t *testing.T) {
 	}
 	_, err := alice.Check(callCtx(t), &healthpb.HealthCheckRequest{Service: "payments"})
 	wantCode(t, err, codes.PermissionDenied, "alice", "describe", "payments")
+	wantDenialInfo(t, err, "alice", "describe", "payments")
 	_, err = mallory.Check(callCtx(t), &healthpb.HealthCheckRequest{Service: "orders"})
 	wantCode(t, err, codes.PermissionDenied, "mallory")
 
@@ -221,6 +239,7 @@ func TestInterceptorUnary(t *testing.T) {
 	}
 	_, err = ping(callCtx(t), f.dial(t, "alice"))
 	wantCode(t, err, codes.PermissionDenied, "alice", "admin", "cluster")
+	wantDenialInfo(t, err, "alice", "admin", "cluster")
 
 	// A method missing from the table is denied, even to admin.
 	_, err = healthpb.NewHealthClient(operator).List(callCtx(t), &healthpb.HealthListRequest{})
