@@ -11,6 +11,7 @@ require (
 	github.com/strata-log/strata/pkg/logstore v0.0.0
 	github.com/strata-log/strata/pkg/pki v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
+	github.com/strata-log/strata/pkg/telemetry v0.0.0
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.72.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc v1.47.0
@@ -81,3 +82,5 @@ replace github.com/strata-log/strata/pkg/connlimit => ../../pkg/connlimit
 replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile
 
 replace github.com/strata-log/strata/pkg/envflag => ../../pkg/envflag
+
+replace github.com/strata-log/strata/pkg/telemetry => ../../pkg/telemetry

@@ -24,6 +24,7 @@ import (
 	"github.com/strata-log/strata/pkg/grpctls"
 	"github.com/strata-log/strata/pkg/pki"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/telemetry"
 
 	"github.com/strata-log/strata/services/broker/internal/authz"
 	"github.com/strata-log/strata/services/broker/internal/config"
@@ -60,7 +61,7 @@ type Broker struct {
 	grpc  *grpcserver.Server
 	lis   net.Listener
 	mlis  net.Listener
-	msrv  *metrics.Server
+	msrv  *telemetry.MetricsServer
 	trace *tracing.Tracing
 	// replicator is the connection to this node's replicator; nil unless
 	// in cluster mode.
@@ -249,7 +250,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		if err != nil {
 			return nil, fmt.Errorf("broker: metrics listen: %w", err)
 		}
-		b.msrv = m.NewServer(lg, cfg.Pprof)
+		b.msrv = telemetry.NewMetricsServer(telemetry.MetricsOptions{Registry: m.Registry(), Pprof: cfg.Pprof, Logger: lg})
 		b.goServe("metrics", func() error { return b.msrv.Serve(b.mlis) })
 	}
 	b.goServe("grpc", func() error { return b.grpc.Serve(b.lis) })

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/telemetry"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 )
 
@@ -31,6 +32,9 @@ type Config struct {
 	Pprof bool
 	// LogLevel is a zap level: debug, info, warn, error.
 	LogLevel string
+	// LogFormat is json, console, or empty: console on a terminal, JSON
+	// otherwise (pkg/telemetry).
+	LogFormat string
 	// AutoCreateTopics creates an unknown topic (with the defaults) on first produce.
 	AutoCreateTopics bool
 
@@ -258,10 +262,8 @@ func (c Config) Validate() error {
 			bad("auto-create-topics is not supported in cluster mode (replicator-addr): create topics through the controller")
 		}
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log-level must be debug, info, warn or error, got %q", c.LogLevel)
+	if err := c.LogOptions().Validate(); err != nil {
+		bad("%w", err)
 	}
 	if err := c.TopicDefaults.Validate(); err != nil {
 		bad("topic defaults: %w", err)
@@ -359,4 +361,9 @@ func isWildcard(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsUnspecified()
+}
+
+// LogOptions are the logger's options (pkg/telemetry) from the log flags.
+func (c Config) LogOptions() telemetry.LogOptions {
+	return telemetry.LogOptions{Level: c.LogLevel, Format: c.LogFormat}
 }

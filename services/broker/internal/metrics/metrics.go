@@ -1,20 +1,15 @@
 // Package metrics holds the broker's Prometheus collectors on a private
-// registry, the gRPC interceptors that feed them, and the /metrics server.
+// registry and the gRPC interceptors that feed them; pkg/telemetry serves
+// the registry.
 package metrics
 
 import (
 	"context"
-	"errors"
-	"net"
-	"net/http"
-	httppprof "net/http/pprof"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 )
@@ -153,49 +148,6 @@ func (m *Metrics) StreamInterceptor() grpc.StreamServerInterceptor {
 		m.rpcDuration.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
 		return err
 	}
-}
-
-// Server serves /metrics over HTTP with timeouts.
-type Server struct {
-	http *http.Server
-	lg   *zap.Logger
-}
-
-// NewServer builds the /metrics HTTP server; with pprof it also serves
-// the Go profiler under /debug/pprof/.
-func (m *Metrics) NewServer(lg *zap.Logger, pprof bool) *Server {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, Timeout: 10 * time.Second}))
-	if pprof {
-		mux.HandleFunc("/debug/pprof/", httppprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
-	}
-	return &Server{lg: lg, http: &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       60 * time.Second,
-	}}
-}
-
-// Serve serves on lis until Shutdown; it returns nil after Shutdown.
-func (s *Server) Serve(lis net.Listener) error {
-	if err := s.http.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-// Shutdown stops the server, waiting for scrapes in flight until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	if err := s.http.Shutdown(ctx); err != nil {
-		return errors.Join(err, s.http.Close())
-	}
-	return nil
 }
 
 // partitionCollector reports per-partition gauges read at scrape time.
