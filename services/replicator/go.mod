@@ -21,6 +21,7 @@ require (
 	github.com/strata-log/strata/pkg/envflag v0.0.0
 	github.com/strata-log/strata/pkg/pki v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
+	github.com/strata-log/strata/pkg/telemetry v0.0.0
 	github.com/strata-log/strata/pkg/topicconfig v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
@@ -95,3 +96,5 @@ replace github.com/strata-log/strata/pkg/envflag => ../../pkg/envflag
 replace github.com/strata-log/strata/pkg/topicconfig => ../../pkg/topicconfig
 
 replace github.com/strata-log/strata/pkg/logstore => ../../pkg/logstore
+
+replace github.com/strata-log/strata/pkg/telemetry => ../../pkg/telemetry

@@ -22,13 +22,13 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/connlimit"
 	hcheck "github.com/strata-log/strata/pkg/healthcheck"
 	"github.com/strata-log/strata/pkg/pki"
 
+	"github.com/strata-log/strata/pkg/telemetry"
 	"github.com/strata-log/strata/services/replicator/internal/applier"
 	"github.com/strata-log/strata/services/replicator/internal/brokerdial"
 	"github.com/strata-log/strata/services/replicator/internal/config"
@@ -65,23 +65,12 @@ func main() {
 	}
 }
 
-func newLogger(format string) (*zap.Logger, error) {
-	if format == "console" {
-		return zap.NewDevelopment()
-	}
-	// ISO 8601 times, as the broker and admin write them, so that the
-	// services' logs read side by side.
-	cfg := zap.NewProductionConfig()
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	return cfg.Build()
-}
-
 func run(ctx context.Context, cfg config.Config) (err error) {
-	lg, err := newLogger(cfg.LogFormat)
+	lg, err := telemetry.NewLogger(cfg.LogOptions())
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, ignoreSyncErr(lg.Sync())) }()
+	defer func() { err = errors.Join(err, telemetry.SyncLogger(lg)) }()
 
 	serverTLS, clientTLS, err := loadTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
 	if err != nil {
@@ -200,14 +189,6 @@ func newAuthorizer(cfg config.Config, lg *zap.Logger) (*acl.Authorizer, *acl.Wat
 		return nil, nil, fmt.Errorf("acl: %w", err)
 	}
 	return a, w, nil
-}
-
-// ignoreSyncErr drops the error zap returns for syncing a terminal or pipe.
-func ignoreSyncErr(err error) error {
-	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTTY) {
-		return nil
-	}
-	return err
 }
 
 // loadTLS builds the server (client certs required) and client configs

@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/envflag"
+	"github.com/strata-log/strata/pkg/telemetry"
 	"github.com/strata-log/strata/services/replicator/internal/liveness"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
 )
@@ -64,7 +65,10 @@ type Config struct {
 	PreferredLeaderInterval time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
-	// LogFormat is "json" or "console".
+	// LogLevel is the lowest level logged: debug, info, warn or error.
+	LogLevel string
+	// LogFormat is json, console, or empty: console on a terminal, JSON
+	// otherwise (pkg/telemetry).
 	LogFormat string
 	// MaxConns caps the connections open at once on each TCP listener
 	// (gRPC, Raft, metrics); past it new connections are closed at once.
@@ -98,7 +102,7 @@ func Default() Config {
 		MetricsListen:           "0.0.0.0:9193",
 		PreferredLeaderInterval: 30 * time.Second,
 		ShutdownTimeout:         10 * time.Second,
-		LogFormat:               "json",
+		LogLevel:                "info",
 		// A replicator's callers are its broker, the other nodes, admin
 		// and the CLI: 1024 is far past a cluster's needs and well inside
 		// the descriptors the process has. 64 per address leaves room for
@@ -145,7 +149,8 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "also serve /debug/pprof/ on the metrics listener (profiling; plain HTTP)")
 	fs.DurationVar(&c.PreferredLeaderInterval, "preferred-leader-interval", c.PreferredLeaderInterval, "preferred leader rebalancing period; negative disables")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown bound")
-	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or console (default: console on a terminal, else json)")
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "connections open at once on each listener (gRPC, Raft, metrics); more are closed at once")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "connections open at once on each listener from one remote address (IPv4, or IPv6 /64)")
 	fs.DurationVar(&c.BrokerProbeInterval, "broker-probe-interval", c.BrokerProbeInterval, "how often the local broker's health is probed")
@@ -270,8 +275,8 @@ func (c Config) Validate() error {
 	if c.BrokerProbeFailures < 1 {
 		errs = append(errs, fmt.Errorf("broker-probe-failures must be >= 1, got %d", c.BrokerProbeFailures))
 	}
-	if c.LogFormat != "json" && c.LogFormat != "console" {
-		errs = append(errs, fmt.Errorf("log-format must be json or console, got %q", c.LogFormat))
+	if err := c.LogOptions().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %w", errors.Join(errs...))
@@ -288,4 +293,9 @@ func checkHostPort(s string) error {
 		return fmt.Errorf("bad port %q", p)
 	}
 	return nil
+}
+
+// LogOptions are the logger's options (pkg/telemetry) from the log flags.
+func (c Config) LogOptions() telemetry.LogOptions {
+	return telemetry.LogOptions{Level: c.LogLevel, Format: c.LogFormat}
 }

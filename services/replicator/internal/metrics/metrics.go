@@ -1,19 +1,13 @@
 // Package metrics exposes the replicator's Prometheus metrics on a private
-// registry and serves them on /metrics.
+// registry; pkg/telemetry serves it on /metrics.
 package metrics
 
 import (
-	"context"
-	"errors"
-	"net"
-	"net/http"
-	httppprof "net/http/pprof"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/strata-log/strata/services/replicator/internal/consensus"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
@@ -153,44 +147,4 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(brokers, prometheus.GaugeValue, float64(alive), "true")
 		ch <- prometheus.MustNewConstMetric(brokers, prometheus.GaugeValue, float64(dead), "false")
 	}
-}
-
-// Server serves /metrics.
-type Server struct {
-	srv  *http.Server
-	ln   net.Listener
-	done chan error
-}
-
-// Serve starts serving reg on ln; with pprof also the Go profiler under
-// /debug/pprof/.
-func Serve(ln net.Listener, reg *prometheus.Registry, pprof bool) *Server {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	if pprof {
-		mux.HandleFunc("/debug/pprof/", httppprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
-	}
-	s := &Server{ln: ln, done: make(chan error, 1), srv: &http.Server{Handler: mux,
-		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}}
-	go func() {
-		err := s.srv.Serve(ln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		s.done <- err
-	}()
-	return s
-}
-
-// Addr is the listening address.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
-
-// Close shuts the server down and waits for it.
-func (s *Server) Close(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	return errors.Join(err, <-s.done)
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/acl"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/telemetry"
 	"github.com/strata-log/strata/services/replicator/internal/applier"
 	"github.com/strata-log/strata/services/replicator/internal/consensus"
 	"github.com/strata-log/strata/services/replicator/internal/controller"
@@ -112,7 +113,7 @@ type Node struct {
 	health    *health.Server
 	fwd       *grpcserver.Forwarder
 	metrics   *metrics.Metrics
-	httpSrv   *metrics.Server
+	httpSrv   *telemetry.MetricsServer
 
 	bootstrapped atomic.Bool
 	ready        chan struct{} // closed once the metadata has caught up (waitCaughtUp)
@@ -190,7 +191,14 @@ func Start(opts Options, lg *zap.Logger) (_ *Node, err error) {
 		}
 	}()
 	if opts.MetricsListener != nil {
-		n.httpSrv = metrics.Serve(opts.MetricsListener, n.metrics.Registry, opts.Pprof)
+		n.httpSrv = telemetry.NewMetricsServer(telemetry.MetricsOptions{Registry: n.metrics.Registry, Pprof: opts.Pprof, Logger: lg})
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.httpSrv.Serve(opts.MetricsListener); err != nil {
+				lg.Error("metrics server stopped", zap.Error(err))
+			}
+		}()
 	}
 
 	// The fetchers wait on what the applier has told the broker: both
@@ -522,7 +530,7 @@ func (n *Node) MetricsAddr() net.Addr {
 	if n.httpSrv == nil {
 		return nil
 	}
-	return n.httpSrv.Addr()
+	return n.opts.MetricsListener.Addr()
 }
 
 // Close shuts down gracefully: leave Serf (the controller then removes this
@@ -568,6 +576,9 @@ func (n *Node) Kill() error {
 
 func (n *Node) stopRest(ctx context.Context) error {
 	var err error
+	if n.httpSrv != nil {
+		err = errors.Join(err, n.httpSrv.Shutdown(ctx))
+	}
 	n.cancel()
 	n.wg.Wait()
 	if n.raft != nil {
@@ -575,9 +586,6 @@ func (n *Node) stopRest(ctx context.Context) error {
 	}
 	if n.fwd != nil {
 		err = errors.Join(err, n.fwd.Close())
-	}
-	if n.httpSrv != nil {
-		err = errors.Join(err, n.httpSrv.Close(ctx))
 	}
 	return err
 }
