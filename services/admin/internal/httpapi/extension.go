@@ -114,6 +114,10 @@ func (a *API) ReplacePolicy(id, text string, version uint64) (uint64, error) {
 	return v, err
 }
 
+// CheckPolicy runs the checks ReplacePolicy runs on text for identity id
+// without replacing anything: a dry run for a preview.
+func (a *API) CheckPolicy(id, text string) error { return checkPolicy(id, text) }
+
 // CertRequest asks for a certificate and a key made by admin, as the
 // body of POST /v1/certs does.
 type CertRequest struct {
