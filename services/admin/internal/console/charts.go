@@ -168,11 +168,11 @@ func busiest(sums map[string]*[len(metricsLen)]float64, k int) ([]string, int) {
 
 // Chart geometry, in SVG user units.
 const (
-	chartW, chartH     = 640, 170
-	padL, padR         = 64, 10
-	padTop, padBottom  = 10, 22
-	plotW, plotH       = chartW - padL - padR, chartH - padTop - padBottom
-	gridLines      int = 4
+	chartW, chartH        = 640, 170
+	padL, padR            = 64, 10
+	padTop, padBottom     = 10, 22
+	plotW, plotH          = chartW - padL - padR, chartH - padTop - padBottom
+	gridLines         int = 4
 )
 
 // drawChart draws m for topics as inline SVG: one polyline per topic,
