@@ -12,6 +12,7 @@ require (
 	github.com/strata-log/strata/pkg/pki v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
 	github.com/strata-log/strata/pkg/telemetry v0.0.0
+	github.com/strata-log/strata/pkg/topicconfig v0.0.0
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.72.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc v1.47.0
@@ -23,6 +24,8 @@ require (
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 )
+
+require github.com/kylelemons/godebug v1.1.0 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -84,3 +87,5 @@ replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile
 replace github.com/strata-log/strata/pkg/envflag => ../../pkg/envflag
 
 replace github.com/strata-log/strata/pkg/telemetry => ../../pkg/telemetry
+
+replace github.com/strata-log/strata/pkg/topicconfig => ../../pkg/topicconfig

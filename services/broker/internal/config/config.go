@@ -11,7 +11,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/telemetry"
-	"github.com/strata-log/strata/services/broker/internal/topic"
+	"github.com/strata-log/strata/pkg/topicconfig"
 )
 
 // Config is everything the broker needs to start.
@@ -78,8 +78,10 @@ type Config struct {
 	// that the old leader stops before a new one is elected.
 	LeaderLease time.Duration
 
-	// TopicDefaults fills the zero fields of a CreateTopic config.
-	TopicDefaults topic.Config
+	// TopicDefaults fills the zero fields of a CreateTopic config on a
+	// single broker. In cluster mode the controller writes every setting
+	// of a topic down when it creates it, from topicconfig.Default.
+	TopicDefaults topicconfig.Config
 
 	// MaxRecvMsgBytes is the largest gRPC message the server accepts;
 	// larger ones fail with ResourceExhausted.
@@ -145,22 +147,12 @@ const (
 // Default returns a configuration that runs a single local broker.
 func Default() Config {
 	return Config{
-		NodeID:        1,
-		DataDir:       "data",
-		Listen:        DefaultListen,
-		MetricsListen: DefaultMetricsListen,
-		LogLevel:      "info",
-		TopicDefaults: topic.Config{
-			Partitions:        1,
-			ReplicationFactor: 1,
-			RetentionBytes:    -1,
-			RetentionMs:       (7 * 24 * time.Hour).Milliseconds(),
-			SegmentBytes:      256 << 20,
-			SegmentMs:         (7 * 24 * time.Hour).Milliseconds(),
-			MaxRecordBytes:    1 << 20,
-			Fsync:             "interval:1s",
-			MinInsyncReplicas: 1,
-		},
+		NodeID:                1,
+		DataDir:               "data",
+		Listen:                DefaultListen,
+		MetricsListen:         DefaultMetricsListen,
+		LogLevel:              "info",
+		TopicDefaults:         topicconfig.Default(),
 		MaxRecvMsgBytes:       16 << 20,
 		MaxSendMsgBytes:       16 << 20,
 		MaxConcurrentStreams:  1000,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/logstore"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 )
@@ -57,9 +58,9 @@ func toStatus(err error) error {
 		return withDetails(codes.OutOfRange, err.Error(), offsetRangeDetail(oor))
 	case errors.Is(err, partition.ErrEmptyBatch):
 		return badRequest("records", "at least one record is required")
-	case errors.Is(err, topic.ErrInvalidName):
+	case errors.Is(err, topicconfig.ErrInvalidName):
 		return badRequest("name", err.Error())
-	case errors.Is(err, topic.ErrInvalidConfig):
+	case errors.Is(err, topicconfig.ErrInvalid):
 		return badRequest("config", err.Error())
 	case errors.Is(err, logstore.ErrRecordTooLarge):
 		return badRequest("records", err.Error())

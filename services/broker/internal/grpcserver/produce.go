@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 	"github.com/strata-log/strata/services/broker/internal/quota"
 	"github.com/strata-log/strata/services/broker/internal/topic"
@@ -76,7 +77,7 @@ func (s *logService) lookupForProduce(ctx context.Context, name string, id int32
 	if _, gerr := s.cat.Get(name); !errors.Is(gerr, topic.ErrNotFound) {
 		return nil, err
 	}
-	if _, cerr := s.admin.Create(ctx, name, topic.Config{}); cerr != nil && !errors.Is(cerr, topic.ErrExists) {
+	if _, cerr := s.admin.Create(ctx, name, topicconfig.Config{}); cerr != nil && !errors.Is(cerr, topic.ErrExists) {
 		return nil, toStatus(cerr)
 	}
 	s.lg.Info("topic auto-created", zap.String("topic", name))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/acl"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 )
@@ -18,7 +19,7 @@ import (
 // TopicEnsurer makes the local copy of a topic match the controller's
 // config, and removes it. *topic.Registry satisfies it.
 type TopicEnsurer interface {
-	Ensure(ctx context.Context, name, id string, cfg topic.Config) (*topic.Topic, error)
+	Ensure(ctx context.Context, name, id string, cfg topicconfig.Config) (*topic.Topic, error)
 	Delete(ctx context.Context, name string) error
 	// StorageID is the data directory's storage id.
 	StorageID() string
@@ -47,7 +48,7 @@ func (s *replicaService) ApplyPartitionState(ctx context.Context, req *stratav1.
 	if err := s.fromOwnReplicator(ctx); err != nil {
 		return nil, err
 	}
-	if err := topic.ValidateName(req.GetTopic()); err != nil {
+	if err := topicconfig.ValidateName(req.GetTopic()); err != nil {
 		return nil, badRequest("topic", err.Error())
 	}
 	if req.GetPartition() < 0 {
@@ -86,7 +87,7 @@ func (s *replicaService) ApplyPartitionState(ctx context.Context, req *stratav1.
 	if req.GetConfig() == nil {
 		return nil, badRequest("config", "must be set")
 	}
-	t, err := s.cluster.Topics.Ensure(ctx, req.GetTopic(), req.GetTopicId(), configFromProto(req.GetConfig()))
+	t, err := s.cluster.Topics.Ensure(ctx, req.GetTopic(), req.GetTopicId(), topicconfig.FromProto(req.GetConfig()))
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/grpctls"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 )
@@ -36,9 +37,9 @@ type Catalog interface {
 // single node; in a cluster it becomes a client forwarding to the
 // controller, which applies the change to every broker.
 type TopicAdmin interface {
-	Create(ctx context.Context, name string, cfg topic.Config) (*topic.Topic, error)
+	Create(ctx context.Context, name string, cfg topicconfig.Config) (*topic.Topic, error)
 	Delete(ctx context.Context, name string) error
-	Alter(ctx context.Context, name string, cfg topic.Config) (*topic.Topic, error)
+	Alter(ctx context.Context, name string, cfg topicconfig.Config) (*topic.Topic, error)
 }
 
 // Recorder counts the data plane's records and bytes; nil means none.

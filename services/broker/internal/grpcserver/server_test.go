@@ -22,6 +22,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/logstore"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 )
@@ -34,7 +35,7 @@ func newTestServer(tb testing.TB) (stratav1.LogClient, *topic.Registry) {
 	lg := zaptest.NewLogger(tb)
 	reg, err := topic.Open(topic.Options{
 		Dir: tb.TempDir(),
-		Defaults: topic.Config{Partitions: 1, ReplicationFactor: 1, RetentionBytes: -1, RetentionMs: -1,
+		Defaults: topicconfig.Config{Partitions: 1, ReplicationFactor: 1, RetentionBytes: -1, RetentionMs: -1,
 			SegmentBytes: 1 << 20, SegmentMs: 3600_000, MaxRecordBytes: 1 << 16, Fsync: "never", MinInsyncReplicas: 1},
 		State: func(string, int32) partition.State {
 			return partition.State{Role: partition.RoleLeader, LeaderID: 1, ISR: []int32{1}}
@@ -101,7 +102,7 @@ func TestConsumeResponseWireMatchesProto(t *testing.T) {
 
 func TestConsumeStreamHonoursDeadline(t *testing.T) {
 	c, reg := newTestServer(t)
-	if _, err := reg.Create(context.Background(), "d", topic.Config{}); err != nil {
+	if _, err := reg.Create(context.Background(), "d", topicconfig.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -118,7 +119,7 @@ func TestConsumeStreamHonoursDeadline(t *testing.T) {
 
 func TestProduceStreamPipelinesInOrder(t *testing.T) {
 	c, reg := newTestServer(t)
-	if _, err := reg.Create(context.Background(), "p", topic.Config{}); err != nil {
+	if _, err := reg.Create(context.Background(), "p", topicconfig.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 )
@@ -17,10 +18,10 @@ type topicsService struct {
 }
 
 func (s *topicsService) CreateTopic(ctx context.Context, req *stratav1.CreateTopicRequest) (*stratav1.CreateTopicResponse, error) {
-	if err := topic.ValidateName(req.GetName()); err != nil {
+	if err := topicconfig.ValidateName(req.GetName()); err != nil {
 		return nil, badRequest("name", err.Error())
 	}
-	t, err := s.admin.Create(ctx, req.GetName(), configFromProto(req.GetConfig()))
+	t, err := s.admin.Create(ctx, req.GetName(), topicconfig.FromProto(req.GetConfig()))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -28,8 +29,8 @@ func (s *topicsService) CreateTopic(ctx context.Context, req *stratav1.CreateTop
 }
 
 func (s *topicsService) DeleteTopic(ctx context.Context, req *stratav1.DeleteTopicRequest) (*stratav1.DeleteTopicResponse, error) {
-	if req.GetName() == "" {
-		return nil, badRequest("name", "must be set")
+	if err := topicconfig.ValidateName(req.GetName()); err != nil {
+		return nil, badRequest("name", err.Error())
 	}
 	if err := s.admin.Delete(ctx, req.GetName()); err != nil {
 		return nil, toStatus(err)
@@ -38,8 +39,8 @@ func (s *topicsService) DeleteTopic(ctx context.Context, req *stratav1.DeleteTop
 }
 
 func (s *topicsService) DescribeTopic(ctx context.Context, req *stratav1.DescribeTopicRequest) (*stratav1.DescribeTopicResponse, error) {
-	if req.GetName() == "" {
-		return nil, badRequest("name", "must be set")
+	if err := topicconfig.ValidateName(req.GetName()); err != nil {
+		return nil, badRequest("name", err.Error())
 	}
 	t, err := s.cat.Get(req.GetName())
 	if err != nil {
@@ -57,48 +58,18 @@ func (s *topicsService) ListTopics(ctx context.Context, req *stratav1.ListTopics
 }
 
 func (s *topicsService) AlterTopicConfig(ctx context.Context, req *stratav1.AlterTopicConfigRequest) (*stratav1.AlterTopicConfigResponse, error) {
-	if req.GetName() == "" {
-		return nil, badRequest("name", "must be set")
+	if err := topicconfig.ValidateName(req.GetName()); err != nil {
+		return nil, badRequest("name", err.Error())
 	}
-	t, err := s.admin.Alter(ctx, req.GetName(), configFromProto(req.GetConfig()))
+	t, err := s.admin.Alter(ctx, req.GetName(), topicconfig.FromProto(req.GetConfig()))
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &stratav1.AlterTopicConfigResponse{Topic: topicMetadata(s.cfg, t)}, nil
 }
 
-func configFromProto(c *stratav1.TopicConfig) topic.Config {
-	return topic.Config{
-		Partitions:            c.GetPartitions(),
-		ReplicationFactor:     c.GetReplicationFactor(),
-		RetentionBytes:        c.GetRetentionBytes(),
-		RetentionMs:           c.GetRetentionMs(),
-		SegmentBytes:          c.GetSegmentBytes(),
-		SegmentMs:             c.GetSegmentMs(),
-		MaxRecordBytes:        c.GetMaxRecordBytes(),
-		Fsync:                 c.GetFsync(),
-		MinInsyncReplicas:     c.GetMinInsyncReplicas(),
-		UncleanLeaderElection: c.GetUncleanLeaderElection(),
-	}
-}
-
-func configToProto(c topic.Config) *stratav1.TopicConfig {
-	return &stratav1.TopicConfig{
-		Partitions:            c.Partitions,
-		ReplicationFactor:     c.ReplicationFactor,
-		RetentionBytes:        c.RetentionBytes,
-		RetentionMs:           c.RetentionMs,
-		SegmentBytes:          c.SegmentBytes,
-		SegmentMs:             c.SegmentMs,
-		MaxRecordBytes:        c.MaxRecordBytes,
-		Fsync:                 c.Fsync,
-		MinInsyncReplicas:     c.MinInsyncReplicas,
-		UncleanLeaderElection: c.UncleanLeaderElection,
-	}
-}
-
 func topicMetadata(cfg Config, t *topic.Topic) *stratav1.TopicMetadata {
-	md := &stratav1.TopicMetadata{Name: t.Name(), Config: configToProto(t.Config())}
+	md := &stratav1.TopicMetadata{Name: t.Name(), Config: t.Config().Proto()}
 	for _, p := range t.Partitions() {
 		md.Partitions = append(md.Partitions, partitionMetadata(p))
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/strata-log/strata/pkg/atomicfile"
+	"github.com/strata-log/strata/pkg/topicconfig"
 )
 
 // configFile is the name of a topic's persisted config inside its directory.
@@ -16,9 +17,9 @@ const configFile = "topic.json"
 
 // fileFormat is the content of topic.json.
 type fileFormat struct {
-	Version int    `json:"version"`
-	Name    string `json:"name"`
-	Config  Config `json:"config"`
+	Version int                `json:"version"`
+	Name    string             `json:"name"`
+	Config  topicconfig.Config `json:"config"`
 	// ID is the controller's topic id in cluster mode (empty on a single
 	// node): a local copy with another id is a different, deleted topic.
 	ID string `json:"id,omitempty"`

@@ -19,6 +19,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/atomicfile"
 	"github.com/strata-log/strata/pkg/logstore"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 )
 
@@ -26,7 +27,7 @@ import (
 type Topic struct {
 	name       string
 	id         string // the controller's topic id; empty on a single node
-	cfg        atomic.Pointer[Config]
+	cfg        atomic.Pointer[topicconfig.Config]
 	partitions []*partition.Partition // fixed at creation
 }
 
@@ -37,7 +38,7 @@ func (t *Topic) Name() string { return t.name }
 func (t *Topic) ID() string { return t.id }
 
 // Config is the topic's current config.
-func (t *Topic) Config() Config { return *t.cfg.Load() }
+func (t *Topic) Config() topicconfig.Config { return *t.cfg.Load() }
 
 // Partitions are the topic's partitions, indexed by id. Do not modify.
 func (t *Topic) Partitions() []*partition.Partition { return t.partitions }
@@ -50,7 +51,7 @@ type Options struct {
 	// Dir is the broker's data directory; topics live under Dir/topics.
 	Dir string
 	// Defaults fill the zero fields of a created topic's config.
-	Defaults Config
+	Defaults topicconfig.Config
 	// State returns the cluster state of a newly opened partition.
 	State func(topic string, id int32) partition.State
 	// OpenLog opens a partition log; nil means logstore.Open.
@@ -121,7 +122,7 @@ func Open(opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("topic: %w", err)
 	}
 	for _, e := range entries {
-		if !e.IsDir() || ValidateName(e.Name()) != nil {
+		if !e.IsDir() || topicconfig.ValidateName(e.Name()) != nil {
 			continue
 		}
 		dir := filepath.Join(r.topics, e.Name())
@@ -155,7 +156,7 @@ func Open(opts Options) (*Registry, error) {
 }
 
 // openTopic opens (creating as needed) every partition of a topic.
-func (r *Registry) openTopic(name string, cfg Config) (*Topic, error) {
+func (r *Registry) openTopic(name string, cfg topicconfig.Config) (*Topic, error) {
 	lopts, err := cfg.LogOptions()
 	if err != nil {
 		return nil, err
@@ -238,18 +239,18 @@ func (r *Registry) List() []*Topic {
 // Create makes a topic: its config is the registry defaults overridden by
 // the non-zero fields of override. The topic directory and partition logs
 // are created first; writing topic.json is the commit point.
-func (r *Registry) Create(ctx context.Context, name string, override Config) (*Topic, error) {
+func (r *Registry) Create(ctx context.Context, name string, override topicconfig.Config) (*Topic, error) {
 	return r.create(ctx, name, "", override)
 }
 
 // create is Create with the controller's topic id (cluster mode).
-func (r *Registry) create(ctx context.Context, name, id string, override Config) (*Topic, error) {
-	if err := ValidateName(name); err != nil {
+func (r *Registry) create(ctx context.Context, name, id string, override topicconfig.Config) (*Topic, error) {
+	if err := topicconfig.ValidateName(name); err != nil {
 		return nil, err
 	}
 	cfg := r.opts.Defaults.Merge(override)
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return nil, err
 	}
 	r.admin.Lock()
 	defer r.admin.Unlock()
@@ -331,11 +332,12 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// Alter replaces the non-zero fields of a topic's config and persists it.
-// Partitions and replication factor cannot change. Record size and min ISR
-// apply at once; storage settings (retention, segments, fsync) apply when
-// the partitions' logs are next opened.
-func (r *Registry) Alter(ctx context.Context, name string, override Config) (*Topic, error) {
+// Alter replaces the non-zero fields of a topic's config and persists it
+// (topicconfig.Config.Alter: partitions and replication factor cannot
+// change). Record size and min ISR apply at once; storage settings
+// (retention, segments, fsync) apply when the partitions' logs are next
+// opened.
+func (r *Registry) Alter(ctx context.Context, name string, override topicconfig.Config) (*Topic, error) {
 	r.admin.Lock()
 	defer r.admin.Unlock()
 	if err := ctx.Err(); err != nil {
@@ -348,16 +350,9 @@ func (r *Registry) Alter(ctx context.Context, name string, override Config) (*To
 	if err != nil {
 		return nil, err
 	}
-	cur := t.Config()
-	if override.Partitions != 0 && override.Partitions != cur.Partitions {
-		return nil, fmt.Errorf("%w: partitions cannot be changed (is %d)", ErrInvalidConfig, cur.Partitions)
-	}
-	if override.ReplicationFactor != 0 && override.ReplicationFactor != cur.ReplicationFactor {
-		return nil, fmt.Errorf("%w: replication_factor cannot be changed (is %d)", ErrInvalidConfig, cur.ReplicationFactor)
-	}
-	next := cur.Merge(override)
-	if err := next.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	next, err := t.Config().Alter(override)
+	if err != nil {
+		return nil, err
 	}
 	if err := writeConfig(filepath.Join(r.topics, name), fileFormat{Version: fileVersion, Name: name, Config: next, ID: t.id}); err != nil {
 		return nil, err
@@ -429,7 +424,7 @@ func closePartitions(ps []*partition.Partition) error {
 // deleted and the topic created afresh; its old records are never served
 // under the new topic. A local copy without an id (made before ids) takes
 // the controller's.
-func (r *Registry) Ensure(ctx context.Context, name, id string, cfg Config) (*Topic, error) {
+func (r *Registry) Ensure(ctx context.Context, name, id string, cfg topicconfig.Config) (*Topic, error) {
 	t, err := r.Get(name)
 	if errors.Is(err, ErrNotFound) {
 		t, err = r.create(ctx, name, id, cfg)

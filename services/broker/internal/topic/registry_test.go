@@ -12,13 +12,14 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func defaults() Config {
-	return Config{Partitions: 1, ReplicationFactor: 1, RetentionBytes: -1, RetentionMs: -1,
+func defaults() topicconfig.Config {
+	return topicconfig.Config{Partitions: 1, ReplicationFactor: 1, RetentionBytes: -1, RetentionMs: -1,
 		SegmentBytes: 1 << 20, SegmentMs: 3600_000, MaxRecordBytes: 1024, Fsync: "never", MinInsyncReplicas: 1}
 }
 
@@ -42,10 +43,10 @@ func TestRegistryPersistence(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	r := openRegistry(t, dir)
-	if _, err := r.Create(ctx, "orders", Config{Partitions: 3, Fsync: "always"}); err != nil {
+	if _, err := r.Create(ctx, "orders", topicconfig.Config{Partitions: 3, Fsync: "always"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Create(ctx, "gone", Config{}); err != nil {
+	if _, err := r.Create(ctx, "gone", topicconfig.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	p, err := r.Partition("orders", 2)
@@ -55,7 +56,7 @@ func TestRegistryPersistence(t *testing.T) {
 	if _, err := p.Produce(ctx, []*stratav1.Record{{Value: []byte("a")}, {Value: []byte("b")}}, stratav1.Acks_ACKS_LEADER); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Alter(ctx, "orders", Config{MaxRecordBytes: 2048}); err != nil {
+	if _, err := r.Alter(ctx, "orders", topicconfig.Config{MaxRecordBytes: 2048}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Delete(ctx, "gone"); err != nil {
@@ -110,7 +111,7 @@ func TestRegistryErrors(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	if _, err := r.Create(ctx, "t", Config{Partitions: 2}); err != nil {
+	if _, err := r.Create(ctx, "t", topicconfig.Config{Partitions: 2}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -118,11 +119,11 @@ func TestRegistryErrors(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"exists", second(r.Create(ctx, "t", Config{})), ErrExists},
-		{"bad name", second(r.Create(ctx, "a/b", Config{})), ErrInvalidName},
-		{"bad config", second(r.Create(ctx, "u", Config{Fsync: "often"})), ErrInvalidConfig},
-		{"alter partitions", second(r.Alter(ctx, "t", Config{Partitions: 5})), ErrInvalidConfig},
-		{"alter missing", second(r.Alter(ctx, "nope", Config{})), ErrNotFound},
+		{"exists", second(r.Create(ctx, "t", topicconfig.Config{})), ErrExists},
+		{"bad name", second(r.Create(ctx, "a/b", topicconfig.Config{})), topicconfig.ErrInvalidName},
+		{"bad config", second(r.Create(ctx, "u", topicconfig.Config{Fsync: "often"})), topicconfig.ErrInvalid},
+		{"alter partitions", second(r.Alter(ctx, "t", topicconfig.Config{Partitions: 5})), topicconfig.ErrInvalid},
+		{"alter missing", second(r.Alter(ctx, "nope", topicconfig.Config{})), ErrNotFound},
 		{"delete missing", r.Delete(ctx, "nope"), ErrNotFound},
 		{"get missing", second(r.Get("nope")), ErrNotFound},
 		{"partition missing", second(r.Partition("t", 2)), ErrPartitionNotFound},
@@ -139,45 +140,19 @@ func TestRegistryErrors(t *testing.T) {
 
 func second[T any](_ T, err error) error { return err }
 
-func TestValidateName(t *testing.T) {
-	tests := []struct {
-		name string
-		ok   bool
-	}{
-		{"orders", true},
-		{"a.b_c-D9", true},
-		{strings.Repeat("x", 249), true},
-		{strings.Repeat("x", 250), false},
-		{"", false},
-		{".", false},
-		{"..", false},
-		{"a b", false},
-		{"a/b", false},
-		{"é", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := ValidateName(tt.name)
-			if (err == nil) != tt.ok {
-				t.Fatalf("ValidateName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
-			}
-		})
-	}
-}
-
 // TestEnsureTopicIDs: the controller's topic id is kept across a restart;
 // a local copy without one adopts it; another id replaces the copy.
 func TestEnsureTopicIDs(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	r := openRegistry(t, dir)
-	if _, err := r.Create(ctx, "legacy", Config{Partitions: 1}); err != nil {
+	if _, err := r.Create(ctx, "legacy", topicconfig.Config{Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Ensure(ctx, "ids", "id-1", Config{Partitions: 2}); err != nil {
+	if _, err := r.Ensure(ctx, "ids", "id-1", topicconfig.Config{Partitions: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if tp, err := r.Ensure(ctx, "legacy", "id-L", Config{Partitions: 1}); err != nil || tp.ID() != "id-L" {
+	if tp, err := r.Ensure(ctx, "legacy", "id-L", topicconfig.Config{Partitions: 1}); err != nil || tp.ID() != "id-L" {
 		t.Fatalf("adopt: %v %v", tp, err)
 	}
 	if err := r.Close(); err != nil {
@@ -191,7 +166,7 @@ func TestEnsureTopicIDs(t *testing.T) {
 		}
 	}
 	old, _ := r.Get("ids")
-	tp, err := r.Ensure(ctx, "ids", "id-2", Config{Partitions: 2})
+	tp, err := r.Ensure(ctx, "ids", "id-2", topicconfig.Config{Partitions: 2})
 	if err != nil || tp.ID() != "id-2" || tp == old {
 		t.Fatalf("replace: %v %v", tp, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 )
 
@@ -38,7 +39,7 @@ func TestStorageID(t *testing.T) {
 	t.Run("a directory from before storage ids keeps its topics", func(t *testing.T) {
 		dir := t.TempDir()
 		r := openRegistry(t, dir)
-		if _, err := r.Create(context.Background(), "orders", Config{}); err != nil {
+		if _, err := r.Create(context.Background(), "orders", topicconfig.Config{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := r.Close(); err != nil {
