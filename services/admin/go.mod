@@ -11,6 +11,7 @@ require (
 	github.com/strata-log/strata/pkg/envflag v0.0.0
 	github.com/strata-log/strata/pkg/pki v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
+	github.com/strata-log/strata/pkg/telemetry v0.0.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 	google.golang.org/grpc v1.85.0
@@ -59,3 +60,5 @@ replace github.com/strata-log/strata/pkg/connlimit => ../../pkg/connlimit
 replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile
 
 replace github.com/strata-log/strata/pkg/envflag => ../../pkg/envflag
+
+replace github.com/strata-log/strata/pkg/telemetry => ../../pkg/telemetry

@@ -10,17 +10,16 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/connlimit"
 	"github.com/strata-log/strata/pkg/envflag"
 	"github.com/strata-log/strata/pkg/pki"
+	"github.com/strata-log/strata/pkg/telemetry"
 	"github.com/strata-log/strata/services/admin/internal/cluster"
 	"github.com/strata-log/strata/services/admin/internal/httpapi"
 )
@@ -51,6 +50,8 @@ type serveConfig struct {
 	// MaxConnsPerIP caps the connections open at once from one remote
 	// address (an IPv4 address or an IPv6 /64).
 	MaxConnsPerIP int
+	// LogLevel and LogFormat configure the logger (pkg/telemetry).
+	LogLevel, LogFormat string
 }
 
 // maxHandshakeTimeout is the longest --handshake-timeout allowed.
@@ -71,6 +72,7 @@ func defaultServeConfig() serveConfig {
 		// through) while a flood from one address gets an eighth.
 		MaxConns:      256,
 		MaxConnsPerIP: 32,
+		LogLevel:      "info",
 	}
 }
 
@@ -100,6 +102,11 @@ func (c serveConfig) Validate() error {
 	}
 	if c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns {
 		errs = append(errs, fmt.Errorf("--max-conns-per-ip must be >= 1 and <= --max-conns (%d), got %d", c.MaxConns, c.MaxConnsPerIP))
+	}
+	for _, o := range []telemetry.LogOptions{{Level: c.LogLevel}, {Format: c.LogFormat}} {
+		if err := o.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("--%w", err))
+		}
 	}
 	for _, a := range c.ClusterAddrs {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
@@ -135,6 +142,8 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "disconnect a client that has not finished its TLS handshake (and later, a request's headers) in this duration (at most 10s)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "connections open at once; more are closed at once")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "connections open at once from one remote address (IPv4, or IPv6 /64)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn, error")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: json or console (default: console on a terminal, else json)")
 	if err := envflag.Parse(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, errHelp
@@ -156,9 +165,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	enc := zap.NewProductionEncoderConfig()
-	enc.EncodeTime = zapcore.ISO8601TimeEncoder // as the broker and replicator write them
-	lg := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(stderr)), zap.InfoLevel))
+	lg, err := telemetry.NewLogger(cfg.logOptions(stderr))
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -167,17 +177,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		lg.Error("admin failed", zap.Error(err))
 	}
-	return errors.Join(err, syncLogger(lg))
+	return errors.Join(err, telemetry.SyncLogger(lg))
 }
 
-// syncLogger flushes the logger; stderr that cannot be synced (a terminal
-// or pipe) is not an error.
-func syncLogger(lg *zap.Logger) error {
-	err := lg.Sync()
-	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTTY) || errors.Is(err, syscall.EBADF) {
-		return nil
-	}
-	return err
+// logOptions are the logger's options, writing to out.
+func (c serveConfig) logOptions(out io.Writer) telemetry.LogOptions {
+	return telemetry.LogOptions{Level: c.LogLevel, Format: c.LogFormat, Out: out}
 }
 
 // serve runs the API on ln until ctx ends, then shuts down within

@@ -237,3 +237,23 @@ func TestServeCommandReadsEnvironment(t *testing.T) {
 		t.Fatalf("serve: %v", err)
 	}
 }
+
+// TestServeLogFlags: the logger's flags are checked with the others, by
+// name.
+func TestServeLogFlags(t *testing.T) {
+	required := []string{"--data-dir", "d", "--tls-cert", "c", "--tls-key", "k", "--tls-ca", "ca"}
+	env := map[string]string{"STRATA_LOG_LEVEL": "debug", "STRATA_LOG_FORMAT": "console"}
+	cfg, err := parseServe(required, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.LogLevel != "debug" || cfg.LogFormat != "console" {
+		t.Errorf("log level %q, format %q from the environment", cfg.LogLevel, cfg.LogFormat)
+	}
+	_, err = parseServe(append(required, "--log-level", "loud", "--log-format", "xml"), func(string) string { return "" }, io.Discard)
+	for _, want := range []string{`--log-level must be debug, info, warn or error, got "loud"`, `--log-format must be json or console`} {
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want a usage error containing %q", err, want)
+		}
+	}
+}
