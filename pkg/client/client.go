@@ -249,9 +249,13 @@ func (c *Client) fetchMetadata(ctx context.Context) (*stratav1.MetadataResponse,
 			answers <- answer{addr, resp, err}
 		}()
 	}
+	// A refusal (PermissionDenied, Unauthenticated) is an answer: the
+	// other brokers hold the same policy and CA, so it ends the wait
+	// rather than counting as one broker down.
 	var (
-		errs []error
-		won  *stratav1.MetadataResponse
+		errs    []error
+		won     *stratav1.MetadataResponse
+		refusal error
 	)
 	for range addrs { // every call returns: the winner cancels the rest
 		a := <-answers
@@ -261,11 +265,19 @@ func (c *Client) fetchMetadata(ctx context.Context) (*stratav1.MetadataResponse,
 			cancel()
 		case a.err != nil && won == nil:
 			c.lg.Debug("metadata request failed", zap.String("broker", a.addr), zap.Error(a.err))
-			errs = append(errs, fmt.Errorf("%s: %w", a.addr, fromStatus(a.err)))
+			err := fromStatus(a.err)
+			if refused(err) && refusal == nil {
+				refusal = err
+				cancel()
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", a.addr, err))
 		}
 	}
 	if won != nil {
 		return won, nil
+	}
+	if refusal != nil {
+		return nil, refusal
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -61,6 +62,25 @@ func (e *OffsetRangeError) Error() string {
 	return fmt.Sprintf("client: offset %d out of range [%d, %d)", e.Requested, e.LogStartOffset, e.EndOffset)
 }
 
+// PermissionError is a broker's PermissionDenied for a call its ACL policy
+// denies: Identity may not do Action on Object (a topic, or "cluster").
+type PermissionError struct {
+	Identity string
+	Action   string
+	Object   string
+	// Message is the broker's message.
+	Message string
+}
+
+func (e *PermissionError) Error() string { return "client: " + e.Message }
+
+// The ErrorInfo a broker's ACL denial carries (pkg/acl ErrorDomain and
+// ReasonDenied; this package does not import pkg/acl).
+const (
+	aclErrorDomain  = "acl.strata"
+	aclReasonDenied = "ACL_DENIED"
+)
+
 // BrokerError is any other error a broker answered with.
 type BrokerError struct {
 	Code    codes.Code
@@ -104,6 +124,11 @@ func fromCode(code codes.Code, msg string, details []any, orig error) error {
 				LeaderAddress: d.GetLeaderAddress(), LeaderEpoch: d.GetLeaderEpoch()}
 		case *stratav1.OffsetRange:
 			return &OffsetRangeError{Requested: d.GetRequested(), LogStartOffset: d.GetLogStartOffset(), EndOffset: d.GetEndOffset()}
+		case *errdetails.ErrorInfo:
+			if code == codes.PermissionDenied && d.GetDomain() == aclErrorDomain && d.GetReason() == aclReasonDenied {
+				m := d.GetMetadata()
+				return &PermissionError{Identity: m["identity"], Action: m["action"], Object: m["object"], Message: msg}
+			}
 		}
 	}
 	switch code {
@@ -124,9 +149,12 @@ func Code(err error) codes.Code {
 	var be *BrokerError
 	var nl *NotLeaderError
 	var or *OffsetRangeError
+	var pe *PermissionError
 	switch {
 	case err == nil:
 		return codes.OK
+	case errors.As(err, &pe):
+		return codes.PermissionDenied
 	case errors.As(err, &nl):
 		return codes.FailedPrecondition
 	case errors.As(err, &or):
@@ -156,6 +184,14 @@ func IsRetriable(err error) bool {
 		return be.Code == codes.Unavailable || be.Code == codes.Aborted
 	}
 	return false
+}
+
+// refused reports whether err is a broker's answer that another broker
+// would give as well: the caller's identity is not allowed, or not known.
+// Such an answer is not a broker being unreachable.
+func refused(err error) bool {
+	c := Code(err)
+	return c == codes.PermissionDenied || c == codes.Unauthenticated
 }
 
 func quote(s string) string { return strconv.Quote(s) }
