@@ -17,7 +17,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS := .tools/buf-$(BUF_VERSION)-go-$(PROTOC_GEN_GO_VERSION)-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 PROTO_TOOLS := $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 
-.PHONY: all build test lint bench bench-cluster bench-compare proto proto-check up down down-volumes test-compose dev clean
+.PHONY: all build test lint tidy-check bench bench-cluster bench-compare proto proto-check up down down-volumes test-compose dev clean
 
 all: build
 
@@ -39,8 +39,8 @@ build:
 test:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
-## lint: gofmt, go vet over every module, buf lint and stale generated code
-lint: proto-check
+## lint: gofmt, go vet over every module, every module tidy, buf lint and stale generated code
+lint: proto-check tidy-check
 	@out=$$(gofmt -l $(MODULE_DIRS)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
@@ -60,6 +60,16 @@ bench-compare:
 ## proto: regenerate pkg/proto's Go code with pinned, module-built tools
 proto: $(PROTO_TOOLS)
 	cd pkg/proto && PATH=$(abspath $(TOOLS)):$$PATH buf lint && PATH=$(abspath $(TOOLS)):$$PATH buf generate
+
+# tidy-check: fails when a module's go.mod or go.sum is not what go mod
+# tidy writes. Each module is resolved alone (GOWORK=off), as a user of it
+# would: the repository's modules through its replace directives, the rest
+# from the module proxy, so a fresh clone needs nothing else.
+tidy-check:
+	@fail=0; for d in $(MODULE_DIRS); do \
+	  out=$$(cd $$d && GOWORK=off GOFLAGS=-mod=mod $(GO) mod tidy -diff 2>&1) || { \
+	    echo "not tidy: $${d#$(CURDIR)/} (run: cd $${d#$(CURDIR)/} && GOWORK=off go mod tidy)"; echo "$$out"; fail=1; }; \
+	done; exit $$fail
 
 # proto-check: fails when the committed generated code is stale.
 proto-check: $(PROTO_TOOLS)

@@ -31,8 +31,8 @@ require (
 	github.com/jmoiron/sqlx v1.3.5 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pelletier/go-toml v1.9.3 // indirect
-	github.com/prometheus/client_model v0.6.3 // indirect
-	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/client_model v0.6.3
+	github.com/prometheus/common v0.72.0
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/strata-log/strata/pkg/healthcheck v0.0.0
 	github.com/weppos/publicsuffix-go v0.30.0 // indirect
