@@ -3,6 +3,8 @@ module github.com/strata-log/strata/cmd/strata
 go 1.26.0
 
 require (
+	github.com/chromedp/chromedp v0.23.1
+	software.sslmate.com/src/go-pkcs12 v0.7.4
 	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	github.com/strata-log/strata/pkg/client v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
@@ -11,9 +13,12 @@ require (
 )
 
 require (
+	github.com/chromedp/cdproto v0.160.1 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/strata-log/strata/pkg/grpctls v0.0.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
+	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect

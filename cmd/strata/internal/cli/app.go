@@ -68,6 +68,7 @@ func commands() []command {
 		{"acl apply", "FILE", "replace the whole ACL policy with FILE (- for stdin)", runACLApply},
 		{"cert issue", "NAME", "have admin issue a certificate and key for NAME into --out DIR", runCertIssue},
 		{"cert ca", "", "print the cluster CA certificate (from admin)", runCertCA},
+		{"cert export", "", "write the context's certificate, key and CA as a PKCS#12 file (--p12 FILE) a browser imports", runCertExport},
 		{"bench produce", "", "produce load and report throughput and latency", runBenchProduce},
 		{"bench consume", "", "consume load and report throughput", runBenchConsume},
 		{"verify produce", "", "produce sequence-numbered records with acks=all, logging every outcome", runVerifyProduce},
