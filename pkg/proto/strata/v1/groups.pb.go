@@ -403,7 +403,7 @@ type Join struct {
 	// A member reconnecting after its coordinator moved gives its old id
 	// and epoch and the partitions it still owns.
 	MemberId      string             `protobuf:"bytes,7,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
-	MemberEpoch   int32              `protobuf:"varint,8,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
+	MemberEpoch   int64              `protobuf:"varint,8,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
 	Owned         []*TopicPartitions `protobuf:"bytes,9,rep,name=owned,proto3" json:"owned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -488,7 +488,7 @@ func (x *Join) GetMemberId() string {
 	return ""
 }
 
-func (x *Join) GetMemberEpoch() int32 {
+func (x *Join) GetMemberEpoch() int64 {
 	if x != nil {
 		return x.MemberEpoch
 	}
@@ -507,7 +507,7 @@ func (x *Join) GetOwned() []*TopicPartitions {
 // gave up), and every heartbeat interval.
 type Ack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	MemberEpoch   int32                  `protobuf:"varint,1,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
+	MemberEpoch   int64                  `protobuf:"varint,1,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
 	Owned         []*TopicPartitions     `protobuf:"bytes,2,rep,name=owned,proto3" json:"owned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -543,7 +543,7 @@ func (*Ack) Descriptor() ([]byte, []int) {
 	return file_strata_v1_groups_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *Ack) GetMemberEpoch() int32 {
+func (x *Ack) GetMemberEpoch() int64 {
 	if x != nil {
 		return x.MemberEpoch
 	}
@@ -740,7 +740,7 @@ func (x *Joined) GetSessionTimeoutMs() int32 {
 // partitions it will get once their current owners have given them up.
 type Assignment struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	MemberEpoch   int32                  `protobuf:"varint,1,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
+	MemberEpoch   int64                  `protobuf:"varint,1,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
 	GroupEpoch    int64                  `protobuf:"varint,2,opt,name=group_epoch,json=groupEpoch,proto3" json:"group_epoch,omitempty"`
 	Partitions    []*TopicPartitions     `protobuf:"bytes,3,rep,name=partitions,proto3" json:"partitions,omitempty"`
 	Pending       []*TopicPartitions     `protobuf:"bytes,4,rep,name=pending,proto3" json:"pending,omitempty"`
@@ -778,7 +778,7 @@ func (*Assignment) Descriptor() ([]byte, []int) {
 	return file_strata_v1_groups_proto_rawDescGZIP(), []int{10}
 }
 
-func (x *Assignment) GetMemberEpoch() int32 {
+func (x *Assignment) GetMemberEpoch() int64 {
 	if x != nil {
 		return x.MemberEpoch
 	}
@@ -889,7 +889,7 @@ type CommitOffsetsRequest struct {
 	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	// Empty for a group without members (a consumer assigning itself).
 	MemberId      string             `protobuf:"bytes,2,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
-	MemberEpoch   int32              `protobuf:"varint,3,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
+	MemberEpoch   int64              `protobuf:"varint,3,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
 	Offsets       []*PartitionOffset `protobuf:"bytes,4,rep,name=offsets,proto3" json:"offsets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -939,7 +939,7 @@ func (x *CommitOffsetsRequest) GetMemberId() string {
 	return ""
 }
 
-func (x *CommitOffsetsRequest) GetMemberEpoch() int32 {
+func (x *CommitOffsetsRequest) GetMemberEpoch() int64 {
 	if x != nil {
 		return x.MemberEpoch
 	}
@@ -1285,7 +1285,7 @@ type GroupMember struct {
 	ClientId   string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// The identity of its certificate.
 	Identity      string             `protobuf:"bytes,4,opt,name=identity,proto3" json:"identity,omitempty"`
-	MemberEpoch   int32              `protobuf:"varint,5,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
+	MemberEpoch   int64              `protobuf:"varint,5,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
 	Assigned      []*TopicPartitions `protobuf:"bytes,6,rep,name=assigned,proto3" json:"assigned,omitempty"`
 	Pending       []*TopicPartitions `protobuf:"bytes,7,rep,name=pending,proto3" json:"pending,omitempty"`
 	Topics        []string           `protobuf:"bytes,8,rep,name=topics,proto3" json:"topics,omitempty"`
@@ -1351,7 +1351,7 @@ func (x *GroupMember) GetIdentity() string {
 	return ""
 }
 
-func (x *GroupMember) GetMemberEpoch() int32 {
+func (x *GroupMember) GetMemberEpoch() int64 {
 	if x != nil {
 		return x.MemberEpoch
 	}
@@ -1795,10 +1795,10 @@ const file_strata_v1_groups_proto_rawDesc = "" +
 	"\bassignor\x18\x05 \x01(\x0e2\x13.strata.v1.AssignorR\bassignor\x12,\n" +
 	"\x12session_timeout_ms\x18\x06 \x01(\x05R\x10sessionTimeoutMs\x12\x1b\n" +
 	"\tmember_id\x18\a \x01(\tR\bmemberId\x12!\n" +
-	"\fmember_epoch\x18\b \x01(\x05R\vmemberEpoch\x120\n" +
+	"\fmember_epoch\x18\b \x01(\x03R\vmemberEpoch\x120\n" +
 	"\x05owned\x18\t \x03(\v2\x1a.strata.v1.TopicPartitionsR\x05owned\"Z\n" +
 	"\x03Ack\x12!\n" +
-	"\fmember_epoch\x18\x01 \x01(\x05R\vmemberEpoch\x120\n" +
+	"\fmember_epoch\x18\x01 \x01(\x03R\vmemberEpoch\x120\n" +
 	"\x05owned\x18\x02 \x03(\v2\x1a.strata.v1.TopicPartitionsR\x05owned\"\a\n" +
 	"\x05Leave\"\x7f\n" +
 	"\x0fSessionResponse\x12+\n" +
@@ -1813,7 +1813,7 @@ const file_strata_v1_groups_proto_rawDesc = "" +
 	"\x12session_timeout_ms\x18\x03 \x01(\x05R\x10sessionTimeoutMs\"\xc2\x01\n" +
 	"\n" +
 	"Assignment\x12!\n" +
-	"\fmember_epoch\x18\x01 \x01(\x05R\vmemberEpoch\x12\x1f\n" +
+	"\fmember_epoch\x18\x01 \x01(\x03R\vmemberEpoch\x12\x1f\n" +
 	"\vgroup_epoch\x18\x02 \x01(\x03R\n" +
 	"groupEpoch\x12:\n" +
 	"\n" +
@@ -1829,7 +1829,7 @@ const file_strata_v1_groups_proto_rawDesc = "" +
 	"\x14CommitOffsetsRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1b\n" +
 	"\tmember_id\x18\x02 \x01(\tR\bmemberId\x12!\n" +
-	"\fmember_epoch\x18\x03 \x01(\x05R\vmemberEpoch\x124\n" +
+	"\fmember_epoch\x18\x03 \x01(\x03R\vmemberEpoch\x124\n" +
 	"\aoffsets\x18\x04 \x03(\v2\x1a.strata.v1.PartitionOffsetR\aoffsets\"\x17\n" +
 	"\x15CommitOffsetsResponse\"C\n" +
 	"\x13FetchOffsetsRequest\x12\x14\n" +
@@ -1853,7 +1853,7 @@ const file_strata_v1_groups_proto_rawDesc = "" +
 	"instanceId\x12\x1b\n" +
 	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12\x1a\n" +
 	"\bidentity\x18\x04 \x01(\tR\bidentity\x12!\n" +
-	"\fmember_epoch\x18\x05 \x01(\x05R\vmemberEpoch\x126\n" +
+	"\fmember_epoch\x18\x05 \x01(\x03R\vmemberEpoch\x126\n" +
 	"\bassigned\x18\x06 \x03(\v2\x1a.strata.v1.TopicPartitionsR\bassigned\x124\n" +
 	"\apending\x18\a \x03(\v2\x1a.strata.v1.TopicPartitionsR\apending\x12\x16\n" +
 	"\x06topics\x18\b \x03(\tR\x06topics\"\xa4\x02\n" +
