@@ -18,6 +18,7 @@ var (
 const usageText = `usage:
   strata-admin pki init --out DIR --ca-name NAME --node ID [--node ID ...] [--host DNS-OR-IP ...]
   strata-admin serve --listen ADDR --data-dir DIR --tls-cert FILE --tls-key FILE --tls-ca FILE [--ca-key FILE] [--cluster-addrs HOST:PORT,...]
+                     [--metrics-targets broker-1=HOST:PORT,replicator-1=HOST:PORT,...] [--scrape-interval D]
                      [--handshake-timeout D] [--max-conns N] [--max-conns-per-ip N]   (each flag also STRATA_<FLAG>)
   strata-admin healthcheck --listen ADDR --tls-cert FILE --tls-key FILE --tls-ca FILE   (exit 0 healthy, 1 not; each flag also STRATA_<FLAG>)
 `

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/strata-log/strata/pkg/telemetry"
 	"github.com/strata-log/strata/services/admin/internal/cluster"
 	"github.com/strata-log/strata/services/admin/internal/httpapi"
+	"github.com/strata-log/strata/services/admin/internal/scrape"
 )
 
 // serveConfig is the configuration of `serve`.
@@ -52,6 +54,12 @@ type serveConfig struct {
 	MaxConnsPerIP int
 	// LogLevel and LogFormat configure the logger (pkg/telemetry).
 	LogLevel, LogFormat string
+	// MetricsTargets are the brokers' and replicators' /metrics the
+	// console's charts and health come from (console.go); empty scrapes
+	// nothing.
+	MetricsTargets []scrape.Target
+	// ScrapeInterval is how often they are scraped.
+	ScrapeInterval time.Duration
 }
 
 // maxHandshakeTimeout is the longest --handshake-timeout allowed.
@@ -70,9 +78,10 @@ func defaultServeConfig() serveConfig {
 		// 32 per address leaves room for a NAT gateway (or the Docker
 		// bridge every host-side client of the compose cluster comes
 		// through) while a flood from one address gets an eighth.
-		MaxConns:      256,
-		MaxConnsPerIP: 32,
-		LogLevel:      "info",
+		MaxConns:       256,
+		MaxConnsPerIP:  32,
+		LogLevel:       "info",
+		ScrapeInterval: defaultScrapeInterval,
 	}
 }
 
@@ -107,6 +116,9 @@ func (c serveConfig) Validate() error {
 		if err := o.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("--%w", err))
 		}
+	}
+	if c.ScrapeInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--scrape-interval must be >= 1s, got %s", c.ScrapeInterval))
 	}
 	for _, a := range c.ClusterAddrs {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
@@ -144,6 +156,11 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "connections open at once from one remote address (IPv4, or IPv6 /64)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: json or console (default: console on a terminal, else json)")
+	fs.Func("metrics-targets", "comma-separated NAME=host:port of every broker's and replicator's /metrics (NAME broker-N or replicator-N), scraped for the console", func(v string) (err error) {
+		cfg.MetricsTargets, err = scrape.ParseTargets(v)
+		return err
+	})
+	fs.DurationVar(&cfg.ScrapeInterval, "scrape-interval", cfg.ScrapeInterval, "how often the console scrapes --metrics-targets")
 	if err := envflag.Parse(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, errHelp
@@ -222,7 +239,8 @@ func serve(ctx context.Context, cfg serveConfig, ln net.Listener, lg *zap.Logger
 	ln = connlimit.NewListener(ln, connlimit.Options{
 		MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP, Metrics: cm, Logger: lg.Named("limits"),
 	})
-	apiOpts := httpapi.Options{Authorizer: authz, PolicyPath: policyPath, CAFile: cfg.TLSCA, Collectors: []prometheus.Collector{cm}}
+	apiOpts := httpapi.Options{Authorizer: authz, PolicyPath: policyPath, CAFile: cfg.TLSCA, Collectors: []prometheus.Collector{cm},
+		IssuedDir: filepath.Join(cfg.DataDir, httpapi.IssuedCertsDirName)}
 	if cfg.CAKey != "" {
 		if apiOpts.CA, err = pki.LoadCAFiles(cfg.TLSCA, cfg.CAKey, lg); err != nil {
 			return fmt.Errorf("ca-key: %w", err)
@@ -240,6 +258,11 @@ func serve(ctx context.Context, cfg serveConfig, ln net.Listener, lg *zap.Logger
 	if err != nil {
 		return err
 	}
+	stopConsole, err := mountConsole(cfg, api, reloader.ClientConfig, lg)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopConsole()) }()
 	srv := &http.Server{
 		Handler:           api,
 		TLSConfig:         reloader.ServerConfig(),
