@@ -3,10 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -20,6 +22,8 @@ const maxAdminAnswer = 8 << 20
 // client certificate.
 type adminClient struct {
 	base string // https://host:port
+	host string // host:port
+	tc   *tls.Config
 	hc   *http.Client
 	tr   *http.Transport
 }
@@ -59,7 +63,15 @@ func (e *env) admin() (*adminClient, error) {
 		return nil, err
 	}
 	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
-	return &adminClient{base: "https://" + u.Host, hc: &http.Client{Transport: tr}, tr: tr}, nil
+	return &adminClient{base: "https://" + u.Host, host: hostPort(u), tc: tc, hc: &http.Client{Transport: tr}, tr: tr}, nil
+}
+
+// hostPort is u's host with the port https implies when it names none.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), "443")
 }
 
 // close releases the client's connections.
@@ -103,6 +115,9 @@ func (a *adminClient) raw(ctx context.Context, method, path string, in any) ([]b
 	}
 	resp, err := a.hc.Do(req)
 	if err != nil {
+		if p := explainAdmin(ctx, a.base, a.host, a.tc, err); p != nil {
+			return nil, p
+		}
 		return nil, fmt.Errorf("cannot reach admin %s: %w", a.base, err)
 	}
 	b, readErr := io.ReadAll(io.LimitReader(resp.Body, maxAdminAnswer))

@@ -237,6 +237,10 @@ func message(err error) string {
 	if errors.As(err, &ce) {
 		return ce.Field + ": " + ce.Msg
 	}
+	var pe *client.PermissionError
+	if errors.As(err, &pe) {
+		return err.Error() + "\n" + permissionHint(pe)
+	}
 	return err.Error()
 }
 

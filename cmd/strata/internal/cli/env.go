@@ -194,6 +194,9 @@ func (e *env) connect(ctx context.Context) (*client.Client, error) {
 	cl, err := client.New(cctx, client.Config{Brokers: c.Brokers, TLS: tc, Insecure: tc == nil})
 	if err != nil {
 		if errors.Is(err, client.ErrNoBrokers) || errors.Is(err, context.DeadlineExceeded) {
+			if p := explainBrokers(ctx, c.Brokers, tc, err); p != nil {
+				return nil, p
+			}
 			return nil, fmt.Errorf("cannot reach brokers %s: %w", strings.Join(c.Brokers, ","), err)
 		}
 		return nil, err
