@@ -8,6 +8,7 @@ require (
 	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	github.com/strata-log/strata/pkg/client v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
+	github.com/strata-log/strata/pkg/topicconfig v0.0.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -16,9 +17,11 @@ require (
 	github.com/chromedp/cdproto v0.160.1 // indirect
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/strata-log/strata/pkg/grpctls v0.0.0 // indirect
+	github.com/strata-log/strata/pkg/logstore v0.0.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
+	golang.org/x/exp v0.0.0-20261113113407-e3970619a1a4 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
@@ -33,3 +36,7 @@ replace (
 replace github.com/strata-log/strata/pkg/grpctls => ../../pkg/grpctls
 
 replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile
+
+replace github.com/strata-log/strata/pkg/topicconfig => ../../pkg/topicconfig
+
+replace github.com/strata-log/strata/pkg/logstore => ../../pkg/logstore

@@ -67,16 +67,19 @@ func TestParseFrom(t *testing.T) {
 }
 
 func TestParseTopicConfig(t *testing.T) {
-	var cfg = newTopicConfig()
-	if err := parseTopicConfig(cfg, []string{"fsync=always", "retention.ms=1h", "segment_bytes=1024", "min.insync.replicas=2"}); err != nil {
+	cfg, err := parseTopicConfig([]string{"fsync=always", "retention.ms=1h", "segment_bytes=1024", "min.insync.replicas=2"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.GetFsync() != "always" || cfg.GetRetentionMs() != 3600000 || cfg.GetSegmentBytes() != 1024 || cfg.GetMinInsyncReplicas() != 2 {
-		t.Fatalf("got %v", cfg)
+	if cfg.Fsync != "always" || cfg.RetentionMs != 3600000 || cfg.SegmentBytes != 1024 || cfg.MinInsyncReplicas != 2 {
+		t.Fatalf("got %+v", cfg)
 	}
-	for _, bad := range []string{"nope=1", "segment.bytes=x", "novalue"} {
-		if err := parseTopicConfig(newTopicConfig(), []string{bad}); err == nil {
-			t.Errorf("%q accepted", bad)
+	// Out of range is refused here as the brokers refuse it; 0 would go out
+	// as "the default" and be silently ignored.
+	for _, bad := range []string{"nope=1", "segment.bytes=x", "novalue", "max.record.bytes=104857600", "retention.bytes=0"} {
+		var ue *usageError
+		if _, err := parseTopicConfig([]string{bad}); !errors.As(err, &ue) {
+			t.Errorf("%q: got %v, want a usage error", bad, err)
 		}
 	}
 }

@@ -2,90 +2,90 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
 )
 
-// parseTopicConfig applies k=v settings to cfg. Keys use Kafka-like dotted
-// names (retention.ms) or the proto's names (retention_ms).
-func parseTopicConfig(cfg *stratav1.TopicConfig, kvs []string) error {
+// parseTopicConfig reads --config key=value settings with
+// topicconfig.Config.Set: the keys, values and ranges the controller and
+// every broker check, so a mistake is caught here with the same message.
+func parseTopicConfig(kvs []string) (topicconfig.Config, error) {
+	var cfg topicconfig.Config
 	for _, kv := range kvs {
 		k, v, err := parseKV(kv)
 		if err != nil {
-			return usagef("--config %v", err)
+			return cfg, usagef("--config %v", err)
 		}
-		k = strings.ReplaceAll(strings.ToLower(k), "_", ".")
-		i64 := func() (int64, error) {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return 0, usagef("--config %s=%q: not an integer", k, v)
-			}
-			return n, nil
-		}
-		i32 := func() (int32, error) {
-			n, err := strconv.ParseInt(v, 10, 32)
-			if err != nil {
-				return 0, usagef("--config %s=%q: not a 32-bit integer", k, v)
-			}
-			return int32(n), nil
-		}
-		dur := func() (int64, error) {
-			if d, err := time.ParseDuration(v); err == nil {
-				return d.Milliseconds(), nil
-			}
-			return i64()
-		}
-		switch k {
-		case "retention.bytes":
-			cfg.RetentionBytes, err = i64()
-		case "retention.ms", "retention":
-			cfg.RetentionMs, err = dur()
-		case "segment.bytes":
-			cfg.SegmentBytes, err = i64()
-		case "segment.ms", "segment.age":
-			cfg.SegmentMs, err = dur()
-		case "max.record.bytes":
-			cfg.MaxRecordBytes, err = i32()
-		case "fsync":
-			cfg.Fsync = v
-		case "min.insync.replicas":
-			cfg.MinInsyncReplicas, err = i32()
-		case "unclean.leader.election":
-			var b bool
-			b, err = strconv.ParseBool(v)
-			cfg.UncleanLeaderElection = b
-		default:
-			return usagef("--config: unknown key %q (retention.bytes, retention.ms, segment.bytes, segment.ms, max.record.bytes, fsync, min.insync.replicas, unclean.leader.election)", k)
-		}
-		if err != nil {
-			return err
+		if err := cfg.Set(k, v); err != nil {
+			return cfg, usagef("--config: %v", err)
 		}
 	}
+	return cfg, nil
+}
+
+// configUsage is the --config flag's help: every setting, what it does
+// and its allowed values.
+func configUsage() string {
+	var b strings.Builder
+	b.WriteString("topic setting `key=value` (repeatable); unset settings take the defaults:")
+	for _, s := range topicconfig.Settings() {
+		fmt.Fprintf(&b, "\n%s: %s; %s", s.Key, s.Doc, s.Allowed)
+	}
+	return b.String()
+}
+
+// topicName checks a topic name argument with the brokers' rules before
+// anything is sent.
+func topicName(name string) error {
+	if err := topicconfig.ValidateName(name); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
+}
+
+// countFlag is a --partitions or --replication-factor: 0 (not sent, the
+// server decides) until given, and at least 1 when given.
+type countFlag int32
+
+func (c *countFlag) String() string { return strconv.Itoa(int(*c)) }
+
+func (c *countFlag) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 32)
+	switch {
+	case err != nil:
+		return errors.New("not a number")
+	case n < 1:
+		return errors.New("must be at least 1")
+	}
+	*c = countFlag(n)
 	return nil
 }
 
 func runTopicCreate(ctx context.Context, e *env, args []string) error {
 	fs := e.flagSet()
-	parts := fs.Int("partitions", 1, "number of `partitions`")
-	rf := fs.Int("replication-factor", 1, "number of `replicas` per partition")
+	var parts, rf countFlag
+	fs.Var(&parts, "partitions", fmt.Sprintf("number of `partitions` (default: the brokers' default, %d)", topicconfig.Default().Partitions))
+	fs.Var(&rf, "replication-factor", fmt.Sprintf("`replicas` per partition (default: the cluster's, %d or every live broker when fewer are alive; 1 on a single broker)",
+		topicconfig.ClusterReplicationFactor))
 	var cfgs multiFlag
-	fs.Var(&cfgs, "config", "topic setting `key=value` (repeatable): retention.bytes, retention.ms, segment.bytes, fsync=always|never|interval:100ms, ...")
+	fs.Var(&cfgs, "config", configUsage())
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
-	// On the wire 0 means the brokers' default; typed here it is a mistake.
-	if *parts < 1 || *rf < 1 {
-		return usagef("--partitions and --replication-factor must be at least 1")
-	}
-	cfg := &stratav1.TopicConfig{Partitions: int32(*parts), ReplicationFactor: int32(*rf)}
-	if err := parseTopicConfig(cfg, cfgs); err != nil {
+	if err := topicName(pos[0]); err != nil {
 		return err
 	}
+	cfg, err := parseTopicConfig(cfgs)
+	if err != nil {
+		return err
+	}
+	cfg.Partitions, cfg.ReplicationFactor = int32(parts), int32(rf)
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
 	cl, err := e.connect(ctx)
@@ -93,15 +93,24 @@ func runTopicCreate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	tm, err := cl.CreateTopic(ctx, pos[0], cfg)
+	tm, err := cl.CreateTopic(ctx, pos[0], cfg.Proto())
 	if err != nil {
 		return fmt.Errorf("create topic %q: %w", pos[0], err)
 	}
 	if e.g.json {
 		return printProto(e.io.Out, tm)
 	}
-	_, err = fmt.Fprintf(e.io.Out, "created topic %q with %d partitions\n", tm.GetName(), len(tm.GetPartitions()))
+	_, err = fmt.Fprintf(e.io.Out, "created topic %q with %s, replication factor %d\n", tm.GetName(),
+		plural(len(tm.GetPartitions()), "partition"), tm.GetConfig().GetReplicationFactor())
 	return err
+}
+
+// plural is "1 partition", "3 partitions".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 func runTopicList(ctx context.Context, e *env, args []string) error {
@@ -137,16 +146,17 @@ func dash(s string) string {
 	return s
 }
 
-// configNum shows a numeric topic setting as stored: 0 is the brokers'
-// default and -1 (retention only) no limit, not the numbers themselves.
-func configNum(v int64) string {
-	switch v {
-	case 0:
-		return "(default)"
-	case -1:
-		return "unlimited"
+// configRows are describe's CONFIG table: every setting as the topic has
+// it, "(default)" for one left to the brokers' default (a cluster's
+// metadata keeps 0 for topics created before the controller wrote the
+// defaults down) and "unlimited" for a retention of -1.
+func configRows(c *stratav1.TopicConfig) [][2]string {
+	cfg := topicconfig.FromProto(c)
+	var rows [][2]string
+	for _, s := range topicconfig.Settings() {
+		rows = append(rows, [2]string{s.Key, orDefault(s.Format(cfg))})
 	}
-	return strconv.FormatInt(v, 10)
+	return rows
 }
 
 func orDefault(s string) string {
@@ -160,6 +170,9 @@ func runTopicDescribe(ctx context.Context, e *env, args []string) error {
 	fs := e.flagSet()
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
+		return err
+	}
+	if err := topicName(pos[0]); err != nil {
 		return err
 	}
 	ctx, cancel := e.withTimeout(ctx)
@@ -183,14 +196,9 @@ func runTopicDescribe(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(w, "REPLICATION   %d\n", c.GetReplicationFactor())
 	fmt.Fprintln(w, "\nCONFIG")
 	ct := newTable(w, "KEY", "VALUE")
-	ct.row("retention.bytes", configNum(c.GetRetentionBytes()))
-	ct.row("retention.ms", configNum(c.GetRetentionMs()))
-	ct.row("segment.bytes", configNum(c.GetSegmentBytes()))
-	ct.row("segment.ms", configNum(c.GetSegmentMs()))
-	ct.row("max.record.bytes", configNum(int64(c.GetMaxRecordBytes())))
-	ct.row("fsync", orDefault(c.GetFsync()))
-	ct.row("min.insync.replicas", configNum(int64(c.GetMinInsyncReplicas())))
-	ct.row("unclean.leader.election", c.GetUncleanLeaderElection())
+	for _, r := range configRows(c) {
+		ct.row(r[0], r[1])
+	}
 	if err := ct.flush(); err != nil {
 		return err
 	}
@@ -220,16 +228,19 @@ func offsetCell(o int64) string {
 func runTopicAlter(ctx context.Context, e *env, args []string) error {
 	fs := e.flagSet()
 	var cfgs multiFlag
-	fs.Var(&cfgs, "config", "topic setting `key=value` (repeatable)")
+	fs.Var(&cfgs, "config", configUsage())
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
+		return err
+	}
+	if err := topicName(pos[0]); err != nil {
 		return err
 	}
 	if len(cfgs) == 0 {
 		return usagef("topic alter: at least one --config key=value is required")
 	}
-	cfg := &stratav1.TopicConfig{}
-	if err := parseTopicConfig(cfg, cfgs); err != nil {
+	cfg, err := parseTopicConfig(cfgs)
+	if err != nil {
 		return err
 	}
 	ctx, cancel := e.withTimeout(ctx)
@@ -239,7 +250,7 @@ func runTopicAlter(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	tm, err := cl.AlterTopicConfig(ctx, pos[0], cfg)
+	tm, err := cl.AlterTopicConfig(ctx, pos[0], cfg.Proto())
 	if err != nil {
 		return topicErr(pos[0], err)
 	}
@@ -254,6 +265,9 @@ func runTopicDelete(ctx context.Context, e *env, args []string) error {
 	fs := e.flagSet()
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
+		return err
+	}
+	if err := topicName(pos[0]); err != nil {
 		return err
 	}
 	ctx, cancel := e.withTimeout(ctx)
@@ -307,5 +321,3 @@ func runClusterInfo(ctx context.Context, e *env, args []string) error {
 	}
 	return t.flush()
 }
-
-func newTopicConfig() *stratav1.TopicConfig { return &stratav1.TopicConfig{} }
