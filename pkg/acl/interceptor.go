@@ -122,7 +122,8 @@ func (i *Interceptor) object(rule MethodRule, req any, method string) (string, e
 		return "", status.Errorf(codes.Internal, "cannot authorize %s", method)
 	}
 	if obj == "" {
-		return "", status.Errorf(codes.InvalidArgument, "%s: empty topic", method)
+		// The client named no topic: say so, not which RPC it called.
+		return "", status.Error(codes.InvalidArgument, "a topic name is required")
 	}
 	return obj, nil
 }

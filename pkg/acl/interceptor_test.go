@@ -232,6 +232,12 @@ func TestInterceptorUnary(t *testing.T) {
 	wantDenialInfo(t, err, "alice", "describe", "payments")
 	_, err = mallory.Check(callCtx(t), &healthpb.HealthCheckRequest{Service: "orders"})
 	wantCode(t, err, codes.PermissionDenied, "mallory")
+	// No topic: a clear message, without the RPC path (issue 13).
+	_, err = alice.Check(callCtx(t), &healthpb.HealthCheckRequest{Service: ""})
+	wantCode(t, err, codes.InvalidArgument, "a topic name is required")
+	if msg := status.Convert(err).Message(); strings.Contains(msg, "/grpc.health") {
+		t.Fatalf("message %q shows the RPC path", msg)
+	}
 
 	// Object cluster: operator (admin) may, alice may not.
 	if id, err := ping(callCtx(t), operator); err != nil || id != "operator" {
