@@ -506,9 +506,13 @@ func (x *Join) GetOwned() []*TopicPartitions {
 // applying an Assignment (having stopped consuming and committed what it
 // gave up), and every heartbeat interval.
 type Ack struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MemberEpoch   int64                  `protobuf:"varint,1,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
-	Owned         []*TopicPartitions     `protobuf:"bytes,2,rep,name=owned,proto3" json:"owned,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	MemberEpoch int64                  `protobuf:"varint,1,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
+	Owned       []*TopicPartitions     `protobuf:"bytes,2,rep,name=owned,proto3" json:"owned,omitempty"`
+	// The seq of the last Assignment the member applied: a partition it was
+	// told to give up is free for others only once an Ack of that
+	// assignment (or a later one) no longer lists it.
+	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -555,6 +559,13 @@ func (x *Ack) GetOwned() []*TopicPartitions {
 		return x.Owned
 	}
 	return nil
+}
+
+func (x *Ack) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 type Leave struct {
@@ -739,11 +750,13 @@ func (x *Joined) GetSessionTimeoutMs() int32 {
 // missing are revoked: stop consuming them, commit, then Ack. pending are
 // partitions it will get once their current owners have given them up.
 type Assignment struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MemberEpoch   int64                  `protobuf:"varint,1,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
-	GroupEpoch    int64                  `protobuf:"varint,2,opt,name=group_epoch,json=groupEpoch,proto3" json:"group_epoch,omitempty"`
-	Partitions    []*TopicPartitions     `protobuf:"bytes,3,rep,name=partitions,proto3" json:"partitions,omitempty"`
-	Pending       []*TopicPartitions     `protobuf:"bytes,4,rep,name=pending,proto3" json:"pending,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	MemberEpoch int64                  `protobuf:"varint,1,opt,name=member_epoch,json=memberEpoch,proto3" json:"member_epoch,omitempty"`
+	GroupEpoch  int64                  `protobuf:"varint,2,opt,name=group_epoch,json=groupEpoch,proto3" json:"group_epoch,omitempty"`
+	Partitions  []*TopicPartitions     `protobuf:"bytes,3,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	Pending     []*TopicPartitions     `protobuf:"bytes,4,rep,name=pending,proto3" json:"pending,omitempty"`
+	// Numbers the assignments sent on this session, from 1.
+	Seq           uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -804,6 +817,13 @@ func (x *Assignment) GetPending() []*TopicPartitions {
 		return x.Pending
 	}
 	return nil
+}
+
+func (x *Assignment) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 type PartitionOffset struct {
@@ -1796,10 +1816,11 @@ const file_strata_v1_groups_proto_rawDesc = "" +
 	"\x12session_timeout_ms\x18\x06 \x01(\x05R\x10sessionTimeoutMs\x12\x1b\n" +
 	"\tmember_id\x18\a \x01(\tR\bmemberId\x12!\n" +
 	"\fmember_epoch\x18\b \x01(\x03R\vmemberEpoch\x120\n" +
-	"\x05owned\x18\t \x03(\v2\x1a.strata.v1.TopicPartitionsR\x05owned\"Z\n" +
+	"\x05owned\x18\t \x03(\v2\x1a.strata.v1.TopicPartitionsR\x05owned\"l\n" +
 	"\x03Ack\x12!\n" +
 	"\fmember_epoch\x18\x01 \x01(\x03R\vmemberEpoch\x120\n" +
-	"\x05owned\x18\x02 \x03(\v2\x1a.strata.v1.TopicPartitionsR\x05owned\"\a\n" +
+	"\x05owned\x18\x02 \x03(\v2\x1a.strata.v1.TopicPartitionsR\x05owned\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\a\n" +
 	"\x05Leave\"\x7f\n" +
 	"\x0fSessionResponse\x12+\n" +
 	"\x06joined\x18\x01 \x01(\v2\x11.strata.v1.JoinedH\x00R\x06joined\x127\n" +
@@ -1810,7 +1831,7 @@ const file_strata_v1_groups_proto_rawDesc = "" +
 	"\x06Joined\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x05R\x13heartbeatIntervalMs\x12,\n" +
-	"\x12session_timeout_ms\x18\x03 \x01(\x05R\x10sessionTimeoutMs\"\xc2\x01\n" +
+	"\x12session_timeout_ms\x18\x03 \x01(\x05R\x10sessionTimeoutMs\"\xd4\x01\n" +
 	"\n" +
 	"Assignment\x12!\n" +
 	"\fmember_epoch\x18\x01 \x01(\x03R\vmemberEpoch\x12\x1f\n" +
@@ -1819,7 +1840,8 @@ const file_strata_v1_groups_proto_rawDesc = "" +
 	"\n" +
 	"partitions\x18\x03 \x03(\v2\x1a.strata.v1.TopicPartitionsR\n" +
 	"partitions\x124\n" +
-	"\apending\x18\x04 \x03(\v2\x1a.strata.v1.TopicPartitionsR\apending\"\x9f\x01\n" +
+	"\apending\x18\x04 \x03(\v2\x1a.strata.v1.TopicPartitionsR\apending\x12\x10\n" +
+	"\x03seq\x18\x05 \x01(\x04R\x03seq\"\x9f\x01\n" +
 	"\x0fPartitionOffset\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +

@@ -64,6 +64,12 @@ type Member struct {
 	Pending  Set
 	// Owned is what the member last said it owns (its Acks).
 	Owned Set
+	// Revoking is what the member was told to give up and has not yet
+	// confirmed giving up by an Ack of that assignment: still its own,
+	// since it may be consuming them until it applies the assignment.
+	Revoking Set
+	// Sent numbers the assignments built for the member's session.
+	Sent uint64
 	// prevEpoch is the epoch before the last advance: commits made just
 	// before the member heard of the advance are still its own.
 	prevEpoch int64
@@ -76,10 +82,14 @@ type Member struct {
 }
 
 // held is every partition the member may be consuming: what it was told
-// it may own and what it says it owns.
+// it may own, what it says it owns, and what it was told to give up but
+// has not confirmed.
 func (m *Member) held() Set {
 	s := m.Assigned.clone()
 	for tp := range m.Owned {
+		s[tp] = struct{}{}
+	}
+	for tp := range m.Revoking {
 		s[tp] = struct{}{}
 	}
 	return s
@@ -171,10 +181,13 @@ func (g *Group) Join(m *Member, partitions map[string]int32) {
 	if m.Owned == nil {
 		m.Owned = Set{}
 	}
+	m.Revoking = Set{}
 	if old := g.ByInstance(m.InstanceID); old != nil {
 		delete(g.members, old.ID)
 		m.Epoch, m.prevEpoch = old.Epoch, old.prevEpoch
-		m.Assigned, m.Pending, m.Owned = old.Assigned, old.Pending, old.Owned
+		// The old process is gone: what it held is the new one's to
+		// take back or give up.
+		m.Assigned, m.Pending, m.Owned = old.held(), old.Pending, Set{}
 		g.target[m.ID] = g.target[old.ID]
 		delete(g.target, old.ID)
 		g.members[m.ID] = m
@@ -219,10 +232,13 @@ func (g *Group) Leave(id string, partitions map[string]int32) {
 	g.Rebalance(partitions)
 }
 
-// Ack records what member id owns now. Partitions it was never given are
-// ignored. It moves the member (and others waiting for what it gave up)
-// towards their targets.
-func (g *Group) Ack(id string, epoch int64, owned Set) error {
+// Ack records what member id owns now, having applied the assignment
+// numbered seq. Partitions it was never given are ignored; partitions it
+// was told to give up are released only by an Ack of the latest
+// assignment (an older Ack may predate the member's taking them). It
+// moves the member (and others waiting for what it gave up) towards their
+// targets.
+func (g *Group) Ack(id string, epoch int64, seq uint64, owned Set) error {
 	m := g.members[id]
 	if m == nil {
 		return ErrUnknownMember
@@ -235,6 +251,13 @@ func (g *Group) Ack(id string, epoch int64, owned Set) error {
 	for tp := range owned {
 		if _, ok := held[tp]; ok {
 			m.Owned[tp] = struct{}{}
+		}
+	}
+	if seq >= m.Sent {
+		for tp := range m.Revoking {
+			if _, still := owned[tp]; !still {
+				delete(m.Revoking, tp)
+			}
 		}
 	}
 	g.reconcile()
@@ -313,6 +336,9 @@ func (g *Group) reconcile() {
 	for _, m := range g.Members() {
 		target := g.target[m.ID]
 		held := m.held()
+		for tp := range target {
+			delete(m.Revoking, tp) // told to give it up, now its own again
+		}
 		revoking := false
 		for tp := range held {
 			if _, ok := target[tp]; !ok {
@@ -341,6 +367,11 @@ func (g *Group) reconcile() {
 		}
 		if epoch != m.Epoch {
 			m.prevEpoch = m.Epoch
+		}
+		for tp := range m.Assigned {
+			if _, kept := assigned[tp]; !kept {
+				m.Revoking[tp] = struct{}{}
+			}
 		}
 		m.Assigned, m.Pending, m.Epoch, m.changed = assigned, pending, epoch, true
 	}

@@ -37,7 +37,7 @@ func TestCooperativeTwoStepRevoke(t *testing.T) {
 	if !m1.Assigned.Equal(set(tp(0), tp(1), tp(2), tp(3))) || m1.Epoch != 1 {
 		t.Fatalf("m1 alone: %v at epoch %d", m1.Assigned.Sorted(), m1.Epoch)
 	}
-	if err := g.Ack("m1", 1, m1.Assigned); err != nil {
+	if err := g.Ack("m1", 1, 0, m1.Assigned); err != nil {
 		t.Fatal(err)
 	}
 	changedIDs(g)
@@ -66,7 +66,7 @@ func TestCooperativeTwoStepRevoke(t *testing.T) {
 		}
 	}
 	// A heartbeat that still owns everything changes nothing.
-	if err := g.Ack("m1", 1, set(tp(0), tp(1), tp(2), tp(3))); err != nil {
+	if err := g.Ack("m1", 1, 0, set(tp(0), tp(1), tp(2), tp(3))); err != nil {
 		t.Fatal(err)
 	}
 	if len(m2.Assigned) != 0 {
@@ -75,7 +75,7 @@ func TestCooperativeTwoStepRevoke(t *testing.T) {
 	changedIDs(g)
 
 	// Step two: m1 acknowledges; m2 gets the partitions and m1 advances.
-	if err := g.Ack("m1", 1, kept); err != nil {
+	if err := g.Ack("m1", 1, 0, kept); err != nil {
 		t.Fatal(err)
 	}
 	if !m2.Assigned.Equal(given) || len(m2.Pending) != 0 || m1.Epoch != 2 {
@@ -84,7 +84,7 @@ func TestCooperativeTwoStepRevoke(t *testing.T) {
 	if ids := changedIDs(g); len(ids) != 2 {
 		t.Fatalf("changed after the ack: %v, want m1 (epoch) and m2 (partitions)", ids)
 	}
-	if err := g.Ack("m2", 2, given); err != nil {
+	if err := g.Ack("m2", 2, 0, given); err != nil {
 		t.Fatal(err)
 	}
 	if g.State() != "stable" {
@@ -107,7 +107,7 @@ func TestLeaveFreesAtOnce(t *testing.T) {
 		g.Join(&Member{ID: id, Topics: []string{"t"}}, parts)
 	}
 	for _, m := range g.Members() {
-		if err := g.Ack(m.ID, m.Epoch, m.Assigned); err != nil {
+		if err := g.Ack(m.ID, m.Epoch, 0, m.Assigned); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -141,12 +141,12 @@ func TestStaticMemberReturnsWithoutRebalance(t *testing.T) {
 	g.Join(&Member{ID: "a1", InstanceID: "a", Topics: []string{"t"}}, parts)
 	g.Join(&Member{ID: "b1", InstanceID: "b", Topics: []string{"t"}}, parts)
 	for _, m := range g.Members() {
-		if err := g.Ack(m.ID, m.Epoch, m.Assigned); err != nil {
+		if err := g.Ack(m.ID, m.Epoch, 0, m.Assigned); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, m := range g.Members() { // the ack may have advanced the first
-		if err := g.Ack(m.ID, m.Epoch, m.Assigned); err != nil {
+		if err := g.Ack(m.ID, m.Epoch, 0, m.Assigned); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -177,5 +177,35 @@ func TestTopicGrowsRebalances(t *testing.T) {
 	g.Rebalance(map[string]int32{"t": 2, "u": 3})
 	if g.Epoch != epoch+1 || len(g.Member("m").Assigned) != 5 {
 		t.Fatalf("after u appeared: epoch %d, %v", g.Epoch, g.Member("m").Assigned.Sorted())
+	}
+}
+
+// TestStaleAckDoesNotReleaseRevoked: a member told to give up partitions
+// it may have started consuming keeps them until an Ack of that very
+// assignment; an Ack written before it applied the assignment (even one
+// that lists nothing) releases nothing.
+func TestStaleAckDoesNotReleaseRevoked(t *testing.T) {
+	parts := map[string]int32{"t": 4}
+	g := New("g", 0)
+	g.Join(&Member{ID: "m1", Topics: []string{"t"}}, parts)
+	m1 := g.Member("m1")
+	m1.Sent = 1 // assignment 1 (all four) sent, not acked
+	g.Join(&Member{ID: "m2", Topics: []string{"t"}}, parts)
+	m1.Sent = 2 // assignment 2 (two of them) sent
+	m2 := g.Member("m2")
+	if len(m2.Assigned) != 0 {
+		t.Fatalf("m2 got %v while m1 has not acked anything", m2.Assigned.Sorted())
+	}
+	if err := g.Ack("m1", m1.Epoch, 0, Set{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(m2.Assigned) != 0 {
+		t.Fatalf("a stale ack released %v to m2", m2.Assigned.Sorted())
+	}
+	if err := g.Ack("m1", m1.Epoch, 2, m1.Assigned); err != nil {
+		t.Fatal(err)
+	}
+	if len(m2.Assigned) != 2 {
+		t.Fatalf("after m1 acked assignment 2, m2 has %v", m2.Assigned.Sorted())
 	}
 }
