@@ -68,7 +68,7 @@ type Coordinator struct {
 	lg      *zap.Logger
 	closed  chan struct{}
 
-	wg     sync.WaitGroup // persistEpochAsync
+	wg sync.WaitGroup // persistEpochAsync
 
 	mu     sync.Mutex
 	shards map[int32]*shard

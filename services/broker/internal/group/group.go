@@ -382,10 +382,7 @@ func (g *Group) heldByOther(id string, tp TP) bool {
 		if oid == id {
 			continue
 		}
-		if _, ok := o.Assigned[tp]; ok {
-			return true
-		}
-		if _, ok := o.Owned[tp]; ok {
+		if _, ok := o.held()[tp]; ok {
 			return true
 		}
 	}
