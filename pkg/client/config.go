@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"time"
 
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
@@ -25,7 +26,8 @@ type Config struct {
 	// refreshes triggered by errors; default 100ms.
 	MetadataMinInterval time.Duration
 	// MaxMessageBytes is the largest gRPC message sent or received;
-	// default 64 MiB.
+	// default stratav1.MaxMessageBytes, which holds a record of the
+	// largest max.record.bytes a topic may have.
 	MaxMessageBytes int
 	// Logger receives debug logs; nil means none.
 	Logger *zap.Logger
@@ -44,7 +46,7 @@ func (c *Config) setDefaults() {
 		c.MetadataMinInterval = 100 * time.Millisecond
 	}
 	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 64 << 20
+		c.MaxMessageBytes = stratav1.MaxMessageBytes
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

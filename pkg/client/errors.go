@@ -81,6 +81,22 @@ const (
 	aclReasonDenied = "ACL_DENIED"
 )
 
+// RecordTooLargeError is a record larger than any topic accepts
+// (stratav1.MaxRecordBytes, the most max.record.bytes may be), refused
+// before it is sent. A record within that limit but above its topic's
+// max.record.bytes is refused by the broker (InvalidArgument, naming the
+// setting).
+type RecordTooLargeError struct {
+	// Size is the record's key, value and headers in bytes.
+	Size int
+	// Max is stratav1.MaxRecordBytes.
+	Max int
+}
+
+func (e *RecordTooLargeError) Error() string {
+	return fmt.Sprintf("client: record of %d bytes is larger than any topic accepts (max.record.bytes is at most %d)", e.Size, e.Max)
+}
+
 // BrokerError is any other error a broker answered with.
 type BrokerError struct {
 	Code    codes.Code
@@ -155,6 +171,8 @@ func Code(err error) codes.Code {
 		return codes.OK
 	case errors.As(err, &pe):
 		return codes.PermissionDenied
+	case errors.As(err, new(*RecordTooLargeError)):
+		return codes.InvalidArgument
 	case errors.As(err, &nl):
 		return codes.FailedPrecondition
 	case errors.As(err, &or):

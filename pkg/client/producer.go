@@ -136,6 +136,12 @@ func (p *Producer) produce(ctx context.Context, rec *Record, res *Result) {
 		fail(fmt.Errorf("%w: %s/%d (topic has %d)", ErrPartitionNotFound, rec.Topic, part, n))
 		return
 	}
+	if n := rec.dataSize(); n > stratav1.MaxRecordBytes {
+		// It could not be sent (the gRPC limits hold one record of
+		// this size), and no topic would take it.
+		fail(&RecordTooLargeError{Size: n, Max: stratav1.MaxRecordBytes})
+		return
+	}
 	size := rec.size()
 	pr := rec.toProto()
 
@@ -164,6 +170,12 @@ func (p *Producer) produce(ctx context.Context, rec *Record, res *Result) {
 	if q == nil {
 		q = &partitionQueue{tp: tp}
 		p.parts[tp] = q
+	}
+	if q.open != nil && len(q.open.recs) > 0 && q.open.bytes+size > p.o.MaxBatchBytes {
+		// A record that would take the batch past MaxBatchBytes starts
+		// the next one: a batch is at most MaxBatchBytes, or one record,
+		// and so always fits a gRPC message.
+		p.sealLocked(q)
 	}
 	if q.open == nil {
 		q.open = &batch{tp: tp, created: now}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -369,5 +370,64 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("got %v, want a ConfigError", err)
 			}
 		})
+	}
+}
+
+// TestBatchStaysWithinMaxBatchBytes: a record that would take the open
+// batch past MaxBatchBytes starts the next batch, so a batch is at most
+// MaxBatchBytes or one record, and fits a gRPC message (it could hold
+// MaxBatchBytes and then a record of the largest max.record.bytes).
+func TestBatchStaysWithinMaxBatchBytes(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	fc.addTopic("t", 1)
+	cl := newTestClient(t, fc)
+	const maxBatch = 1000
+	p := newTestProducer(t, cl, ProducerOptions{Linger: time.Hour, MaxBatchBytes: maxBatch})
+	ctx := testCtx(t)
+	var rs []*Result
+	for _, n := range []int{600, 600, 100, 2000, 50} {
+		rs = append(rs, p.Produce(ctx, &Record{Topic: "t", Value: make([]byte, n)}))
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitAll(t, ctx, rs)
+	var got [][]int
+	for _, req := range fc.requests() {
+		var sizes []int
+		total := 0
+		for _, r := range req.GetRecords() {
+			sizes = append(sizes, len(r.GetValue()))
+			total += (&Record{Value: r.GetValue()}).size()
+		}
+		got = append(got, sizes)
+		if total > maxBatch && len(sizes) > 1 {
+			t.Errorf("a batch of %d records holds %d bytes, more than MaxBatchBytes %d", len(sizes), total, maxBatch)
+		}
+	}
+	if fmt.Sprint(got) != "[[600] [600 100] [2000] [50]]" {
+		t.Fatalf("batches %v, want [[600] [600 100] [2000] [50]]", got)
+	}
+}
+
+// TestRecordLargerThanAnyTopicRefused: a record above the largest
+// max.record.bytes is refused before it is sent (it failed in gRPC with
+// ResourceExhausted).
+func TestRecordLargerThanAnyTopicRefused(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	fc.addTopic("t", 1)
+	cl := newTestClient(t, fc)
+	p := newTestProducer(t, cl, ProducerOptions{})
+	ctx := testCtx(t)
+	_, err := p.ProduceSync(ctx, &Record{Topic: "t", Key: []byte("k"), Value: make([]byte, stratav1.MaxRecordBytes)})
+	var tl *RecordTooLargeError
+	if !errors.As(err, &tl) || tl.Size != stratav1.MaxRecordBytes+1 || Code(err) != codes.InvalidArgument {
+		t.Fatalf("ProduceSync = %v, want a *RecordTooLargeError of %d bytes", err, stratav1.MaxRecordBytes+1)
+	}
+	if !strings.Contains(err.Error(), "max.record.bytes is at most") {
+		t.Fatalf("%q does not name max.record.bytes", err)
+	}
+	if n := len(fc.requests()); n != 0 {
+		t.Fatalf("%d produce requests sent", n)
 	}
 }

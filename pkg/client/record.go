@@ -32,6 +32,16 @@ type Record struct {
 	LeaderEpoch int32
 }
 
+// dataSize is the record's key, value and headers in bytes: at most what
+// the broker counts against max.record.bytes.
+func (r *Record) dataSize() int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
 // size is the record's approximate encoded size, used for batch limits.
 func (r *Record) size() int {
 	n := len(r.Key) + len(r.Value) + 16
