@@ -21,6 +21,14 @@ const (
 // ObjectCluster is the object of cluster-wide and internal operations.
 const ObjectCluster = "cluster"
 
+// GroupPrefix starts the object of a consumer group: "group:NAME" (a topic
+// name cannot hold ":"). Group rules name groups the same way, with
+// patterns: "group:orders-*".
+const GroupPrefix = "group:"
+
+// GroupObject is the ACL object of consumer group name.
+func GroupObject(name string) string { return GroupPrefix + name }
+
 // Effects.
 const (
 	EffectAllow = "allow"

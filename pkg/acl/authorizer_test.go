@@ -237,3 +237,25 @@ func TestConcurrentChecksDuringReplace(t *testing.T) {
 		t.Fatal("no Replace ran during the checks")
 	}
 }
+
+// TestGroupObjects: group rules name groups ("group:PATTERN"); a topic
+// pattern, even "*", never reaches a group, nor a group pattern a topic.
+// The default admin holds every group.
+func TestGroupObjects(t *testing.T) {
+	a := newAuthorizer(t, DefaultPolicy+`
+p, alice, *, consume, allow
+p, bob, group:orders-*, consume, allow
+p, carol, group:*, describe, allow
+`)
+	runMatrix(t, a, []check{
+		{"alice", "orders", ActionConsume, true},
+		{"alice", GroupObject("orders-app"), ActionConsume, false},
+		{"bob", GroupObject("orders-app"), ActionConsume, true},
+		{"bob", GroupObject("billing"), ActionConsume, false},
+		{"bob", "orders-app", ActionConsume, false},
+		{"carol", GroupObject("anything"), ActionDescribe, true},
+		{"carol", GroupObject("anything"), ActionConsume, false},
+		{"operator", GroupObject("anything"), ActionDelete, true},
+		{"broker-1", GroupObject("anything"), ActionDescribe, false},
+	})
+}

@@ -2,7 +2,8 @@ package acl
 
 // DefaultPolicy is the policy a fresh cluster starts with.
 //
-//   - role admin: every action on every topic and on cluster;
+//   - role admin: every action on every topic, every consumer group and
+//     on cluster;
 //   - roles broker and replicator: replicate and describe on every topic
 //     and on cluster (the internal Replica RPCs and metadata), and create,
 //     alter and delete on every topic: a cluster-mode broker forwards topic
@@ -20,6 +21,7 @@ package acl
 const DefaultPolicy = `# Strata default policy.
 p, admin, *, *, allow
 p, admin, cluster, *, allow
+p, admin, group:*, *, allow
 p, broker, *, replicate, allow
 p, broker, *, describe, allow
 p, broker, cluster, replicate, allow

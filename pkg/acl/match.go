@@ -26,10 +26,17 @@ func globMatch(name, pattern string) bool {
 }
 
 // objectMatch is globMatch except that the object "cluster" is matched
-// only by the pattern "cluster", and that pattern only by it.
+// only by the pattern "cluster", and that pattern only by it, and that a
+// group object ("group:NAME") is matched only by group patterns
+// ("group:PATTERN") and they only by groups: "*" means every topic, never
+// every group.
 func objectMatch(object, pattern string) bool {
 	if object == ObjectCluster || pattern == ObjectCluster {
 		return object == pattern
+	}
+	og, pg := strings.HasPrefix(object, GroupPrefix), strings.HasPrefix(pattern, GroupPrefix)
+	if og != pg {
+		return false
 	}
 	return globMatch(object, pattern)
 }

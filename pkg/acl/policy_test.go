@@ -11,10 +11,10 @@ func TestParsePolicyGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Rules) != 19 || len(p.Bindings) != 3 {
+	if len(p.Rules) != 20 || len(p.Bindings) != 3 {
 		t.Fatalf("%d rules, %d bindings", len(p.Rules), len(p.Bindings))
 	}
-	if last := p.Rules[18]; last != (Rule{"alice", "orders-*", "produce", "deny"}) {
+	if last := p.Rules[19]; last != (Rule{"alice", "orders-*", "produce", "deny"}) {
 		t.Fatalf("last rule %+v", last)
 	}
 	again, err := ParsePolicy(p.String())
