@@ -457,6 +457,8 @@ func TestSameOrigin(t *testing.T) {
 		{"https://evil.test", "same-origin", false},
 		{"http://admin.test", "", false},
 		{"null", "", false},
+		{"null", "same-origin", true},
+		{"null", "cross-site", false},
 		{"", "same-origin", true},
 		{"", "cross-site", false},
 		{"", "", false},

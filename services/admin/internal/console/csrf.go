@@ -14,8 +14,9 @@ import (
 // state-changing request must pass two checks:
 //
 //   - same origin: its Origin header names this very host over https
-//     (browsers send Origin on every POST); without Origin,
-//     Sec-Fetch-Site must say same-origin; without either it is refused;
+//     (browsers send Origin on every POST); without Origin, or with
+//     Origin "null", Sec-Fetch-Site must say same-origin; without either
+//     it is refused;
 //   - a token: the form's csrf field must be the HMAC, under a key only
 //     admin holds, of the caller's identity, which another site cannot
 //     read or compute.
@@ -36,7 +37,9 @@ func (c csrf) token(id string) string {
 
 // sameOrigin reports whether r comes from a page of this host.
 func sameOrigin(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" {
+	// A page under "Referrer-Policy: no-referrer" (or a sandboxed frame)
+	// sends Origin: null; then only Sec-Fetch-Site can tell.
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
 		u, err := url.Parse(o)
 		return err == nil && u.Scheme == "https" && u.Host == r.Host && u.Path == "" && u.User == nil
 	}
