@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/strata-log/strata/pkg/acl"
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/pkg/telemetry"
 	"github.com/strata-log/strata/pkg/topicconfig"
 )
@@ -84,9 +85,12 @@ type Config struct {
 	TopicDefaults topicconfig.Config
 
 	// MaxRecvMsgBytes is the largest gRPC message the server accepts;
-	// larger ones fail with ResourceExhausted.
+	// larger ones fail with ResourceExhausted. The default,
+	// stratav1.MaxMessageBytes, holds a record of the largest
+	// max.record.bytes a topic may have.
 	MaxRecvMsgBytes int
-	// MaxSendMsgBytes bounds one sent message (a consume batch).
+	// MaxSendMsgBytes bounds one sent message (a consume or fetch batch,
+	// which holds at least one record); default stratav1.MaxMessageBytes.
 	MaxSendMsgBytes int
 	// MaxConcurrentStreams is the HTTP/2 per-connection stream limit.
 	MaxConcurrentStreams uint32
@@ -153,8 +157,8 @@ func Default() Config {
 		MetricsListen:         DefaultMetricsListen,
 		LogLevel:              "info",
 		TopicDefaults:         topicconfig.Default(),
-		MaxRecvMsgBytes:       16 << 20,
-		MaxSendMsgBytes:       16 << 20,
+		MaxRecvMsgBytes:       stratav1.MaxMessageBytes,
+		MaxSendMsgBytes:       stratav1.MaxMessageBytes,
 		MaxConcurrentStreams:  1000,
 		MaxOpenStreams:        10000,
 		ProduceStreamInFlight: 64,

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 )
 
 var (
@@ -36,13 +38,20 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 // RecordTooLargeError names the record of a batch that is too large.
 // errors.Is(err, ErrRecordTooLarge) holds.
 type RecordTooLargeError struct {
+	Topic string
 	Index int // position in the batch
 	Size  int // encoded key, value and headers
-	Max   int
+	Max   int // the topic's max.record.bytes
 }
 
+// Error names the setting by the CLI's key and says how to raise it, as
+// far as stratav1.MaxRecordBytes allows.
 func (e *RecordTooLargeError) Error() string {
-	return fmt.Sprintf("partition: record %d is %d bytes, more than the topic's max_record_bytes %d", e.Index, e.Size, e.Max)
+	msg := fmt.Sprintf("record %d is %d bytes, more than the max.record.bytes of topic %q (%d)", e.Index, e.Size, e.Topic, e.Max)
+	if e.Size <= stratav1.MaxRecordBytes {
+		return msg + fmt.Sprintf("; raise it with `strata topic alter %s --config max.record.bytes=%d` (at most %d)", e.Topic, e.Size, stratav1.MaxRecordBytes)
+	}
+	return msg + fmt.Sprintf(", and than any topic may accept (max.record.bytes is at most %d): split the record", stratav1.MaxRecordBytes)
 }
 
 // Is reports target == ErrRecordTooLarge.

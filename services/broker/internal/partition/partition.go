@@ -284,7 +284,7 @@ func (p *Partition) Produce(ctx context.Context, recs []*stratav1.Record, acks s
 	for i, r := range recs {
 		n := PayloadSize(r)
 		if n > limit {
-			return ProduceResult{}, &RecordTooLargeError{Index: i, Size: n, Max: limit}
+			return ProduceResult{}, &RecordTooLargeError{Topic: p.topic, Index: i, Size: n, Max: limit}
 		}
 		total += n
 	}

@@ -12,9 +12,12 @@ import (
 	"github.com/strata-log/strata/services/replicator/internal/brokerdial"
 )
 
-// maxRecvBytes bounds one Fetch response; the leader's own bound
-// (max_bytes, at least one record) is far below it.
-const maxRecvBytes = 64 << 20
+// maxRecvBytes bounds one Fetch response. The leader's own bound is
+// max_bytes, but a response holds at least one record, which may be of
+// the largest max.record.bytes: stratav1.MaxMessageBytes holds it (64
+// MiB here refused such a record with its framing, and the follower could
+// never fetch past it).
+const maxRecvBytes = stratav1.MaxMessageBytes
 
 // Conns dials leader brokers with this replicator's client certificate
 // and keeps one connection per address; every fetcher of partitions led by
