@@ -381,11 +381,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		for {
 			mustCLI(t, c.ctxFile, strings.Repeat("load\n", 200), "produce", "orders")
 			op.open(t, "/charts", "#charts")
-			if eval[bool](t, op, `document.querySelector('#charts polyline') !== null && document.querySelector('#charts').textContent.includes('orders')`) {
+			if eval[bool](t, op, `Array.from(document.querySelectorAll('#charts figure')).some(f =>
+				f.querySelector('figcaption').textContent.startsWith('Produced records/s') &&
+				f.querySelector('polyline') !== null && f.querySelector('.legend').textContent.includes('orders'))`) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatal("no chart line for orders within 20s")
+				t.Fatal("no produce line for orders within 20s")
 			}
 			time.Sleep(time.Second) // the next scrape: admin scrapes every second
 		}

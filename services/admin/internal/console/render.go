@@ -164,7 +164,7 @@ func formatBytes(v float64) string {
 		i++
 	}
 	if i == 0 {
-		return strconv.FormatFloat(v, 'f', 0, 64) + " " + units[i]
+		return formatRate(v) + " " + units[i]
 	}
 	return strconv.FormatFloat(v, 'f', 1, 64) + " " + units[i]
 }
