@@ -4,17 +4,17 @@ go 1.26.0
 
 require (
 	github.com/chromedp/chromedp v0.23.1
-	software.sslmate.com/src/go-pkcs12 v0.7.4
 	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	github.com/strata-log/strata/pkg/client v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
 	github.com/strata-log/strata/pkg/topicconfig v0.0.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
+	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
 
 require (
-	github.com/chromedp/cdproto v0.160.1 // indirect
+	github.com/chromedp/cdproto v0.160.1
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/strata-log/strata/pkg/grpctls v0.0.0 // indirect
 	github.com/strata-log/strata/pkg/logstore v0.0.0 // indirect
