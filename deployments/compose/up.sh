@@ -77,7 +77,9 @@ cat <<EOF
 
 The cluster is up: brokers on 127.0.0.1:19091-19093, admin API on
 https://127.0.0.1:9443, all mutual TLS. The CLI context "compose" uses the
-operator certificate in $pki_out/. Try:
+operator certificate in $pki_out/.
+Web console: https://127.0.0.1:9443/console/ (import the operator's identity
+into your browser first: bin/strata cert export --p12 $pki_out/operator.p12; see README "Console"). Try:
 
   bin/strata cluster info
   bin/strata topic create demo --partitions 3 --replication-factor 3
