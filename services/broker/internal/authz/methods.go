@@ -18,11 +18,15 @@ import (
 // checked on every message). Topics: CreateTopic create, DeleteTopic
 // delete, AlterTopicConfig alter and DescribeTopic describe on the named
 // topic; ListTopics and Metadata describe on cluster. The Replica service
-// (cluster mode only) needs replicate on cluster.
+// (cluster mode only) needs replicate on cluster. The Groups service's
+// handlers check consume, describe, delete or alter on the group
+// ("group:NAME") and consume on its topics themselves; FindCoordinator
+// needs only a verified certificate.
 func MethodTable() acl.MethodTable {
 	produce := acl.MethodRule{Action: acl.ActionProduce, Object: acl.TopicOf((*stratav1.ProduceRequest).GetTopic)}
 	onCluster := func(action string) acl.MethodRule { return acl.MethodRule{Action: action} }
 	replicate := onCluster(acl.ActionReplicate)
+	inHandler := acl.MethodRule{AnyAuthenticated: true}
 	return acl.Merge(acl.HealthAndReflection(), acl.MethodTable{
 		stratav1.Log_Produce_FullMethodName:       produce,
 		stratav1.Log_ProduceStream_FullMethodName: produce,
@@ -49,6 +53,17 @@ func MethodTable() acl.MethodTable {
 		stratav1.Topics_AlterTopicConfig_FullMethodName: {
 			Action: acl.ActionAlter, Object: acl.TopicOf((*stratav1.AlterTopicConfigRequest).GetName),
 		},
+
+		// Groups: a call names several objects (its topics and its
+		// group), checked in the handlers (internal/group).
+		stratav1.Groups_FindCoordinator_FullMethodName: inHandler,
+		stratav1.Groups_Session_FullMethodName:         inHandler,
+		stratav1.Groups_CommitOffsets_FullMethodName:   inHandler,
+		stratav1.Groups_FetchOffsets_FullMethodName:    inHandler,
+		stratav1.Groups_ListGroups_FullMethodName:      inHandler,
+		stratav1.Groups_DescribeGroup_FullMethodName:   inHandler,
+		stratav1.Groups_DeleteGroup_FullMethodName:     inHandler,
+		stratav1.Groups_ResetOffsets_FullMethodName:    inHandler,
 
 		stratav1.Replica_Fetch_FullMethodName:                replicate,
 		stratav1.Replica_Append_FullMethodName:               replicate,

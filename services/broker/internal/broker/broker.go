@@ -68,6 +68,7 @@ type Broker struct {
 	replicator *grpc.ClientConn
 	stopISR    context.CancelFunc // ends the ISR manager (cluster mode)
 	stopProbe  context.CancelFunc // ends the data directory probe
+	peers      *peerPool          // other brokers; nil unless in cluster mode
 	watcher    *acl.Watcher       // follows admin's ACL policy; nil without acl-admin-url
 	errc       chan error         // servers' unexpected exits
 	stop       chan struct{}
@@ -164,7 +165,10 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 			return nil, err
 		}
 		cleanup = append(cleanup, b.replicator.Close)
-		cluster = &grpcserver.ClusterConfig{Replicator: b.replicator, Topics: b.reg, ReplicatorIdentity: cfg.ReplicatorIdentity()}
+		peers := newPeerPool(rl)
+		cleanup = append(cleanup, peers.Close)
+		b.peers = peers
+		cluster = &grpcserver.ClusterConfig{Replicator: b.replicator, Topics: b.reg, ReplicatorIdentity: cfg.ReplicatorIdentity(), Peers: peers}
 		lg.Info("cluster mode", zap.String("replicator", cfg.ReplicatorAddr), zap.String("replicator_identity", cfg.ReplicatorIdentity()))
 	}
 	// Metrics first, so refused calls are counted; the per-identity cap
@@ -197,6 +201,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		StatsHandlers:      append([]stats.Handler{limits.StatsHandler()}, opts.GRPC.StatsHandlers...),
 	}
 	if b.authz != nil {
+		gopts.Policy = b.authz
 		// Quotas are q lines of the same policy, so they follow its watch.
 		q := quota.New(b.authz, lg.Named("quota"))
 		for _, c := range q.Collectors() {
@@ -404,6 +409,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.wg.Wait()
 		if b.replicator != nil {
 			errs = append(errs, b.replicator.Close())
+		}
+		if b.peers != nil {
+			errs = append(errs, b.peers.Close())
 		}
 		errs = append(errs, b.reg.Close(), b.trace.Shutdown(gctx))
 		b.stopErr = errors.Join(errs...)

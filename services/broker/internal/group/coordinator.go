@@ -72,7 +72,8 @@ type Coordinator struct {
 
 	mu     sync.Mutex
 	shards map[int32]*shard
-	nparts int32 // OffsetsTopic's partition count, once known
+	nparts int32        // OffsetsTopic's partition count, once known
+	hw     map[TP]int64 // high watermarks heard, for commit checks
 }
 
 // NewCoordinator builds a Coordinator. lg may be nil.
@@ -89,7 +90,7 @@ func NewCoordinator(c Cluster, opts Options, lg *zap.Logger) *Coordinator {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Coordinator{cluster: c, opts: opts, lg: lg, closed: make(chan struct{}), shards: map[int32]*shard{}}
+	return &Coordinator{cluster: c, opts: opts, lg: lg, closed: make(chan struct{}), shards: map[int32]*shard{}, hw: map[TP]int64{}}
 }
 
 // Close ends every session (Unavailable), stops static members' expiry

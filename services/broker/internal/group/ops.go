@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/strata-log/strata/pkg/acl"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 )
@@ -45,12 +46,12 @@ func (c *Coordinator) Commit(ctx context.Context, req *stratav1.CommitOffsetsReq
 		tps[i] = TP{o.GetTopic(), o.GetPartition()}
 		if !seen[o.GetTopic()] {
 			seen[o.GetTopic()] = true
-			if err := authorize(o.GetTopic(), "consume"); err != nil {
+			if err := authorize(o.GetTopic(), acl.ActionConsume); err != nil {
 				return err
 			}
 		}
 	}
-	if err := authorize(GroupObject(req.GetGroup()), "consume"); err != nil {
+	if err := authorize(acl.GroupObject(req.GetGroup()), acl.ActionConsume); err != nil {
 		return err
 	}
 	s, err := c.shardFor(ctx, req.GetGroup())
@@ -82,17 +83,15 @@ func (c *Coordinator) store(ctx context.Context, s *shard, group string, offsets
 		if o.GetOffset() < 0 {
 			return &OutOfRangeError{TP: tp, Offset: o.GetOffset(), NegativeValue: true}
 		}
-		hw, err := c.cluster.HighWatermark(ctx, tp.Topic, tp.Partition)
-		if err != nil {
-			return fmt.Errorf("group: high watermark of %s/%d: %w", tp.Topic, tp.Partition, err)
-		}
-		if o.GetOffset() > hw {
-			return &OutOfRangeError{TP: tp, Offset: o.GetOffset(), HW: hw}
-		}
-		vals[i] = Offset{Offset: o.GetOffset(), Metadata: o.GetMetadata(), CommitTimeMs: now}
-		if recs[i], err = offsetRecord(group, tp, &vals[i]); err != nil {
+		if err := c.checkHW(ctx, tp, o.GetOffset()); err != nil {
 			return err
 		}
+		vals[i] = Offset{Offset: o.GetOffset(), Metadata: o.GetMetadata(), CommitTimeMs: now}
+		rec, err := offsetRecord(group, tp, &vals[i])
+		if err != nil {
+			return err
+		}
+		recs[i] = rec
 	}
 	res, err := s.p.Produce(ctx, recs, stratav1.Acks_ACKS_ALL)
 	if err != nil {
@@ -106,13 +105,42 @@ func (c *Coordinator) store(ctx context.Context, s *shard, group string, offsets
 	return nil
 }
 
+// checkHW refuses an offset above tp's high watermark. A high watermark
+// only grows, so one heard before that is at least offset settles it
+// without asking the partition's leader again.
+func (c *Coordinator) checkHW(ctx context.Context, tp TP, offset int64) error {
+	c.mu.Lock()
+	known, ok := c.hw[tp]
+	c.mu.Unlock()
+	if ok && offset <= known {
+		return nil
+	}
+	hw, err := c.cluster.HighWatermark(ctx, tp.Topic, tp.Partition)
+	if err != nil {
+		return fmt.Errorf("group: high watermark of %s/%d: %w", tp.Topic, tp.Partition, err)
+	}
+	c.mu.Lock()
+	if len(c.hw) >= maxHWCache {
+		clear(c.hw)
+	}
+	c.hw[tp] = max(c.hw[tp], hw)
+	c.mu.Unlock()
+	if offset > hw {
+		return &OutOfRangeError{TP: tp, Offset: offset, HW: hw}
+	}
+	return nil
+}
+
+// maxHWCache bounds the high watermarks remembered.
+const maxHWCache = 100_000
+
 // Fetch answers a group's committed offsets (of the topics named, or
 // all); an unknown group has none.
 func (c *Coordinator) Fetch(ctx context.Context, req *stratav1.FetchOffsetsRequest, authorize Authorizer) (*stratav1.FetchOffsetsResponse, error) {
 	if err := ValidateName(req.GetGroup()); err != nil {
 		return nil, err
 	}
-	if err := authorize(GroupObject(req.GetGroup()), "describe"); err != nil {
+	if err := authorize(acl.GroupObject(req.GetGroup()), acl.ActionDescribe); err != nil {
 		return nil, err
 	}
 	s, err := c.shardFor(ctx, req.GetGroup())
@@ -177,7 +205,7 @@ func (c *Coordinator) Describe(ctx context.Context, name string, nodeID int32, a
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
-	if err := authorize(GroupObject(name), "describe"); err != nil {
+	if err := authorize(acl.GroupObject(name), acl.ActionDescribe); err != nil {
 		return nil, err
 	}
 	s, err := c.shardFor(ctx, name)
@@ -204,7 +232,7 @@ func (c *Coordinator) Delete(ctx context.Context, name string, authorize Authori
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	if err := authorize(GroupObject(name), "delete"); err != nil {
+	if err := authorize(acl.GroupObject(name), acl.ActionDelete); err != nil {
 		return err
 	}
 	s, err := c.shardFor(ctx, name)
@@ -258,7 +286,7 @@ func (c *Coordinator) Reset(ctx context.Context, req *stratav1.ResetOffsetsReque
 	if len(req.GetOffsets()) == 0 {
 		return &BadRequestError{Field: "offsets", Reason: "at least one offset is required"}
 	}
-	if err := authorize(GroupObject(req.GetGroup()), "alter"); err != nil {
+	if err := authorize(acl.GroupObject(req.GetGroup()), acl.ActionAlter); err != nil {
 		return err
 	}
 	s, err := c.shardFor(ctx, req.GetGroup())

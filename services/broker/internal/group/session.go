@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 )
@@ -30,9 +31,6 @@ type SessionStream interface {
 // Authorizer checks the caller of a call: nil when it may do action on
 // object (a topic, or "group:<name>").
 type Authorizer func(object, action string) error
-
-// GroupObject is the ACL object of a group.
-func GroupObject(group string) string { return "group:" + group }
 
 // BadRequestError is a request the coordinator refuses as invalid.
 type BadRequestError struct{ Field, Reason string }
@@ -72,11 +70,11 @@ func (c *Coordinator) Session(stream SessionStream, identity string, authorize A
 		if err := topicconfig.ValidateName(t); err != nil {
 			return &BadRequestError{Field: "topics", Reason: err.Error()}
 		}
-		if err := authorize(t, "consume"); err != nil {
+		if err := authorize(t, acl.ActionConsume); err != nil {
 			return err
 		}
 	}
-	if err := authorize(GroupObject(join.GetGroup()), "consume"); err != nil {
+	if err := authorize(acl.GroupObject(join.GetGroup()), acl.ActionConsume); err != nil {
 		return err
 	}
 	timeout := DefaultSessionTimeout

@@ -22,6 +22,7 @@ import (
 	"github.com/strata-log/strata/pkg/grpctls"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/pkg/topicconfig"
+	"github.com/strata-log/strata/services/broker/internal/group"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 )
@@ -85,6 +86,9 @@ type ClusterConfig struct {
 	// ReplicatorIdentity is the only identity allowed to call
 	// ApplyPartitionState; empty means no check (plaintext tests).
 	ReplicatorIdentity string
+	// Peers dials other brokers (the group coordinator asks partition
+	// leaders for high watermarks).
+	Peers Peers
 }
 
 // Options are the seams for security and observability: transport
@@ -99,11 +103,15 @@ type Options struct {
 	StatsHandlers      []stats.Handler
 	// Quotas paces identities' produce and consume bytes; nil means none.
 	Quotas Quotas
+	// Policy authorizes the Groups service's calls in its handlers (they
+	// name several objects); nil means authorization off.
+	Policy Policy
 }
 
 // Server is the broker's gRPC server.
 type Server struct {
 	grpc     *grpc.Server
+	groups   *group.Coordinator
 	health   *health.Server
 	lg       *zap.Logger
 	shutdown chan struct{} // closed when Stop begins: streams end cleanly
@@ -143,16 +151,31 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 	s.grpc = grpc.NewServer(sopts...)
 
 	stratav1.RegisterLogServer(s.grpc, &logService{cfg: cfg, cat: cat, admin: admin, rec: rec, lg: lg, shutdown: s.shutdown, quotas: opts.Quotas})
+	gc := &groupCluster{cat: cat, nodeID: cfg.NodeID}
 	if c := cfg.Cluster; c != nil {
 		fwd := &forwarder{cat: cat, topics: stratav1.NewTopicsClient(c.Replicator), meta: stratav1.NewMetadataClient(c.Replicator)}
-		stratav1.RegisterMetadataServer(s.grpc, &forwardedMetadata{f: fwd})
-		stratav1.RegisterTopicsServer(s.grpc, &forwardedTopics{f: fwd})
+		meta, topics := &forwardedMetadata{f: fwd}, &forwardedTopics{f: fwd}
+		stratav1.RegisterMetadataServer(s.grpc, meta)
+		stratav1.RegisterTopicsServer(s.grpc, topics)
 		stratav1.RegisterReplicaServer(s.grpc, &replicaService{cluster: *c, nodeID: cfg.NodeID, cat: cat, lg: lg.Named("replica"),
 			maxSendBytes: cfg.MaxSendMsgBytes, shutdown: s.shutdown, rec: rec})
+		gc.metadata, gc.peers = meta.Metadata, c.Peers
+		gc.create = func(ctx context.Context, req *stratav1.CreateTopicRequest) error {
+			_, err := topics.CreateTopic(ctx, req)
+			return err
+		}
 	} else {
-		stratav1.RegisterMetadataServer(s.grpc, &metadataService{cfg: cfg, cat: cat})
-		stratav1.RegisterTopicsServer(s.grpc, &topicsService{cfg: cfg, cat: cat, admin: admin})
+		meta, topics := &metadataService{cfg: cfg, cat: cat}, &topicsService{cfg: cfg, cat: cat, admin: admin}
+		stratav1.RegisterMetadataServer(s.grpc, meta)
+		stratav1.RegisterTopicsServer(s.grpc, topics)
+		gc.metadata = meta.Metadata
+		gc.create = func(ctx context.Context, req *stratav1.CreateTopicRequest) error {
+			_, err := topics.CreateTopic(ctx, req)
+			return err
+		}
 	}
+	s.groups = group.NewCoordinator(gc, group.Options{}, lg.Named("groups"))
+	stratav1.RegisterGroupsServer(s.grpc, &groupsService{coord: s.groups, nodeID: cfg.NodeID, policy: opts.Policy})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	for name := range s.grpc.GetServiceInfo() {
@@ -188,6 +211,7 @@ func (s *Server) Serve(lis net.Listener) error {
 func (s *Server) Stop(ctx context.Context) {
 	s.health.Shutdown()
 	close(s.shutdown)
+	s.groups.Close() // group sessions are long-lived streams: end them first
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
