@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
-	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/pkg/acl"
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 )
