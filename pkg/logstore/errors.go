@@ -26,6 +26,10 @@ var (
 	// visible, and the next write tries again, so the log resumes by itself
 	// once space returns. See NoSpaceError.
 	ErrNoSpace = errors.New("logstore: no space left on device")
+	// ErrCompactConflict is returned by Compact when retention, a
+	// truncation or a reset changed the segments it was cleaning: nothing
+	// was swapped in; the next clean starts over.
+	ErrCompactConflict = errors.New("logstore: log changed during compaction; nothing compacted")
 )
 
 // OutOfRangeError carries the valid range [Start, End); errors.Is(err,

@@ -51,6 +51,10 @@ type Log struct {
 	rp            *recoveryPoint
 	unsynced      []int64 // bases of sealed segments not fsynced yet (SyncNever)
 	buf, ibuf     []byte  // reusable encode buffers
+	truncGen      uint64  // bumped by every Truncate and Reset (a running clean checks it)
+
+	// cleanMu serialises cleans (Compact); it is taken before mu.
+	cleanMu sync.Mutex
 
 	epochMu sync.Mutex
 	epochs  epochs
@@ -103,9 +107,12 @@ func Open(dir string, opts Options) (*Log, error) {
 		for i, r := range recs {
 			var s *segment
 			var err error
-			if i == len(recs)-1 {
+			switch {
+			case i == len(recs)-1:
 				s, err = openActive(l.fs, dir, r.base, r.base+r.count, r.endPos, o.MaxIndexBytes)
-			} else {
+			case r.compacted:
+				s, err = openCompacted(l.fs, dir, r.base, r.base+r.count, r.endPos, r.entries)
+			default:
 				s, err = openSealed(l.fs, dir, r.base, r.base+r.count, r.endPos)
 			}
 			if err != nil {
@@ -602,6 +609,7 @@ func (l *Log) Truncate(offset int64) error {
 	if offset <= list[0].base {
 		return l.resetLocked(offset)
 	}
+	l.truncGen++
 	// The recovery point goes down first: a crash in the middle then
 	// leaves records past it that recovery treats as a crash tail, never
 	// offsets below it that are gone.
@@ -628,9 +636,12 @@ func (l *Log) Truncate(offset int64) error {
 		}
 	}
 	var err error
-	if t == l.active {
+	switch {
+	case t == l.active:
 		err = l.truncateActiveLocked(offset)
-	} else {
+	case t.compacted:
+		err = l.truncateCompactedLocked(list[:k], t, offset)
+	default:
 		err = l.reopenTruncatedLocked(list[:k], t, offset)
 	}
 	if err != nil {
@@ -762,6 +773,53 @@ func (l *Log) reopenTruncatedLocked(older []*segment, t *segment, offset int64) 
 	return nil
 }
 
+// truncateCompactedLocked cuts compacted segment t at offset. A compacted
+// segment is never active, so its records below offset become a compacted
+// segment ending at offset, swapped in over t as a clean's are (swapIn),
+// and a new active segment starts at offset. A crash before the swap
+// leaves t whole and last: recovery then starts the active segment at its
+// end, as if the truncation had not reached it.
+func (l *Log) truncateCompactedLocked(older []*segment, t *segment, offset int64) error {
+	end := min(offset, t.endOff.Load())
+	pos, _, err := t.seek(end)
+	if err != nil {
+		return err
+	}
+	entries, records, _ := l.scanCompacted(&window{r: t.store, size: pos}, t.base, end, compactedMaxEntries(pos), nil)
+	cw, err := newCleanedWriter(l.fs, l.dir, t.base, end, []*segment{t})
+	if err != nil {
+		return err
+	}
+	if err := cw.copyFrom(t.store, pos, entries, records); err != nil {
+		return errors.Join(err, cw.abort())
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return errors.Join(err, cw.abort())
+	}
+	if err := swapIn(l.fs, l.dir, []*cleanedWriter{cw}); err != nil {
+		return err
+	}
+	nt, err := openCompacted(l.fs, l.dir, t.base, end, pos, int64(len(entries)/indexEntrySize))
+	if err != nil {
+		return err
+	}
+	a, err := createSegment(l.fs, l.dir, offset, l.opts.MaxIndexBytes)
+	if err != nil {
+		return errors.Join(err, nt.release())
+	}
+	segs := append(append(make([]*segment, 0, len(older)+2), older...), nt, a)
+	l.segs.Store(&segList{segs: segs})
+	t.dead.Store(true)
+	l.dropUnsynced(t.base)
+	l.size.Add(pos - t.endPos.Load())
+	if err := t.release(); err != nil {
+		l.lg.Warn("closing replaced segment", zap.String("segment", t.name), zap.Error(err))
+	}
+	nt.newestTimestamp()
+	l.active, l.next, l.activePos, l.activeCreated = a, offset, 0, l.opts.Now()
+	return nil
+}
+
 // copyPrefix replaces name with the first n bytes of src: temp file, fsync,
 // rename (the directory is synced by the caller).
 func copyPrefix(fsys FS, src io.ReaderAt, name string, n int64) error {
@@ -809,6 +867,7 @@ func (l *Log) Reset(offset int64) error {
 }
 
 func (l *Log) resetLocked(offset int64) error {
+	l.truncGen++
 	// The recovery point goes first: a crash that leaves no segment behind
 	// makes recovery start the empty log there.
 	if err := l.writeRecoveryPointLocked(offset); err != nil {

@@ -12,6 +12,8 @@ type counters struct {
 	truncations     atomic.Uint64
 	deletedSegments atomic.Uint64
 	noSpaceErrors   atomic.Uint64
+	compactions     atomic.Uint64
+	compactedBytes  atomic.Int64
 }
 
 // Stats is a point-in-time view of a Log for metrics.
@@ -29,6 +31,8 @@ type Stats struct {
 	Truncations            uint64
 	DeletedSegments        uint64 // by retention or DeleteBefore
 	NoSpaceErrors          uint64 // writes refused for lack of space
+	Compactions            uint64 // cleans that swapped segments in (Compact)
+	CompactedBytes         int64  // store bytes those cleans removed
 }
 
 // Stats returns the log's current figures.
@@ -46,5 +50,7 @@ func (l *Log) Stats() Stats {
 		Truncations:            l.stats.truncations.Load(),
 		DeletedSegments:        l.stats.deletedSegments.Load(),
 		NoSpaceErrors:          l.stats.noSpaceErrors.Load(),
+		Compactions:            l.stats.compactions.Load(),
+		CompactedBytes:         l.stats.compactedBytes.Load(),
 	}
 }

@@ -157,6 +157,9 @@ func (r *Reader) ReadFramesBefore(dst []byte, maxBytes int, before int64) (out [
 			}
 			return dst, r.off, err
 		}
+		if f.Offset >= before {
+			return dst, r.off, nil // past a gap of a compacted segment
+		}
 		if got > 0 && got+n > maxBytes {
 			return dst, r.off, nil
 		}
@@ -232,12 +235,25 @@ func (r *Reader) peek() (Frame, int, error) {
 		var err error
 		if r.pos < 0 {
 			tried = max(tried, lookedUp)
-			var pos int64
-			pos, err = s.lookup(r.off)
+			var pos, at int64
+			pos, at, err = s.seek(r.off)
 			if s.gen.Load() != r.gen {
 				continue
 			}
+			if err == nil {
+				// Past offsets a compaction removed: the next record, or
+				// the end of the segment.
+				r.off = at
+				if at >= endOff {
+					continue
+				}
+			}
 			r.pos = pos
+		} else if s.compacted && r.pos >= endPos {
+			// Walked past the last frame: the index says whether offsets
+			// are left (placeholders of damage at the end of the store).
+			r.pos, r.bufLen = -1, 0
+			continue
 		}
 		var f Frame
 		var n int
@@ -250,6 +266,12 @@ func (r *Reader) peek() (Frame, int, error) {
 			if reason == "" && f.Offset == r.off {
 				return f, n, nil
 			}
+			if reason == "" && s.compacted && tried == walked && f.Offset > r.off && f.Offset < endOff {
+				// The next frame of a compacted store: the offsets
+				// between were removed.
+				r.off = f.Offset
+				return f, n, nil
+			}
 			c := s.corrupt(r.pos, r.off, reason)
 			if reason == "" {
 				c.Reason = fmt.Sprintf("frame carries offset %d", f.Offset)
@@ -258,7 +280,11 @@ func (r *Reader) peek() (Frame, int, error) {
 				// Offsets whose entries share the damaged position (the
 				// placeholders recovery left) are unreadable with it; a
 				// good frame there is the first one after them.
-				c.End = s.damagedEnd(r.off, r.pos, s.endOff.Load())
+				if s.compacted {
+					c.End = s.damagedEndSparse(r.off, r.pos, s.endOff.Load())
+				} else {
+					c.End = s.damagedEnd(r.off, r.pos, s.endOff.Load())
+				}
 				if reason == "" && f.Offset > r.off {
 					c.End = min(c.End, f.Offset)
 				}
@@ -364,16 +390,28 @@ func (r *Reader) bytes(s *segment, pos int64, n int, endPos int64) ([]byte, erro
 	return r.buf[:n:n], nil
 }
 
+// gapError says that a compacted segment holds no record at or after the
+// offset asked for: the next one is at or after next.
+type gapError struct{ next int64 }
+
+func (e *gapError) Error() string { return fmt.Sprintf("logstore: no record before offset %d", e.next) }
+
 // Read returns a copy of the record at offset: ErrOffsetOutOfRange
 // (*OutOfRangeError) outside [start, end), a *CorruptError for a record that
-// fails its checks.
+// fails its checks. An offset a compaction removed reads as the next record
+// (its Frame.Offset says which), or io.EOF when none is left below the log
+// end.
 func (l *Log) Read(offset int64) (Frame, error) {
+	moved := false
 	for {
 		if l.isClosed.Load() {
 			return Frame{}, ErrClosed
 		}
 		list := l.segs.Load()
 		start, end := list.segs[0].base, l.end.Load()
+		if moved && offset >= end {
+			return Frame{}, io.EOF
+		}
 		if offset < start || offset >= end {
 			return Frame{}, &OutOfRangeError{Offset: offset, Start: start, End: end}
 		}
@@ -389,6 +427,10 @@ func (l *Log) Read(offset int64) (Frame, error) {
 			l.lg.Warn("closing segment files", zap.Error(rerr))
 		}
 		if errors.Is(err, errReposition) {
+			continue
+		}
+		if g := (*gapError)(nil); errors.As(err, &g) {
+			offset, moved = g.next, true
 			continue
 		}
 		if c := (*CorruptError)(nil); errors.As(err, &c) {
@@ -425,13 +467,17 @@ func (l *Log) readFrom(s *segment, off int64) (Frame, error) {
 		return Frame{}, errReposition
 	}
 	endPos := s.endPos.Load()
-	pos, err := s.lookup(off)
+	pos, at, err := s.seek(off)
 	if s.gen.Load() != g {
 		return Frame{}, errReposition
 	}
 	if err != nil {
 		return Frame{}, err
 	}
+	if at >= endOff {
+		return Frame{}, &gapError{next: endOff}
+	}
+	off = at
 	var h [frameHeaderSize]byte
 	if pos+frameHeaderSize > endPos {
 		return fail(pos, "frame runs past the segment end")

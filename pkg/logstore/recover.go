@@ -21,8 +21,12 @@ import (
 // recovered describes one segment as recovery left it.
 type recovered struct {
 	base   int64
-	count  int64 // records (index entries), unreadable placeholders included
+	count  int64 // offsets: records (index entries), unreadable placeholders included, or a compacted segment's span
 	endPos int64 // store bytes; the append position of the active segment
+	// compacted: a compacted segment (swap.go), whose sparse index holds
+	// entries entries.
+	compacted bool
+	entries   int64
 }
 
 // recoverDir lists, checks and repairs the segments of l.dir and returns
@@ -34,11 +38,14 @@ func (l *Log) recoverDir() ([]recovered, error) {
 	if err := fsys.MkdirAll(l.dir, 0o755); err != nil {
 		return nil, err
 	}
+	if err := l.recoverSwap(); err != nil {
+		return nil, fmt.Errorf("logstore: finishing the swap of compacted segments: %w", err)
+	}
 	ents, err := fsys.ReadDir(l.dir)
 	if err != nil {
 		return nil, err
 	}
-	stores, indexes := map[int64]bool{}, map[int64]bool{}
+	stores, indexes, descs := map[int64]bool{}, map[int64]bool{}, map[int64]bool{}
 	for _, e := range ents {
 		name := e.Name()
 		switch {
@@ -55,12 +62,24 @@ func (l *Log) recoverDir() ([]recovered, error) {
 			if base, ok := parseBase(name, indexSuffix); ok {
 				indexes[base] = true
 			}
+		case strings.HasSuffix(name, descSuffix):
+			if base, ok := parseBase(name, descSuffix); ok {
+				descs[base] = true
+			}
 		}
 	}
 	for base := range indexes {
 		if !stores[base] {
 			lg.Info("removing index without store", zap.String("file", indexName(base)))
 			if err := fsys.Remove(filepath.Join(l.dir, indexName(base))); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for base := range descs {
+		if !stores[base] {
+			lg.Info("removing compacted-segment descriptor without store", zap.String("file", descName(base)))
+			if err := fsys.Remove(filepath.Join(l.dir, descName(base))); err != nil {
 				return nil, err
 			}
 		}
@@ -84,7 +103,14 @@ func (l *Log) recoverDir() ([]recovered, error) {
 		if i+1 < len(bases) {
 			next = bases[i+1]
 		}
-		r, crashed, err := l.recoverSegment(base, next, rp, rpf.known)
+		var r recovered
+		var crashed bool
+		var err error
+		if descs[base] {
+			r, err = l.recoverCompacted(base, next)
+		} else {
+			r, crashed, err = l.recoverSegment(base, next, rp, rpf.known)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("logstore: recovering %s: %w", storeName(base), err)
 		}
@@ -102,6 +128,29 @@ func (l *Log) recoverDir() ([]recovered, error) {
 			}
 			break
 		}
+	}
+	if n := len(out); n > 0 && out[n-1].compacted {
+		// A compacted segment is sealed; this one was left last by a crash
+		// in Truncate (or damage took the segments after it). The active
+		// segment starts at its end, or at the recovery point past it:
+		// those offsets were durable and stay taken, reported missing.
+		last := out[n-1]
+		at := last.base + last.count
+		if rpf.known && rp > at {
+			l.noteCorrupt(&CorruptError{Segment: storeName(last.base), Position: last.endPos, Offset: at, End: rp,
+				Reason: fmt.Sprintf("segments after a compacted segment missing below the recovery point %d", rp)})
+			at = rp
+		}
+		for _, name := range []string{storeName(at), indexName(at)} {
+			f, err := createFile(fsys, filepath.Join(l.dir, name))
+			if err != nil {
+				return nil, err
+			}
+			if err := f.Close(); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, recovered{base: at})
 	}
 	return out, nil
 }
@@ -127,7 +176,214 @@ func removeSegmentFiles(fsys FS, dir string, base int64) error {
 	if errors.Is(ierr, fs.ErrNotExist) {
 		ierr = nil
 	}
-	return errors.Join(err, ierr)
+	// The descriptor goes after the store: a compacted store is never
+	// left without it (it would be checked as a dense one).
+	derr := fsys.Remove(filepath.Join(dir, descName(base)))
+	if errors.Is(derr, fs.ErrNotExist) {
+		derr = nil
+	}
+	return errors.Join(err, ierr, derr)
+}
+
+// recoverCompacted checks a compacted segment (next is the following
+// segment's base, -1 for the last) against its descriptor and rebuilds its
+// index from the store unless the index is consistent with both. A
+// compacted segment was fsynced before it was swapped in, so no damage in
+// it is a torn write: all of it is corruption, reported and kept.
+func (l *Log) recoverCompacted(base, next int64) (r recovered, err error) {
+	fsys := l.fs
+	d, derr := readDesc(fsys, filepath.Join(l.dir, descName(base)), base)
+	if derr != nil {
+		l.lg.Error("compacted segment's descriptor unreadable; checking the store without it",
+			zap.String("segment", storeName(base)), zap.Error(derr))
+	}
+	sf, err := fsys.OpenFile(filepath.Join(l.dir, storeName(base)), os.O_RDONLY, 0)
+	if err != nil {
+		return r, err
+	}
+	defer func() { err = errors.Join(err, sf.Close()) }()
+	fi, err := sf.Stat()
+	if err != nil {
+		return r, err
+	}
+	size := fi.Size()
+	w := &window{r: sf, size: size}
+	if derr == nil && d.bytes < size {
+		l.lg.Error("compacted store longer than its descriptor says; ignoring the bytes past it",
+			zap.String("segment", storeName(base)), zap.Int64("bytes", size), zap.Int64("descriptor_bytes", d.bytes))
+		w.size = d.bytes
+	}
+	idxPath := filepath.Join(l.dir, indexName(base))
+	idx, idxFileLen, err := readIndexPrefix(fsys, idxPath, (compactedMaxEntries(w.size)+1)*indexEntrySize)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return r, err
+	}
+	if err == nil && derr == nil && size == d.bytes && (next < 0 || next == d.end) && idxFileLen == int64(len(idx)) {
+		if n, ok := l.validSparseIndex(w, base, d.end, idx); ok && n == d.records {
+			return recovered{base: base, count: d.end - base, endPos: size, compacted: true, entries: n}, nil
+		}
+	}
+	l.stats.indexRebuilds.Add(1)
+	entries, end := l.compactedIndex(w, base, next, d, derr == nil,
+		func(c *CorruptError) { c.Segment = storeName(base); l.noteCorrupt(c) })
+	if idxFileLen != int64(len(entries)) || string(idx) != string(entries) {
+		if err := rewriteIndex(fsys, idxPath, entries); err != nil {
+			return r, err
+		}
+	}
+	return recovered{base: base, count: end - base, endPos: w.size, compacted: true,
+		entries: int64(len(entries) / indexEntrySize)}, nil
+}
+
+// compactedMaxEntries bounds the index entries of a compacted store of
+// size bytes: a record per frame (at least 24 bytes) and a placeholder
+// before each, and two more at the end.
+func compactedMaxEntries(size int64) int64 { return 2*(size/frameHeaderSize) + 4 }
+
+// compactedIndex derives a compacted segment's index from its store (w, cut
+// to the descriptor's bytes) and returns it with the segment's end offset:
+// the descriptor's end, the next segment's base when that comes first (the
+// segment's offsets from there on are ignored) or later (the offsets
+// between are missing), and without a descriptor the next segment's base
+// or, for the last segment, the offset after its last record. Damage gets
+// placeholders as in scanCompacted; records the descriptor counts that are
+// not in the store get one at the end of the store.
+func (l *Log) compactedIndex(w *window, base, next int64, d segDesc, dOK bool, note func(*CorruptError)) (entries []byte, end int64) {
+	end = int64(math.MaxInt64)
+	if dOK {
+		end = d.end
+	}
+	if next >= 0 && next < end {
+		if dOK {
+			l.lg.Error("compacted segment overlaps the next one; ignoring its offsets from there",
+				zap.String("segment", storeName(base)), zap.Int64("end", d.end), zap.Int64("next_base", next))
+		}
+		end = next
+	}
+	known := end != math.MaxInt64
+	end = min(end, base+math.MaxUint32)
+	entries, records, last := l.scanCompacted(w, base, end, compactedMaxEntries(w.size), note)
+	if !known {
+		// The offset after the last entry (a record or a placeholder).
+		end = base + 1
+		if n := len(entries); n > 0 {
+			rel, _ := parseIndexEntry(entries[n-indexEntrySize:])
+			end = base + int64(rel) + 1
+		}
+	}
+	placeholder := func(off, to int64, reason string) {
+		entries = appendIndexEntry(entries, uint32(off-base), w.size)
+		if note != nil {
+			note(&CorruptError{Position: w.size, Offset: off, End: to, Reason: reason})
+		}
+	}
+	if dOK && records < d.records && last+1 < end {
+		placeholder(last+1, end, fmt.Sprintf("store holds %d of the %d records its descriptor counts", records, d.records))
+	}
+	if next > end {
+		placeholder(end, next, fmt.Sprintf("segment ends before the next segment's base %d", next))
+		end = next
+	}
+	return entries, end
+}
+
+// scanCompacted walks a compacted store's frames from position 0: their
+// offsets increase, with gaps, from base up to limit (exclusive). It
+// returns the index entries, the number of good frames and the last offset
+// covered. At a bad frame it salvages what follows (salvage): the offsets
+// from the last good one up to the next good frame get one placeholder
+// entry at the damaged position (which offsets of them held records is
+// not known), and note gets the range; with no good frame after, the
+// placeholder covers the offsets up to limit.
+func (l *Log) scanCompacted(w *window, base, limit, maxEntries int64, note func(*CorruptError)) (entries []byte, records, last int64) {
+	entries = make([]byte, 0, min(maxEntries, 1<<16)*indexEntrySize)
+	last = base - 1
+	full := func() bool { return int64(len(entries)/indexEntrySize) >= maxEntries }
+	placeholder := func(p, to int64, reason string) {
+		if last+1 >= to || full() {
+			return
+		}
+		entries = appendIndexEntry(entries, uint32(last+1-base), p)
+		if note != nil {
+			note(&CorruptError{Position: p, Offset: last + 1, End: to, Reason: reason})
+		}
+	}
+	pos := int64(0)
+	for pos < w.size && last+1 < limit && !full() {
+		n, off, reason := l.frameIn(w, pos, last+1, limit)
+		if reason == "" {
+			entries = appendIndexEntry(entries, uint32(off-base), pos)
+			records++
+			last, pos = off, pos+int64(n)
+			continue
+		}
+		good := l.salvage(w, pos+1, last+1, limit)
+		if len(good) == 0 {
+			placeholder(pos, limit, reason)
+			return entries, records, limit - 1
+		}
+		damaged := pos
+		for _, g := range good {
+			if g.pos != damaged {
+				placeholder(damaged, g.off, reason)
+			}
+			if full() {
+				break
+			}
+			entries = appendIndexEntry(entries, uint32(g.off-base), g.pos)
+			records++
+			last, pos = g.off, g.pos+g.n
+			damaged, reason = pos, "damaged region"
+		}
+	}
+	return entries, records, last
+}
+
+// frameIn checks the frame at pos, which should carry an offset in [lo,
+// hi), and returns its size and offset, or why it is not a good frame.
+func (l *Log) frameIn(w *window, pos, lo, hi int64) (int, int64, string) {
+	h, err := w.get(pos, frameHeaderSize)
+	if err != nil {
+		return 0, 0, "torn frame header"
+	}
+	off := int64(binary.BigEndian.Uint64(h[8:]))
+	if off < lo || off >= hi {
+		return 0, 0, fmt.Sprintf("offset %d outside [%d, %d)", off, lo, hi)
+	}
+	n, reason := l.checkFrameAt(w, pos, off)
+	return n, off, reason
+}
+
+// validSparseIndex checks a compacted segment's index against its store:
+// relative offsets strictly increase below end, positions start at 0 and
+// grow by at least a frame header, and the last entry's frame ends exactly
+// at the end of the store. It returns the number of entries and whether
+// the index can be trusted (one with placeholders never is).
+func (l *Log) validSparseIndex(w *window, base, end int64, idx []byte) (int64, bool) {
+	if len(idx)%indexEntrySize != 0 {
+		return 0, false
+	}
+	n := int64(len(idx) / indexEntrySize)
+	if n == 0 {
+		return 0, w.size == 0
+	}
+	prevRel, prevPos := int64(-1), int64(-1)
+	for i := int64(0); i < n; i++ {
+		r, pos := parseIndexEntry(idx[i*indexEntrySize:])
+		rel := int64(r)
+		if rel <= prevRel || base+rel >= end || pos < 0 || pos >= w.size {
+			return 0, false
+		}
+		if i == 0 && pos != 0 || i > 0 && pos-prevPos < frameHeaderSize {
+			return 0, false
+		}
+		prevRel, prevPos = rel, pos
+	}
+	n1, reason := l.checkFrameAt(w, prevPos, base+prevRel)
+	if reason != "" || prevPos+int64(n1) != w.size {
+		return 0, false
+	}
+	return n, true
 }
 
 // recoverSegment checks one segment (next is the following segment's base,
@@ -387,11 +643,22 @@ func (l *Log) repairIndex(s *segment) bool {
 	endOff, endPos := s.endOff.Load(), s.endPos.Load()
 	n := endOff - s.base
 	w := &window{r: s.store, size: endPos}
-	entries, off, _, _ := l.scanStore(w, s.base, endOff, endOff, n, func(int64, bool) bool { return false }, nil)
-	for ; off < endOff; off++ {
-		// The store ends before the segment's last offset (recovery found
-		// them missing): placeholders at the end, as recovery left them.
-		entries = appendIndexEntry(entries, uint32(off-s.base), endPos)
+	var entries []byte
+	if s.compacted {
+		// As recovery derived it: the segment ends at the next one's base.
+		d, derr := readDesc(l.fs, s.descPath(), s.base)
+		entries, _ = l.compactedIndex(w, s.base, endOff, d, derr == nil, nil)
+		if int64(len(entries)) != s.entries*indexEntrySize {
+			return false // the store changed since Open: leave it to the next one
+		}
+	} else {
+		var off int64
+		entries, off, _, _ = l.scanStore(w, s.base, endOff, endOff, n, func(int64, bool) bool { return false }, nil)
+		for ; off < endOff; off++ {
+			// The store ends before the segment's last offset (recovery found
+			// them missing): placeholders at the end, as recovery left them.
+			entries = appendIndexEntry(entries, uint32(off-s.base), endPos)
+		}
 	}
 	old := make([]byte, len(entries))
 	if _, err := s.index.ReadAt(old, 0); err == nil && string(old) == string(entries) {

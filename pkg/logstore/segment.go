@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"os"
@@ -56,6 +57,12 @@ type segment struct {
 	// (recover.go repairIndex), under the Log's mu.
 	indexChecked bool
 
+	// compacted says the segment was written by the cleaner (compact.go):
+	// its offsets [base, endOff) have gaps, its index is sparse (entries
+	// entries, relative offsets strictly increasing) and it is sealed.
+	compacted bool
+	entries   int64
+
 	refs atomic.Int32
 	dead atomic.Bool // deleted or replaced: readers re-resolve
 
@@ -67,6 +74,7 @@ type segment struct {
 
 func (s *segment) storePath() string { return filepath.Join(s.dir, storeName(s.base)) }
 func (s *segment) indexPath() string { return filepath.Join(s.dir, indexName(s.base)) }
+func (s *segment) descPath() string  { return filepath.Join(s.dir, descName(s.base)) }
 
 // publish makes records up to off (exclusive), ending at pos, visible.
 func (s *segment) publish(off, pos int64) {
@@ -130,6 +138,141 @@ func (s *segment) lookup(off int64) (int64, error) {
 	return pos, nil
 }
 
+// seek returns the store position of the first record at or after off
+// (below a loaded endOff of s) and that record's offset, at. In a dense
+// segment at is off. In a compacted one it is the next surviving offset,
+// or endOff (pos endPos) when no record at or after off is left in s.
+func (s *segment) seek(off int64) (pos, at int64, err error) {
+	if !s.compacted {
+		pos, err := s.lookup(off)
+		return pos, off, err
+	}
+	i, rel, pos, err := s.searchSparse(off)
+	if err != nil {
+		return 0, 0, err
+	}
+	if i == s.entries {
+		return s.endPos.Load(), s.endOff.Load(), nil
+	}
+	return pos, s.base + int64(rel), nil
+}
+
+// entry reads index entry i.
+func (s *segment) entry(i int64) (rel uint32, pos int64, err error) {
+	var b [indexEntrySize]byte
+	if _, err := s.index.ReadAt(b[:], i*indexEntrySize); err != nil {
+		return 0, 0, err
+	}
+	rel, pos = parseIndexEntry(b[:])
+	return rel, pos, nil
+}
+
+// searchSparse finds the first entry of a compacted segment's index whose
+// offset is at or after off: its number i (s.entries when there is none),
+// relative offset and position. Relative offsets strictly increase, so
+// entry k has one >= k: the fast path is entry rel itself, when no
+// record before off was removed; otherwise a binary search over entries
+// [0, rel]. When the search passes over a gap, the entry before must be a
+// frame ending where the found one starts, so that a damaged entry cannot
+// make a read skip records silently: it reads as a mismatch and the index
+// is rebuilt (repairIndex).
+func (s *segment) searchSparse(off int64) (i int64, rel uint32, pos int64, err error) {
+	want := off - s.base
+	if want < 0 || want > math.MaxUint32 {
+		return 0, 0, 0, s.corrupt(-1, off, "offset outside the segment")
+	}
+	unreadable := func(err error) error {
+		return s.corrupt(-1, off, "index entry unreadable: "+err.Error())
+	}
+	n := s.entries
+	if want < n {
+		r, p, err := s.entry(want)
+		if err != nil {
+			return 0, 0, 0, unreadable(err)
+		}
+		if int64(r) == want {
+			return want, r, p, nil
+		}
+	}
+	lo, hi := int64(0), min(n, want+1)
+	for lo < hi {
+		m := (lo + hi) / 2
+		r, _, err := s.entry(m)
+		if err != nil {
+			return 0, 0, 0, unreadable(err)
+		}
+		if int64(r) < want {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == n {
+		return n, 0, 0, nil
+	}
+	r, p, err := s.entry(lo)
+	if err != nil {
+		return 0, 0, 0, unreadable(err)
+	}
+	if int64(r) < want {
+		return 0, 0, 0, s.corrupt(-1, off, "index entries out of order")
+	}
+	if lo > 0 && int64(r) > want {
+		pr, pp, err := s.entry(lo - 1)
+		if err != nil {
+			return 0, 0, 0, unreadable(err)
+		}
+		if int64(pr) >= want {
+			return 0, 0, 0, s.corrupt(-1, off, "index entries out of order")
+		}
+		if n, ok := s.frameAt(pp, s.base+int64(pr)); ok && pp+int64(n) != p {
+			return 0, 0, 0, s.corrupt(pp, off, "index entries do not follow the store")
+		}
+	}
+	return lo, r, p, nil
+}
+
+// frameAt reports whether a good frame of offset off starts at pos, and
+// its size.
+func (s *segment) frameAt(pos, off int64) (int, bool) {
+	var h [frameHeaderSize]byte
+	if _, err := s.store.ReadAt(h[:], pos); err != nil {
+		return 0, false
+	}
+	n, err := frameLen(binary.BigEndian.Uint32(h[:]), math.MaxUint32-frameHeaderSize)
+	if err != nil || pos+int64(n) > s.endPos.Load() || int64(binary.BigEndian.Uint64(h[8:])) != off {
+		return 0, false
+	}
+	raw := make([]byte, n)
+	if _, err := s.store.ReadAt(raw, pos); err != nil {
+		return 0, false
+	}
+	if crc32.Checksum(raw[8:], castagnoli) != binary.BigEndian.Uint32(raw[4:]) {
+		return 0, false
+	}
+	return n, true
+}
+
+// damagedEndSparse is damagedEnd for a compacted segment: the offset of the
+// first entry after the one of at whose position differs from pos (the
+// next record after a damaged region), or endOff.
+func (s *segment) damagedEndSparse(at, pos, endOff int64) int64 {
+	i, rel, _, err := s.searchSparse(at)
+	if err != nil || i == s.entries || s.base+int64(rel) != at {
+		return at + 1
+	}
+	for i++; i < s.entries; i++ {
+		r, p, err := s.entry(i)
+		if err != nil {
+			return at + 1
+		}
+		if p != pos {
+			return min(s.base+int64(r), endOff)
+		}
+	}
+	return endOff
+}
+
 // damagedEnd returns the end of the run of offsets from off (below endOff)
 // whose index entries all point at pos: the placeholders recovery gave a
 // damaged range.
@@ -165,7 +308,19 @@ func (s *segment) newestTimestamp() int64 {
 	}
 	maxTs := int64(math.MinInt64)
 	var b [8]byte
-	for off := s.base; off < s.endOff.Load(); off++ {
+	if s.compacted {
+		for i := int64(0); i < s.entries; i++ {
+			_, pos, err := s.entry(i)
+			if err != nil {
+				break
+			}
+			if _, err := s.store.ReadAt(b[:], pos+16); err != nil {
+				continue
+			}
+			maxTs = max(maxTs, int64(binary.BigEndian.Uint64(b[:])))
+		}
+	}
+	for off := s.base; !s.compacted && off < s.endOff.Load(); off++ {
 		pos, err := s.lookup(off)
 		if err != nil {
 			continue
@@ -200,6 +355,29 @@ func openSealed(fsys FS, dir string, base, endOff, endPos int64) (*segment, erro
 		return nil, errors.Join(err, sm.Close())
 	}
 	if int64(sm.Len()) < endPos || int64(im.Len()) < (endOff-base)*indexEntrySize {
+		return nil, errors.Join(fmt.Errorf("logstore: segment %s shorter than recovered", s.name), sm.Close(), im.Close())
+	}
+	s.storeMap, s.indexMap = sm, im
+	s.store, s.index = sm, im
+	s.publish(endOff, endPos)
+	s.maxTs.Store(math.MinInt64)
+	s.refs.Store(1)
+	return s, nil
+}
+
+// openCompacted maps a compacted segment covering offsets [base, endOff),
+// whose store is endPos bytes and whose index holds entries entries.
+func openCompacted(fsys FS, dir string, base, endOff, endPos, entries int64) (*segment, error) {
+	s := &segment{base: base, name: storeName(base), dir: dir, sealed: true, compacted: true, entries: entries}
+	sm, err := fsys.Map(s.storePath())
+	if err != nil {
+		return nil, err
+	}
+	im, err := fsys.Map(s.indexPath())
+	if err != nil {
+		return nil, errors.Join(err, sm.Close())
+	}
+	if int64(sm.Len()) < endPos || int64(im.Len()) < entries*indexEntrySize {
 		return nil, errors.Join(fmt.Errorf("logstore: segment %s shorter than recovered", s.name), sm.Close(), im.Close())
 	}
 	s.storeMap, s.indexMap = sm, im

@@ -1,0 +1,343 @@
+package logstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The compaction tests write key-value payloads: "k=v" is a record of key
+// k, "k!" a tombstone of k, "=v" a keyless record and "?" one kvKeyOf
+// cannot decode.
+func kvKeyOf(p []byte) ([]byte, bool, error) {
+	if string(p) == "?" {
+		return nil, false, errors.New("undecodable payload")
+	}
+	if k, ok := bytes.CutSuffix(p, []byte("!")); ok {
+		return k, true, nil
+	}
+	k, _, ok := bytes.Cut(p, []byte("="))
+	if !ok {
+		return nil, false, fmt.Errorf("payload %q is not k=v", p)
+	}
+	return k, false, nil
+}
+
+// kvRec is one record of a compaction test: its payload and its age at the
+// time of the clean.
+type kvRec struct {
+	p   string
+	age time.Duration
+}
+
+// kvPer is the records a segment of the compaction tests holds.
+const kvPer = 4
+
+// kvOptions roll a segment every kvPer records.
+func kvOptions(now func() time.Time) Options {
+	return Options{MaxIndexBytes: kvPer * indexEntrySize, Sync: SyncPolicy{Mode: SyncAlways}, Now: now}
+}
+
+// kvView is what a log holds: offset -> payload.
+type kvView map[int64]string
+
+// kvWant is what a clean must leave, computed from its definition: the
+// records of the segments below cleanEnd that are keyless, undecodable, or
+// the latest of their key below upTo and not a tombstone older than the
+// horizon; every record from cleanEnd on.
+func kvWant(recs []kvRec, now time.Time, upTo, cleanEnd int64, retention time.Duration) kvView {
+	latest := map[string]int64{}
+	for off, r := range recs {
+		if int64(off) >= upTo {
+			break
+		}
+		if k, _, err := kvKeyOf([]byte(r.p)); err == nil && len(k) > 0 {
+			latest[string(k)] = int64(off)
+		}
+	}
+	horizon := now.Add(-retention).UnixMilli()
+	want := kvView{}
+	for i, r := range recs {
+		off := int64(i)
+		k, tomb, err := kvKeyOf([]byte(r.p))
+		if off >= cleanEnd || err != nil || len(k) == 0 ||
+			latest[string(k)] == off && !(tomb && now.Add(-r.age).UnixMilli() <= horizon) {
+			want[off] = r.p
+		}
+	}
+	return want
+}
+
+// kvAppend appends recs one at a time, each with the timestamp of its age.
+func kvAppend(tb testing.TB, l *Log, epoch int32, now time.Time, recs []kvRec) {
+	tb.Helper()
+	for _, r := range recs {
+		if _, err := l.Append(epoch, []Record{{Timestamp: now.Add(-r.age).UnixMilli(), Payload: []byte(r.p)}}); err != nil {
+			tb.Fatalf("Append: %v", err)
+		}
+	}
+}
+
+// checkView asserts that l holds exactly want, through every read path: a
+// Reader from the start and from every offset, ReadFrames, and Read of
+// every offset in [start, end) (a removed offset reads as the next record,
+// io.EOF when none is left).
+func checkView(tb testing.TB, l *Log, want kvView) {
+	tb.Helper()
+	start, end := l.LogStartOffset(), l.LogEndOffset()
+	offs := slices.Sorted(maps.Keys(want))
+	next := func(off int64) (int64, bool) {
+		i, _ := slices.BinarySearch(offs, off)
+		if i == len(offs) {
+			return 0, false
+		}
+		return offs[i], true
+	}
+	got := kvView{}
+	r, err := l.NewReader(start)
+	if err != nil {
+		tb.Fatalf("NewReader(%d): %v", start, err)
+	}
+	prev := start - 1
+	for {
+		f, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			tb.Fatalf("Next after %d: %v", prev, err)
+		}
+		if f.Offset <= prev || f.Offset >= end {
+			tb.Fatalf("Next returned offset %d after %d (log [%d, %d))", f.Offset, prev, start, end)
+		}
+		got[f.Offset], prev = string(f.Payload), f.Offset
+	}
+	if err := r.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		tb.Fatalf("the log holds\n\t%v\nwant\n\t%v", fmtView(got), fmtView(want))
+	}
+	// ReadFrames, two frames at a time.
+	r, err = l.NewReader(start)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var frames []int64
+	for {
+		out, _, err := r.ReadFrames(nil, 2*FrameSize(4))
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			tb.Fatalf("ReadFrames: %v", err)
+		}
+		for p := 0; p < len(out); {
+			f, n, err := DecodeFrame(out[p:], DefaultMaxRecordBytes)
+			if err != nil || want[f.Offset] != string(f.Payload) {
+				tb.Fatalf("ReadFrames: frame %d %q, %v", f.Offset, f.Payload, err)
+			}
+			frames = append(frames, f.Offset)
+			p += n
+		}
+	}
+	if err := r.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	if !slices.Equal(frames, offs) {
+		tb.Fatalf("ReadFrames returned %v, want %v", frames, offs)
+	}
+	for off := start; off < end; off++ {
+		w, ok := next(off)
+		f, err := l.Read(off)
+		switch {
+		case !ok && !errors.Is(err, io.EOF):
+			tb.Fatalf("Read(%d) past the last record: %d %q, %v; want io.EOF", off, f.Offset, f.Payload, err)
+		case ok && (err != nil || f.Offset != w || string(f.Payload) != want[w]):
+			tb.Fatalf("Read(%d) = %d %q, %v; want %d %q", off, f.Offset, f.Payload, err, w, want[w])
+		}
+		r, err := l.NewReader(off)
+		if err != nil {
+			tb.Fatalf("NewReader(%d): %v", off, err)
+		}
+		f, err = r.Next()
+		switch {
+		case !ok && !errors.Is(err, io.EOF):
+			tb.Fatalf("a Reader from %d past the last record: %d, %v; want io.EOF", off, f.Offset, err)
+		case ok && (err != nil || f.Offset != w):
+			tb.Fatalf("a Reader from %d returned %d, %v; want %d", off, f.Offset, err, w)
+		}
+		if err := r.Close(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if h := l.Healthy(); h != nil {
+		tb.Fatalf("Healthy() = %v", h)
+	}
+	if n := l.Stats().CorruptRecords; n != 0 {
+		tb.Fatalf("%d corrupt records", n)
+	}
+}
+
+func fmtView(v kvView) string {
+	var b strings.Builder
+	for _, off := range slices.Sorted(maps.Keys(v)) {
+		fmt.Fprintf(&b, "%d:%s ", off, v[off])
+	}
+	return b.String()
+}
+
+// dirFiles reads the files of a log directory whose names end in suffix.
+func dirFiles(tb testing.TB, dir string, names ...string) map[string][]byte {
+	tb.Helper()
+	out := map[string][]byte{}
+	for _, name := range names {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[name] = b
+	}
+	return out
+}
+
+func puts(ps ...string) []kvRec {
+	out := make([]kvRec, len(ps))
+	for i, p := range ps {
+		out[i] = kvRec{p: p}
+	}
+	return out
+}
+
+// TestCompact is the semantics of a clean, table-driven: each case appends
+// records (kvPer to a segment), cleans with its bound and tombstone
+// retention, and checks the log against kvWant through every read path,
+// that the active segment's files did not change, the stats, the leader
+// epochs, a reopen, and that a second clean changes nothing.
+func TestCompact(t *testing.T) {
+	const hour = time.Hour
+	cases := []struct {
+		name      string
+		recs      []kvRec
+		upTo      int64 // -1: the log end
+		retention time.Duration
+		removed   int64 // RecordsRemoved
+		tombs     int64 // TombstonesRemoved
+		written   int   // SegmentsWritten
+	}{
+		{name: "last record per key",
+			recs: puts("a=1", "b=1", "a=2", "c=1", "b=2", "a=3", "d=1", "c=2", "x=1"),
+			upTo: -1, removed: 4, written: 1},
+		{name: "a key written again in the active segment",
+			recs: puts("a=1", "b=1", "c=1", "d=1", "e=1", "f=1", "g=1", "h=1", "a=2", "e=2"),
+			upTo: -1, removed: 2, written: 2},
+		{name: "records past UpTo supersede nothing",
+			recs: puts("a=1", "b=1", "c=1", "d=1", "e=1", "f=1", "g=1", "h=1", "a=2", "e=2"),
+			upTo: 8, removed: 0, written: 0},
+		{name: "UpTo inside a sealed segment cleans the segments below it",
+			recs: puts("a=1", "a=2", "a=3", "b=1", "a=4", "b=2", "c=1", "d=1", "b=3", "x=1"),
+			upTo: 6, removed: 4, written: 1},
+		{name: "tombstones younger than DeleteRetention stay, older ones go",
+			recs: []kvRec{{p: "a=1", age: 5 * hour}, {p: "a!", age: 4 * hour}, {p: "b=1", age: 3 * hour}, {p: "b!", age: 1 * hour},
+				{p: "c=1"}, {p: "c!", age: 3 * hour}, {p: "d=1"}, {p: "d!", age: time.Minute}, {p: "x=1"}},
+			upTo: -1, retention: 2 * hour, removed: 4, tombs: 2, written: 1},
+		{name: "DeleteRetention 0 removes every latest tombstone",
+			recs: puts("a=1", "a!", "b!", "c=1", "d=1", "c!", "e=1", "f=1", "x=1"),
+			upTo: -1, retention: 0, removed: 2, tombs: 3, written: 1},
+		{name: "a tombstone written over goes whatever its age",
+			recs: puts("a=1", "a!", "b=1", "c=1", "a=2", "e=1", "f=1", "g=1", "x=1"),
+			upTo: -1, retention: 24 * hour, removed: 2, written: 1},
+		{name: "keyless and undecodable records stay",
+			recs: puts("=1", "?", "a=1", "=2", "a=2", "?", "=3", "b=1", "x=1"),
+			upTo: -1, removed: 1, written: 1},
+		{name: "a segment that loses every record",
+			recs: puts("a=1", "b=1", "c=1", "d=1", "e=1", "f=1", "g=1", "h=1", "a=2", "b=2", "c=2", "d=2", "x=1"),
+			upTo: -1, removed: 4, written: 1},
+		{name: "small segments are merged",
+			recs: puts("a=1", "a=2", "a=3", "a=4", "b=1", "b=2", "b=3", "b=4", "c=1", "c=2", "c=3", "c=4", "d=1", "d=2", "d=3", "d=4", "x=1"),
+			upTo: -1, removed: 12, written: 1},
+		{name: "nothing to remove leaves every segment as it is",
+			recs: puts("a=1", "b=1", "c=1", "d=1", "e=1", "f=1", "g=1", "h=1", "i=1"),
+			upTo: -1, removed: 0, written: 0},
+		{name: "every key in the active segment",
+			recs: puts("a=1", "b=1", "c=1"),
+			upTo: -1, removed: 0, written: 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			dir := t.TempDir()
+			opts := kvOptions(clk.Now)
+			l := openLog(t, dir, opts)
+			defer func() { closeLog(t, l) }()
+			now := clk.Now()
+			half := len(tc.recs) / 2
+			kvAppend(t, l, 1, now, tc.recs[:half])
+			kvAppend(t, l, 3, now, tc.recs[half:])
+			epochs := l.Epochs()
+			n := int64(len(tc.recs))
+			upTo := tc.upTo
+			if upTo < 0 {
+				upTo = n
+			}
+			activeBase := kvPer * ((n - 1) / kvPer)
+			cleanEnd := min(upTo, activeBase) / kvPer * kvPer
+			active := []string{storeName(activeBase), indexName(activeBase)}
+			before := dirFiles(t, dir, active...)
+			st, err := l.Compact(context.Background(), CompactOptions{KeyOf: kvKeyOf, UpTo: upTo, DeleteRetention: tc.retention})
+			if err != nil {
+				t.Fatalf("Compact: %v", err)
+			}
+			want := kvWant(tc.recs, now, upTo, cleanEnd, tc.retention)
+			checkView(t, l, want)
+			if st.CleanedUpTo != cleanEnd || st.RecordsRemoved != tc.removed || st.TombstonesRemoved != tc.tombs ||
+				st.SegmentsWritten != tc.written || st.Records != cleanEnd || st.CorruptOffset != -1 {
+				t.Fatalf("stats %+v; want CleanedUpTo %d, RecordsRemoved %d, TombstonesRemoved %d, SegmentsWritten %d, Records %d",
+					st, cleanEnd, tc.removed, tc.tombs, tc.written, cleanEnd)
+			}
+			if st.SegmentsWritten > 0 && st.BytesAfter >= st.BytesBefore && st.SegmentsRewritten == st.SegmentsWritten {
+				t.Fatalf("rewrote %d bytes into %d: %+v", st.BytesBefore, st.BytesAfter, st)
+			}
+			if after := dirFiles(t, dir, active...); !maps.EqualFunc(before, after, bytes.Equal) {
+				t.Fatal("the clean changed the active segment's files")
+			}
+			if l.LogStartOffset() != 0 || l.LogEndOffset() != n {
+				t.Fatalf("log [%d, %d) after the clean, want [0, %d)", l.LogStartOffset(), l.LogEndOffset(), n)
+			}
+			if got := l.Epochs(); !slices.Equal(got, epochs) {
+				t.Fatalf("epochs %v after the clean, were %v", got, epochs)
+			}
+			if e, end := l.EndOffsetForEpoch(1); e != 1 || end != int64(half) {
+				t.Fatalf("EndOffsetForEpoch(1) = %d, %d; want 1, %d", e, end, half)
+			}
+			// Again: nothing more to do.
+			st2, err := l.Compact(context.Background(), CompactOptions{KeyOf: kvKeyOf, UpTo: upTo, DeleteRetention: tc.retention})
+			if err != nil || st2.RecordsRemoved+st2.TombstonesRemoved != 0 || st2.SegmentsWritten != 0 {
+				t.Fatalf("second Compact: %+v, %v", st2, err)
+			}
+			checkView(t, l, want)
+			// Reopen: the same, then appends go on.
+			closeLog(t, l)
+			l = openLog(t, dir, opts)
+			checkView(t, l, want)
+			if got := l.Epochs(); !slices.Equal(got, epochs) {
+				t.Fatalf("epochs %v after reopening, were %v", got, epochs)
+			}
+			if st := l.Stats(); st.IndexRebuilds != 0 {
+				t.Fatalf("reopening rebuilt %d indexes", st.IndexRebuilds)
+			}
+			kvAppend(t, l, 3, now, puts("z=1"))
+			want[n] = "z=1"
+			checkView(t, l, want)
+		})
+	}
+}
