@@ -305,6 +305,7 @@ p, broker, *, replicate, allow
 p, broker, *, describe, allow
 p, broker, cluster, replicate, allow
 p, broker, cluster, describe, allow
+p, broker, cluster, describe_acl, allow
 g, operator, admin
 g, broker-*, broker
 g, replicator-*, replicator
