@@ -251,7 +251,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		"--tls-cert", filepath.Join(c.pki, "admin.pem"), "--tls-key", filepath.Join(c.pki, "admin-key.pem"),
 		"--tls-ca", filepath.Join(c.pki, "ca.pem"), "--ca-key", filepath.Join(c.pki, "ca-key.pem"),
 		"--cluster-addrs", c.brokers, "--metrics-targets", "broker-1="+metricsAddr, "--scrape-interval", "1s")
-	startProc(t, "strata-broker", c.brokers, brokerBin,
+	broker := startProc(t, "strata-broker", c.brokers, brokerBin,
 		"--data-dir", c.brkData, "--listen", c.brokers, "--metrics-listen", metricsAddr, "--log-level", "warn",
 		"--max-recv-msg-bytes", "33554432", "--max-send-msg-bytes", "33554432",
 		"--tls-cert", filepath.Join(c.pki, "broker-1.pem"), "--tls-key", filepath.Join(c.pki, "broker-1-key.pem"),
@@ -449,6 +449,25 @@ func TestConsoleInBrowser(t *testing.T) {
 		took := within(t, 2*time.Second, "alice produce after the console's save", produce)
 		t.Logf("the broker allowed alice %s after the page said saved", took)
 		op.shot(t, "acl-saved")
+	})
+	t.Run("a node down while the overview loads", func(t *testing.T) {
+		broker.stop(t)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			op.open(t, "/", "#nodes")
+			// Admin's connection to it failed, and its next scrape did too.
+			if strings.Contains(op.text(t, "#reach"), "no") && strings.Contains(op.text(t, `tr[data-node="1"]`), "down") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the overview does not show the broker down: %q", op.text(t, "main"))
+			}
+			time.Sleep(500 * time.Millisecond) // the next scrape: admin scrapes every second
+		}
+		if notice := op.text(t, "#notice"); !strings.Contains(notice, "No cluster node answered") {
+			t.Fatalf("notice %q", notice)
+		}
+		op.shot(t, "overview-node-down")
 	})
 	entries, err := os.ReadDir(shots)
 	if err != nil {
