@@ -338,6 +338,21 @@ func TestOverviewWithANodeDown(t *testing.T) {
 	}
 }
 
+// downCluster is a Cluster no node of which answers.
+type downCluster struct{ fakeCluster }
+
+func (*downCluster) Snapshot(context.Context, ...string) (*clusterview.Snapshot, error) {
+	err := status.Error(codes.Unavailable, "connection refused")
+	return &clusterview.Snapshot{Reach: []clusterview.Reach{{Addr: "b1:9092", Err: err}}}, fmt.Errorf("%w: %w", clusterview.ErrNoNodeAnswered, err)
+}
+
+func TestOverviewWithEveryNodeDown(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	f.console.opts.Cluster = &downCluster{}
+	mustPage(t, f.do(t, "reader", http.MethodGet, DefaultBase+"/", nil), http.StatusOK,
+		"No cluster node answered", `id="controller">none`, "connection refused")
+}
+
 func TestTopicsMarkStatesAndEscapeNames(t *testing.T) {
 	f := newFixture(t, sampleCluster(), nil)
 	body := mustPage(t, f.do(t, "reader", http.MethodGet, DefaultBase+"/topics", nil), http.StatusOK,

@@ -71,6 +71,8 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 				}
 				page.Reach = append(page.Reach, rr)
 			}
+		}
+		if err == nil {
 			page.ClusterID, page.ControllerID = snap.ClusterID, snap.ControllerID
 			for _, b := range snap.Brokers {
 				n := row(b.GetId())
