@@ -229,6 +229,9 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		HandshakeTimeout:      cfg.HandshakeTimeout,
 		Cluster:               cluster,
 	}, b.reg, b.reg, m, lg, gopts)
+	for _, c := range b.grpc.Collectors() {
+		m.Registry().MustRegister(c)
+	}
 
 	// userTimeout is what gRPC would set on an unwrapped connection (its
 	// keepalive timeout); the metrics server keeps the system's.

@@ -76,6 +76,16 @@ func TestGroupsEndToEnd(t *testing.T) {
 	if code := status.Code(commit("zombie", 2)); code != codes.FailedPrecondition {
 		t.Fatalf("zombie commit: %v, want FailedPrecondition", code)
 	}
+	for series, want := range map[string]float64{
+		`strata_group_committed_offset{group="app",partition="1",topic="orders"}`: 3,
+		`strata_group_lag_records{group="app",partition="1",topic="orders"}`:      2,
+		`strata_group_members{group="app"}`:                                       1,
+		`strata_group_state{group="app",state="stable"}`:                          1,
+	} {
+		if got := metricValue(t, b, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
 	d, err := groups.DescribeGroup(ctxT(t), &stratav1.DescribeGroupRequest{Group: "app"})
 	if err != nil || len(d.GetMembers()) != 1 || d.GetMembers()[0].GetClientId() != "test" {
 		t.Fatalf("describe: %v %v", d, err)

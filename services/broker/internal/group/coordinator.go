@@ -68,7 +68,8 @@ type Coordinator struct {
 	lg      *zap.Logger
 	closed  chan struct{}
 
-	wg sync.WaitGroup // persistEpochAsync
+	wg sync.WaitGroup // persistEpochAsync, refreshLoop
+	m  *metrics
 
 	mu     sync.Mutex
 	shards map[int32]*shard
@@ -90,7 +91,10 @@ func NewCoordinator(c Cluster, opts Options, lg *zap.Logger) *Coordinator {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Coordinator{cluster: c, opts: opts, lg: lg, closed: make(chan struct{}), shards: map[int32]*shard{}, hw: map[TP]int64{}}
+	co := &Coordinator{cluster: c, opts: opts, lg: lg, closed: make(chan struct{}), shards: map[int32]*shard{}, hw: map[TP]int64{}, m: newMetrics()}
+	co.wg.Add(1)
+	go co.refreshLoop()
+	return co
 }
 
 // Close ends every session (Unavailable), stops static members' expiry

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/strata-log/strata/pkg/acl"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
@@ -69,7 +70,12 @@ func (c *Coordinator) Commit(ctx context.Context, req *stratav1.CommitOffsetsReq
 	if err != nil {
 		return err
 	}
-	return c.store(ctx, s, req.GetGroup(), req.GetOffsets())
+	start := time.Now()
+	if err := c.store(ctx, s, req.GetGroup(), req.GetOffsets()); err != nil {
+		return err
+	}
+	c.m.commits.Observe(time.Since(start).Seconds())
+	return nil
 }
 
 // store checks offsets against their partitions' high watermarks, writes
@@ -272,6 +278,7 @@ func (c *Coordinator) Delete(ctx context.Context, name string, authorize Authori
 	if g := s.l.groups[name]; g != nil && len(g.members) == 0 {
 		delete(s.l.groups, name)
 		delete(s.l.from, name)
+		c.m.rebalances.DeleteLabelValues(name)
 	}
 	return nil
 }

@@ -126,6 +126,7 @@ func (c *Coordinator) Session(stream SessionStream, identity string, authorize A
 	var epochRec *stratav1.Record
 	if g.Epoch != before {
 		epochRec = epochRecordLocked(g)
+		c.m.rebalances.WithLabelValues(g.Name).Inc()
 	}
 	epoch := g.Epoch
 	s.mu.Unlock()
@@ -273,6 +274,7 @@ func (c *Coordinator) removeLocked(s *shard, g *Group, id string) {
 	s.notifyLocked(g.TakeChanged())
 	c.lg.Info("member left", zap.String("group", g.Name), zap.String("member", id), zap.Int64("group_epoch", g.Epoch))
 	if g.Epoch != before {
+		c.m.rebalances.WithLabelValues(g.Name).Inc()
 		c.persistEpochAsync(s, g.Name, epochRecordLocked(g))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -184,6 +185,10 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	return s
 }
+
+// Collectors are the server's own metrics (the group coordinator's), to
+// register on the broker's registry.
+func (s *Server) Collectors() []prometheus.Collector { return s.groups.Collectors() }
 
 // SetServing reports the whole server SERVING or NOT_SERVING on
 // grpc.health.v1 (the empty service name, which the replicator's
