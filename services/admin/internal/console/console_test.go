@@ -526,7 +526,7 @@ func TestChartsDrawTheRing(t *testing.T) {
 	// Without a scrape the page says how to turn it on.
 	g := newFixture(t, nil, nil)
 	mustPage(t, g.do(t, "reader", http.MethodGet, DefaultBase+"/charts", nil), http.StatusOK, "--metrics-targets")
-	mustPage(t, g.do(t, "reader", http.MethodGet, DefaultBase+"/groups", nil), http.StatusOK, "Consumer groups do not exist in Strata yet")
+	mustPage(t, g.do(t, "reader", http.MethodGet, DefaultBase+"/groups", nil), http.StatusOK, "Consumer groups are not shown here yet")
 }
 
 func TestSecurityHeaders(t *testing.T) {
