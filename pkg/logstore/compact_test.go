@@ -93,6 +93,42 @@ func kvAppend(tb testing.TB, l *Log, epoch int32, now time.Time, recs []kvRec) {
 // io.EOF when none is left).
 func checkView(tb testing.TB, l *Log, want kvView) {
 	tb.Helper()
+	if err := viewError(l, want); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// readView reads the whole log with a Reader.
+func readView(l *Log) (kvView, error) {
+	start, end := l.LogStartOffset(), l.LogEndOffset()
+	got := kvView{}
+	r, err := l.NewReader(start)
+	if err != nil {
+		return nil, fmt.Errorf("NewReader(%d): %w", start, err)
+	}
+	defer func() {
+		if cerr := r.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	prev := start - 1
+	for {
+		f, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return got, nil
+		}
+		if err != nil {
+			return got, fmt.Errorf("Next after %d: %w", prev, err)
+		}
+		if f.Offset <= prev || f.Offset >= end {
+			return got, fmt.Errorf("Next returned offset %d after %d (log [%d, %d))", f.Offset, prev, start, end)
+		}
+		got[f.Offset], prev = string(f.Payload), f.Offset
+	}
+}
+
+// viewError is checkView returning what it found wrong.
+func viewError(l *Log, want kvView) error {
 	start, end := l.LogStartOffset(), l.LogEndOffset()
 	offs := slices.Sorted(maps.Keys(want))
 	next := func(off int64) (int64, bool) {
@@ -102,89 +138,78 @@ func checkView(tb testing.TB, l *Log, want kvView) {
 		}
 		return offs[i], true
 	}
-	got := kvView{}
-	r, err := l.NewReader(start)
+	got, err := readView(l)
 	if err != nil {
-		tb.Fatalf("NewReader(%d): %v", start, err)
-	}
-	prev := start - 1
-	for {
-		f, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			tb.Fatalf("Next after %d: %v", prev, err)
-		}
-		if f.Offset <= prev || f.Offset >= end {
-			tb.Fatalf("Next returned offset %d after %d (log [%d, %d))", f.Offset, prev, start, end)
-		}
-		got[f.Offset], prev = string(f.Payload), f.Offset
-	}
-	if err := r.Close(); err != nil {
-		tb.Fatal(err)
+		return err
 	}
 	if !maps.Equal(got, want) {
-		tb.Fatalf("the log holds\n\t%v\nwant\n\t%v", fmtView(got), fmtView(want))
+		return fmt.Errorf("the log holds\n\t%v\nwant\n\t%v", fmtView(got), fmtView(want))
 	}
 	// ReadFrames, two frames at a time.
-	r, err = l.NewReader(start)
+	frames, err := readFrameOffsets(l, start, want)
 	if err != nil {
-		tb.Fatal(err)
-	}
-	var frames []int64
-	for {
-		out, _, err := r.ReadFrames(nil, 2*FrameSize(4))
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			tb.Fatalf("ReadFrames: %v", err)
-		}
-		for p := 0; p < len(out); {
-			f, n, err := DecodeFrame(out[p:], DefaultMaxRecordBytes)
-			if err != nil || want[f.Offset] != string(f.Payload) {
-				tb.Fatalf("ReadFrames: frame %d %q, %v", f.Offset, f.Payload, err)
-			}
-			frames = append(frames, f.Offset)
-			p += n
-		}
-	}
-	if err := r.Close(); err != nil {
-		tb.Fatal(err)
+		return err
 	}
 	if !slices.Equal(frames, offs) {
-		tb.Fatalf("ReadFrames returned %v, want %v", frames, offs)
+		return fmt.Errorf("ReadFrames returned %v, want %v", frames, offs)
 	}
 	for off := start; off < end; off++ {
 		w, ok := next(off)
 		f, err := l.Read(off)
 		switch {
 		case !ok && !errors.Is(err, io.EOF):
-			tb.Fatalf("Read(%d) past the last record: %d %q, %v; want io.EOF", off, f.Offset, f.Payload, err)
+			return fmt.Errorf("Read(%d) past the last record: %d %q, %v; want io.EOF", off, f.Offset, f.Payload, err)
 		case ok && (err != nil || f.Offset != w || string(f.Payload) != want[w]):
-			tb.Fatalf("Read(%d) = %d %q, %v; want %d %q", off, f.Offset, f.Payload, err, w, want[w])
+			return fmt.Errorf("Read(%d) = %d %q, %v; want %d %q", off, f.Offset, f.Payload, err, w, want[w])
 		}
 		r, err := l.NewReader(off)
 		if err != nil {
-			tb.Fatalf("NewReader(%d): %v", off, err)
+			return fmt.Errorf("NewReader(%d): %v", off, err)
 		}
 		f, err = r.Next()
+		if cerr := r.Close(); cerr != nil {
+			return cerr
+		}
 		switch {
 		case !ok && !errors.Is(err, io.EOF):
-			tb.Fatalf("a Reader from %d past the last record: %d, %v; want io.EOF", off, f.Offset, err)
+			return fmt.Errorf("a Reader from %d past the last record: %d, %v; want io.EOF", off, f.Offset, err)
 		case ok && (err != nil || f.Offset != w):
-			tb.Fatalf("a Reader from %d returned %d, %v; want %d", off, f.Offset, err, w)
-		}
-		if err := r.Close(); err != nil {
-			tb.Fatal(err)
+			return fmt.Errorf("a Reader from %d returned %d, %v; want %d", off, f.Offset, err, w)
 		}
 	}
 	if h := l.Healthy(); h != nil {
-		tb.Fatalf("Healthy() = %v", h)
+		return fmt.Errorf("Healthy() = %v", h)
 	}
 	if n := l.Stats().CorruptRecords; n != 0 {
-		tb.Fatalf("%d corrupt records", n)
+		return fmt.Errorf("%d corrupt records", n)
+	}
+	return nil
+}
+
+// readFrameOffsets reads the log from start with ReadFrames, two frames at
+// a time, checking each against want, and returns their offsets.
+func readFrameOffsets(l *Log, start int64, want kvView) (offs []int64, err error) {
+	r, err := l.NewReader(start)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, r.Close()) }()
+	for {
+		out, _, err := r.ReadFrames(nil, 2*FrameSize(4))
+		if errors.Is(err, io.EOF) {
+			return offs, nil
+		}
+		if err != nil {
+			return offs, fmt.Errorf("ReadFrames: %w", err)
+		}
+		for p := 0; p < len(out); {
+			f, n, err := DecodeFrame(out[p:], DefaultMaxRecordBytes)
+			if err != nil || want[f.Offset] != string(f.Payload) {
+				return offs, fmt.Errorf("ReadFrames: frame %d %q, %v", f.Offset, f.Payload, err)
+			}
+			offs = append(offs, f.Offset)
+			p += n
+		}
 	}
 }
 
