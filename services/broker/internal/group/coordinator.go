@@ -27,7 +27,8 @@ type Cluster interface {
 	// min.insync.replicas 2 when there are three replicas); a topic that
 	// already exists is success.
 	CreateOffsetsTopic(ctx context.Context, partitions int32) error
-	// HighWatermark is a partition's high watermark, asked of its leader.
+	// HighWatermark is a partition's high watermark, asked of its leader;
+	// an error wrapping ErrNoPartition when the partition does not exist.
 	HighWatermark(ctx context.Context, topic string, partition int32) (int64, error)
 }
 

@@ -87,9 +87,12 @@ func (f *fakeCluster) CreateOffsetsTopic(context.Context, int32) error {
 	return nil
 }
 
-func (f *fakeCluster) HighWatermark(context.Context, string, int32) (int64, error) {
+func (f *fakeCluster) HighWatermark(_ context.Context, topic string, p int32) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if n, ok := f.topics[topic]; !ok || p >= n {
+		return 0, fmt.Errorf("%w: %s/%d", ErrNoPartition, topic, p)
+	}
 	return f.hw, nil
 }
 
@@ -372,4 +375,45 @@ func TestStaticMemberSessionTimeout(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("b's partitions were not given to a after its session timeout")
 	}
+}
+
+// TestDeletedTopicLeavesGroups: once a topic is gone, the next lag
+// refresh removes every group's offsets of it (durably: a new coordinator
+// does not bring them back); other topics' offsets stay.
+func TestDeletedTopicLeavesGroups(t *testing.T) {
+	fc := newFakeCluster(t, t.TempDir(), 2, 1)
+	c := newCoordinator(t, fc)
+	ctx := context.Background()
+	for _, g := range []string{"g1", "g2"} {
+		if err := c.Commit(ctx, &stratav1.CommitOffsetsRequest{Group: g, Offsets: []*stratav1.PartitionOffset{
+			{Topic: "t", Partition: 0, Offset: 1}, {Topic: "u", Partition: 1, Offset: 2}}}, allow); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Commit(ctx, &stratav1.CommitOffsetsRequest{Group: "g1", Offsets: []*stratav1.PartitionOffset{{Topic: "nope", Offset: 1}}}, allow); !errors.Is(err, ErrNoPartition) {
+		t.Fatalf("commit to a topic that does not exist: %v", err)
+	}
+	fc.mu.Lock()
+	delete(fc.topics, "u")
+	fc.mu.Unlock()
+	c.refreshHW()
+	check := func(c *Coordinator) {
+		t.Helper()
+		for _, g := range []string{"g1", "g2"} {
+			resp, err := c.Fetch(ctx, &stratav1.FetchOffsetsRequest{Group: g}, allow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.GetOffsets(); len(got) != 1 || got[0].GetTopic() != "t" {
+				t.Fatalf("%s offsets after u was deleted: %v", g, got)
+			}
+		}
+	}
+	check(c)
+	for _, p := range fc.parts {
+		st := p.State()
+		st.LeaderEpoch++
+		p.SetState(st)
+	}
+	check(newCoordinator(t, fc))
 }

@@ -15,6 +15,9 @@ import (
 // coordinator has no record of.
 var ErrGroupNotFound = errors.New("group: no such group")
 
+// ErrNoPartition: a commit names a partition that does not exist.
+var ErrNoPartition = errors.New("group: no such partition")
+
 // OutOfRangeError refuses a commit of an offset the partition does not
 // have yet (above its high watermark) or a negative one.
 type OutOfRangeError struct {

@@ -126,7 +126,7 @@ func groupStatus(err error) error {
 	case errors.Is(err, group.ErrUnknownMember), errors.Is(err, group.ErrStaleEpoch),
 		errors.Is(err, group.ErrNotOwned), errors.Is(err, group.ErrHasMembers):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, group.ErrGroupNotFound):
+	case errors.Is(err, group.ErrGroupNotFound), errors.Is(err, group.ErrNoPartition):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, group.ErrSessionExpired):
 		return status.Error(codes.Aborted, err.Error())
@@ -196,7 +196,7 @@ func (c *groupCluster) HighWatermark(ctx context.Context, topic string, id int32
 		return p.HighWatermark(), nil
 	}
 	if c.peers == nil {
-		return 0, status.Errorf(codes.NotFound, "partition %s/%d does not exist", topic, id)
+		return 0, fmt.Errorf("%w: %s/%d", group.ErrNoPartition, topic, id)
 	}
 	md, err := c.Metadata(ctx, topic)
 	if err != nil {
@@ -228,5 +228,5 @@ func (c *groupCluster) HighWatermark(ctx context.Context, topic string, id int32
 			return 0, status.Errorf(codes.Unavailable, "leader %d of %s/%d did not report its high watermark", pm.GetLeaderId(), topic, id)
 		}
 	}
-	return 0, status.Errorf(codes.NotFound, "partition %s/%d does not exist", topic, id)
+	return 0, fmt.Errorf("%w: %s/%d", group.ErrNoPartition, topic, id)
 }
