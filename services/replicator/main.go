@@ -92,8 +92,8 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 	defer func() { err = errors.Join(err, leaders.Close()) }()
 
 	// Every listener caps its connections. The gRPC server's handshake
-	// deadline and stream caps are grpcserver's defaults, the Raft
-	// handshake deadline consensus.HandshakeTimeout.
+	// deadline and stream caps come from the flags, the Raft handshake
+	// deadline is consensus.HandshakeTimeout.
 	var lns []net.Listener
 	listen := func(addr, name string, userTimeout time.Duration) (net.Listener, error) {
 		ln, err := net.Listen("tcp", addr)
@@ -141,6 +141,8 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		BootstrapExpect: cfg.BootstrapExpect, Bootstrap: cfg.Bootstrap,
 		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn, Pprof: cfg.Pprof, Authorizer: authz,
 		Controller: controller.Options{PreferredLeaderInterval: cfg.PreferredLeaderInterval},
+		GRPCLimits: grpcserver.Limits{HandshakeTimeout: cfg.HandshakeTimeout, MaxStreamsPerConn: cfg.MaxConcurrentStreams,
+			MaxStreamsPerIdentity: cfg.MaxStreamsPerIdentity},
 	}, lg)
 	if err != nil {
 		return err

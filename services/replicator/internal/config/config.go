@@ -76,6 +76,15 @@ type Config struct {
 	// MaxConnsPerIP caps the connections open at once on each TCP listener
 	// from one remote address (an IPv4 address or an IPv6 /64).
 	MaxConnsPerIP int
+	// HandshakeTimeout bounds a gRPC connection's TLS handshake and
+	// HTTP/2 preface (at most 10s).
+	HandshakeTimeout time.Duration
+	// MaxConcurrentStreams is the HTTP/2 limit of streams on one gRPC
+	// connection.
+	MaxConcurrentStreams uint32
+	// MaxStreamsPerIdentity caps the calls one client identity has in
+	// flight over all its connections (past it: ResourceExhausted).
+	MaxStreamsPerIdentity int
 	// BrokerProbeInterval is how often the local broker's health is asked
 	// (internal/liveness); BrokerProbeTimeout bounds one probe, and
 	// BrokerProbeFailures probes failed in a row report the broker down
@@ -110,6 +119,12 @@ func Default() Config {
 		// one address gets a sixteenth of the slots.
 		MaxConns:      1024,
 		MaxConnsPerIP: 64,
+		// The local broker's connection carries the fetch streams of every
+		// partition this node follows, and every client's forwarded call
+		// arrives under the broker's identity.
+		HandshakeTimeout:      10 * time.Second,
+		MaxConcurrentStreams:  1000,
+		MaxStreamsPerIdentity: 1024,
 		// A killed broker is reported down 1-1.5s after it died; with the
 		// gossip and the election that leaves the move of its leaderships
 		// well inside issue 12's 6s. One or two slow probes change nothing.
@@ -153,6 +168,16 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or console (default: console on a terminal, else json)")
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "connections open at once on each listener (gRPC, Raft, metrics); more are closed at once")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "connections open at once on each listener from one remote address (IPv4, or IPv6 /64)")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", c.HandshakeTimeout, "disconnect a gRPC client that has not finished its TLS handshake and HTTP/2 preface in this duration (at most 10s)")
+	fs.Func("max-concurrent-streams", "HTTP/2 streams per gRPC connection (default 1000)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return err
+		}
+		c.MaxConcurrentStreams = uint32(n)
+		return nil
+	})
+	fs.IntVar(&c.MaxStreamsPerIdentity, "max-streams-per-identity", c.MaxStreamsPerIdentity, "calls one client identity may have in flight over all its connections (more fail ResourceExhausted)")
 	fs.DurationVar(&c.BrokerProbeInterval, "broker-probe-interval", c.BrokerProbeInterval, "how often the local broker's health is probed")
 	fs.DurationVar(&c.BrokerProbeTimeout, "broker-probe-timeout", c.BrokerProbeTimeout, "bound of one probe of the local broker")
 	fs.IntVar(&c.BrokerProbeFailures, "broker-probe-failures", c.BrokerProbeFailures, "probes failed in a row that report the local broker down (its leaderships move)")
@@ -257,6 +282,15 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown-timeout must be > 0, got %s", c.ShutdownTimeout))
+	}
+	if c.HandshakeTimeout <= 0 || c.HandshakeTimeout > 10*time.Second {
+		errs = append(errs, fmt.Errorf("handshake-timeout must be in (0, 10s], got %s", c.HandshakeTimeout))
+	}
+	if c.MaxConcurrentStreams < 1 {
+		errs = append(errs, fmt.Errorf("max-concurrent-streams must be >= 1, got %d", c.MaxConcurrentStreams))
+	}
+	if c.MaxStreamsPerIdentity < 1 {
+		errs = append(errs, fmt.Errorf("max-streams-per-identity must be >= 1, got %d", c.MaxStreamsPerIdentity))
 	}
 	if c.MaxConns < 1 {
 		errs = append(errs, fmt.Errorf("max-conns must be >= 1, got %d", c.MaxConns))

@@ -172,3 +172,21 @@ func TestClusterKeyFile(t *testing.T) {
 		})
 	}
 }
+
+// TestGRPCLimitFlags: the gRPC server's handshake deadline and stream
+// caps are flags (and STRATA_* variables) like the broker's, validated.
+func TestGRPCLimitFlags(t *testing.T) {
+	c, err := Parse(append(valid(), "--handshake-timeout", "2s", "--max-concurrent-streams", "7"),
+		env(map[string]string{"STRATA_MAX_STREAMS_PER_IDENTITY": "9"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HandshakeTimeout != 2*time.Second || c.MaxConcurrentStreams != 7 || c.MaxStreamsPerIdentity != 9 {
+		t.Fatalf("limits %v %d %d", c.HandshakeTimeout, c.MaxConcurrentStreams, c.MaxStreamsPerIdentity)
+	}
+	for _, bad := range [][]string{{"--handshake-timeout", "11s"}, {"--max-concurrent-streams", "0"}, {"--max-streams-per-identity", "0"}} {
+		if _, err := Parse(append(valid(), bad...), env(nil)); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}

@@ -86,6 +86,9 @@ type Options struct {
 	// Authorizer decides every gRPC call (pkg/acl). Nil means the default
 	// policy, with its last-good cache under DataDir/acl.
 	Authorizer *acl.Authorizer
+	// GRPCLimits are the gRPC server's handshake deadline and stream
+	// caps; zero fields mean grpcserver's defaults.
+	GRPCLimits grpcserver.Limits
 
 	// MetricsListener serves /metrics when set.
 	MetricsListener net.Listener
@@ -181,7 +184,7 @@ func Start(opts Options, lg *zap.Logger) (_ *Node, err error) {
 	}
 	n.fwd = grpcserver.NewForwarder(opts.ClientTLS)
 	n.grpc, n.health = grpcserver.New(opts.ServerTLS, ic, grpcserver.Deps{State: n.fsm, Controller: n.ctrl,
-		Cluster: clusterView{n}, Forwarder: n.fwd, ISR: n}, lg)
+		Cluster: clusterView{n}, Forwarder: n.fwd, ISR: n, Limits: opts.GRPCLimits}, lg)
 	grpcServing = true
 	n.wg.Add(1)
 	go func() {
