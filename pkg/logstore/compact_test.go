@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -364,5 +366,185 @@ func TestCompact(t *testing.T) {
 			want[n] = "z=1"
 			checkView(t, l, want)
 		})
+	}
+}
+
+// concPayload is the record at off in TestCompactConcurrentReaders: one
+// of 23 keys, its value the offset, so any record read proves itself.
+func concPayload(off int64) []byte { return []byte(fmt.Sprintf("k%d=%d", off%23, off)) }
+
+// checkConcFrame says what is wrong with a frame read at or after from.
+func checkConcFrame(f Frame, from int64) error {
+	if f.Offset < from || string(f.Payload) != string(concPayload(f.Offset)) {
+		return fmt.Errorf("read from %d: offset %d carries %q", from, f.Offset, f.Payload)
+	}
+	return nil
+}
+
+// TestCompactConcurrentReaders cleans a log again and again while a writer
+// appends (and now and then truncates its last records) and readers
+// follow it: streaming Readers from the start, Read at random offsets and
+// ReadFrames. Every record read carries its own offset's payload, offsets
+// only go up, no read reports corruption, and at the end every key's
+// latest record is still there. Run under -race.
+func TestCompactConcurrentReaders(t *testing.T) {
+	frame := int64(FrameSize(len(concPayload(1000))))
+	l := openLog(t, t.TempDir(), Options{MaxSegmentBytes: 8 * frame})
+	defer closeLog(t, l)
+	const total = 4000
+	done := make(chan struct{})
+	errc := make(chan error, 16)
+	var wg sync.WaitGroup
+	run := func(fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- fn()
+		}()
+	}
+	for range 3 {
+		run(func() error { return followConc(l, done) })
+	}
+	run(func() error {
+		rng := rand.New(rand.NewPCG(3, 4))
+		for {
+			select {
+			case <-done:
+				return nil
+			default:
+			}
+			end := l.LogEndOffset()
+			if end == 0 {
+				continue
+			}
+			off := rng.Int64N(end)
+			f, err := l.Read(off)
+			switch {
+			case err == nil:
+				if err := checkConcFrame(f, off); err != nil {
+					return err
+				}
+			case errors.Is(err, io.EOF), errors.Is(err, ErrOffsetOutOfRange):
+			default:
+				return fmt.Errorf("Read(%d): %w", off, err)
+			}
+		}
+	})
+	cleans := 0
+	run(func() error {
+		for {
+			select {
+			case <-done:
+				return nil
+			default:
+			}
+			st, err := l.Compact(context.Background(), CompactOptions{KeyOf: kvKeyOf, UpTo: l.LogEndOffset()})
+			if err != nil && !errors.Is(err, ErrCompactConflict) {
+				return fmt.Errorf("Compact: %w", err)
+			}
+			if st.SegmentsWritten > 0 {
+				cleans++
+			}
+		}
+	})
+	for l.LogEndOffset() < total {
+		next := l.LogEndOffset()
+		recs := make([]Record, 5)
+		for i := range recs {
+			recs[i] = Record{Timestamp: next + int64(i), Payload: concPayload(next + int64(i))}
+		}
+		if _, err := l.Append(0, recs); err != nil {
+			t.Fatal(err)
+		}
+		if next%97 == 0 {
+			if err := l.Truncate(l.LogEndOffset() - 2); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(done)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cleans == 0 {
+		t.Fatal("no clean swapped anything in; the test did not test it")
+	}
+	// A last clean; then every key's latest record is there.
+	end := l.LogEndOffset()
+	if _, err := l.Compact(context.Background(), CompactOptions{KeyOf: kvKeyOf, UpTo: end}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readView(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := end - 23; off < end; off++ {
+		if got[off] != string(concPayload(off)) {
+			t.Fatalf("the latest record of key k%d, %d, is gone (%q)", off%23, off, got[off])
+		}
+	}
+	if len(got) > 23+int(end-l.segs.Load().segs[len(l.segs.Load().segs)-1].base) {
+		t.Fatalf("%d records left after a clean of 23 keys", len(got))
+	}
+	t.Logf("%d cleans swapped segments in while %d records were written and read", cleans, end)
+}
+
+// followConc reads the log as a streaming consumer from its start, checking
+// every record, until done.
+func followConc(l *Log, done <-chan struct{}) (err error) {
+	r, err := l.NewReader(l.LogStartOffset())
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, r.Close()) }()
+	prev := int64(-1)
+	for {
+		ch := l.Changed()
+		var out []byte
+		var rerr error
+		if prev%2 == 0 {
+			out, _, rerr = r.ReadFrames(nil, 3*FrameSize(12))
+		} else {
+			var f Frame
+			if f, rerr = r.Next(); rerr == nil {
+				out = f.Raw
+			}
+		}
+		switch {
+		case rerr == nil:
+			for p := 0; p < len(out); {
+				f, n, err := DecodeFrame(out[p:], DefaultMaxRecordBytes)
+				if err != nil {
+					return err
+				}
+				if err := checkConcFrame(f, prev+1); err != nil {
+					return err
+				}
+				prev = f.Offset
+				p += n
+			}
+		case errors.Is(rerr, io.EOF):
+			select {
+			case <-ch:
+			case <-done:
+				return nil
+			}
+		case errors.Is(rerr, ErrOffsetOutOfRange):
+			// Truncated below the reader: start over from there.
+			if err := r.Close(); err != nil {
+				return err
+			}
+			from := l.LogEndOffset()
+			if r, err = l.NewReader(from); err != nil {
+				return err
+			}
+			prev = from - 1
+		default:
+			return rerr
+		}
 	}
 }

@@ -203,6 +203,7 @@ func (r *Reader) peek() (Frame, int, error) {
 		indexChecked
 	)
 	tried := walked
+	from := r.off // a lookup may move past removed offsets; a repair starts over from here
 	for {
 		if r.closed || r.l.isClosed.Load() {
 			return Frame{}, 0, ErrClosed
@@ -298,7 +299,7 @@ func (r *Reader) peek() (Frame, int, error) {
 		case lookedUp:
 			tried = indexChecked
 			if r.l.repairIndex(s) {
-				r.pos, r.bufLen = -1, 0
+				r.off, r.pos, r.bufLen = max(from, s.base), -1, 0
 				continue
 			}
 		}

@@ -225,7 +225,13 @@ func (s *segment) searchSparse(off int64) (i int64, rel uint32, pos int64, err e
 		if int64(pr) >= want {
 			return 0, 0, 0, s.corrupt(-1, off, "index entries out of order")
 		}
-		if n, ok := s.frameAt(pp, s.base+int64(pr)); ok && pp+int64(n) != p {
+		n, ok := s.frameAt(pp, s.base+int64(pr))
+		if !ok {
+			// The entry before is a placeholder: off lies in the damaged
+			// range it starts, and reads as damaged at its position.
+			return lo - 1, uint32(want), pp, nil
+		}
+		if pp+int64(n) != p {
 			return 0, 0, 0, s.corrupt(pp, off, "index entries do not follow the store")
 		}
 	}
@@ -254,14 +260,24 @@ func (s *segment) frameAt(pos, off int64) (int, bool) {
 }
 
 // damagedEndSparse is damagedEnd for a compacted segment: the offset of the
-// first entry after the one of at whose position differs from pos (the
-// next record after a damaged region), or endOff.
+// first entry after at whose position differs from pos (the next record
+// after a damaged region), or endOff.
 func (s *segment) damagedEndSparse(at, pos, endOff int64) int64 {
-	i, rel, _, err := s.searchSparse(at)
-	if err != nil || i == s.entries || s.base+int64(rel) != at {
-		return at + 1
+	want := at - s.base
+	lo, hi := int64(0), s.entries
+	for lo < hi {
+		m := (lo + hi) / 2
+		r, _, err := s.entry(m)
+		if err != nil {
+			return at + 1
+		}
+		if int64(r) <= want {
+			lo = m + 1
+		} else {
+			hi = m
+		}
 	}
-	for i++; i < s.entries; i++ {
+	for i := lo; i < s.entries; i++ {
 		r, p, err := s.entry(i)
 		if err != nil {
 			return at + 1
