@@ -1,0 +1,3 @@
+module github.com/strata-log/strata/pkg/adminapi
+
+go 1.26.0
