@@ -104,6 +104,9 @@ func (l *Log) Compact(ctx context.Context, opts CompactOptions) (CompactStats, e
 		return st, err
 	}
 	st.Keys = len(c.offs)
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
 	plans, err := c.decide(p)
 	if err != nil {
 		return st, err
@@ -115,6 +118,9 @@ func (l *Log) Compact(ctx context.Context, opts CompactOptions) (CompactStats, e
 	}
 	if len(writers) == 0 {
 		return st, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return st, errors.Join(err, l.abortCleaned(writers))
 	}
 	if err := l.commitClean(p, writers); err != nil {
 		return st, err

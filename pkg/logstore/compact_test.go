@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -547,4 +548,172 @@ func followConc(l *Log, done <-chan struct{}) (err error) {
 			return rerr
 		}
 	}
+}
+
+// TestCompactAborts: a clean that the log changes under, that is
+// cancelled, or that cannot write swaps nothing in, leaves no file behind
+// and leaves the log as it was and writable; the next clean works. The
+// change comes from inside KeyOf, while the clean reads.
+func TestCompactAborts(t *testing.T) {
+	recs := puts("a=1", "b=1", "a=2", "c=1", "a=3", "b=2", "d=1", "e=1", "a=4", "f=1", "g=1")
+	cases := []struct {
+		name   string
+		during func(t *testing.T, l *Log, fs *faultFS, cancel context.CancelFunc)
+		want   error
+		closed bool
+	}{
+		{name: "truncation in the active segment", want: ErrCompactConflict,
+			during: func(t *testing.T, l *Log, _ *faultFS, _ context.CancelFunc) {
+				if err := l.Truncate(l.LogEndOffset() - 1); err != nil {
+					t.Error(err)
+				}
+			}},
+		{name: "retention deletes a segment being cleaned", want: ErrCompactConflict,
+			during: func(t *testing.T, l *Log, _ *faultFS, _ context.CancelFunc) {
+				if err := l.DeleteBefore(kvPer); err != nil {
+					t.Error(err)
+				}
+			}},
+		{name: "context cancelled", want: context.Canceled,
+			during: func(_ *testing.T, _ *Log, _ *faultFS, cancel context.CancelFunc) { cancel() }},
+		{name: "no space for the cleaned segments", want: errNoSpaceCreate,
+			during: func(_ *testing.T, _ *Log, fs *faultFS, _ context.CancelFunc) { fs.noSpaceCreate.Store(true) }},
+		{name: "log closed", want: ErrClosed, closed: true,
+			during: func(t *testing.T, l *Log, _ *faultFS, _ context.CancelFunc) {
+				if err := l.Close(); err != nil {
+					t.Error(err)
+				}
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			fs := &faultFS{}
+			clk := newClock()
+			opts := kvOptions(clk.Now)
+			opts.FS = fs
+			l := openLog(t, dir, opts)
+			kvAppend(t, l, 0, clk.Now(), recs)
+			before, err := readView(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			calls := 0
+			keyOf := func(p []byte) ([]byte, bool, error) {
+				if calls++; calls == 2 {
+					tc.during(t, l, fs, cancel)
+				}
+				return kvKeyOf(p)
+			}
+			st, err := l.Compact(ctx, CompactOptions{KeyOf: keyOf, UpTo: l.LogEndOffset()})
+			fs.noSpaceCreate.Store(false)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Compact: %+v, %v; want %v", st, err, tc.want)
+			}
+			if left := cleanLeftovers(t, dir); len(left) > 0 {
+				t.Fatalf("files left behind: %v", left)
+			}
+			if tc.closed {
+				return
+			}
+			defer closeLog(t, l)
+			if h := l.Healthy(); h != nil {
+				t.Fatalf("Healthy() = %v", h)
+			}
+			after, err := readView(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for off, p := range after {
+				if before[off] != p {
+					t.Fatalf("record %d reads %q, was %q", off, p, before[off])
+				}
+			}
+			kvAppend(t, l, 0, clk.Now(), puts("z=1"))
+			if st, err := l.Compact(context.Background(), CompactOptions{KeyOf: kvKeyOf, UpTo: l.LogEndOffset()}); err != nil || st.SegmentsWritten == 0 {
+				t.Fatalf("the next Compact: %+v, %v", st, err)
+			}
+		})
+	}
+}
+
+// errNoSpaceCreate is what the faultFS wraps in a creation it refuses.
+var errNoSpaceCreate = syscall.ENOSPC
+
+// cleanLeftovers lists the .cleaned and .swap files in dir.
+func cleanLeftovers(tb testing.TB, dir string) []string {
+	tb.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), cleanedSuffix) || strings.HasSuffix(e.Name(), swapSuffix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// TestSparseIndexSeek checks seek on compacted segments of many shapes
+// against a linear scan: for every offset of the segment, the first record
+// at or after it, or the segment's end.
+func TestSparseIndexSeek(t *testing.T) {
+	shapes := map[string][]int64{
+		"empty":               {},
+		"dense":               {0, 1, 2, 3, 4, 5},
+		"gap at the start":    {3, 4, 5},
+		"gap at the end":      {0, 1, 2},
+		"gaps in the middle":  {0, 2, 3, 7, 8, 20},
+		"one record":          {9},
+		"every other":         {1, 3, 5, 7, 9, 11, 13},
+		"wide gap":            {0, 1_000_000, 1_000_001, 4_000_000_000},
+		"dense after the gap": {5, 6, 7, 8, 9},
+	}
+	cases := 0
+	for name, offs := range shapes {
+		t.Run(name, func(t *testing.T) {
+			const base = 1000
+			end := int64(30)
+			if len(offs) > 0 {
+				end = max(end, offs[len(offs)-1]+2)
+			}
+			var store, index []byte
+			for _, rel := range offs {
+				index = appendIndexEntry(index, uint32(rel), int64(len(store)))
+				store = AppendFrame(store, base+rel, 0, []byte("x"))
+			}
+			s := &segment{base: base, name: storeName(base), store: bytes.NewReader(store), index: bytes.NewReader(index),
+				sealed: true, compacted: true, entries: int64(len(offs))}
+			s.publish(base+end, int64(len(store)))
+			probe := func(rel int64) {
+				cases++
+				want, wantPos := base+end, int64(len(store))
+				for i, r := range offs {
+					if r >= rel {
+						want, wantPos = base+r, int64(i*FrameSize(1))
+						break
+					}
+				}
+				pos, at, err := s.seek(base + rel)
+				if err != nil || at != want || pos != wantPos {
+					t.Fatalf("seek(%d) = %d, %d, %v; want %d, %d", base+rel, pos, at, err, want, wantPos)
+				}
+			}
+			for rel := int64(0); rel < min(end, 64); rel++ {
+				probe(rel)
+			}
+			for _, rel := range offs {
+				probe(rel)
+				probe(rel + 1)
+				if rel > 0 {
+					probe(rel - 1)
+				}
+			}
+		})
+	}
+	t.Logf("%d seeks over %d index shapes", cases, len(shapes))
 }
