@@ -7,7 +7,9 @@
 # runs), measures dd into a temp dir on the same file system as the
 # benchmarks' temp dirs (buffered, and oflag=dsync bs=4k), and prints the
 # median of each figure next to dd as a ratio. Every row names its fsync
-# policy.
+# policy. The BenchmarkCompact rows are log compaction's cleaning
+# throughput (sealed store bytes read and rewritten per second); alone:
+#   go test -run '^$' -bench BenchmarkCompact -benchtime 5x ./pkg/logstore
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -11,6 +11,8 @@ const indexEntrySize = 12
 // Offsets in a segment are consecutive from its base, so entry i describes
 // offset base+i and a lookup is one 12-byte read at i*12; the relative offset
 // is stored anyway so recovery can tell a real entry from preallocated zeros.
+// A compacted segment's index is sparse (one entry per surviving record,
+// relative offsets strictly increasing): see segment.searchSparse.
 func putIndexEntry(b []byte, rel uint32, pos int64) {
 	binary.BigEndian.PutUint32(b, rel)
 	binary.BigEndian.PutUint64(b[4:], uint64(pos))
