@@ -26,6 +26,12 @@ var (
 	// ErrDeliveryTimeout is returned for a record not acknowledged within
 	// ProducerOptions.DeliveryTimeout.
 	ErrDeliveryTimeout = errors.New("client: delivery timeout")
+	// ErrGroupNotFound is returned for a consumer group its coordinator
+	// has no record of.
+	ErrGroupNotFound = errors.New("client: group not found")
+	// ErrFenced ends a GroupConsumer whose static membership was taken
+	// over by another process joining with the same InstanceID.
+	ErrFenced = errors.New("client: fenced: another member joined the group with the same instance id")
 )
 
 // ConfigError reports an invalid option.
@@ -49,6 +55,19 @@ func (e *NotLeaderError) Error() string {
 	return fmt.Sprintf("client: %s/%d: broker is not the leader (leader %d at %q, epoch %d)",
 		e.Topic, e.Partition, e.LeaderID, e.LeaderAddress, e.LeaderEpoch)
 }
+
+// NotCoordinatorError is a broker's answer that it does not coordinate a
+// consumer group, naming the broker that does (CoordinatorID -1 while the
+// group's offsets partition has no leader, or the offsets topic is being
+// created).
+type NotCoordinatorError struct {
+	CoordinatorID      int32
+	CoordinatorAddress string
+	// Message is the broker's message.
+	Message string
+}
+
+func (e *NotCoordinatorError) Error() string { return "client: " + e.Message }
 
 // OffsetRangeError is a broker's answer OutOfRange with the valid range.
 type OffsetRangeError struct {
@@ -140,6 +159,8 @@ func fromCode(code codes.Code, msg string, details []any, orig error) error {
 				LeaderAddress: d.GetLeaderAddress(), LeaderEpoch: d.GetLeaderEpoch()}
 		case *stratav1.OffsetRange:
 			return &OffsetRangeError{Requested: d.GetRequested(), LogStartOffset: d.GetLogStartOffset(), EndOffset: d.GetEndOffset()}
+		case *stratav1.NotCoordinator:
+			return &NotCoordinatorError{CoordinatorID: d.GetCoordinatorId(), CoordinatorAddress: d.GetCoordinatorAddress(), Message: msg}
 		case *errdetails.ErrorInfo:
 			if code == codes.PermissionDenied && d.GetDomain() == aclErrorDomain && d.GetReason() == aclReasonDenied {
 				m := d.GetMetadata()
@@ -166,18 +187,21 @@ func Code(err error) codes.Code {
 	var nl *NotLeaderError
 	var or *OffsetRangeError
 	var pe *PermissionError
+	var nc *NotCoordinatorError
 	switch {
 	case err == nil:
 		return codes.OK
 	case errors.As(err, &pe):
 		return codes.PermissionDenied
+	case errors.As(err, &nc), errors.Is(err, ErrFenced):
+		return codes.FailedPrecondition
 	case errors.As(err, new(*RecordTooLargeError)):
 		return codes.InvalidArgument
 	case errors.As(err, &nl):
 		return codes.FailedPrecondition
 	case errors.As(err, &or):
 		return codes.OutOfRange
-	case errors.Is(err, ErrTopicNotFound), errors.Is(err, ErrPartitionNotFound):
+	case errors.Is(err, ErrTopicNotFound), errors.Is(err, ErrPartitionNotFound), errors.Is(err, ErrGroupNotFound):
 		return codes.NotFound
 	case errors.As(err, &be):
 		return be.Code
@@ -190,11 +214,13 @@ func Code(err error) codes.Code {
 }
 
 // IsRetriable reports whether err is transient: Unavailable, not the leader,
-// no leader, or a lost connection. DeadlineExceeded is not included: whether
-// it may be retried depends on the caller (a produce may have been applied).
+// no leader, not the group's coordinator, or a lost connection.
+// DeadlineExceeded is not included: whether it may be retried depends on
+// the caller (a produce may have been applied).
 func IsRetriable(err error) bool {
 	var nl *NotLeaderError
-	if errors.As(err, &nl) || errors.Is(err, ErrNoLeader) {
+	var nc *NotCoordinatorError
+	if errors.As(err, &nl) || errors.Is(err, ErrNoLeader) || errors.As(err, &nc) {
 		return true
 	}
 	var be *BrokerError
