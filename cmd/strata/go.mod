@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/chromedp/chromedp v0.23.1
+	github.com/strata-log/strata/pkg/adminapi v0.0.0
 	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	github.com/strata-log/strata/pkg/client v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
@@ -40,3 +41,5 @@ replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile
 replace github.com/strata-log/strata/pkg/topicconfig => ../../pkg/topicconfig
 
 replace github.com/strata-log/strata/pkg/logstore => ../../pkg/logstore
+
+replace github.com/strata-log/strata/pkg/adminapi => ../../pkg/adminapi

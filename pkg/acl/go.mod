@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/casbin/casbin/v2 v2.135.0
+	github.com/strata-log/strata/pkg/adminapi v0.0.0
 	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
@@ -39,3 +40,5 @@ require (
 replace github.com/strata-log/strata/pkg/pki => ../pki
 
 replace github.com/strata-log/strata/pkg/atomicfile => ../atomicfile
+
+replace github.com/strata-log/strata/pkg/adminapi => ../adminapi

@@ -16,27 +16,20 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/strata-log/strata/pkg/adminapi"
 )
 
-// The policy watch protocol between the admin service and a Watcher:
+// The policy watch protocol between the admin service and a Watcher (the
+// route, header and waits are pkg/adminapi's):
 //
 //	GET <admin>/v1/acl/policy?after=<version>&wait=<duration>
 //
-// answers 200 with {"policy": "...", "version": N} as soon as the admin's
-// version N is greater than after; when nothing newer arrives within wait
-// (at most MaxWatchWait) it answers 304 Not Modified with no body. Both
-// answers carry the admin's current version in PolicyVersionHeader.
-const (
-	// PolicyWatchPath is the admin route of the policy and its watch.
-	PolicyWatchPath = "/v1/acl/policy"
-	// PolicyVersionHeader carries the admin's policy version on every
-	// answer of PolicyWatchPath.
-	PolicyVersionHeader = "X-Strata-Policy-Version"
-	// DefaultWatchWait is how long one poll is held open by default.
-	DefaultWatchWait = 30 * time.Second
-	// MaxWatchWait is the longest wait the admin service accepts.
-	MaxWatchWait = 60 * time.Second
-)
+// answers 200 with an adminapi.Policy as soon as the admin's version N is
+// greater than after; when nothing newer arrives within wait (at most
+// adminapi.MaxWatchWait) it answers 304 Not Modified with no body. Both
+// answers carry the admin's current version in
+// adminapi.PolicyVersionHeader.
 
 // Watcher defaults.
 const (
@@ -60,7 +53,7 @@ type WatcherOptions struct {
 	// Required.
 	TLS *tls.Config
 	// Wait is how long the admin service holds one poll open when nothing
-	// changes. Default DefaultWatchWait; at most MaxWatchWait.
+	// changes. Default adminapi.DefaultWatchWait; at most adminapi.MaxWatchWait.
 	Wait time.Duration
 	// MinBackoff and MaxBackoff bound the exponential, jittered pause after
 	// a failed poll. Defaults 200ms and 10s.
@@ -88,7 +81,7 @@ type Watcher struct {
 	authz     *Authorizer
 	opts      WatcherOptions
 	lg        *zap.Logger
-	pollURL   string // base URL + PolicyWatchPath
+	pollURL   string // base URL + adminapi.PathPolicy
 	client    *http.Client
 	transport *http.Transport
 
@@ -116,10 +109,10 @@ func NewWatcher(a *Authorizer, opts WatcherOptions, lg *zap.Logger) (*Watcher, e
 		return nil, fmt.Errorf("%w: a client TLS config is required", ErrBadWatcherOptions)
 	}
 	if opts.Wait == 0 {
-		opts.Wait = DefaultWatchWait
+		opts.Wait = adminapi.DefaultWatchWait
 	}
-	if opts.Wait < time.Second || opts.Wait > MaxWatchWait {
-		return nil, fmt.Errorf("%w: wait %s outside [1s, %s]", ErrBadWatcherOptions, opts.Wait, MaxWatchWait)
+	if opts.Wait < time.Second || opts.Wait > adminapi.MaxWatchWait {
+		return nil, fmt.Errorf("%w: wait %s outside [1s, %s]", ErrBadWatcherOptions, opts.Wait, adminapi.MaxWatchWait)
 	}
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = defaultMinBackoff
@@ -141,7 +134,7 @@ func NewWatcher(a *Authorizer, opts WatcherOptions, lg *zap.Logger) (*Watcher, e
 		authz:     a,
 		opts:      opts,
 		lg:        lg.With(zap.String("admin", base)),
-		pollURL:   base + PolicyWatchPath,
+		pollURL:   base + adminapi.PathPolicy,
 		client:    &http.Client{Transport: tr, Timeout: opts.Wait + pollSlack},
 		transport: tr,
 	}, nil
@@ -251,24 +244,19 @@ func (w *Watcher) poll(ctx context.Context, after uint64) (pollResult, error) {
 		if len(body) > maxPolicyResponse {
 			return pollResult{}, fmt.Errorf("acl watch: policy answer larger than %d bytes", maxPolicyResponse)
 		}
-		var doc struct {
-			Policy  string `json:"policy"`
-			Version uint64 `json:"version"`
-		}
+		var doc adminapi.Policy
 		if err := json.Unmarshal(body, &doc); err != nil {
 			return pollResult{}, fmt.Errorf("acl watch: decode policy: %w", err)
 		}
 		return pollResult{changed: true, text: doc.Policy, version: doc.Version}, nil
 	case http.StatusNotModified:
-		v, err := strconv.ParseUint(resp.Header.Get(PolicyVersionHeader), 10, 64)
+		v, err := strconv.ParseUint(resp.Header.Get(adminapi.PolicyVersionHeader), 10, 64)
 		if err != nil {
-			return pollResult{}, fmt.Errorf("acl watch: 304 without a valid %s: %w", PolicyVersionHeader, err)
+			return pollResult{}, fmt.Errorf("acl watch: 304 without a valid %s: %w", adminapi.PolicyVersionHeader, err)
 		}
 		return pollResult{version: v}, nil
 	default:
-		var e struct {
-			Error string `json:"error"`
-		}
+		var e adminapi.Error
 		msg := string(body)
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
 			msg = e.Error

@@ -16,10 +16,11 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/strata-log/strata/pkg/adminapi"
 	"github.com/strata-log/strata/pkg/pki"
 )
 
-// fakeAdmin serves the policy watch protocol (see PolicyWatchPath) from
+// fakeAdmin serves the policy watch protocol (see adminapi.PathPolicy) from
 // memory, and can be told to fail or to misbehave.
 type fakeAdmin struct {
 	mu          sync.Mutex
@@ -53,7 +54,7 @@ func (f *fakeAdmin) setFail(status int) {
 }
 
 func (f *fakeAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != PolicyWatchPath || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+	if r.URL.Path != adminapi.PathPolicy || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
@@ -77,7 +78,7 @@ func (f *fakeAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		text, version, changed, fail, ignore := f.text, f.version, f.changed, f.failStatus, f.ignoreAfter
 		f.mu.Unlock()
-		w.Header().Set(PolicyVersionHeader, strconv.FormatUint(version, 10))
+		w.Header().Set(adminapi.PolicyVersionHeader, strconv.FormatUint(version, 10))
 		if fail != 0 {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(fail)

@@ -6,6 +6,7 @@ require (
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/strata-log/strata/pkg/acl v0.0.0-00010101000000-000000000000
+	github.com/strata-log/strata/pkg/adminapi v0.0.0
 	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	github.com/strata-log/strata/pkg/connlimit v0.0.0
 	github.com/strata-log/strata/pkg/envflag v0.0.0
@@ -62,3 +63,5 @@ replace github.com/strata-log/strata/pkg/atomicfile => ../../pkg/atomicfile
 replace github.com/strata-log/strata/pkg/envflag => ../../pkg/envflag
 
 replace github.com/strata-log/strata/pkg/telemetry => ../../pkg/telemetry
+
+replace github.com/strata-log/strata/pkg/adminapi => ../../pkg/adminapi

@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/strata-log/strata/pkg/acl v0.0.0
+	github.com/strata-log/strata/pkg/adminapi v0.0.0
 	github.com/strata-log/strata/pkg/atomicfile v0.0.0
 	github.com/strata-log/strata/pkg/connlimit v0.0.0
 	github.com/strata-log/strata/pkg/envflag v0.0.0
@@ -89,3 +90,5 @@ replace github.com/strata-log/strata/pkg/envflag => ../../pkg/envflag
 replace github.com/strata-log/strata/pkg/telemetry => ../../pkg/telemetry
 
 replace github.com/strata-log/strata/pkg/topicconfig => ../../pkg/topicconfig
+
+replace github.com/strata-log/strata/pkg/adminapi => ../../pkg/adminapi

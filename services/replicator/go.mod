@@ -30,6 +30,7 @@ require (
 )
 
 require (
+	github.com/strata-log/strata/pkg/adminapi v0.0.0 // indirect
 	github.com/strata-log/strata/pkg/logstore v0.0.0 // indirect
 	golang.org/x/exp v0.0.0-20261113113407-e3970619a1a4 // indirect
 )
@@ -98,3 +99,5 @@ replace github.com/strata-log/strata/pkg/topicconfig => ../../pkg/topicconfig
 replace github.com/strata-log/strata/pkg/logstore => ../../pkg/logstore
 
 replace github.com/strata-log/strata/pkg/telemetry => ../../pkg/telemetry
+
+replace github.com/strata-log/strata/pkg/adminapi => ../../pkg/adminapi

@@ -8,38 +8,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/strata-log/strata/pkg/adminapi"
 )
-
-// aclRule, aclBinding and aclDoc are the admin API's /v1/acl/rules JSON.
-type aclRule struct {
-	Subject string `json:"subject"`
-	Object  string `json:"object"`
-	Action  string `json:"action"`
-	Effect  string `json:"effect,omitempty"`
-}
-
-type aclBinding struct {
-	Identity string `json:"identity"`
-	Role     string `json:"role"`
-}
-
-type aclQuota struct {
-	Subject        string `json:"subject"`
-	Kind           string `json:"kind"`
-	BytesPerSecond int64  `json:"bytes_per_second"`
-}
-
-type aclDoc struct {
-	Version  uint64       `json:"version,omitempty"`
-	Rules    []aclRule    `json:"rules"`
-	Bindings []aclBinding `json:"bindings"`
-	Quotas   []aclQuota   `json:"quotas,omitempty"`
-}
-
-type policyDoc struct {
-	Policy  string `json:"policy"`
-	Version uint64 `json:"version,omitempty"`
-}
 
 const aclLineUsage = "a policy line: p SUBJECT OBJECT ACTION [allow|deny], g IDENTITY ROLE or q SUBJECT produce|consume BYTES_PER_SECOND (fields may be comma-separated)"
 
@@ -47,9 +18,9 @@ const aclLineUsage = "a policy line: p SUBJECT OBJECT ACTION [allow|deny], g IDE
 // words are a policy line, split by spaces or commas: "p alice orders-*
 // produce", "p, alice, orders, consume, deny", "g alice writers",
 // "q alice produce 1048576".
-func parseACLLine(args []string) (aclDoc, string, error) {
+func parseACLLine(args []string) (adminapi.Rules, string, error) {
 	fields := strings.FieldsFunc(strings.Join(args, " "), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
-	var doc aclDoc
+	var doc adminapi.Rules
 	if len(fields) == 0 {
 		return doc, "", usagef("expected %s", aclLineUsage)
 	}
@@ -58,18 +29,18 @@ func parseACLLine(args []string) (aclDoc, string, error) {
 		if len(fields) != 4 && len(fields) != 5 {
 			return doc, "", usagef("a p line has 4 or 5 fields, got %d: expected %s", len(fields), aclLineUsage)
 		}
-		r := aclRule{Subject: fields[1], Object: fields[2], Action: fields[3], Effect: "allow"}
+		r := adminapi.Rule{Subject: fields[1], Object: fields[2], Action: fields[3], Effect: "allow"}
 		if len(fields) == 5 {
 			r.Effect = fields[4]
 		}
-		doc.Rules = []aclRule{r}
-		return doc, fmt.Sprintf("p, %s, %s, %s, %s", r.Subject, r.Object, r.Action, r.Effect), nil
+		doc.Rules = []adminapi.Rule{r}
+		return doc, r.Line(), nil
 	case "g":
 		if len(fields) != 3 {
 			return doc, "", usagef("a g line has 3 fields, got %d: expected %s", len(fields), aclLineUsage)
 		}
-		doc.Bindings = []aclBinding{{Identity: fields[1], Role: fields[2]}}
-		return doc, fmt.Sprintf("g, %s, %s", fields[1], fields[2]), nil
+		doc.Bindings = []adminapi.Binding{{Identity: fields[1], Role: fields[2]}}
+		return doc, doc.Bindings[0].Line(), nil
 	case "q":
 		if len(fields) != 4 {
 			return doc, "", usagef("a q line has 4 fields, got %d: expected %s", len(fields), aclLineUsage)
@@ -78,8 +49,8 @@ func parseACLLine(args []string) (aclDoc, string, error) {
 		if err != nil || rate < 1 {
 			return doc, "", usagef("quota rate %q: expected whole bytes per second, at least 1", fields[3])
 		}
-		doc.Quotas = []aclQuota{{Subject: fields[1], Kind: fields[2], BytesPerSecond: rate}}
-		return doc, fmt.Sprintf("q, %s, %s, %d", fields[1], fields[2], rate), nil
+		doc.Quotas = []adminapi.Quota{{Subject: fields[1], Kind: fields[2], BytesPerSecond: rate}}
+		return doc, doc.Quotas[0].Line(), nil
 	default:
 		return doc, "", usagef("line type %q: expected %s", fields[0], aclLineUsage)
 	}
@@ -96,8 +67,8 @@ func runACLList(ctx context.Context, e *env, args []string) error {
 	defer a.close()
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	var doc aclDoc
-	if err := a.do(ctx, http.MethodGet, "/v1/acl/rules", nil, &doc); err != nil {
+	var doc adminapi.Rules
+	if err := a.do(ctx, http.MethodGet, adminapi.PathRules, nil, &doc); err != nil {
 		return err
 	}
 	if e.g.json {
@@ -144,8 +115,8 @@ func aclEdit(ctx context.Context, e *env, args []string, method, done string) er
 	defer a.close()
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	var after aclDoc
-	if err := a.do(ctx, method, "/v1/acl/rules", doc, &after); err != nil {
+	var after adminapi.Rules
+	if err := a.do(ctx, method, adminapi.PathRules, doc, &after); err != nil {
 		return err
 	}
 	if e.g.json {
@@ -178,8 +149,8 @@ func runACLApply(ctx context.Context, e *env, args []string) error {
 	defer a.close()
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	var after policyDoc
-	if err := a.do(ctx, http.MethodPut, "/v1/acl/policy", policyDoc{Policy: string(text), Version: *ifVersion}, &after); err != nil {
+	var after adminapi.Policy
+	if err := a.do(ctx, http.MethodPut, adminapi.PathPolicy, adminapi.Policy{Policy: string(text), Version: *ifVersion}, &after); err != nil {
 		return err
 	}
 	if e.g.json {

@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/strata-log/strata/pkg/adminapi"
 )
 
 // maxAdminAnswer bounds what the CLI reads from the admin API.
@@ -125,9 +127,7 @@ func (a *adminClient) raw(ctx context.Context, method, path string, in any) ([]b
 		return nil, fmt.Errorf("admin %s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
+		var e adminapi.Error
 		msg := strings.TrimSpace(string(b))
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
 			msg = e.Error

@@ -14,19 +14,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/strata-log/strata/pkg/adminapi"
 	"github.com/strata-log/strata/pkg/atomicfile"
 )
-
-// certBundle is the admin API's answer to POST /v1/certs and /v1/certs/csr.
-type certBundle struct {
-	Name     string    `json:"name"`
-	Profile  string    `json:"profile"`
-	Serial   string    `json:"serial"`
-	NotAfter time.Time `json:"not_after"`
-	Cert     string    `json:"cert"`
-	Key      string    `json:"key,omitempty"`
-	CA       string    `json:"ca"`
-}
 
 // hostList is a repeatable --host flag.
 type hostList []string
@@ -54,15 +44,8 @@ func runCertIssue(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	name := pos[0]
-	type request struct {
-		Name     string   `json:"name,omitempty"`
-		CSR      string   `json:"csr,omitempty"`
-		Profile  string   `json:"profile,omitempty"`
-		Hosts    []string `json:"hosts,omitempty"`
-		Validity string   `json:"validity,omitempty"`
-	}
-	req := request{Name: name, Profile: *profile, Hosts: hosts, Validity: *validity}
-	path := "/v1/certs"
+	var req any = adminapi.CertRequest{Name: name, Profile: *profile, Hosts: hosts, Validity: *validity}
+	path := adminapi.PathCerts
 	if *csrFile != "" {
 		csr, err := os.ReadFile(*csrFile)
 		if err != nil {
@@ -79,7 +62,8 @@ func runCertIssue(ctx context.Context, e *env, args []string) error {
 		if cn := parsed.Subject.CommonName; cn != name {
 			return usagef("the CSR is for %q, not %q", cn, name)
 		}
-		req.Name, req.CSR, path = "", string(csr), "/v1/certs/csr"
+		req = adminapi.CSRRequest{CSR: string(csr), Profile: *profile, Hosts: hosts, Validity: *validity}
+		path = adminapi.PathCertsCSR
 	}
 	files := map[string]string{"cert": filepath.Join(*out, name+".pem"), "ca": filepath.Join(*out, "ca.pem")}
 	if *csrFile == "" {
@@ -104,7 +88,7 @@ func runCertIssue(ctx context.Context, e *env, args []string) error {
 	defer a.close()
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	var b certBundle
+	var b adminapi.CertBundle
 	if err := a.do(ctx, http.MethodPost, path, req, &b); err != nil {
 		return err
 	}
@@ -167,7 +151,7 @@ func runCertCA(ctx context.Context, e *env, args []string) error {
 	defer a.close()
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	caPEM, err := a.raw(ctx, http.MethodGet, "/v1/ca.pem", nil)
+	caPEM, err := a.raw(ctx, http.MethodGet, adminapi.PathCA, nil)
 	if err != nil {
 		return err
 	}

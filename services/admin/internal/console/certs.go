@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-log/strata/pkg/adminapi"
 	"github.com/strata-log/strata/services/admin/internal/httpapi"
 )
 
@@ -12,7 +13,7 @@ import (
 const expiringSoon = 30 * 24 * time.Hour
 
 type certRow struct {
-	httpapi.IssuedCert
+	adminapi.IssuedCert
 	Expired  bool
 	Expiring bool
 }
@@ -23,9 +24,9 @@ type certsPage struct {
 	CAExpiring bool
 	Certs      []certRow
 	// Issued is the answer to an issue request, shown once.
-	Issued *httpapi.CertBundle
+	Issued *adminapi.CertBundle
 	// Form echoes a refused request.
-	Form httpapi.CertRequest
+	Form adminapi.CertRequest
 }
 
 func (c *Console) certsPage(r *http.Request) (certsPage, string) {
@@ -57,7 +58,7 @@ func (c *Console) certs(w http.ResponseWriter, r *http.Request) {
 // certIssue issues a certificate as POST /v1/certs does and shows it,
 // with its key, once.
 func (c *Console) certIssue(w http.ResponseWriter, r *http.Request) {
-	req := httpapi.CertRequest{Name: strings.TrimSpace(r.PostFormValue("name")), Profile: r.PostFormValue("profile"),
+	req := adminapi.CertRequest{Name: strings.TrimSpace(r.PostFormValue("name")), Profile: r.PostFormValue("profile"),
 		Validity: strings.TrimSpace(r.PostFormValue("validity"))}
 	for _, h := range strings.Split(r.PostFormValue("hosts"), ",") {
 		if h = strings.TrimSpace(h); h != "" {

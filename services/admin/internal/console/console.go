@@ -36,6 +36,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/adminapi"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/admin/internal/clusterview"
 	"github.com/strata-log/strata/services/admin/internal/httpapi"
@@ -49,8 +50,8 @@ type Backend interface {
 	Policy() (text string, version uint64)
 	CheckPolicy(id, text string) error
 	ReplacePolicy(id, text string, version uint64) (uint64, error)
-	IssueCert(id string, req httpapi.CertRequest) (httpapi.CertBundle, error)
-	IssuedCerts() ([]httpapi.IssuedCert, error)
+	IssueCert(id string, req adminapi.CertRequest) (adminapi.CertBundle, error)
+	IssuedCerts() ([]adminapi.IssuedCert, error)
 	CACert() (*x509.Certificate, error)
 }
 

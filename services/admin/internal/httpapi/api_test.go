@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/adminapi"
 	"github.com/strata-log/strata/pkg/pki"
 )
 
@@ -157,7 +158,7 @@ func assertJSONError(tb testing.TB, rec *httptest.ResponseRecorder, status int) 
 	if rec.Code != status {
 		tb.Fatalf("status = %d, want %d; body %s", rec.Code, status, rec.Body)
 	}
-	var body errorBody
+	var body adminapi.Error
 	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error == "" {
 		tb.Fatalf("body %q is not a JSON error (%v)", rec.Body, err)
 	}
@@ -301,9 +302,9 @@ func jsonString(tb testing.TB, s string) string {
 	return string(b)
 }
 
-func getPolicy(tb testing.TB, f *fixture) policyDoc {
+func getPolicy(tb testing.TB, f *fixture) adminapi.Policy {
 	tb.Helper()
-	return decodeRec[policyDoc](tb, f.do(tb, as("operator"), http.MethodGet, "/v1/acl/policy", ""), http.StatusOK)
+	return decodeRec[adminapi.Policy](tb, f.do(tb, as("operator"), http.MethodGet, "/v1/acl/policy", ""), http.StatusOK)
 }
 
 func TestPolicyRoundTripSurvivesRestart(t *testing.T) {
@@ -391,9 +392,9 @@ func TestPolicyWatch(t *testing.T) {
 
 	t.Run("newer version answers at once", func(t *testing.T) {
 		rec := f.watch(t, as("reader"), fmt.Sprintf("after=%d&wait=60s", v-1))
-		doc := decodeRec[policyDoc](t, rec, http.StatusOK)
-		if doc.Version != v || rec.Header().Get(acl.PolicyVersionHeader) != fmt.Sprint(v) {
-			t.Fatalf("watch = %+v, header %q", doc, rec.Header().Get(acl.PolicyVersionHeader))
+		doc := decodeRec[adminapi.Policy](t, rec, http.StatusOK)
+		if doc.Version != v || rec.Header().Get(adminapi.PolicyVersionHeader) != fmt.Sprint(v) {
+			t.Fatalf("watch = %+v, header %q", doc, rec.Header().Get(adminapi.PolicyVersionHeader))
 		}
 	})
 	t.Run("no change answers 304 after the wait", func(t *testing.T) {
@@ -405,8 +406,8 @@ func TestPolicyWatch(t *testing.T) {
 		if took := time.Since(start); took < 200*time.Millisecond {
 			t.Fatalf("304 after %s, before the wait", took)
 		}
-		if rec.Header().Get(acl.PolicyVersionHeader) != fmt.Sprint(v) {
-			t.Fatalf("304 header %q", rec.Header().Get(acl.PolicyVersionHeader))
+		if rec.Header().Get(adminapi.PolicyVersionHeader) != fmt.Sprint(v) {
+			t.Fatalf("304 header %q", rec.Header().Get(adminapi.PolicyVersionHeader))
 		}
 	})
 	t.Run("a change wakes a held watch", func(t *testing.T) {
@@ -419,7 +420,7 @@ func TestPolicyWatch(t *testing.T) {
 		}
 		select {
 		case rec := <-done:
-			doc := decodeRec[policyDoc](t, rec, http.StatusOK)
+			doc := decodeRec[adminapi.Policy](t, rec, http.StatusOK)
 			if doc.Version != v+1 || doc.Policy != newPolicy {
 				t.Fatalf("watch = %+v", doc)
 			}

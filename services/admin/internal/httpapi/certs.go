@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/adminapi"
 	"github.com/strata-log/strata/pkg/pki"
 )
 
@@ -46,39 +47,6 @@ var safeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`)
 
 // maxHosts bounds the SANs of one certificate request.
 const maxHosts = 32
-
-// certRequest is the body of POST /v1/certs.
-type certRequest struct {
-	// Name is the identity (subject CN).
-	Name string `json:"name"`
-	// Profile is client (default), server or peer.
-	Profile string `json:"profile,omitempty"`
-	// Hosts are DNS names or IPs (server and peer only).
-	Hosts []string `json:"hosts,omitempty"`
-	// Validity is a Go duration ("720h"); empty means the maximum.
-	Validity string `json:"validity,omitempty"`
-}
-
-// csrRequest is the body of POST /v1/certs/csr.
-type csrRequest struct {
-	// CSR is a PEM CERTIFICATE REQUEST; its subject CN is the identity.
-	CSR      string   `json:"csr"`
-	Profile  string   `json:"profile,omitempty"`
-	Hosts    []string `json:"hosts,omitempty"`
-	Validity string   `json:"validity,omitempty"`
-}
-
-// certBundle is the answer of both routes. Key is set only when admin
-// generated the key (POST /v1/certs).
-type certBundle struct {
-	Name     string    `json:"name"`
-	Profile  string    `json:"profile"`
-	Serial   string    `json:"serial"`
-	NotAfter time.Time `json:"not_after"`
-	Cert     string    `json:"cert"`
-	Key      string    `json:"key,omitempty"`
-	CA       string    `json:"ca"`
-}
 
 // certsResource issues certificates from the cluster CA and lists those
 // it issued.
@@ -111,11 +79,6 @@ func (c *certsResource) rules(prefix string) map[string]Rule {
 	}
 }
 
-// certList is the answer of GET /v1/certs.
-type certList struct {
-	Certificates []IssuedCert `json:"certificates"`
-}
-
 func (c *certsResource) list(w http.ResponseWriter, r *http.Request) {
 	certs, err := c.issued.list()
 	if err != nil {
@@ -123,9 +86,9 @@ func (c *certsResource) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if certs == nil {
-		certs = []IssuedCert{}
+		certs = []adminapi.IssuedCert{}
 	}
-	writeJSON(w, c.lg, http.StatusOK, certList{Certificates: certs})
+	writeJSON(w, c.lg, http.StatusOK, adminapi.CertList{Certificates: certs})
 }
 
 // certParams is what both routes check before signing.
@@ -137,7 +100,7 @@ type certParams struct {
 }
 
 // decodeCertRequest decodes and checks the shape of a POST /v1/certs body.
-func decodeCertRequest(b []byte) (certRequest, certParams, error) {
+func decodeCertRequest(b []byte) (adminapi.CertRequest, certParams, error) {
 	req, err := decodeCertBody(b)
 	if err != nil {
 		return req, certParams{}, err
@@ -147,14 +110,14 @@ func decodeCertRequest(b []byte) (certRequest, certParams, error) {
 }
 
 // decodeCertBody decodes a POST /v1/certs body without checking it.
-func decodeCertBody(b []byte) (certRequest, error) {
-	var req certRequest
+func decodeCertBody(b []byte) (adminapi.CertRequest, error) {
+	var req adminapi.CertRequest
 	err := decodeStrict(b, &req, `{"name": "...", "profile": "client", "hosts": [...], "validity": "720h"}`)
 	return req, err
 }
 
 // checkCertRequest checks the shape of a certificate request.
-func checkCertRequest(req certRequest) (certParams, error) {
+func checkCertRequest(req adminapi.CertRequest) (certParams, error) {
 	if !safeName.MatchString(req.Name) {
 		return certParams{}, errorf(http.StatusBadRequest,
 			"name %q is not a safe identity: 1-64 of a-z 0-9 . _ -, starting and ending with a letter or digit", req.Name)
@@ -164,8 +127,8 @@ func checkCertRequest(req certRequest) (certParams, error) {
 
 // decodeCSRRequest decodes and checks the shape of a POST /v1/certs/csr
 // body, and returns the CSR's subject CN.
-func decodeCSRRequest(b []byte) (csrRequest, string, certParams, error) {
-	var req csrRequest
+func decodeCSRRequest(b []byte) (adminapi.CSRRequest, string, certParams, error) {
+	var req adminapi.CSRRequest
 	if err := decodeStrict(b, &req, `{"csr": "-----BEGIN CERTIFICATE REQUEST-----...", "profile": "client", "hosts": [...], "validity": "720h"}`); err != nil {
 		return req, "", certParams{}, err
 	}
@@ -294,7 +257,7 @@ func (c *certsResource) issue(w http.ResponseWriter, r *http.Request) {
 // issueFor checks req for caller id and issues it: the work of POST
 // /v1/certs once the body is decoded, shared with the console. A refusal
 // is counted and audit-logged here.
-func (c *certsResource) issueFor(id string, req certRequest) (certBundle, error) {
+func (c *certsResource) issueFor(id string, req adminapi.CertRequest) (adminapi.CertBundle, error) {
 	p, err := checkCertRequest(req)
 	if err == nil {
 		err = c.permit(id, req.Name, p.profile)
@@ -303,11 +266,11 @@ func (c *certsResource) issueFor(id string, req certRequest) (certBundle, error)
 		err = c.ready()
 	}
 	if err != nil {
-		return certBundle{}, c.refused(id, req.Name, err)
+		return adminapi.CertBundle{}, c.refused(id, req.Name, err)
 	}
 	kp, err := c.ca.Issue(pki.IssueRequest{CommonName: req.Name, Profile: p.profile, DNSNames: p.dns, IPs: p.ips, Validity: p.validity})
 	if err != nil {
-		return certBundle{}, c.refused(id, req.Name, pkiError(err))
+		return adminapi.CertBundle{}, c.refused(id, req.Name, pkiError(err))
 	}
 	return c.bundle(id, req.Name, p.profile, kp.Cert, kp.CertPEM, kp.KeyPEM)
 }
@@ -363,20 +326,20 @@ func (c *certsResource) ready() error {
 
 // bundle records a signed certificate and makes the answer. A
 // certificate that cannot be recorded is not handed out.
-func (c *certsResource) bundle(id, name string, profile pki.Profile, cert *x509.Certificate, certPEM, keyPEM []byte) (certBundle, error) {
+func (c *certsResource) bundle(id, name string, profile pki.Profile, cert *x509.Certificate, certPEM, keyPEM []byte) (adminapi.CertBundle, error) {
 	caPEM, err := os.ReadFile(c.caFile)
 	if err != nil {
-		return certBundle{}, c.refused(id, name, fmt.Errorf("read CA file: %w", err))
+		return adminapi.CertBundle{}, c.refused(id, name, fmt.Errorf("read CA file: %w", err))
 	}
 	if err := c.issued.record(cert, certPEM); err != nil {
-		return certBundle{}, c.refused(id, name, err)
+		return adminapi.CertBundle{}, c.refused(id, name, err)
 	}
 	serial := cert.SerialNumber.Text(16)
 	c.m.certs.WithLabelValues(string(profile), "issued").Inc()
 	c.lg.Info("audit: certificate issued", zap.String("identity", id), zap.String("name", name),
 		zap.String("profile", string(profile)), zap.String("serial", serial), zap.Time("not_after", cert.NotAfter),
 		zap.Bool("key_generated", keyPEM != nil))
-	return certBundle{
+	return adminapi.CertBundle{
 		Name: name, Profile: string(profile), Serial: serial, NotAfter: cert.NotAfter.UTC(),
 		Cert: string(certPEM), Key: string(keyPEM), CA: string(caPEM),
 	}, nil

@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-log/strata/pkg/adminapi"
 	"github.com/strata-log/strata/pkg/pki"
 )
 
 // parseBundle checks a certificate answer: the certificate chains to the
 // fixture's CA for usage, carries CN name, and (when a key came back)
 // matches its key.
-func parseBundle(tb testing.TB, f *fixture, b certBundle, name string, usage x509.ExtKeyUsage) *x509.Certificate {
+func parseBundle(tb testing.TB, f *fixture, b adminapi.CertBundle, name string, usage x509.ExtKeyUsage) *x509.Certificate {
 	tb.Helper()
 	block, _ := pem.Decode([]byte(b.Cert))
 	if block == nil {
@@ -56,7 +57,7 @@ func TestCertIssue(t *testing.T) {
 	f := newFixture(t, t.TempDir())
 	t.Run("issuer gets a client certificate for a new name", func(t *testing.T) {
 		rec := f.do(t, as("issuer"), http.MethodPost, "/v1/certs", issueBody("alice", ""))
-		b := decodeRec[certBundle](t, rec, http.StatusCreated)
+		b := decodeRec[adminapi.CertBundle](t, rec, http.StatusCreated)
 		cert := parseBundle(t, f, b, "alice", x509.ExtKeyUsageClientAuth)
 		if b.Key == "" || b.Profile != "client" {
 			t.Fatalf("bundle %+v: want a key and profile client", b)
@@ -72,14 +73,14 @@ func TestCertIssue(t *testing.T) {
 		}
 	})
 	t.Run("validity is honoured", func(t *testing.T) {
-		b := decodeRec[certBundle](t, f.do(t, as("issuer"), http.MethodPost, "/v1/certs", issueBody("bob", `, "validity": "24h"`)), http.StatusCreated)
+		b := decodeRec[adminapi.CertBundle](t, f.do(t, as("issuer"), http.MethodPost, "/v1/certs", issueBody("bob", `, "validity": "24h"`)), http.StatusCreated)
 		cert := parseBundle(t, f, b, "bob", x509.ExtKeyUsageClientAuth)
 		if life := cert.NotAfter.Sub(cert.NotBefore); life != 24*time.Hour {
 			t.Fatalf("lifetime %s, want 24h", life)
 		}
 	})
 	t.Run("admin gets a peer certificate for a node", func(t *testing.T) {
-		b := decodeRec[certBundle](t, f.do(t, as("operator"), http.MethodPost, "/v1/certs",
+		b := decodeRec[adminapi.CertBundle](t, f.do(t, as("operator"), http.MethodPost, "/v1/certs",
 			issueBody("broker-9", `, "profile": "peer", "hosts": ["broker-9", "10.0.0.9"]`)), http.StatusCreated)
 		cert := parseBundle(t, f, b, "broker-9", x509.ExtKeyUsageServerAuth)
 		parseBundle(t, f, b, "broker-9", x509.ExtKeyUsageClientAuth)
@@ -88,7 +89,7 @@ func TestCertIssue(t *testing.T) {
 		}
 	})
 	t.Run("admin may reissue a name the policy grants", func(t *testing.T) {
-		decodeRec[certBundle](t, f.do(t, as("operator"), http.MethodPost, "/v1/certs", issueBody("reader", "")), http.StatusCreated)
+		decodeRec[adminapi.CertBundle](t, f.do(t, as("operator"), http.MethodPost, "/v1/certs", issueBody("reader", "")), http.StatusCreated)
 	})
 }
 
@@ -141,7 +142,7 @@ func TestCertIssueRefusals(t *testing.T) {
 		})
 	}
 	t.Run("longest safe name", func(t *testing.T) {
-		decodeRec[certBundle](t, f.do(t, as("issuer"), http.MethodPost, "/v1/certs", issueBody(strings.Repeat("a", 64), "")), http.StatusCreated)
+		decodeRec[adminapi.CertBundle](t, f.do(t, as("issuer"), http.MethodPost, "/v1/certs", issueBody(strings.Repeat("a", 64), "")), http.StatusCreated)
 	})
 	for _, tc := range []struct{ name, extra string }{
 		{"validity over the cap", `, "validity": "8761h"`},
@@ -174,7 +175,7 @@ func TestCertSignCSR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := decodeRec[certBundle](t, f.do(t, as("issuer"), http.MethodPost, "/v1/certs/csr", `{"csr": `+jsonString(t, string(csr))+`}`), http.StatusCreated)
+	b := decodeRec[adminapi.CertBundle](t, f.do(t, as("issuer"), http.MethodPost, "/v1/certs/csr", `{"csr": `+jsonString(t, string(csr))+`}`), http.StatusCreated)
 	cert := parseBundle(t, f, b, "dave", x509.ExtKeyUsageClientAuth)
 	if b.Key != "" {
 		t.Fatal("a CSR answer carries a key")

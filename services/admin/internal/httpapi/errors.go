@@ -9,15 +9,12 @@ import (
 	"net/http"
 
 	"go.uber.org/zap"
+
+	"github.com/strata-log/strata/pkg/adminapi"
 )
 
 // maxBodyBytes bounds every request body.
 const maxBodyBytes = 1 << 20
-
-// errorBody is the JSON body of every error response.
-type errorBody struct {
-	Error string `json:"error"`
-}
 
 // apiError is an error a handler answers with its own status. Handlers
 // and the policy store return it; writeErr maps anything else to 500.
@@ -45,7 +42,7 @@ func writeJSON(w http.ResponseWriter, lg *zap.Logger, status int, v any) {
 
 // writeError writes {"error": msg} with status.
 func writeError(w http.ResponseWriter, lg *zap.Logger, status int, msg string) {
-	writeJSON(w, lg, status, errorBody{Error: msg})
+	writeJSON(w, lg, status, adminapi.Error{Error: msg})
 }
 
 // writeErr answers err: an *apiError with its status and message, anything

@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"time"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/strata-log/strata/pkg/adminapi"
 )
 
 // What an extension served beside the API (the web console, in
@@ -118,46 +119,17 @@ func (a *API) ReplacePolicy(id, text string, version uint64) (uint64, error) {
 // without replacing anything: a dry run for a preview.
 func (a *API) CheckPolicy(id, text string) error { return checkPolicy(id, text) }
 
-// CertRequest asks for a certificate and a key made by admin, as the
-// body of POST /v1/certs does.
-type CertRequest struct {
-	// Name is the identity (subject CN).
-	Name string
-	// Profile is client (default), server or peer.
-	Profile string
-	// Hosts are DNS names or IPs (server and peer only).
-	Hosts []string
-	// Validity is a Go duration; empty means the maximum.
-	Validity string
-}
-
-// CertBundle is an issued certificate with its new key and the CA, all PEM.
-type CertBundle struct {
-	Name     string
-	Profile  string
-	Serial   string
-	NotAfter time.Time
-	Cert     string
-	Key      string
-	CA       string
-}
-
 // IssueCert issues a certificate for identity id as POST /v1/certs does,
 // with the same checks (privileged names and profiles need admin on
 // cluster) and the same audit log. The caller must have passed Authorize
 // for POST /v1/certs.
-func (a *API) IssueCert(id string, req CertRequest) (CertBundle, error) {
-	b, err := a.certs.issueFor(id, certRequest{Name: req.Name, Profile: req.Profile, Hosts: req.Hosts, Validity: req.Validity})
-	if err != nil {
-		return CertBundle{}, err
-	}
-	return CertBundle{Name: b.Name, Profile: b.Profile, Serial: b.Serial, NotAfter: b.NotAfter,
-		Cert: b.Cert, Key: b.Key, CA: b.CA}, nil
+func (a *API) IssueCert(id string, req adminapi.CertRequest) (adminapi.CertBundle, error) {
+	return a.certs.issueFor(id, req)
 }
 
 // IssuedCerts lists what admin issued (GET /v1/certs), soonest to expire
 // first.
-func (a *API) IssuedCerts() ([]IssuedCert, error) { return a.certs.issued.list() }
+func (a *API) IssuedCerts() ([]adminapi.IssuedCert, error) { return a.certs.issued.list() }
 
 // CACert returns the cluster CA certificate (the file is read each time,
 // so that a rotated CA shows).

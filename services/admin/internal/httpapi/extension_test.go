@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/adminapi"
 )
 
 // newIssuingFixture is a fixture whose API records issued certificates.
@@ -35,7 +36,7 @@ func newIssuingFixture(tb testing.TB) (*fixture, string) {
 
 func TestIssuedCertificatesAreListed(t *testing.T) {
 	f, dir := newIssuingFixture(t)
-	if got := decodeRec[certList](t, f.do(t, as("reader"), http.MethodGet, "/v1/certs", ""), http.StatusOK); len(got.Certificates) != 0 {
+	if got := decodeRec[adminapi.CertList](t, f.do(t, as("reader"), http.MethodGet, "/v1/certs", ""), http.StatusOK); len(got.Certificates) != 0 {
 		t.Fatalf("fresh list: %+v", got)
 	}
 	for _, name := range []string{"alice", "bob"} {
@@ -43,9 +44,9 @@ func TestIssuedCertificatesAreListed(t *testing.T) {
 		if name == "bob" {
 			extra = `, "validity": "24h"`
 		}
-		decodeRec[certBundle](t, f.do(t, as("issuer"), http.MethodPost, "/v1/certs", issueBody(name, extra)), http.StatusCreated)
+		decodeRec[adminapi.CertBundle](t, f.do(t, as("issuer"), http.MethodPost, "/v1/certs", issueBody(name, extra)), http.StatusCreated)
 	}
-	got := decodeRec[certList](t, f.do(t, as("reader"), http.MethodGet, "/v1/certs", ""), http.StatusOK)
+	got := decodeRec[adminapi.CertList](t, f.do(t, as("reader"), http.MethodGet, "/v1/certs", ""), http.StatusOK)
 	if len(got.Certificates) != 2 || got.Certificates[0].Name != "bob" || got.Certificates[1].Name != "alice" {
 		t.Fatalf("list (soonest expiry first): %+v", got.Certificates)
 	}
@@ -71,21 +72,21 @@ func TestIssuedCertificatesAreListed(t *testing.T) {
 
 func TestIssueCertHasTheAPIsChecks(t *testing.T) {
 	f, _ := newIssuingFixture(t)
-	if _, err := f.api.IssueCert("issuer", CertRequest{Name: "operator"}); err == nil {
+	if _, err := f.api.IssueCert("issuer", adminapi.CertRequest{Name: "operator"}); err == nil {
 		t.Fatal("a non-admin got a certificate for a name the policy names")
 	} else if code, _ := ErrorStatus(err); code != http.StatusForbidden {
 		t.Fatalf("status %d: %v", code, err)
 	}
-	if _, err := f.api.IssueCert("issuer", CertRequest{Name: "Bad Name"}); err == nil {
+	if _, err := f.api.IssueCert("issuer", adminapi.CertRequest{Name: "Bad Name"}); err == nil {
 		t.Fatal("unsafe name issued")
 	} else if code, _ := ErrorStatus(err); code != http.StatusBadRequest {
 		t.Fatalf("status %d: %v", code, err)
 	}
-	b, err := f.api.IssueCert("issuer", CertRequest{Name: "carol"})
+	b, err := f.api.IssueCert("issuer", adminapi.CertRequest{Name: "carol"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	parseBundle(t, f, certBundle{Name: b.Name, Serial: b.Serial, NotAfter: b.NotAfter, Cert: b.Cert, Key: b.Key, CA: b.CA}, "carol", 2)
+	parseBundle(t, f, b, "carol", 2)
 	list, err := f.api.IssuedCerts()
 	if err != nil || len(list) != 1 || list[0].Name != "carol" {
 		t.Fatalf("IssuedCerts = %+v, %v", list, err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/adminapi"
 	"github.com/strata-log/strata/pkg/pki"
 )
 
@@ -118,7 +119,7 @@ func FuzzDecodePolicyBody(f *testing.F) {
 	f.Add([]byte(`{"policy": ""} {}`))
 	f.Add([]byte(`{"policy": 1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var doc policyDoc
+		var doc adminapi.Policy
 		if err := decodePolicyBody(b, &doc); err != nil {
 			wantBadRequest(t, err)
 		}

@@ -10,25 +10,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
+	"github.com/strata-log/strata/pkg/adminapi"
 	"github.com/strata-log/strata/pkg/pki"
 )
 
 // IssuedCertsDirName is the directory, inside the data directory, where
 // admin records every certificate it issues.
 const IssuedCertsDirName = "issued-certs"
-
-// IssuedCert is one certificate admin issued, as GET /v1/certs lists it.
-// Only public data: admin never keeps a private key it generated.
-type IssuedCert struct {
-	Name      string    `json:"name"`
-	Profile   string    `json:"profile"`
-	Serial    string    `json:"serial"`
-	NotBefore time.Time `json:"not_before"`
-	NotAfter  time.Time `json:"not_after"`
-	Hosts     []string  `json:"hosts,omitempty"`
-}
 
 // issuedCerts records issued certificates as one PEM file each, named by
 // serial (hex), in dir. An empty dir records nothing and lists nothing.
@@ -81,7 +70,7 @@ func (s *issuedCerts) record(cert *x509.Certificate, certPEM []byte) (err error)
 
 // list returns the recorded certificates, soonest to expire first. A file
 // that does not parse is an error: the directory is admin's own.
-func (s *issuedCerts) list() ([]IssuedCert, error) {
+func (s *issuedCerts) list() ([]adminapi.IssuedCert, error) {
 	if s.dir == "" {
 		return nil, nil
 	}
@@ -92,7 +81,7 @@ func (s *issuedCerts) list() ([]IssuedCert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list issued certificates: %w", err)
 	}
-	out := make([]IssuedCert, 0, len(entries))
+	out := make([]adminapi.IssuedCert, 0, len(entries))
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".pem") || strings.HasPrefix(e.Name(), ".") {
 			continue
@@ -111,7 +100,7 @@ func (s *issuedCerts) list() ([]IssuedCert, error) {
 		}
 		out = append(out, describeCert(cert))
 	}
-	slices.SortFunc(out, func(a, b IssuedCert) int {
+	slices.SortFunc(out, func(a, b adminapi.IssuedCert) int {
 		if c := a.NotAfter.Compare(b.NotAfter); c != 0 {
 			return c
 		}
@@ -122,7 +111,7 @@ func (s *issuedCerts) list() ([]IssuedCert, error) {
 
 // describeCert is the listed form of a certificate; the profile is read
 // back from its extended key usages.
-func describeCert(cert *x509.Certificate) IssuedCert {
+func describeCert(cert *x509.Certificate) adminapi.IssuedCert {
 	server := slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 	client := slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	profile := pki.ProfileClient
@@ -136,6 +125,6 @@ func describeCert(cert *x509.Certificate) IssuedCert {
 	for _, ip := range cert.IPAddresses {
 		hosts = append(hosts, ip.String())
 	}
-	return IssuedCert{Name: cert.Subject.CommonName, Profile: string(profile), Serial: cert.SerialNumber.Text(16),
+	return adminapi.IssuedCert{Name: cert.Subject.CommonName, Profile: string(profile), Serial: cert.SerialNumber.Text(16),
 		NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(), Hosts: hosts}
 }

@@ -10,14 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/adminapi"
 )
-
-// policyDoc is the JSON form of the policy on GET and PUT. On PUT a
-// non-zero Version must be the version in force (compare-and-swap).
-type policyDoc struct {
-	Policy  string `json:"policy"`
-	Version uint64 `json:"version,omitempty"`
-}
 
 // writeDeadlineSlack is added to a long poll's wait for its write
 // deadline, which replaces the server's WriteTimeout for that request.
@@ -58,7 +52,7 @@ func (p *aclResource) rules(prefix string) map[string]Rule {
 // get answers the policy in force. With ?after=V it is the watch: it
 // answers 200 as soon as the version is greater than V, or 304 Not
 // Modified (no body) when wait (default 30s, at most 60s) passes first.
-// Every answer carries the version in acl.PolicyVersionHeader.
+// Every answer carries the version in adminapi.PolicyVersionHeader.
 func (p *aclResource) get(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	afterStr, waitStr := q.Get("after"), q.Get("wait")
@@ -76,10 +70,10 @@ func (p *aclResource) get(w http.ResponseWriter, r *http.Request) {
 		writeError(w, p.lg, http.StatusBadRequest, "after must be a policy version (unsigned integer)")
 		return
 	}
-	wait := acl.DefaultWatchWait
+	wait := adminapi.DefaultWatchWait
 	if q.Has("wait") {
-		if wait, err = time.ParseDuration(waitStr); err != nil || wait <= 0 || wait > acl.MaxWatchWait {
-			writeError(w, p.lg, http.StatusBadRequest, "wait must be a duration in (0, "+acl.MaxWatchWait.String()+"]")
+		if wait, err = time.ParseDuration(waitStr); err != nil || wait <= 0 || wait > adminapi.MaxWatchWait {
+			writeError(w, p.lg, http.StatusBadRequest, "wait must be a duration in (0, "+adminapi.MaxWatchWait.String()+"]")
 			return
 		}
 	}
@@ -99,11 +93,11 @@ func (p *aclResource) get(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-changed:
 		case <-timer.C:
-			w.Header().Set(acl.PolicyVersionHeader, strconv.FormatUint(version, 10))
+			w.Header().Set(adminapi.PolicyVersionHeader, strconv.FormatUint(version, 10))
 			w.WriteHeader(http.StatusNotModified)
 			return
 		case <-p.stopping:
-			w.Header().Set(acl.PolicyVersionHeader, strconv.FormatUint(version, 10))
+			w.Header().Set(adminapi.PolicyVersionHeader, strconv.FormatUint(version, 10))
 			writeError(w, p.lg, http.StatusServiceUnavailable, "admin is shutting down")
 			return
 		case <-r.Context().Done():
@@ -113,13 +107,13 @@ func (p *aclResource) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *aclResource) writePolicy(w http.ResponseWriter, text string, version uint64) {
-	w.Header().Set(acl.PolicyVersionHeader, strconv.FormatUint(version, 10))
-	writeJSON(w, p.lg, http.StatusOK, policyDoc{Policy: text, Version: version})
+	w.Header().Set(adminapi.PolicyVersionHeader, strconv.FormatUint(version, 10))
+	writeJSON(w, p.lg, http.StatusOK, adminapi.Policy{Policy: text, Version: version})
 }
 
 func (p *aclResource) put(w http.ResponseWriter, r *http.Request) {
 	id := identityFrom(r.Context())
-	var doc policyDoc
+	var doc adminapi.Policy
 	if err := decodePolicyDoc(w, r, &doc); err != nil {
 		p.lg.Warn("audit: acl policy replacement refused", zap.String("identity", id), zap.Error(err))
 		writeErr(w, p.lg, err)
@@ -140,7 +134,7 @@ func (p *aclResource) put(w http.ResponseWriter, r *http.Request) {
 	p.writePolicy(w, text, version)
 }
 
-func decodePolicyDoc(w http.ResponseWriter, r *http.Request, doc *policyDoc) error {
+func decodePolicyDoc(w http.ResponseWriter, r *http.Request, doc *adminapi.Policy) error {
 	b, err := readBody(w, r)
 	if err != nil {
 		return err
@@ -149,6 +143,6 @@ func decodePolicyDoc(w http.ResponseWriter, r *http.Request, doc *policyDoc) err
 }
 
 // decodePolicyBody decodes a PUT /v1/acl/policy body.
-func decodePolicyBody(b []byte, doc *policyDoc) error {
+func decodePolicyBody(b []byte, doc *adminapi.Policy) error {
 	return decodeStrict(b, doc, `{"policy": "..."}`)
 }

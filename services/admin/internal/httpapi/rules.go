@@ -8,56 +8,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/adminapi"
 )
-
-// ruleJSON is one "p" line.
-type ruleJSON struct {
-	Subject string `json:"subject"`
-	Object  string `json:"object"`
-	Action  string `json:"action"`
-	// Effect is allow or deny; empty means allow.
-	Effect string `json:"effect,omitempty"`
-}
-
-// bindingJSON is one "g" line.
-type bindingJSON struct {
-	Identity string `json:"identity"`
-	Role     string `json:"role"`
-}
-
-// quotaJSON is one "q" line.
-type quotaJSON struct {
-	Subject        string `json:"subject"`
-	Kind           string `json:"kind"`
-	BytesPerSecond int64  `json:"bytes_per_second"`
-}
-
-// rulesDoc is the body of POST and DELETE /v1/acl/rules (the lines to add
-// or remove) and the answer of every /v1/acl/rules route (the lines in
-// force and their version).
-type rulesDoc struct {
-	Version  uint64        `json:"version,omitempty"`
-	Rules    []ruleJSON    `json:"rules"`
-	Bindings []bindingJSON `json:"bindings"`
-	Quotas   []quotaJSON   `json:"quotas,omitempty"`
-}
 
 // maxRuleEdits bounds the lines one POST or DELETE may carry.
 const maxRuleEdits = 1000
-
-func (r ruleJSON) line() string {
-	eft := r.Effect
-	if eft == "" {
-		eft = acl.EffectAllow
-	}
-	return fmt.Sprintf("p, %s, %s, %s, %s", r.Subject, r.Object, r.Action, eft)
-}
-
-func (b bindingJSON) line() string { return fmt.Sprintf("g, %s, %s", b.Identity, b.Role) }
-
-func (q quotaJSON) line() string {
-	return fmt.Sprintf("q, %s, %s, %d", q.Subject, q.Kind, q.BytesPerSecond)
-}
 
 // The /rules routes edit the policy a line at a time. Each POST or DELETE
 // is one atomic, versioned, audit-logged change of the whole policy
@@ -76,15 +31,15 @@ func (rr *aclResource) answer(w http.ResponseWriter, text string, version uint64
 		writeErr(w, rr.lg, fmt.Errorf("policy in force does not parse: %w", err))
 		return
 	}
-	doc := rulesDoc{Version: version, Rules: []ruleJSON{}, Bindings: []bindingJSON{}}
+	doc := adminapi.Rules{Version: version, Rules: []adminapi.Rule{}, Bindings: []adminapi.Binding{}}
 	for _, x := range p.Rules {
-		doc.Rules = append(doc.Rules, ruleJSON{Subject: x.Subject, Object: x.Object, Action: x.Action, Effect: x.Effect})
+		doc.Rules = append(doc.Rules, adminapi.Rule{Subject: x.Subject, Object: x.Object, Action: x.Action, Effect: x.Effect})
 	}
 	for _, b := range p.Bindings {
-		doc.Bindings = append(doc.Bindings, bindingJSON{Identity: b.Identity, Role: b.Role})
+		doc.Bindings = append(doc.Bindings, adminapi.Binding{Identity: b.Identity, Role: b.Role})
 	}
 	for _, q := range p.Quotas {
-		doc.Quotas = append(doc.Quotas, quotaJSON{Subject: q.Subject, Kind: q.Kind, BytesPerSecond: q.BytesPerSecond})
+		doc.Quotas = append(doc.Quotas, adminapi.Quota{Subject: q.Subject, Kind: q.Kind, BytesPerSecond: q.BytesPerSecond})
 	}
 	writeJSON(w, rr.lg, http.StatusOK, doc)
 }
@@ -124,7 +79,7 @@ func (rr *aclResource) edit(w http.ResponseWriter, r *http.Request, what string,
 // lines, each checked by the policy parser. At least one line, at most
 // maxRuleEdits, no line twice.
 func decodeRulesBody(b []byte) ([]string, error) {
-	var doc rulesDoc
+	var doc adminapi.Rules
 	if err := decodeStrict(b, &doc, `{"rules": [{"subject", "object", "action", "effect"}], "bindings": [{"identity", "role"}], "quotas": [{"subject", "kind", "bytes_per_second"}]}`); err != nil {
 		return nil, err
 	}
@@ -145,34 +100,34 @@ func decodeRulesBody(b []byte) ([]string, error) {
 		}
 		// Parsing each line alone and comparing it with the fields proves
 		// no field smuggled a separator or a second line into the policy.
-		p, err := acl.ParsePolicy(x.line())
+		p, err := acl.ParsePolicy(x.Line())
 		if err != nil {
 			return nil, errorf(http.StatusBadRequest, "rule %+v: %v", x, err)
 		}
 		if len(p.Rules) != 1 || len(p.Bindings) != 0 || p.Rules[0] != (acl.Rule{Subject: x.Subject, Object: x.Object, Action: x.Action, Effect: x.Effect}) {
 			return nil, errorf(http.StatusBadRequest, "rule %+v: a field holds a separator, a space or a line break", x)
 		}
-		lines = append(lines, x.line())
+		lines = append(lines, x.Line())
 	}
 	for _, x := range doc.Bindings {
-		p, err := acl.ParsePolicy(x.line())
+		p, err := acl.ParsePolicy(x.Line())
 		if err != nil {
 			return nil, errorf(http.StatusBadRequest, "binding %+v: %v", x, err)
 		}
 		if len(p.Bindings) != 1 || len(p.Rules) != 0 || p.Bindings[0] != (acl.Binding{Identity: x.Identity, Role: x.Role}) {
 			return nil, errorf(http.StatusBadRequest, "binding %+v: a field holds a separator, a space or a line break", x)
 		}
-		lines = append(lines, x.line())
+		lines = append(lines, x.Line())
 	}
 	for _, x := range doc.Quotas {
-		p, err := acl.ParsePolicy(x.line())
+		p, err := acl.ParsePolicy(x.Line())
 		if err != nil {
 			return nil, errorf(http.StatusBadRequest, "quota %+v: %v", x, err)
 		}
 		if len(p.Quotas) != 1 || len(p.Rules)+len(p.Bindings) != 0 || p.Quotas[0] != (acl.Quota{Subject: x.Subject, Kind: x.Kind, BytesPerSecond: x.BytesPerSecond}) {
 			return nil, errorf(http.StatusBadRequest, "quota %+v: a field holds a separator, a space or a line break", x)
 		}
-		lines = append(lines, x.line())
+		lines = append(lines, x.Line())
 	}
 	// Parsing them together refuses duplicates.
 	if _, err := acl.ParsePolicy(strings.Join(lines, "\n")); err != nil {

@@ -4,14 +4,16 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/strata-log/strata/pkg/adminapi"
 )
 
-func getRules(tb testing.TB, f *fixture) rulesDoc {
+func getRules(tb testing.TB, f *fixture) adminapi.Rules {
 	tb.Helper()
-	return decodeRec[rulesDoc](tb, f.do(tb, as("reader"), http.MethodGet, "/v1/acl/rules", ""), http.StatusOK)
+	return decodeRec[adminapi.Rules](tb, f.do(tb, as("reader"), http.MethodGet, "/v1/acl/rules", ""), http.StatusOK)
 }
 
-func hasRule(doc rulesDoc, r ruleJSON) bool {
+func hasRule(doc adminapi.Rules, r adminapi.Rule) bool {
 	for _, x := range doc.Rules {
 		if x == r {
 			return true
@@ -20,7 +22,7 @@ func hasRule(doc rulesDoc, r ruleJSON) bool {
 	return false
 }
 
-func hasBinding(doc rulesDoc, b bindingJSON) bool {
+func hasBinding(doc adminapi.Rules, b adminapi.Binding) bool {
 	for _, x := range doc.Bindings {
 		if x == b {
 			return true
@@ -32,15 +34,15 @@ func hasBinding(doc rulesDoc, b bindingJSON) bool {
 func TestRulesListAddRemove(t *testing.T) {
 	f := newFixture(t, t.TempDir())
 	before := getRules(t, f)
-	if !hasRule(before, ruleJSON{"reader", "cluster", "describe", "allow"}) || !hasBinding(before, bindingJSON{"operator", "admin"}) {
+	if !hasRule(before, adminapi.Rule{Subject: "reader", Object: "cluster", Action: "describe", Effect: "allow"}) || !hasBinding(before, adminapi.Binding{Identity: "operator", Role: "admin"}) {
 		t.Fatalf("list = %+v", before)
 	}
 
-	alice := ruleJSON{Subject: "alice", Object: "orders-*", Action: "produce"}
-	bind := bindingJSON{Identity: "alice", Role: "writers"}
+	alice := adminapi.Rule{Subject: "alice", Object: "orders-*", Action: "produce"}
+	bind := adminapi.Binding{Identity: "alice", Role: "writers"}
 	rec := f.do(t, as("operator"), http.MethodPost, "/v1/acl/rules",
 		`{"rules": [{"subject": "alice", "object": "orders-*", "action": "produce"}], "bindings": [{"identity": "alice", "role": "writers"}]}`)
-	added := decodeRec[rulesDoc](t, rec, http.StatusOK)
+	added := decodeRec[adminapi.Rules](t, rec, http.StatusOK)
 	alice.Effect = "allow"
 	if added.Version != before.Version+1 || !hasRule(added, alice) || !hasBinding(added, bind) {
 		t.Fatalf("after add: %+v", added)
@@ -55,7 +57,7 @@ func TestRulesListAddRemove(t *testing.T) {
 	}
 
 	rec = f.do(t, as("operator"), http.MethodDelete, "/v1/acl/rules", `{"bindings": [{"identity": "alice", "role": "writers"}]}`)
-	removed := decodeRec[rulesDoc](t, rec, http.StatusOK)
+	removed := decodeRec[adminapi.Rules](t, rec, http.StatusOK)
 	if removed.Version != added.Version+1 || hasBinding(removed, bind) || !hasRule(removed, alice) {
 		t.Fatalf("after remove: %+v", removed)
 	}
@@ -134,8 +136,8 @@ func TestQuotaLines(t *testing.T) {
 	f := newFixture(t, t.TempDir())
 	op := as("operator")
 	body := `{"quotas": [{"subject": "writer", "kind": "produce", "bytes_per_second": 1048576}]}`
-	doc := decodeRec[rulesDoc](t, f.do(t, op, http.MethodPost, "/v1/acl/rules", body), http.StatusOK)
-	if len(doc.Quotas) != 1 || doc.Quotas[0] != (quotaJSON{"writer", "produce", 1 << 20}) {
+	doc := decodeRec[adminapi.Rules](t, f.do(t, op, http.MethodPost, "/v1/acl/rules", body), http.StatusOK)
+	if len(doc.Quotas) != 1 || doc.Quotas[0] != (adminapi.Quota{Subject: "writer", Kind: "produce", BytesPerSecond: 1 << 20}) {
 		t.Fatalf("after adding, quotas = %+v", doc.Quotas)
 	}
 	if got := getRules(t, f).Quotas; len(got) != 1 {
@@ -152,7 +154,7 @@ func TestQuotaLines(t *testing.T) {
 			t.Errorf("POST %s = %d %s, want 400", bad, rec.Code, rec.Body)
 		}
 	}
-	doc = decodeRec[rulesDoc](t, f.do(t, op, http.MethodDelete, "/v1/acl/rules", body), http.StatusOK)
+	doc = decodeRec[adminapi.Rules](t, f.do(t, op, http.MethodDelete, "/v1/acl/rules", body), http.StatusOK)
 	if len(doc.Quotas) != 0 {
 		t.Fatalf("after removing, quotas = %+v", doc.Quotas)
 	}

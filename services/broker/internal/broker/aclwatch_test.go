@@ -13,10 +13,11 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/adminapi"
 	"github.com/strata-log/strata/pkg/pki"
 )
 
-// policyAdmin serves the admin policy watch protocol (acl.PolicyWatchPath)
+// policyAdmin serves the admin policy watch protocol (adminapi.PathPolicy)
 // from memory over mutual TLS with the admin certificate. The real admin
 // server lives in another module; cmd/strata's end-to-end test runs the
 // real binaries together.
@@ -65,7 +66,7 @@ func (a *policyAdmin) publish(text string, version uint64) {
 
 func (a *policyAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id, err := pki.Identity(*r.TLS)
-	if err != nil || r.URL.Path != acl.PolicyWatchPath {
+	if err != nil || r.URL.Path != adminapi.PathPolicy {
 		http.Error(w, "refused", http.StatusForbidden)
 		return
 	}
@@ -89,7 +90,7 @@ func (a *policyAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		text, version, changed := a.text, a.version, a.changed
 		a.mu.Unlock()
-		w.Header().Set(acl.PolicyVersionHeader, strconv.FormatUint(version, 10))
+		w.Header().Set(adminapi.PolicyVersionHeader, strconv.FormatUint(version, 10))
 		if version > after {
 			w.Header().Set("Content-Type", "application/json")
 			if err := json.NewEncoder(w).Encode(map[string]any{"policy": text, "version": version}); err != nil {
