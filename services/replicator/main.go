@@ -136,7 +136,7 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		RaftListener: raftLn, RaftAdvertise: cfg.RaftAdvertise,
 		GRPCListener: grpcLn, Advertise: cfg.Advertise,
 		BrokerAdvertise: cfg.BrokerAdvertise, BrokerInternal: cfg.BrokerAddr, Broker: broker,
-		Local: broker.Replica(), Leaders: leaders, BrokerHealth: broker,
+		Local: fetcher.NewLocalClient(broker.Conn()), Leaders: leaders, BrokerHealth: broker,
 		Liveness:        liveness.Options{Interval: cfg.BrokerProbeInterval, Timeout: cfg.BrokerProbeTimeout, Failures: cfg.BrokerProbeFailures},
 		BootstrapExpect: cfg.BootstrapExpect, Bootstrap: cfg.Bootstrap,
 		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn, Pprof: cfg.Pprof, Authorizer: authz,

@@ -50,7 +50,7 @@ func TestEmptyDataDirRejoinsAsFollower(t *testing.T) {
 		mu         sync.Mutex
 		violations []string
 	)
-	rcs := make([]stratav1.ReplicaClient, len(c.nodes)) // one connection each: the brokers cap connections per address
+	rcs := make([]stratav1.ReplicaToolsClient, len(c.nodes)) // one connection each: the brokers cap connections per address
 	for i, n := range c.nodes {
 		rcs[i] = c.replica(n)
 	}

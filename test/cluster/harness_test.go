@@ -297,15 +297,15 @@ func (c *cluster) client(except ...int) *client.Client {
 	return cl
 }
 
-// replica dials one broker's Replica service as the operator.
-func (c *cluster) replica(n *node) stratav1.ReplicaClient {
+// replica dials one broker's ReplicaTools service as the operator.
+func (c *cluster) replica(n *node) stratav1.ReplicaToolsClient {
 	c.t.Helper()
 	conn, err := grpc.NewClient(n.broker, grpc.WithTransportCredentials(credentials.NewTLS(c.tls("127.0.0.1"))))
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { conn.Close() })
-	return stratav1.NewReplicaClient(conn)
+	return stratav1.NewReplicaToolsClient(conn)
 }
 
 // metadata dials one node's replicator's Metadata service as the operator.
@@ -320,7 +320,7 @@ func (c *cluster) metadata(n *node) stratav1.MetadataClient {
 }
 
 // readAll reads a broker's whole copy of a partition.
-func readAll(ctx context.Context, rc stratav1.ReplicaClient, topic string, p int32) ([]*stratav1.Record, *stratav1.ReadReplicaResponse, error) {
+func readAll(ctx context.Context, rc stratav1.ReplicaToolsClient, topic string, p int32) ([]*stratav1.Record, *stratav1.ReadReplicaResponse, error) {
 	var recs []*stratav1.Record
 	off := int64(-1)
 	for {

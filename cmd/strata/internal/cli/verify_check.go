@@ -250,7 +250,7 @@ func (bc *brokerConns) readReplicaInto(ctx context.Context, addr, topic string, 
 	if err != nil {
 		return err
 	}
-	rc := stratav1.NewReplicaClient(cc)
+	rc := stratav1.NewReplicaToolsClient(cc)
 	call := func(off int64) (*stratav1.ReadReplicaResponse, error) {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()

@@ -29,7 +29,7 @@ import (
 // exercised.
 type fakeBroker struct {
 	stratav1.UnimplementedMetadataServer
-	stratav1.UnimplementedReplicaServer
+	stratav1.UnimplementedReplicaToolsServer
 	id     int32
 	md     func() *stratav1.MetadataResponse
 	copies map[int32]fakeCopy // by partition
@@ -84,7 +84,7 @@ func startFakeCluster(tb testing.TB, topic string, leaders []int32, brokers ...*
 		}
 		srv := grpc.NewServer()
 		stratav1.RegisterMetadataServer(srv, b)
-		stratav1.RegisterReplicaServer(srv, b)
+		stratav1.RegisterReplicaToolsServer(srv, b)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

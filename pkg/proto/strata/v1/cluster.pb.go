@@ -21,6 +21,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Role is a broker's role for one partition.
+type Role int32
+
+const (
+	Role_ROLE_UNSPECIFIED Role = 0
+	Role_ROLE_LEADER      Role = 1
+	Role_ROLE_FOLLOWER    Role = 2
+	// The partition is no longer assigned to this broker (or its topic was deleted).
+	Role_ROLE_NONE Role = 3
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_LEADER",
+		2: "ROLE_FOLLOWER",
+		3: "ROLE_NONE",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_LEADER":      1,
+		"ROLE_FOLLOWER":    2,
+		"ROLE_NONE":        3,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_strata_v1_cluster_proto_enumTypes[0].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_strata_v1_cluster_proto_enumTypes[0]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_strata_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
 type BrokerInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -433,7 +487,12 @@ const file_strata_v1_cluster_proto_rawDesc = "" +
 	"\x05fsync\x18\b \x01(\tR\x05fsync\x12.\n" +
 	"\x13min_insync_replicas\x18\t \x01(\x05R\x11minInsyncReplicas\x126\n" +
 	"\x17unclean_leader_election\x18\n" +
-	" \x01(\bR\x15uncleanLeaderElectionB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
+	" \x01(\bR\x15uncleanLeaderElection*O\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vROLE_LEADER\x10\x01\x12\x11\n" +
+	"\rROLE_FOLLOWER\x10\x02\x12\r\n" +
+	"\tROLE_NONE\x10\x03B;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
 
 var (
 	file_strata_v1_cluster_proto_rawDescOnce sync.Once
@@ -447,16 +506,18 @@ func file_strata_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_strata_v1_cluster_proto_rawDescData
 }
 
+var file_strata_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_strata_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_strata_v1_cluster_proto_goTypes = []any{
-	(*BrokerInfo)(nil),        // 0: strata.v1.BrokerInfo
-	(*TopicMetadata)(nil),     // 1: strata.v1.TopicMetadata
-	(*PartitionMetadata)(nil), // 2: strata.v1.PartitionMetadata
-	(*TopicConfig)(nil),       // 3: strata.v1.TopicConfig
+	(Role)(0),                 // 0: strata.v1.Role
+	(*BrokerInfo)(nil),        // 1: strata.v1.BrokerInfo
+	(*TopicMetadata)(nil),     // 2: strata.v1.TopicMetadata
+	(*PartitionMetadata)(nil), // 3: strata.v1.PartitionMetadata
+	(*TopicConfig)(nil),       // 4: strata.v1.TopicConfig
 }
 var file_strata_v1_cluster_proto_depIdxs = []int32{
-	3, // 0: strata.v1.TopicMetadata.config:type_name -> strata.v1.TopicConfig
-	2, // 1: strata.v1.TopicMetadata.partitions:type_name -> strata.v1.PartitionMetadata
+	4, // 0: strata.v1.TopicMetadata.config:type_name -> strata.v1.TopicConfig
+	3, // 1: strata.v1.TopicMetadata.partitions:type_name -> strata.v1.PartitionMetadata
 	2, // [2:2] is the sub-list for method output_type
 	2, // [2:2] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
@@ -474,13 +535,14 @@ func file_strata_v1_cluster_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_cluster_proto_rawDesc), len(file_strata_v1_cluster_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_strata_v1_cluster_proto_goTypes,
 		DependencyIndexes: file_strata_v1_cluster_proto_depIdxs,
+		EnumInfos:         file_strata_v1_cluster_proto_enumTypes,
 		MessageInfos:      file_strata_v1_cluster_proto_msgTypes,
 	}.Build()
 	File_strata_v1_cluster_proto = out.File

@@ -17,11 +17,11 @@ import (
 // request's topic, Consume and ConsumeStream consume on it (streams are
 // checked on every message). Topics: CreateTopic create, DeleteTopic
 // delete, AlterTopicConfig alter and DescribeTopic describe on the named
-// topic; ListTopics and Metadata describe on cluster. The Replica service
-// (cluster mode only) needs replicate on cluster. The Groups service's
-// handlers check consume, describe, delete or alter on the group
-// ("group:NAME") and consume on its topics themselves; FindCoordinator
-// needs only a verified certificate.
+// topic; ListTopics and Metadata describe on cluster. The replica services
+// (ReplicaFetch, LocalReplica, ReplicaTools; cluster mode only) need
+// replicate on cluster. The Groups service's handlers check consume,
+// describe, delete or alter on the group ("group:NAME") and consume on its
+// topics themselves; FindCoordinator needs only a verified certificate.
 func MethodTable() acl.MethodTable {
 	produce := acl.MethodRule{Action: acl.ActionProduce, Object: acl.TopicOf((*stratav1.ProduceRequest).GetTopic)}
 	onCluster := func(action string) acl.MethodRule { return acl.MethodRule{Action: action} }
@@ -65,14 +65,21 @@ func MethodTable() acl.MethodTable {
 		stratav1.Groups_DeleteGroup_FullMethodName:     inHandler,
 		stratav1.Groups_ResetOffsets_FullMethodName:    inHandler,
 
-		stratav1.Replica_Fetch_FullMethodName:                replicate,
-		stratav1.Replica_Append_FullMethodName:               replicate,
-		stratav1.Replica_OffsetForLeaderEpoch_FullMethodName: replicate,
-		stratav1.Replica_ApplyPartitionState_FullMethodName:  replicate,
-		stratav1.Replica_PartitionStatus_FullMethodName:      replicate,
-		stratav1.Replica_Truncate_FullMethodName:             replicate,
-		stratav1.Replica_ReadReplica_FullMethodName:          replicate,
-		stratav1.Replica_ReleaseUnknownTopics_FullMethodName: replicate,
-		stratav1.Replica_StorageId_FullMethodName:            replicate,
+		// Replication (cluster mode only): replicate on cluster, which
+		// only broker and replicator identities hold. The handlers check
+		// the caller further: a Fetch comes only from the replicator of
+		// the replica it names, and LocalReplica answers only this node's
+		// own replicator (ApplyPartitionState above all).
+		stratav1.ReplicaFetch_Fetch_FullMethodName:                replicate,
+		stratav1.ReplicaFetch_OffsetForLeaderEpoch_FullMethodName: replicate,
+
+		stratav1.LocalReplica_ApplyPartitionState_FullMethodName:  replicate,
+		stratav1.LocalReplica_Append_FullMethodName:               replicate,
+		stratav1.LocalReplica_Truncate_FullMethodName:             replicate,
+		stratav1.LocalReplica_ReleaseUnknownTopics_FullMethodName: replicate,
+		stratav1.LocalReplica_StorageId_FullMethodName:            replicate,
+
+		stratav1.ReplicaTools_ReadReplica_FullMethodName:     replicate,
+		stratav1.ReplicaTools_PartitionStatus_FullMethodName: replicate,
 	})
 }

@@ -1,32 +1,53 @@
 package authz
 
 import (
+	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/strata-log/strata/pkg/acl"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 )
 
-// TestMethodTableCoversEveryMethod fails when an RPC is added to a
-// strata.v1 service without an entry (it would be denied to everyone).
+// notServed are the strata.v1 services a broker does not serve.
+var notServed = map[protoreflect.FullName]bool{
+	"strata.v1.Controller": true, // the replicators'
+}
+
+// TestMethodTableCoversEveryMethod fails when a strata.v1 service or RPC
+// is added without an entry (it would be denied to everyone), or when an
+// entry names a method that no longer exists. The services come from the
+// generated descriptors, so a new service cannot be forgotten here either.
 func TestMethodTableCoversEveryMethod(t *testing.T) {
 	table := MethodTable()
-	for _, sd := range []grpc.ServiceDesc{stratav1.Log_ServiceDesc, stratav1.Metadata_ServiceDesc,
-		stratav1.Topics_ServiceDesc, stratav1.Replica_ServiceDesc} {
-		var names []string
-		for _, m := range sd.Methods {
-			names = append(names, m.MethodName)
-		}
-		for _, s := range sd.Streams {
-			names = append(names, s.StreamName)
-		}
-		for _, n := range names {
-			full := "/" + sd.ServiceName + "/" + n
-			if _, ok := table[full]; !ok {
-				t.Errorf("%s is missing from the method table", full)
+	declared := map[string]bool{}
+	services := 0
+	protoregistry.GlobalFiles.RangeFilesByPackage("strata.v1", func(fd protoreflect.FileDescriptor) bool {
+		for i := range fd.Services().Len() {
+			sd := fd.Services().Get(i)
+			if notServed[sd.FullName()] {
+				continue
 			}
+			services++
+			for j := range sd.Methods().Len() {
+				full := "/" + string(sd.FullName()) + "/" + string(sd.Methods().Get(j).Name())
+				declared[full] = true
+				if _, ok := table[full]; !ok {
+					t.Errorf("%s is missing from the method table", full)
+				}
+			}
+		}
+		return true
+	})
+	// Log, Metadata, Topics, Groups, ReplicaFetch, LocalReplica, ReplicaTools.
+	if services != 7 {
+		t.Errorf("%d strata.v1 services served, want 7: is the proto package linked in?", services)
+	}
+	for full := range table {
+		if strings.HasPrefix(full, "/strata.v1.") && !declared[full] {
+			t.Errorf("%s is in the method table but no served service declares it", full)
 		}
 	}
 	if _, ok := table["/grpc.health.v1.Health/Check"]; !ok {
@@ -53,8 +74,10 @@ func TestMethodTableRules(t *testing.T) {
 		{stratav1.Topics_DescribeTopic_FullMethodName, &stratav1.DescribeTopicRequest{Name: "t8"}, acl.ActionDescribe, "t8"},
 		{stratav1.Topics_ListTopics_FullMethodName, &stratav1.ListTopicsRequest{}, acl.ActionDescribe, acl.ObjectCluster},
 		{stratav1.Topics_AlterTopicConfig_FullMethodName, &stratav1.AlterTopicConfigRequest{Name: "t9"}, acl.ActionAlter, "t9"},
-		{stratav1.Replica_Fetch_FullMethodName, &stratav1.FetchRequest{Topic: "t10"}, acl.ActionReplicate, acl.ObjectCluster},
-		{stratav1.Replica_Truncate_FullMethodName, &stratav1.TruncateRequest{Topic: "t11"}, acl.ActionReplicate, acl.ObjectCluster},
+		{stratav1.ReplicaFetch_Fetch_FullMethodName, &stratav1.FetchRequest{Topic: "t10"}, acl.ActionReplicate, acl.ObjectCluster},
+		{stratav1.LocalReplica_Truncate_FullMethodName, &stratav1.TruncateRequest{Topic: "t11"}, acl.ActionReplicate, acl.ObjectCluster},
+		{stratav1.LocalReplica_ApplyPartitionState_FullMethodName, &stratav1.ApplyPartitionStateRequest{Topic: "t12"}, acl.ActionReplicate, acl.ObjectCluster},
+		{stratav1.ReplicaTools_ReadReplica_FullMethodName, &stratav1.ReadReplicaRequest{Topic: "t13"}, acl.ActionReplicate, acl.ObjectCluster},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/strata-log/strata/pkg/pki"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
@@ -140,8 +142,16 @@ func startNodeBroker(t *testing.T, certs string, id int32, replicatorAddr string
 	return startTLSBroker(t, cfg)
 }
 
-func replicaClient(tb testing.TB, b *Broker, certs, name string) stratav1.ReplicaClient {
-	return stratav1.NewReplicaClient(dialAs(tb, b, certs, name).conn)
+// replicaClients are a broker's three replica services on one connection.
+type replicaClients struct {
+	stratav1.ReplicaFetchClient
+	stratav1.LocalReplicaClient
+	stratav1.ReplicaToolsClient
+}
+
+func replicaClient(tb testing.TB, b *Broker, certs, name string) replicaClients {
+	cc := dialAs(tb, b, certs, name).conn
+	return replicaClients{stratav1.NewReplicaFetchClient(cc), stratav1.NewLocalReplicaClient(cc), stratav1.NewReplicaToolsClient(cc)}
 }
 
 func orders(role stratav1.Role, epoch, leader int32, leaderAddr string) *stratav1.ApplyPartitionStateRequest {
@@ -172,6 +182,21 @@ func TestClusterModeApplyPartitionState(t *testing.T) {
 		}
 		if _, err := own.PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: "orders"}); status.Code(err) != codes.NotFound {
 			t.Fatalf("a refused apply created the topic: %v", err)
+		}
+	})
+
+	t.Run("every LocalReplica method answers only this node's replicator", func(t *testing.T) {
+		// replicator-2 holds replicate on cluster, so the ACL lets it
+		// through: the refusal is the service's own. The methods come from
+		// the service descriptor, so a new one cannot skip the check.
+		other := dialAs(t, b, certs, "replicator-2").conn
+		for _, m := range stratav1.LocalReplica_ServiceDesc.Methods {
+			full := "/" + stratav1.LocalReplica_ServiceDesc.ServiceName + "/" + m.MethodName
+			// An empty message decodes as an empty request of any type.
+			err := other.Invoke(ctx, full, &emptypb.Empty{}, &emptypb.Empty{})
+			if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "only replicator-1") {
+				t.Errorf("%s as replicator-2: %v, want PermissionDenied naming replicator-1", full, err)
+			}
 		}
 	})
 

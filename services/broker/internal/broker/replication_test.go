@@ -22,8 +22,8 @@ type pair struct {
 	t                *testing.T
 	certs            string
 	leader, follower *Broker
-	rep1, rep2       stratav1.ReplicaClient // as replicator-1 / replicator-2
-	op1              clients                // operator on the leader
+	rep1, rep2       replicaClients // as replicator-1 / replicator-2
+	op1              clients        // operator on the leader
 }
 
 func newPair(t *testing.T, isr []int32, minISR int32) *pair {
@@ -41,7 +41,7 @@ func newPair(t *testing.T, isr []int32, minISR int32) *pair {
 }
 
 // apply sends a state; the leader is broker 1 in epoch 1 and broker 2 after.
-func (pr *pair) apply(c stratav1.ReplicaClient, role stratav1.Role, epoch int32, isr []int32, minISR int32) {
+func (pr *pair) apply(c replicaClients, role stratav1.Role, epoch int32, isr []int32, minISR int32) {
 	pr.t.Helper()
 	leader := int32(1)
 	if epoch > 1 {
@@ -59,7 +59,7 @@ func (pr *pair) apply(c stratav1.ReplicaClient, role stratav1.Role, epoch int32,
 
 // fetcher opens a Fetch on the leader as replicator-2 (over its own
 // connection to broker-1) at offset.
-func (pr *pair) fetcher(ctx context.Context, epoch int32, offset int64) stratav1.Replica_FetchClient {
+func (pr *pair) fetcher(ctx context.Context, epoch int32, offset int64) stratav1.ReplicaFetch_FetchClient {
 	pr.t.Helper()
 	fc, err := replicaClient(pr.t, pr.leader, pr.certs, "replicator-2").Fetch(ctx)
 	if err != nil {
@@ -73,7 +73,7 @@ func (pr *pair) fetcher(ctx context.Context, epoch int32, offset int64) stratav1
 
 // copyOnce receives one response, appends it to the follower and reports
 // the follower's position back, as a fetcher does.
-func (pr *pair) copyOnce(fc stratav1.Replica_FetchClient) *stratav1.FetchResponse {
+func (pr *pair) copyOnce(fc stratav1.ReplicaFetch_FetchClient) *stratav1.FetchResponse {
 	pr.t.Helper()
 	resp, err := fc.Recv()
 	if err != nil {
@@ -90,7 +90,7 @@ func (pr *pair) copyOnce(fc stratav1.Replica_FetchClient) *stratav1.FetchRespons
 	return resp
 }
 
-func (pr *pair) status(c stratav1.ReplicaClient) *stratav1.PartitionStatusResponse {
+func (pr *pair) status(c replicaClients) *stratav1.PartitionStatusResponse {
 	pr.t.Helper()
 	st, err := c.PartitionStatus(ctxT(pr.t), &stratav1.PartitionStatusRequest{Topic: "events"})
 	if err != nil {
@@ -228,7 +228,7 @@ func TestReplicationFencing(t *testing.T) {
 	if _, err := pr.op1.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "events", Records: values(2, "x")}); err != nil {
 		t.Fatal(err)
 	}
-	recvErr := func(fc stratav1.Replica_FetchClient) error {
+	recvErr := func(fc stratav1.ReplicaFetch_FetchClient) error {
 		_, err := fc.Recv()
 		return err
 	}

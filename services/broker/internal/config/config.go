@@ -62,7 +62,7 @@ type Config struct {
 
 	// ReplicatorAddr turns on cluster mode: the address of this node's
 	// replicator. The broker then takes each partition's role, leader epoch,
-	// replicas and ISR from it (Replica.ApplyPartitionState, accepted only
+	// replicas and ISR from it (LocalReplica.ApplyPartitionState, accepted only
 	// from the identity replicator-<node-id>), forwards topic administration
 	// and Metadata to it, and serves a partition only while it leads it.
 	// Cluster mode needs mutual TLS.

@@ -9,9 +9,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/strata-log/strata/pkg/logstore"
+	"github.com/strata-log/strata/pkg/acl"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/broker/internal/partition"
 )
@@ -31,13 +30,20 @@ const (
 	fetchHeartbeat = 500 * time.Millisecond
 )
 
+// replicaFetchService is strata.v1.ReplicaFetch: a leader's Fetch streams
+// to its followers' replicators, and OffsetForLeaderEpoch.
+type replicaFetchService struct {
+	stratav1.UnimplementedReplicaFetchServer
+	*replicaBase
+}
+
 // Fetch streams one partition from this leader to one follower (see
-// replica.proto): frames ahead of the follower's acknowledgements, at most
+// replica_fetch.proto): frames ahead of the follower's acknowledgements, at most
 // fetchWindow unacknowledged responses, heartbeats when idle. Every later
 // request is the follower's position, from which the HW advances. The
 // stream ends with FailedPrecondition when this broker stops leading in
 // the follower's epoch.
-func (s *replicaService) Fetch(stream grpc.BidiStreamingServer[stratav1.FetchRequest, stratav1.FetchResponse]) error {
+func (s *replicaFetchService) Fetch(stream grpc.BidiStreamingServer[stratav1.FetchRequest, stratav1.FetchResponse]) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
 	if err != nil {
@@ -119,7 +125,7 @@ func (s *replicaService) Fetch(stream grpc.BidiStreamingServer[stratav1.FetchReq
 // and returns the FetchResponse in wire format with the frames' size. The
 // frames are read once, into the message: marshaling a FetchResponse
 // would copy them again.
-func (s *replicaService) nextFetchResponse(ctx context.Context, p *partition.Partition, cur *partition.Cursor, epoch int32,
+func (s *replicaFetchService) nextFetchResponse(ctx context.Context, p *partition.Partition, cur *partition.Cursor, epoch int32,
 	maxBytes int, hb *time.Timer, recvErr <-chan error) (*encodedMessage, int, error) {
 	buf := make([]byte, fetchHeadroom)
 	for {
@@ -154,7 +160,7 @@ func (s *replicaService) nextFetchResponse(ctx context.Context, p *partition.Par
 
 // fetchResponse makes the message from buf: fetchHeadroom bytes of room,
 // then the frames (a fresh copy out of the log, owned by the message).
-func (s *replicaService) fetchResponse(p *partition.Partition, epoch int32, buf []byte, recEpoch int32, base int64) *encodedMessage {
+func (s *replicaFetchService) fetchResponse(p *partition.Partition, epoch int32, buf []byte, recEpoch int32, base int64) *encodedMessage {
 	return &encodedMessage{b: fetchResponseBytes(buf, fetchFields{
 		leaderEpoch: epoch, highWatermark: p.HighWatermark(), logStartOffset: p.LogStartOffset(),
 		logEndOffset: p.LogEndOffset(), recordsEpoch: recEpoch, baseOffset: base,
@@ -173,42 +179,8 @@ func fetchEnd(err error) error {
 	return toStatus(err)
 }
 
-// Append writes frames fetched from the leader into this follower at their
-// own offsets; empty frames pass the leader's HW on.
-func (s *replicaService) Append(ctx context.Context, req *stratav1.AppendRequest) (*stratav1.AppendResponse, error) {
-	if err := s.fromOwnReplicator(ctx); err != nil {
-		return nil, err
-	}
-	p, err := s.cat.Partition(req.GetTopic(), req.GetPartition())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	leo, err := p.AppendReplicated(req.GetLeaderEpoch(), req.GetRecordsEpoch(), req.GetFrames(), req.GetLeaderHighWatermark())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &stratav1.AppendResponse{LogEndOffset: leo}, nil
-}
-
-// Truncate removes this follower's records at and after offset (or resets
-// the log to start at offset).
-func (s *replicaService) Truncate(ctx context.Context, req *stratav1.TruncateRequest) (*stratav1.TruncateResponse, error) {
-	if err := s.fromOwnReplicator(ctx); err != nil {
-		return nil, err
-	}
-	p, err := s.cat.Partition(req.GetTopic(), req.GetPartition())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	leo, err := p.TruncateReplica(req.GetLeaderEpoch(), req.GetOffset(), req.GetReset_())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &stratav1.TruncateResponse{LogEndOffset: leo}, nil
-}
-
 // OffsetForLeaderEpoch answers where an epoch ends here (KIP-101/279).
-func (s *replicaService) OffsetForLeaderEpoch(ctx context.Context, req *stratav1.OffsetForLeaderEpochRequest) (*stratav1.OffsetForLeaderEpochResponse, error) {
+func (s *replicaFetchService) OffsetForLeaderEpoch(ctx context.Context, req *stratav1.OffsetForLeaderEpochRequest) (*stratav1.OffsetForLeaderEpochResponse, error) {
 	p, err := s.cat.Partition(req.GetTopic(), req.GetPartition())
 	if err != nil {
 		return nil, toStatus(err)
@@ -220,49 +192,17 @@ func (s *replicaService) OffsetForLeaderEpoch(ctx context.Context, req *stratav1
 	return &stratav1.OffsetForLeaderEpochResponse{LeaderEpoch: e, EndOffset: end}, nil
 }
 
-// ReadReplica reads this broker's own copy of a partition up to its log
-// end offset, whatever its role: verification tools compare replicas with
-// it. Records are decoded as Consume decodes them.
-func (s *replicaService) ReadReplica(ctx context.Context, req *stratav1.ReadReplicaRequest) (*stratav1.ReadReplicaResponse, error) {
-	p, err := s.cat.Partition(req.GetTopic(), req.GetPartition())
-	if err != nil {
-		return nil, toStatus(err)
+// fromReplicator refuses a Fetch whose replica id is not the caller's own
+// node: a follower's position moves the HW, so it must come from that
+// follower's replicator.
+func (s *replicaFetchService) fromReplicator(ctx context.Context, replicaID int32) error {
+	if s.cluster.ReplicatorIdentity == "" {
+		return nil
 	}
-	maxRecords, maxBytes := int(req.GetMaxRecords()), int(req.GetMaxBytes())
-	if maxRecords < 0 || maxBytes < 0 {
-		return nil, badRequest("max_records", "max_records and max_bytes must be >= 0")
+	want := "replicator-" + strconv.Itoa(int(replicaID))
+	id, ok := acl.IdentityFromContext(ctx)
+	if !ok || id != want {
+		return status.Errorf(codes.PermissionDenied, "a fetch for replica %d must come from %s, not %q", replicaID, want, id)
 	}
-	if maxRecords == 0 {
-		maxRecords = 1000
-	}
-	if maxBytes == 0 {
-		maxBytes = defaultFetchBytes
-	}
-	maxRecords = min(maxRecords, maxRecordsPerResponse)
-	maxBytes = min(maxBytes, s.maxSendBytes-responseHeadroomBytes)
-	cur, err := p.NewReplicaCursor(req.GetOffset())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	st := p.State()
-	resp := &stratav1.ReadReplicaResponse{Role: roleToProto(st.Role), LeaderEpoch: st.LeaderEpoch}
-	var decodeErr error
-	_, err = cur.Read(maxRecords, maxBytes, func(f logstore.Frame, epoch int32) {
-		if decodeErr != nil {
-			return
-		}
-		r := &stratav1.Record{}
-		if decodeErr = proto.Unmarshal(f.Payload, r); decodeErr != nil {
-			decodeErr = &logstore.CorruptError{Offset: f.Offset, Reason: "payload is not a record: " + decodeErr.Error()}
-			return
-		}
-		r.TimestampMs, r.Offset, r.LeaderEpoch = f.Timestamp, f.Offset, epoch
-		resp.Records = append(resp.Records, r)
-	})
-	if err := errors.Join(err, decodeErr, cur.Close()); err != nil {
-		return nil, toStatus(err)
-	}
-	resp.NextOffset = cur.Next()
-	resp.LogStartOffset, resp.LogEndOffset, resp.HighWatermark = p.LogStartOffset(), p.LogEndOffset(), p.HighWatermark()
-	return resp, nil
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -25,11 +26,10 @@ type TopicEnsurer interface {
 	StorageID() string
 }
 
-// replicaService implements the internal strata.v1.Replica service of a
-// cluster-mode broker. The ACL lets only broker and replicator identities
-// reach it; ApplyPartitionState further demands this node's own replicator.
-type replicaService struct {
-	stratav1.UnimplementedReplicaServer
+// replicaBase is what the replica services of a cluster-mode broker share.
+// The ACL lets only broker and replicator identities reach them; each
+// service checks further who may call it.
+type replicaBase struct {
 	cluster      ClusterConfig
 	nodeID       int32
 	cat          Catalog
@@ -39,12 +39,29 @@ type replicaService struct {
 	rec          Recorder
 }
 
+// registerReplicaServices serves the replica services by audience:
+// ReplicaFetch to the followers' replicators (fetch.go), LocalReplica to
+// this node's own replicator (here) and ReplicaTools to tools
+// (replicatools.go).
+func registerReplicaServices(srv grpc.ServiceRegistrar, b *replicaBase) {
+	stratav1.RegisterReplicaFetchServer(srv, &replicaFetchService{replicaBase: b})
+	stratav1.RegisterLocalReplicaServer(srv, &localReplicaService{replicaBase: b})
+	stratav1.RegisterReplicaToolsServer(srv, &replicaToolsService{replicaBase: b})
+}
+
+// localReplicaService is strata.v1.LocalReplica: every method answers only
+// this node's replicator (fromOwnReplicator).
+type localReplicaService struct {
+	stratav1.UnimplementedLocalReplicaServer
+	*replicaBase
+}
+
 // ApplyPartitionState sets this broker's role for one partition as the
 // controller decided it, creating the topic locally on first sight. A state
 // from an older leader epoch than the partition has is refused
 // (FailedPrecondition); ROLE_NONE releases the partition, and the topic is
 // removed once none of its partitions has a role here.
-func (s *replicaService) ApplyPartitionState(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) (*stratav1.ApplyPartitionStateResponse, error) {
+func (s *localReplicaService) ApplyPartitionState(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) (*stratav1.ApplyPartitionStateResponse, error) {
 	if err := s.fromOwnReplicator(ctx); err != nil {
 		return nil, err
 	}
@@ -103,7 +120,7 @@ func (s *replicaService) ApplyPartitionState(ctx context.Context, req *stratav1.
 
 // release drops this broker's role for a partition; the topic goes when
 // no partition of it has a role left.
-func (s *replicaService) release(ctx context.Context, req *stratav1.ApplyPartitionStateRequest, st partition.State) (*stratav1.ApplyPartitionStateResponse, error) {
+func (s *localReplicaService) release(ctx context.Context, req *stratav1.ApplyPartitionStateRequest, st partition.State) (*stratav1.ApplyPartitionStateResponse, error) {
 	t, err := s.cat.Get(req.GetTopic())
 	if errors.Is(err, topic.ErrNotFound) {
 		return &stratav1.ApplyPartitionStateResponse{}, nil
@@ -135,7 +152,7 @@ func (s *replicaService) release(ctx context.Context, req *stratav1.ApplyPartiti
 // knows whose partitions all have no role: topics deleted while this
 // broker was away (no ROLE_NONE reached it). A topic with any role, or one
 // the controller knows, is never touched.
-func (s *replicaService) ReleaseUnknownTopics(ctx context.Context, req *stratav1.ReleaseUnknownTopicsRequest) (*stratav1.ReleaseUnknownTopicsResponse, error) {
+func (s *localReplicaService) ReleaseUnknownTopics(ctx context.Context, req *stratav1.ReleaseUnknownTopicsRequest) (*stratav1.ReleaseUnknownTopicsResponse, error) {
 	if err := s.fromOwnReplicator(ctx); err != nil {
 		return nil, err
 	}
@@ -158,11 +175,45 @@ func (s *replicaService) ReleaseUnknownTopics(ctx context.Context, req *stratav1
 }
 
 // StorageId answers the data directory's storage id to this node's replicator.
-func (s *replicaService) StorageId(ctx context.Context, _ *stratav1.StorageIdRequest) (*stratav1.StorageIdResponse, error) {
+func (s *localReplicaService) StorageId(ctx context.Context, _ *stratav1.StorageIdRequest) (*stratav1.StorageIdResponse, error) {
 	if err := s.fromOwnReplicator(ctx); err != nil {
 		return nil, err
 	}
 	return &stratav1.StorageIdResponse{StorageId: s.cluster.Topics.StorageID()}, nil
+}
+
+// Append writes frames fetched from the leader into this follower at their
+// own offsets; empty frames pass the leader's HW on.
+func (s *localReplicaService) Append(ctx context.Context, req *stratav1.AppendRequest) (*stratav1.AppendResponse, error) {
+	if err := s.fromOwnReplicator(ctx); err != nil {
+		return nil, err
+	}
+	p, err := s.cat.Partition(req.GetTopic(), req.GetPartition())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	leo, err := p.AppendReplicated(req.GetLeaderEpoch(), req.GetRecordsEpoch(), req.GetFrames(), req.GetLeaderHighWatermark())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &stratav1.AppendResponse{LogEndOffset: leo}, nil
+}
+
+// Truncate removes this follower's records at and after offset (or resets
+// the log to start at offset).
+func (s *localReplicaService) Truncate(ctx context.Context, req *stratav1.TruncateRequest) (*stratav1.TruncateResponse, error) {
+	if err := s.fromOwnReplicator(ctx); err != nil {
+		return nil, err
+	}
+	p, err := s.cat.Partition(req.GetTopic(), req.GetPartition())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	leo, err := p.TruncateReplica(req.GetLeaderEpoch(), req.GetOffset(), req.GetReset_())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &stratav1.TruncateResponse{LogEndOffset: leo}, nil
 }
 
 func hasRole(t *topic.Topic) bool {
@@ -174,48 +225,15 @@ func hasRole(t *topic.Topic) bool {
 	return false
 }
 
-// PartitionStatus reports this broker's local view of a partition.
-func (s *replicaService) PartitionStatus(ctx context.Context, req *stratav1.PartitionStatusRequest) (*stratav1.PartitionStatusResponse, error) {
-	p, err := s.cat.Partition(req.GetTopic(), req.GetPartition())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	st := p.State()
-	resp := &stratav1.PartitionStatusResponse{
-		Role:             roleToProto(st.Role),
-		LeaderEpoch:      st.LeaderEpoch,
-		LogStartOffset:   p.LogStartOffset(),
-		LogEndOffset:     p.LogEndOffset(),
-		HighWatermark:    p.HighWatermark(),
-		LatestLocalEpoch: p.LatestLocalEpoch(),
-	}
-	return resp, nil
-}
-
 // fromOwnReplicator refuses a caller other than this node's replicator.
 // Without TLS (a plaintext test broker) there is no identity to check.
-func (s *replicaService) fromOwnReplicator(ctx context.Context) error {
+func (s *replicaBase) fromOwnReplicator(ctx context.Context) error {
 	if s.cluster.ReplicatorIdentity == "" {
 		return nil
 	}
 	id, ok := acl.IdentityFromContext(ctx)
 	if !ok || id != s.cluster.ReplicatorIdentity {
-		return status.Errorf(codes.PermissionDenied, "only %s may set this broker's partition states, not %q", s.cluster.ReplicatorIdentity, id)
-	}
-	return nil
-}
-
-// fromReplicator refuses a Fetch whose replica id is not the caller's own
-// node: a follower's position moves the HW, so it must come from that
-// follower's replicator.
-func (s *replicaService) fromReplicator(ctx context.Context, replicaID int32) error {
-	if s.cluster.ReplicatorIdentity == "" {
-		return nil
-	}
-	want := "replicator-" + strconv.Itoa(int(replicaID))
-	id, ok := acl.IdentityFromContext(ctx)
-	if !ok || id != want {
-		return status.Errorf(codes.PermissionDenied, "a fetch for replica %d must come from %s, not %q", replicaID, want, id)
+		return status.Errorf(codes.PermissionDenied, "only %s may call strata.v1.LocalReplica on this broker, not %q", s.cluster.ReplicatorIdentity, id)
 	}
 	return nil
 }

@@ -158,7 +158,7 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 		meta, topics := &forwardedMetadata{f: fwd}, &forwardedTopics{f: fwd}
 		stratav1.RegisterMetadataServer(s.grpc, meta)
 		stratav1.RegisterTopicsServer(s.grpc, topics)
-		stratav1.RegisterReplicaServer(s.grpc, &replicaService{cluster: *c, nodeID: cfg.NodeID, cat: cat, lg: lg.Named("replica"),
+		registerReplicaServices(s.grpc, &replicaBase{cluster: *c, nodeID: cfg.NodeID, cat: cat, lg: lg.Named("replica"),
 			maxSendBytes: cfg.MaxSendMsgBytes, shutdown: s.shutdown, rec: rec})
 		gc.metadata, gc.peers = meta.Metadata, c.Peers
 		gc.create = func(ctx context.Context, req *stratav1.CreateTopicRequest) error {

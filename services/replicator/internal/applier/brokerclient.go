@@ -27,7 +27,7 @@ import (
 type GRPCBroker struct {
 	lg     *zap.Logger
 	conn   *grpc.ClientConn
-	client stratav1.ReplicaClient
+	client stratav1.LocalReplicaClient
 	health healthpb.HealthClient
 	ready  chan struct{}
 	// checkFailed is set by a failed Check and cleared by the next success.
@@ -56,7 +56,7 @@ func DialBroker(addr string, tlsConf *tls.Config, opts brokerdial.Options, lg *z
 		return nil, fmt.Errorf("applier: broker client: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &GRPCBroker{lg: lg.Named("broker-client"), conn: conn, client: stratav1.NewReplicaClient(conn),
+	b := &GRPCBroker{lg: lg.Named("broker-client"), conn: conn, client: stratav1.NewLocalReplicaClient(conn),
 		health: healthpb.NewHealthClient(conn), ready: make(chan struct{}, 1), cancel: cancel}
 	b.wg.Add(1)
 	go b.watchHealth(ctx)
@@ -110,9 +110,9 @@ func (b *GRPCBroker) ReleaseUnknownTopics(ctx context.Context, known []string) (
 	return resp.GetRemoved(), nil
 }
 
-// Replica returns the broker's Replica client on the same connection
-// (the fetchers' Append, Truncate and status calls).
-func (b *GRPCBroker) Replica() stratav1.ReplicaClient { return b.client }
+// Conn is the connection to the broker, for the fetchers' calls to it
+// (fetcher.NewLocalClient).
+func (b *GRPCBroker) Conn() grpc.ClientConnInterface { return b.conn }
 
 // Ready receives each time the broker becomes SERVING.
 func (b *GRPCBroker) Ready() <-chan struct{} { return b.ready }

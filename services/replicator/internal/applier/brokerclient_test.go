@@ -20,7 +20,7 @@ import (
 )
 
 type replicaServer struct {
-	stratav1.UnimplementedReplicaServer
+	stratav1.UnimplementedLocalReplicaServer
 	got chan *stratav1.ApplyPartitionStateRequest
 }
 
@@ -38,7 +38,7 @@ func waitReady(t *testing.T, b *GRPCBroker) {
 	}
 }
 
-// startBroker serves a fake broker (Replica + health) on addr and returns
+// startBroker serves a fake broker (LocalReplica + health) on addr and returns
 // the server, its address and its stop function.
 func startBroker(t *testing.T, ca *testutil.CA, addr string) (*replicaServer, string, func()) {
 	t.Helper()
@@ -56,7 +56,7 @@ func startBrokerHealth(t *testing.T, ca *testutil.CA, addr string) (*replicaServ
 	}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerTLS(t, "broker-1"))))
 	rs := &replicaServer{got: make(chan *stratav1.ApplyPartitionStateRequest, 1)}
-	stratav1.RegisterReplicaServer(srv, rs)
+	stratav1.RegisterLocalReplicaServer(srv, rs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	served := make(chan error, 1)

@@ -1,4 +1,5 @@
-// Package fakebroker is an in-memory strata.v1.Replica server for tests of
+// Package fakebroker is an in-memory broker (strata.v1.ReplicaFetch,
+// LocalReplica and ReplicaTools) for tests of
 // the replicator's side of replication: partition logs with leader epochs
 // (logstore's rules), a pipelined Fetch with heartbeats, Append,
 // OffsetForLeaderEpoch, PartitionStatus, Truncate and ApplyPartitionState
@@ -95,7 +96,9 @@ type partition struct {
 
 // Broker is one fake broker.
 type Broker struct {
-	stratav1.UnimplementedReplicaServer
+	stratav1.UnimplementedReplicaFetchServer
+	stratav1.UnimplementedLocalReplicaServer
+	stratav1.UnimplementedReplicaToolsServer
 	opts Options
 	srv  *grpc.Server
 	addr string
@@ -126,7 +129,9 @@ func Start(tb testing.TB, ca *testutil.CA, cn string, opts Options) *Broker {
 	}
 	b := &Broker{opts: opts, addr: ln.Addr().String(), parts: map[key]*partition{}, changed: make(chan struct{})}
 	b.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerTLS(tb, cn))))
-	stratav1.RegisterReplicaServer(b.srv, b)
+	stratav1.RegisterReplicaFetchServer(b.srv, b)
+	stratav1.RegisterLocalReplicaServer(b.srv, b)
+	stratav1.RegisterReplicaToolsServer(b.srv, b)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -41,7 +41,7 @@ func NewConns(tlsConf *tls.Config) *Conns {
 	return &Conns{tls: tlsConf, conns: map[string]*grpc.ClientConn{}}
 }
 
-// Leader returns a Replica client for the broker at addr. Connections are
+// Leader returns a ReplicaFetch client for the broker at addr. Connections are
 // made lazily, so an unreachable broker fails the call, not this.
 func (c *Conns) Leader(addr string) (Leader, error) {
 	c.mu.Lock()
@@ -62,7 +62,7 @@ func (c *Conns) Leader(addr string) (Leader, error) {
 		}
 		c.conns[addr] = conn
 	}
-	return stratav1.NewReplicaClient(conn), nil
+	return stratav1.NewReplicaFetchClient(conn), nil
 }
 
 // Close closes every connection; later Leader calls fail.
@@ -76,4 +76,21 @@ func (c *Conns) Close() error {
 		delete(c.conns, addr)
 	}
 	return err
+}
+
+// LocalClient is Local over one connection to this node's broker, from
+// the services by audience: Append and Truncate (LocalReplica, which
+// answers only this replicator), OffsetForLeaderEpoch about its own log
+// (ReplicaFetch) and PartitionStatus (ReplicaTools).
+type LocalClient struct {
+	stratav1.LocalReplicaClient
+	stratav1.ReplicaFetchClient
+	stratav1.ReplicaToolsClient
+}
+
+var _ Local = LocalClient{}
+
+// NewLocalClient returns the clients on cc.
+func NewLocalClient(cc grpc.ClientConnInterface) LocalClient {
+	return LocalClient{stratav1.NewLocalReplicaClient(cc), stratav1.NewReplicaFetchClient(cc), stratav1.NewReplicaToolsClient(cc)}
 }

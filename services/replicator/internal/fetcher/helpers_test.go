@@ -98,7 +98,7 @@ func (e *env) electUntil(leader, epoch int32) {
 // applierBroker adapts the local fake's client to applier.Broker, with
 // the restart signal.
 type applierBroker struct {
-	c     stratav1.ReplicaClient
+	c     stratav1.LocalReplicaClient
 	ready chan struct{}
 }
 
@@ -130,9 +130,8 @@ func (e *env) start(opts Options, gated bool) {
 		opts.MinBackoff, opts.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
 	}
 	opts.Observer = e.obs
-	client := stratav1.NewReplicaClient(conn)
-	ap := applier.New(localID, e.fsm, applierBroker{client, e.ready}, aopts, lg)
-	m := New(localID, e.fsm, client, conns, applied, opts, lg)
+	ap := applier.New(localID, e.fsm, applierBroker{stratav1.NewLocalReplicaClient(conn), e.ready}, aopts, lg)
+	m := New(localID, e.fsm, NewLocalClient(conn), conns, applied, opts, lg)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -247,7 +246,7 @@ func (e *env) localStatus() (*stratav1.PartitionStatusResponse, error) {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return stratav1.NewReplicaClient(conn).PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: topic})
+	return stratav1.NewReplicaToolsClient(conn).PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: topic})
 }
 
 func deleteTopic() metadata.Command {

@@ -1,6 +1,6 @@
 // Package fetcher replicates follower partitions into the local broker:
 // one fetcher per partition whose local replica follows a live leader
-// streams Replica.Fetch from that leader's broker and Appends what it
+// streams ReplicaFetch.Fetch from that leader's broker and Appends what it
 // receives into the local broker, after truncating the local log to where
 // it agrees with the leader (KIP-101/279). The Manager starts and stops
 // fetchers as the metadata changes (FSM watch, no polling).
@@ -16,8 +16,7 @@ import (
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
 )
 
-// Local is what a fetcher needs of its own broker;
-// stratav1.ReplicaClient satisfies it.
+// Local is what a fetcher needs of its own broker; LocalClient satisfies it.
 type Local interface {
 	PartitionStatus(ctx context.Context, in *stratav1.PartitionStatusRequest, opts ...grpc.CallOption) (*stratav1.PartitionStatusResponse, error)
 	OffsetForLeaderEpoch(ctx context.Context, in *stratav1.OffsetForLeaderEpochRequest, opts ...grpc.CallOption) (*stratav1.OffsetForLeaderEpochResponse, error)
@@ -26,7 +25,7 @@ type Local interface {
 }
 
 // Leader is what a fetcher needs of its partition's leader broker;
-// stratav1.ReplicaClient satisfies it.
+// stratav1.ReplicaFetchClient satisfies it.
 type Leader interface {
 	Fetch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[stratav1.FetchRequest, stratav1.FetchResponse], error)
 	OffsetForLeaderEpoch(ctx context.Context, in *stratav1.OffsetForLeaderEpochRequest, opts ...grpc.CallOption) (*stratav1.OffsetForLeaderEpochResponse, error)

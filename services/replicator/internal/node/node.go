@@ -67,7 +67,7 @@ type Options struct {
 	BrokerHealth liveness.Checker
 	// Liveness tunes the probe; its OnChange and OnProbe are the node's.
 	Liveness liveness.Options
-	// Local is the local broker's Replica client for the fetchers and
+	// Local is the local broker's client for the fetchers and
 	// Leaders dials the partition leaders' brokers (fetcher.Conns, owned by
 	// the caller). With both set the node replicates every partition it
 	// follows into its broker; without, it runs the control plane only.

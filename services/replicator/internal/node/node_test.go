@@ -177,8 +177,8 @@ func (c *cluster) start(tn *testNode, lg *zap.Logger) {
 				c.t.Error(err)
 			}
 		})
-		client := stratav1.NewReplicaClient(conn)
-		opts.Broker, opts.Local, opts.Leaders, opts.BrokerInternal = replicaBroker{client}, client, leaders, tn.replica.Addr()
+		opts.Broker, opts.Local = replicaBroker{stratav1.NewLocalReplicaClient(conn)}, fetcher.NewLocalClient(conn)
+		opts.Leaders, opts.BrokerInternal = leaders, tn.replica.Addr()
 		opts.Fetcher = fetcher.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
 	}
 	n, err := Start(Options{

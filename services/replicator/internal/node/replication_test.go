@@ -15,8 +15,8 @@ import (
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
 
-// replicaBroker adapts a Replica client to applier.Broker.
-type replicaBroker struct{ c stratav1.ReplicaClient }
+// replicaBroker adapts a LocalReplica client to applier.Broker.
+type replicaBroker struct{ c stratav1.LocalReplicaClient }
 
 func (b replicaBroker) ApplyPartitionState(ctx context.Context, req *stratav1.ApplyPartitionStateRequest) error {
 	_, err := b.c.ApplyPartitionState(ctx, req)
