@@ -78,7 +78,12 @@ func TestConcurrentReadersWithRetention(t *testing.T) {
 // follow reads the log as a streaming consumer: Next until EOF, then wait on
 // Changed (or done).
 func follow(l *Log, done <-chan struct{}) (err error) {
+	// Retention may delete the start between reading it and opening the
+	// reader: open again from the new start.
 	r, err := l.NewReader(l.LogStartOffset())
+	for errors.Is(err, ErrOffsetOutOfRange) {
+		r, err = l.NewReader(l.LogStartOffset())
+	}
 	if err != nil {
 		return err
 	}
