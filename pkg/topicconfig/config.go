@@ -40,6 +40,26 @@ type Config struct {
 	// UncleanLeaderElection (unclean.leader.election) lets a replica out of
 	// the ISR lead when no ISR member is alive, losing acknowledged records.
 	UncleanLeaderElection bool `json:"unclean_leader_election,omitempty"`
+	// CleanupPolicy (cleanup.policy) is "delete" (retention deletes old
+	// segments), "compact" (the latest record of each key is kept, older
+	// ones removed; retention off) or "compact,delete" (both).
+	CleanupPolicy string `json:"cleanup_policy,omitempty"`
+	// DeleteRetentionMs (delete.retention.ms) is how long compaction keeps
+	// a tombstone, so that a consumer reading from the start sees the
+	// deletion.
+	DeleteRetentionMs int64 `json:"delete_retention_ms,omitempty"`
+}
+
+// Cleanup policies.
+const (
+	CleanupDelete        = "delete"
+	CleanupCompact       = "compact"
+	CleanupCompactDelete = "compact,delete"
+)
+
+// Compacted reports whether the policy compacts the topic's partitions.
+func (c Config) Compacted() bool {
+	return c.CleanupPolicy == CleanupCompact || c.CleanupPolicy == CleanupCompactDelete
 }
 
 // Limits of the settings that are not simply "at least 1".
@@ -75,6 +95,8 @@ func Default() Config {
 		MaxRecordBytes:    1 << 20,
 		Fsync:             "interval:1s",
 		MinInsyncReplicas: 1,
+		CleanupPolicy:     CleanupDelete,
+		DeleteRetentionMs: (24 * time.Hour).Milliseconds(),
 	}
 }
 
@@ -98,6 +120,8 @@ func (c Config) Merge(o Config) Config {
 	setIf(&c.Fsync, o.Fsync)
 	setIf(&c.MinInsyncReplicas, o.MinInsyncReplicas)
 	setIf(&c.UncleanLeaderElection, o.UncleanLeaderElection)
+	setIf(&c.CleanupPolicy, o.CleanupPolicy)
+	setIf(&c.DeleteRetentionMs, o.DeleteRetentionMs)
 	return c
 }
 

@@ -36,6 +36,8 @@ func TestSettingLimits(t *testing.T) {
 		{"min.insync.replicas", []string{"1"}, []string{"0", "-1", i64(math.MaxInt32 + 1)}, "at least 1"},
 		{"fsync", []string{"always", "never", "interval:1ms", "interval:1s"}, []string{"sometimes", "interval:0s", "interval:-1s", "interval:", ""}, "always, never or interval:<duration>"},
 		{"unclean.leader.election", []string{"true", "false"}, []string{"maybe"}, "true or false"},
+		{"cleanup.policy", []string{"delete", "compact", "compact,delete", "delete, compact"}, []string{"", "shred", "compact,compact", "compact,"}, "delete, compact or compact,delete"},
+		{"delete.retention.ms", []string{"1", "24h", i64(MaxMs)}, []string{"0", "-1", i64(MaxMs + 1)}, fmt.Sprintf("in [1, %d]", MaxMs)},
 	}
 	seen := map[string]bool{}
 	for _, tc := range cases {
@@ -237,7 +239,8 @@ func TestFormat(t *testing.T) {
 		got[s.Key] = s.Format(c)
 	}
 	want := map[string]string{"retention.bytes": "unlimited", "retention.ms": "60000", "segment.bytes": "", "segment.ms": "",
-		"max.record.bytes": "", "fsync": "always", "min.insync.replicas": "", "unclean.leader.election": "false"}
+		"max.record.bytes": "", "fsync": "always", "min.insync.replicas": "", "unclean.leader.election": "false",
+		"cleanup.policy": "", "delete.retention.ms": ""}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
@@ -250,7 +253,8 @@ func TestFormat(t *testing.T) {
 func TestEverySettingIsOwned(t *testing.T) {
 	owner := map[string]string{"Partitions": "(flag)", "ReplicationFactor": "(flag)"}
 	values := map[string]string{"retention.bytes": "5", "retention.ms": "5", "segment.bytes": "5000",
-		"segment.ms": "5", "max.record.bytes": "5", "fsync": "never", "min.insync.replicas": "5", "unclean.leader.election": "true"}
+		"segment.ms": "5", "max.record.bytes": "5", "fsync": "never", "min.insync.replicas": "5", "unclean.leader.election": "true",
+		"cleanup.policy": "compact", "delete.retention.ms": "5"}
 	for _, s := range Settings() {
 		var c Config
 		v, ok := values[s.Key]
@@ -325,5 +329,25 @@ func TestLogOptions(t *testing.T) {
 	}
 	if o.Sync.String() != "interval:250ms" || o.RetentionAge != 0 || o.SegmentMaxAge <= 0 || o.MaxRecordBytes < MaxRecordBytesLimit {
 		t.Fatalf("options %+v", o)
+	}
+}
+
+// TestCompactOnlyTurnsRetentionOff: under cleanup.policy=compact the
+// latest record of a key stays however old; compact,delete keeps both.
+func TestCompactOnlyTurnsRetentionOff(t *testing.T) {
+	c := Default()
+	c.RetentionBytes, c.RetentionMs = 1<<20, 1000
+	for policy, retained := range map[string]bool{CleanupDelete: true, CleanupCompact: false, CleanupCompactDelete: true} {
+		c.CleanupPolicy = policy
+		o, err := c.LogOptions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := o.RetentionAge > 0 && o.RetentionBytes > 0; got != retained {
+			t.Errorf("%s: retention age %v bytes %d, want retention %v", policy, o.RetentionAge, o.RetentionBytes, retained)
+		}
+		if c.Compacted() == (policy == CleanupDelete) {
+			t.Errorf("%s: Compacted() = %v", policy, c.Compacted())
+		}
 	}
 }

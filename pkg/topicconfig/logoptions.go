@@ -32,5 +32,9 @@ func (c Config) LogOptions() (logstore.Options, error) {
 	if c.RetentionMs > 0 {
 		opts.RetentionAge = time.Duration(c.RetentionMs) * time.Millisecond
 	}
+	if c.CleanupPolicy == CleanupCompact {
+		// Compaction alone decides what goes: retention deletes nothing.
+		opts.RetentionBytes, opts.RetentionAge = -1, 0
+	}
 	return opts, nil
 }

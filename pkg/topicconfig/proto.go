@@ -16,6 +16,8 @@ func FromProto(p *stratav1.TopicConfig) Config {
 		Fsync:                 p.GetFsync(),
 		MinInsyncReplicas:     p.GetMinInsyncReplicas(),
 		UncleanLeaderElection: p.GetUncleanLeaderElection(),
+		CleanupPolicy:         p.GetCleanupPolicy(),
+		DeleteRetentionMs:     p.GetDeleteRetentionMs(),
 	}
 }
 
@@ -32,5 +34,7 @@ func (c Config) Proto() *stratav1.TopicConfig {
 		Fsync:                 c.Fsync,
 		MinInsyncReplicas:     c.MinInsyncReplicas,
 		UncleanLeaderElection: c.UncleanLeaderElection,
+		CleanupPolicy:         c.CleanupPolicy,
+		DeleteRetentionMs:     c.DeleteRetentionMs,
 	}
 }

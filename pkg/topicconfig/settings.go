@@ -84,7 +84,38 @@ func settings() []Setting {
 			get:   func(c Config) string { return strconv.FormatBool(c.UncleanLeaderElection) },
 			check: func(Config) string { return "" },
 		},
+		{
+			Key:     "cleanup.policy",
+			Doc:     "delete: retention deletes old segments; compact: keep the latest record of each key (retention off); compact,delete: both",
+			Allowed: "delete, compact or compact,delete",
+			set: func(c *Config, v string) error {
+				if c.CleanupPolicy = normalizePolicy(v); c.CleanupPolicy == "" {
+					return fmt.Errorf("%w: cleanup.policy must be delete, compact or compact,delete, got %q", ErrInvalid, v)
+				}
+				return nil
+			},
+			get: func(c Config) string { return c.CleanupPolicy },
+			check: func(c Config) string {
+				switch c.CleanupPolicy {
+				case "", CleanupDelete, CleanupCompact, CleanupCompactDelete:
+					return ""
+				}
+				return fmt.Sprintf("cleanup.policy must be delete, compact or compact,delete, got %q", c.CleanupPolicy)
+			},
+		},
+		int64Setting("delete.retention.ms", "how long compaction keeps a tombstone, so readers from the start see the deletion (milliseconds, or a duration such as 24h)",
+			valueRange{min: 1, max: MaxMs}, true,
+			func(c *Config) *int64 { return &c.DeleteRetentionMs }),
 	}
+}
+
+// normalizePolicy accepts the policies in either order and with spaces.
+func normalizePolicy(v string) string {
+	parts := strings.Split(strings.ReplaceAll(v, " ", ""), ",")
+	if len(parts) == 2 && parts[0] == CleanupDelete && parts[1] == CleanupCompact {
+		return CleanupCompactDelete
+	}
+	return strings.Join(parts, ",")
 }
 
 // Settings returns every setting, in the order the CLI shows them.

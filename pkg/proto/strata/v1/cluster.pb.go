@@ -340,8 +340,13 @@ type TopicConfig struct {
 	Fsync                 string `protobuf:"bytes,8,opt,name=fsync,proto3" json:"fsync,omitempty"`
 	MinInsyncReplicas     int32  `protobuf:"varint,9,opt,name=min_insync_replicas,json=minInsyncReplicas,proto3" json:"min_insync_replicas,omitempty"`
 	UncleanLeaderElection bool   `protobuf:"varint,10,opt,name=unclean_leader_election,json=uncleanLeaderElection,proto3" json:"unclean_leader_election,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// "delete" (retention deletes old segments), "compact" (keep the latest
+	// record of each key; retention off) or "compact,delete" (both).
+	CleanupPolicy string `protobuf:"bytes,11,opt,name=cleanup_policy,json=cleanupPolicy,proto3" json:"cleanup_policy,omitempty"`
+	// How long a compacted topic keeps a tombstone (ms).
+	DeleteRetentionMs int64 `protobuf:"varint,12,opt,name=delete_retention_ms,json=deleteRetentionMs,proto3" json:"delete_retention_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *TopicConfig) Reset() {
@@ -444,6 +449,20 @@ func (x *TopicConfig) GetUncleanLeaderElection() bool {
 	return false
 }
 
+func (x *TopicConfig) GetCleanupPolicy() string {
+	if x != nil {
+		return x.CleanupPolicy
+	}
+	return ""
+}
+
+func (x *TopicConfig) GetDeleteRetentionMs() int64 {
+	if x != nil {
+		return x.DeleteRetentionMs
+	}
+	return 0
+}
+
 var File_strata_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_strata_v1_cluster_proto_rawDesc = "" +
@@ -472,7 +491,7 @@ const file_strata_v1_cluster_proto_rawDesc = "" +
 	"\x10log_start_offset\x18\b \x01(\x03R\x0elogStartOffset\x12$\n" +
 	"\x0elog_end_offset\x18\t \x01(\x03R\flogEndOffset\x12%\n" +
 	"\x0ehigh_watermark\x18\n" +
-	" \x01(\x03R\rhighWatermark\"\x94\x03\n" +
+	" \x01(\x03R\rhighWatermark\"\xeb\x03\n" +
 	"\vTopicConfig\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
@@ -487,7 +506,9 @@ const file_strata_v1_cluster_proto_rawDesc = "" +
 	"\x05fsync\x18\b \x01(\tR\x05fsync\x12.\n" +
 	"\x13min_insync_replicas\x18\t \x01(\x05R\x11minInsyncReplicas\x126\n" +
 	"\x17unclean_leader_election\x18\n" +
-	" \x01(\bR\x15uncleanLeaderElection*O\n" +
+	" \x01(\bR\x15uncleanLeaderElection\x12%\n" +
+	"\x0ecleanup_policy\x18\v \x01(\tR\rcleanupPolicy\x12.\n" +
+	"\x13delete_retention_ms\x18\f \x01(\x03R\x11deleteRetentionMs*O\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_LEADER\x10\x01\x12\x11\n" +
