@@ -1,6 +1,7 @@
 // Package cluster is admin's gRPC client of the cluster: the strata.v1
-// Topics service of the nodes given by --cluster-addrs, dialled with
-// mutual TLS as admin's own identity.
+// Topics and Groups services of the nodes given by --cluster-addrs (and
+// their Metadata and Log, for offsets), dialled with mutual TLS as
+// admin's own identity.
 package cluster
 
 import (
@@ -42,6 +43,8 @@ type Client struct {
 	conns   []*grpc.ClientConn
 	clients []stratav1.TopicsClient
 	meta    []stratav1.MetadataClient
+	groups  []stratav1.GroupsClient
+	logs    []stratav1.LogClient
 	next    atomic.Int64 // index of the node to try first
 	lg      *zap.Logger
 }
@@ -73,6 +76,8 @@ func Dial(addrs []string, tlsFor TLSFor, lg *zap.Logger) (*Client, error) {
 		c.conns = append(c.conns, conn)
 		c.clients = append(c.clients, stratav1.NewTopicsClient(conn))
 		c.meta = append(c.meta, stratav1.NewMetadataClient(conn))
+		c.groups = append(c.groups, stratav1.NewGroupsClient(conn))
+		c.logs = append(c.logs, stratav1.NewLogClient(conn))
 	}
 	return c, nil
 }

@@ -57,13 +57,31 @@ func (c *Client) fillOffsets(ctx context.Context, ts ...*stratav1.TopicMetadata)
 	if len(missing) == 0 {
 		return
 	}
+	for k, l := range c.leaders(ctx, names...) {
+		if p, ok := missing[k]; ok {
+			p.LogStartOffset, p.LogEndOffset, p.HighWatermark = l.p.GetLogStartOffset(), l.p.GetLogEndOffset(), l.p.GetHighWatermark()
+		}
+	}
+}
+
+// leader is the node of --cluster-addrs that reports a partition's
+// offsets, and its answer.
+type leader struct {
+	node int
+	p    *stratav1.PartitionMetadata
+}
+
+// leaders asks every node at once for the metadata of topics and returns,
+// for each partition some node reports offsets for, the node leading it:
+// the higher leader epoch, then the longer log, should two report it.
+func (c *Client) leaders(ctx context.Context, topics ...string) map[partitionKey]leader {
 	ctx, cancel := context.WithTimeout(ctx, offsetsTimeout)
 	defer cancel()
 	answers := make([]*stratav1.MetadataResponse, len(c.meta))
 	var wg sync.WaitGroup
 	for i, mc := range c.meta {
 		wg.Go(func() {
-			resp, err := mc.Metadata(ctx, &stratav1.MetadataRequest{Topics: names})
+			resp, err := mc.Metadata(ctx, &stratav1.MetadataRequest{Topics: topics})
 			if err != nil {
 				c.lg.Debug("partition offsets not known", zap.String("addr", c.addrs[i]), zap.Error(err))
 				return
@@ -72,23 +90,20 @@ func (c *Client) fillOffsets(ctx context.Context, ts ...*stratav1.TopicMetadata)
 		})
 	}
 	wg.Wait()
-	best := make(map[partitionKey]*stratav1.PartitionMetadata, len(missing))
-	for _, resp := range answers {
+	best := make(map[partitionKey]leader)
+	for i, resp := range answers {
 		for _, t := range resp.GetTopics() {
 			for _, p := range t.GetPartitions() {
 				k := partitionKey{t.GetName(), p.GetPartition()}
-				if _, ok := missing[k]; !ok || !offsetsKnown(p) {
+				if !offsetsKnown(p) {
 					continue
 				}
-				if b, ok := best[k]; !ok || p.GetLeaderEpoch() > b.GetLeaderEpoch() ||
-					p.GetLeaderEpoch() == b.GetLeaderEpoch() && p.GetLogEndOffset() > b.GetLogEndOffset() {
-					best[k] = p
+				if b, ok := best[k]; !ok || p.GetLeaderEpoch() > b.p.GetLeaderEpoch() ||
+					p.GetLeaderEpoch() == b.p.GetLeaderEpoch() && p.GetLogEndOffset() > b.p.GetLogEndOffset() {
+					best[k] = leader{node: i, p: p}
 				}
 			}
 		}
 	}
-	for k, b := range best {
-		p := missing[k]
-		p.LogStartOffset, p.LogEndOffset, p.HighWatermark = b.GetLogStartOffset(), b.GetLogEndOffset(), b.GetHighWatermark()
-	}
+	return best
 }

@@ -23,8 +23,11 @@ import (
 type fakeNode struct {
 	stratav1.UnimplementedTopicsServer
 	stratav1.UnimplementedMetadataServer
-	led    map[int32][4]int64 // partition -> epoch, log start, log end, HW
-	topics []*stratav1.TopicMetadata
+	stratav1.UnimplementedGroupsServer                    // groups_test.go
+	stratav1.UnimplementedLogServer                       // groups_test.go
+	led                                map[int32][4]int64 // partition -> epoch, log start, log end, HW
+	topics                             []*stratav1.TopicMetadata
+	groups                             fakeGroups // groups_test.go
 }
 
 func (n *fakeNode) view() []*stratav1.TopicMetadata {
@@ -90,6 +93,8 @@ func serveNodes(tb testing.TB, nodes ...*fakeNode) *Client {
 		srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}})))
 		stratav1.RegisterTopicsServer(srv, n)
 		stratav1.RegisterMetadataServer(srv, n)
+		stratav1.RegisterGroupsServer(srv, n)
+		stratav1.RegisterLogServer(srv, n)
 		wg.Go(func() {
 			if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				tb.Errorf("serve: %v", err)
