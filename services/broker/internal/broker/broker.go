@@ -68,6 +68,7 @@ type Broker struct {
 	replicator *grpc.ClientConn
 	stopISR    context.CancelFunc // ends the ISR manager (cluster mode)
 	stopProbe  context.CancelFunc // ends the data directory probe
+	stopClean  context.CancelFunc // ends the compaction loop
 	peers      *peerPool          // other brokers; nil unless in cluster mode
 	watcher    *acl.Watcher       // follows admin's ACL policy; nil without acl-admin-url
 	errc       chan error         // servers' unexpected exits
@@ -265,6 +266,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	b.wg.Add(1)
 	go b.retentionLoop()
 	b.startDirProbe(m.Registry())
+	b.startCompaction()
 	if cfg.ClusterMode() {
 		mgr := isr.New(isr.Options{NodeID: cfg.NodeID, LagMax: cfg.ReplicaLagMax, Partitions: b.partitions, OnChange: m.ISRChange},
 			stratav1.NewControllerClient(b.replicator), lg)
@@ -320,6 +322,29 @@ func (b *Broker) startDirProbe(reg prometheus.Registerer) {
 			b.grpc.SetServing(true)
 			b.lg.Info("data directory writable", zap.String("data_dir", b.cfg.DataDir))
 		}})
+	}()
+}
+
+// startCompaction cleans compacted topics every cfg.CompactionInterval in
+// its own goroutine (a clean of a large log takes a while; retention and
+// high watermark checkpoints must not wait for it). A clean in progress
+// is abandoned at shutdown, which the engine undoes safely.
+func (b *Broker) startCompaction() {
+	var ctx context.Context
+	ctx, b.stopClean = context.WithCancel(context.Background())
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTicker(b.cfg.CompactionInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				b.reg.Compact(ctx)
+			case <-ctx.Done():
+				return
+			}
+		}
 	}()
 }
 
@@ -402,6 +427,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			b.stopISR()
 		}
 		b.stopProbe()
+		b.stopClean()
 		var errs []error
 		if b.watcher != nil {
 			errs = append(errs, b.watcher.Close())

@@ -131,6 +131,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// RetentionCheckInterval is how often age/size retention runs on idle partitions.
 	RetentionCheckInterval time.Duration
+	// CompactionInterval is how often the partitions of topics with
+	// cleanup.policy=compact are cleaned.
+	CompactionInterval time.Duration
 	// DataDirProbeInterval is how often the broker writes, fsyncs and
 	// removes a probe file in DataDir; while that fails the broker reports
 	// NOT_SERVING (see internal/dirprobe).
@@ -184,6 +187,7 @@ func Default() Config {
 		ShutdownTimeout:        10 * time.Second,
 		RetentionCheckInterval: time.Minute,
 		DataDirProbeInterval:   time.Second,
+		CompactionInterval:     30 * time.Second,
 		ReplicaLagMax:          5 * time.Second,
 		LeaderLease:            3 * time.Second,
 	}
@@ -313,6 +317,9 @@ func (c Config) Validate() error {
 	}
 	if c.LeaderLease < 500*time.Millisecond {
 		bad("leader-lease must be >= 500ms, got %s", c.LeaderLease)
+	}
+	if c.CompactionInterval < 100*time.Millisecond {
+		bad("compaction-interval must be >= 100ms, got %s", c.CompactionInterval)
 	}
 	if c.DataDirProbeInterval < 100*time.Millisecond {
 		bad("data-dir-probe-interval must be >= 100ms, got %s", c.DataDirProbeInterval)

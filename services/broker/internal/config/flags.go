@@ -61,6 +61,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.DurationVar(&c.KeepaliveTimeout, "keepalive-timeout", c.KeepaliveTimeout, "close a connection whose ping is unanswered this `long`")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful stop `deadline` before RPCs are cut")
 	fs.DurationVar(&c.RetentionCheckInterval, "retention-check-interval", c.RetentionCheckInterval, "how often retention runs (`duration`)")
+	fs.DurationVar(&c.CompactionInterval, "compaction-interval", c.CompactionInterval, "how often partitions of topics with cleanup.policy=compact are cleaned (`duration`)")
 	fs.DurationVar(&c.DataDirProbeInterval, "data-dir-probe-interval", c.DataDirProbeInterval, "how often a probe file is written to the data directory; while that fails the broker reports NOT_SERVING (`duration`)")
 
 	fs.Usage = func() {

@@ -108,3 +108,38 @@ func AppendWireRecord(dst, payload []byte, timestamp, offset int64, epoch int32)
 	}
 	return dst
 }
+
+// PayloadKey reads a stored payload's key and whether it is a tombstone
+// (no value: under cleanup.policy=compact a record with an empty value
+// deletes its key), for compaction. It scans the fields without decoding
+// the record.
+func PayloadKey(payload []byte) (key []byte, tombstone bool, err error) {
+	tombstone = true
+	for len(payload) > 0 {
+		num, typ, n := protowire.ConsumeTag(payload)
+		if n < 0 {
+			return nil, false, protowire.ParseError(n)
+		}
+		payload = payload[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, payload)
+			if n < 0 {
+				return nil, false, protowire.ParseError(n)
+			}
+			payload = payload[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(payload)
+		if n < 0 {
+			return nil, false, protowire.ParseError(n)
+		}
+		payload = payload[n:]
+		switch num {
+		case 1:
+			key = v
+		case 2:
+			tombstone = len(v) == 0
+		}
+	}
+	return key, tombstone, nil
+}

@@ -57,3 +57,24 @@ func TestWireRecordRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+func TestPayloadKey(t *testing.T) {
+	for _, tc := range []struct {
+		r         *stratav1.Record
+		key       string
+		tombstone bool
+	}{
+		{&stratav1.Record{Key: []byte("k"), Value: []byte("v")}, "k", false},
+		{&stratav1.Record{Key: []byte("k")}, "k", true},
+		{&stratav1.Record{Value: []byte("v")}, "", false},
+		{&stratav1.Record{Key: []byte("k"), Value: []byte("v"), Headers: []*stratav1.Header{{Key: "h", Value: []byte("x")}}}, "k", false},
+	} {
+		key, tomb, err := PayloadKey(EncodePayload(nil, tc.r))
+		if err != nil || string(key) != tc.key || tomb != tc.tombstone {
+			t.Errorf("PayloadKey(%v) = %q, %v, %v; want %q, %v", tc.r, key, tomb, err, tc.key, tc.tombstone)
+		}
+	}
+	if _, _, err := PayloadKey([]byte{0x0a, 0x05, 'a'}); err == nil {
+		t.Error("a truncated payload decoded")
+	}
+}

@@ -1,6 +1,7 @@
 package topic
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 
@@ -112,3 +113,15 @@ func (r *reopenableLog) Epochs() []logstore.EpochEntry { return r.log().Epochs()
 func (r *reopenableLog) ApplyRetention() error         { return r.log().ApplyRetention() }
 func (r *reopenableLog) Healthy() error                { return r.log().Healthy() }
 func (r *reopenableLog) Sync() error                   { return r.log().Sync() }
+
+// Compact forwards to the log's compaction; partition.ErrNoCompaction when
+// the log has none.
+func (r *reopenableLog) Compact(ctx context.Context, opts logstore.CompactOptions) (logstore.CompactStats, error) {
+	c, ok := r.log().(interface {
+		Compact(context.Context, logstore.CompactOptions) (logstore.CompactStats, error)
+	})
+	if !ok {
+		return logstore.CompactStats{}, partition.ErrNoCompaction
+	}
+	return c.Compact(ctx, opts)
+}
