@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -174,14 +175,18 @@ func (c *groupCluster) Metadata(ctx context.Context, topics ...string) (*stratav
 }
 
 // CreateOffsetsTopic creates the offsets topic replicated on up to three
-// brokers, acknowledged by two copies when it has three.
+// brokers, acknowledged by two copies when it has three, and compacted
+// (only the latest commit of each group and partition matters) in 16 MiB
+// segments rolled at least hourly, so that a new coordinator's load reads
+// little more than the live state.
 func (c *groupCluster) CreateOffsetsTopic(ctx context.Context, partitions int32) error {
 	md, err := c.metadata(ctx, &stratav1.MetadataRequest{})
 	if err != nil {
 		return err
 	}
 	rf := topicconfig.DefaultReplicationFactor(len(md.GetBrokers()))
-	cfg := topicconfig.Config{Partitions: partitions, ReplicationFactor: rf, MinInsyncReplicas: min(2, rf)}
+	cfg := topicconfig.Config{Partitions: partitions, ReplicationFactor: rf, MinInsyncReplicas: min(2, rf),
+		CleanupPolicy: topicconfig.CleanupCompact, SegmentBytes: 16 << 20, SegmentMs: time.Hour.Milliseconds()}
 	err = c.create(ctx, &stratav1.CreateTopicRequest{Name: group.OffsetsTopic, Config: cfg.Proto()})
 	if status.Code(err) == codes.AlreadyExists {
 		return nil
