@@ -717,3 +717,125 @@ func TestSparseIndexSeek(t *testing.T) {
 	}
 	t.Logf("%d seeks over %d index shapes", cases, len(shapes))
 }
+
+// replicate copies leader into follower as the broker's fetch does: from
+// the follower's log end, one leader epoch per batch of at most maxBytes
+// (ReadFramesBefore the next epoch's start), through
+// AppendCompactedFrames. Batches of a compacted range have gaps.
+func replicate(tb testing.TB, leader, follower *Log, maxBytes int) (batches int) {
+	tb.Helper()
+	r, err := leader.NewReader(follower.LogEndOffset())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() {
+		if err := r.Close(); err != nil {
+			tb.Fatal(err)
+		}
+	}()
+	pos := r.Offset()
+	for pos < leader.LogEndOffset() {
+		epoch, before := int32(0), leader.LogEndOffset()
+		for _, e := range leader.Epochs() {
+			if e.StartOffset > pos {
+				before = min(before, e.StartOffset)
+				break
+			}
+			epoch = e.Epoch
+		}
+		out, next, err := r.ReadFramesBefore(nil, maxBytes, before)
+		if err != nil && !errors.Is(err, io.EOF) {
+			tb.Fatalf("ReadFramesBefore at %d: %v", pos, err)
+		}
+		pos = next
+		if len(out) == 0 {
+			continue
+		}
+		if _, err := follower.AppendCompactedFrames(epoch, out); err != nil {
+			tb.Fatalf("AppendCompactedFrames at %d: %v", follower.LogEndOffset(), err)
+		}
+		batches++
+	}
+	return batches
+}
+
+// TestAppendCompactedFrames replicates a compacted leader into an empty
+// follower with batches of several sizes: the follower holds exactly the
+// leader's records at the leader's offsets, every read path agrees, its
+// leader epochs have the leader's epochs starting no later than their
+// first record, its log end is the leader's, it survives a reopen, and
+// its own clean merges the small compacted segments the batches made.
+// Refusals: a batch before the log end, offsets that do not increase.
+func TestAppendCompactedFrames(t *testing.T) {
+	clk := newClock()
+	leader := openLog(t, t.TempDir(), kvOptions(clk.Now))
+	defer closeLog(t, leader)
+	recs := puts("a=1", "b=1", "a=2", "c=1", "a=3", "b=2", "d=1", "a=4", "e=1", "b=3", "f=1", "a=5",
+		"g=1", "h=1", "b=4", "a=6", "i=1", "j=1")
+	kvAppend(t, leader, 1, clk.Now(), recs[:7])
+	kvAppend(t, leader, 3, clk.Now(), recs[7:])
+	if _, err := leader.Compact(context.Background(), CompactOptions{KeyOf: kvKeyOf, UpTo: leader.LogEndOffset()}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := readView(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, maxBytes := range []int{1, 3 * FrameSize(4), 1 << 20} {
+		t.Run(fmt.Sprintf("maxBytes=%d", maxBytes), func(t *testing.T) {
+			dir := t.TempDir()
+			opts := kvOptions(clk.Now)
+			f := openLog(t, dir, opts)
+			batches := replicate(t, leader, f, maxBytes)
+			check := func(f *Log) {
+				t.Helper()
+				checkView(t, f, want)
+				if f.LogEndOffset() != leader.LogEndOffset() || f.LogStartOffset() != leader.LogStartOffset() {
+					t.Fatalf("follower [%d, %d), leader [%d, %d)", f.LogStartOffset(), f.LogEndOffset(), leader.LogStartOffset(), leader.LogEndOffset())
+				}
+				le, fe := leader.Epochs(), f.Epochs()
+				if len(le) != len(fe) {
+					t.Fatalf("follower epochs %v, leader %v", fe, le)
+				}
+				for i := range le {
+					first := slices.Min(slices.DeleteFunc(slices.Collect(maps.Keys(want)), func(o int64) bool { return o < le[i].StartOffset }))
+					if fe[i].Epoch != le[i].Epoch || fe[i].StartOffset < le[i].StartOffset || fe[i].StartOffset > first {
+						t.Fatalf("follower epochs %v, leader %v (first record of epoch %d: %d)", fe, le, le[i].Epoch, first)
+					}
+				}
+			}
+			check(f)
+			closeLog(t, f)
+			f = openLog(t, dir, opts)
+			defer func() { closeLog(t, f) }()
+			check(f)
+			segs := f.Stats().Segments
+			if _, err := f.Compact(context.Background(), CompactOptions{KeyOf: kvKeyOf, UpTo: f.LogEndOffset()}); err != nil {
+				t.Fatal(err)
+			}
+			check(f)
+			t.Logf("%d batches, %d segments, %d after the follower's clean", batches, segs, f.Stats().Segments)
+			if maxBytes == 1 && f.Stats().Segments >= segs {
+				t.Fatalf("the follower's clean merged nothing: %d segments, then %d", segs, f.Stats().Segments)
+			}
+			// Appends as a follower go on after it.
+			next := f.LogEndOffset()
+			if _, err := f.AppendCompactedFrames(3, AppendFrame(nil, next-1, 0, []byte("x=1"))); !errors.Is(err, ErrNotAtEnd) {
+				t.Fatalf("a frame before the log end: %v, want ErrNotAtEnd", err)
+			}
+			bad := AppendFrame(AppendFrame(nil, next+3, 0, []byte("x=1")), next+3, 0, []byte("y=1"))
+			if _, err := f.AppendCompactedFrames(3, bad); !errors.Is(err, ErrBadBatch) {
+				t.Fatalf("offsets that do not increase: %v, want ErrBadBatch", err)
+			}
+			if last, err := f.AppendCompactedFrames(3, AppendFrame(nil, next+2, 0, []byte("x=1"))); err != nil || last != next+2 {
+				t.Fatalf("a frame past a gap: %d, %v", last, err)
+			}
+			if last, err := f.AppendFrames(3, AppendFrame(nil, next+3, 0, []byte("y=1"))); err != nil || last != next+3 {
+				t.Fatalf("AppendFrames after it: %d, %v", last, err)
+			}
+			w := maps.Clone(want)
+			w[next+2], w[next+3] = "x=1", "y=1"
+			checkView(t, f, w)
+		})
+	}
+}

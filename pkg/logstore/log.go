@@ -363,6 +363,11 @@ func (l *Log) AppendFrames(epoch int32, frames []byte) (last int64, err error) {
 	if err := l.writableLocked(); err != nil {
 		return -1, err
 	}
+	return l.appendFramesLocked(w, epoch, frames)
+}
+
+// appendFramesLocked is AppendFrames with the writer's token held.
+func (l *Log) appendFramesLocked(w *writerToken, epoch int32, frames []byte) (last int64, err error) {
 	if len(frames) == 0 {
 		return l.next - 1, nil
 	}
@@ -411,6 +416,151 @@ func (l *Log) AppendFrames(epoch int32, frames []byte) (last int64, err error) {
 		i = j
 	}
 	return want - 1, l.awaitDurableLocked(w)
+}
+
+// AppendCompactedFrames is AppendFrames for a follower of a compacted log:
+// the frames' offsets increase but may skip offsets the leader's
+// compaction removed, and the first may be past LogEndOffset (not before
+// it: ErrNotAtEnd). A batch consecutive from LogEndOffset is appended as
+// AppendFrames appends it. One with a gap becomes a compacted segment of
+// its own covering the offsets from LogEndOffset to its last frame: the
+// active segment is sealed, the batch written, fsynced and swapped in as
+// a clean's segments are (doc.go), and a new active segment starts after
+// it, so a crash leaves the batch whole or absent. The follower's own
+// Compact merges such segments later. A new epoch starts at the batch's
+// first frame, as on the leader. It returns the last offset appended.
+func (l *Log) AppendCompactedFrames(epoch int32, frames []byte) (last int64, err error) {
+	w := l.lockWriter()
+	defer w.unlock()
+	if err := l.writableLocked(); err != nil {
+		return -1, err
+	}
+	if len(frames) == 0 {
+		return l.next - 1, nil
+	}
+	var starts []int // byte position of each frame, then len(frames)
+	var offs []int64
+	maxTs := int64(math.MinInt64)
+	dense := true
+	for p := 0; p < len(frames); {
+		f, n, err := DecodeFrame(frames[p:], l.opts.MaxRecordBytes)
+		switch {
+		case errors.Is(err, ErrRecordTooLarge):
+			return -1, fmt.Errorf("frame at byte %d: %w", p, err)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return -1, fmt.Errorf("%w: truncated frame at byte %d", ErrBadBatch, p)
+		case err != nil:
+			return -1, &CorruptError{Position: int64(p), Offset: l.next, Reason: err.Error()}
+		}
+		switch k := len(offs); {
+		case k == 0 && f.Offset < l.next:
+			return -1, fmt.Errorf("%w: first offset %d, log end offset %d", ErrNotAtEnd, f.Offset, l.next)
+		case k > 0 && f.Offset <= offs[k-1]:
+			return -1, fmt.Errorf("%w: offset %d at byte %d after %d", ErrBadBatch, f.Offset, p, offs[k-1])
+		case f.Offset-l.next > math.MaxUint32-1:
+			return -1, fmt.Errorf("%w: offset %d too far past the log end offset %d", ErrBadBatch, f.Offset, l.next)
+		}
+		dense = dense && f.Offset == l.next+int64(len(offs))
+		starts, offs = append(starts, p), append(offs, f.Offset)
+		maxTs = max(maxTs, f.Timestamp)
+		p += n
+	}
+	if dense {
+		return l.appendFramesLocked(w, epoch, frames)
+	}
+	starts = append(starts, len(frames))
+	if err := l.appendGappedLocked(epoch, frames, starts, offs, maxTs); err != nil {
+		return -1, err
+	}
+	return l.next - 1, l.awaitDurableLocked(w)
+}
+
+// appendGappedLocked writes a batch with gaps as a compacted segment (see
+// AppendCompactedFrames).
+func (l *Log) appendGappedLocked(epoch int32, frames []byte, starts []int, offs []int64, maxTs int64) error {
+	l.epochMu.Lock()
+	latest := l.epochs.latest()
+	l.epochMu.Unlock()
+	if epoch < 0 || epoch < latest {
+		return fmt.Errorf("%w: epoch %d, latest %d", ErrStaleEpoch, epoch, latest)
+	}
+	if err := l.flushLocked(); err != nil {
+		return err
+	}
+	if l.next > l.active.base {
+		if err := l.rollLocked(); err != nil {
+			return err
+		}
+	}
+	if epoch > latest {
+		l.epochMu.Lock()
+		l.epochs.assign(epoch, offs[0])
+		l.epochMu.Unlock()
+		if err := l.persistEpochsLocked(); err != nil {
+			l.epochMu.Lock()
+			l.epochs.truncateFrom(offs[0])
+			l.epochMu.Unlock()
+			if isNoSpace(err) {
+				return l.noSpace(err)
+			}
+			return l.failLocked(fmt.Errorf("writing leader-epoch checkpoint: %w", err))
+		}
+	}
+	a, end := l.active, offs[len(offs)-1]+1
+	cw, err := newCleanedWriter(l.fs, l.dir, a.base, end, []*segment{a})
+	if err == nil {
+		for i, off := range offs {
+			raw := frames[starts[i]:starts[i+1]]
+			if err = cw.add(raw, off, int64(binary.BigEndian.Uint64(raw[16:]))); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = cw.finish()
+		}
+		if err == nil {
+			err = l.fs.SyncDir(l.dir)
+		}
+		if err != nil {
+			err = errors.Join(err, cw.abort())
+		}
+	}
+	if err != nil {
+		// Nothing of the batch is in the log; only the roll happened.
+		if isNoSpace(err) {
+			return l.noSpace(err)
+		}
+		return l.failLocked(fmt.Errorf("writing a compacted segment at %d: %w", a.base, err))
+	}
+	if err := swapIn(l.fs, l.dir, []*cleanedWriter{cw}); err != nil {
+		return l.failLocked(fmt.Errorf("swapping in a compacted segment at %d: %w", a.base, err))
+	}
+	nt, err := openCompacted(l.fs, l.dir, a.base, end, cw.desc.bytes, cw.desc.records)
+	if err != nil {
+		return l.failLocked(fmt.Errorf("mapping compacted segment %s: %w", storeName(a.base), err))
+	}
+	nt.maxTs.Store(maxTs)
+	nt.maxTsKnown.Store(true)
+	na, err := createSegment(l.fs, l.dir, end, l.opts.MaxIndexBytes)
+	if err != nil {
+		return l.failLocked(errors.Join(fmt.Errorf("creating segment %d: %w", end, err), nt.release()))
+	}
+	cur := l.segs.Load().segs
+	segs := append(append(make([]*segment, 0, len(cur)+1), cur[:len(cur)-1]...), nt, na)
+	l.segs.Store(&segList{segs: segs})
+	a.dead.Store(true)
+	if err := a.release(); err != nil {
+		l.lg.Warn("closing replaced segment", zap.String("segment", a.name), zap.Error(err))
+	}
+	l.size.Add(cw.desc.bytes)
+	l.active, l.next, l.activePos, l.activeCreated = na, end, 0, l.opts.Now()
+	l.synced, l.syncedSeq = end, l.writeSeq
+	l.publishLocked(end, 0)
+	if l.opts.Sync.Mode != SyncNever {
+		// The roll synced everything before the batch; the batch is synced.
+		return l.advanceRecoveryPointLocked(end)
+	}
+	return nil
 }
 
 // keepBuffers retains encode buffers for reuse unless a huge batch grew them.
