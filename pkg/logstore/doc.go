@@ -52,7 +52,10 @@
 // frame across gaps, and Read returns io.EOF when no record is left below
 // the log end. A compacted segment is always sealed: Truncate into one
 // swaps in its prefix and starts a new active segment at the truncation
-// point (after a crash between the two, Open starts it).
+// point (after a crash between the two, Open starts it). A follower
+// copying a compacted range from its leader gets frames with gaps:
+// AppendCompactedFrames writes such a batch as a compacted segment of its
+// own, swapped in the same way, and the follower's own clean merges them.
 //
 // The swap of one clean's segments is atomic across a crash:
 //
