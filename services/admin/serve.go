@@ -37,8 +37,8 @@ type serveConfig struct {
 	// with it admin issues certificates; without it the certificate
 	// routes answer 503.
 	CAKey string
-	// ClusterAddrs are the gRPC addresses (host:port) topic routes are
-	// forwarded to; empty turns those routes off (503).
+	// ClusterAddrs are the gRPC addresses (host:port) topic and group
+	// routes are forwarded to; empty turns those routes off (503).
 	ClusterAddrs    []string
 	ShutdownTimeout time.Duration
 	// HandshakeTimeout bounds a new connection's TLS handshake, and then
@@ -141,7 +141,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "admin private key (PEM)")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "cluster CA certificate (PEM) client certificates must chain to")
 	fs.StringVar(&cfg.CAKey, "ca-key", "", "cluster CA private key (PEM; its certificate is --tls-ca): turns on certificate issuing")
-	fs.Func("cluster-addrs", "comma-separated gRPC addresses (host:port) of cluster nodes topic routes are forwarded to", func(v string) error {
+	fs.Func("cluster-addrs", "comma-separated gRPC addresses (host:port) of cluster nodes topic and group routes are forwarded to", func(v string) error {
 		cfg.ClusterAddrs = nil
 		for _, a := range strings.Split(v, ",") {
 			if a = strings.TrimSpace(a); a != "" {
@@ -247,12 +247,12 @@ func serve(ctx context.Context, cfg serveConfig, ln net.Listener, lg *zap.Logger
 		}
 	}
 	if len(cfg.ClusterAddrs) > 0 {
-		topics, err := cluster.Dial(cfg.ClusterAddrs, reloader.ClientConfig, lg)
+		cc, err := cluster.Dial(cfg.ClusterAddrs, reloader.ClientConfig, lg)
 		if err != nil {
 			return fmt.Errorf("cluster-addrs: %w", err)
 		}
-		defer func() { err = errors.Join(err, topics.Close()) }()
-		apiOpts.Topics = topics
+		defer func() { err = errors.Join(err, cc.Close()) }()
+		apiOpts.Topics, apiOpts.Groups = cc, cc
 	}
 	api, err := httpapi.New(apiOpts, lg)
 	if err != nil {

@@ -36,6 +36,10 @@ type Options struct {
 	// Topics is the cluster's Topics service (any node forwards to the
 	// controller). Nil turns the /v1/topics routes off: they answer 503.
 	Topics stratav1.TopicsClient
+	// Groups is the cluster's consumer groups; it needs Topics (for
+	// partition offsets). Nil turns the /v1/groups routes off: they
+	// answer 503.
+	Groups Groups
 	// Collectors are served on /metrics beside the API's own (the
 	// listener's connection limits).
 	Collectors []prometheus.Collector
@@ -52,9 +56,10 @@ type API struct {
 	mux   *chi.Mux
 	rules map[string]Rule
 	// For extensions (extension.go).
-	authz *acl.Authorizer
-	store *policyStore
-	certs *certsResource
+	authz  *acl.Authorizer
+	store  *policyStore
+	certs  *certsResource
+	groups *groupsResource
 
 	stopOnce sync.Once
 	stopping chan struct{} // closed by Stop
@@ -77,12 +82,19 @@ type API struct {
 //	POST   /v1/topics                      create on the topic in the body
 //	GET    /v1/topics/{name}               describe on the topic
 //	DELETE /v1/topics/{name}               delete on the topic
+//	GET    /v1/groups                      describe on cluster; lists the groups the caller may describe
+//	GET    /v1/groups/{name}               describe on group:NAME
+//	DELETE /v1/groups/{name}               delete on group:NAME
+//	POST   /v1/groups/{name}/offsets       alter on group:NAME (reset committed offsets)
 func New(opts Options, lg *zap.Logger) (*API, error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
 	if opts.Authorizer == nil || opts.PolicyPath == "" || opts.CAFile == "" {
 		return nil, errors.New("httpapi: Authorizer, PolicyPath and CAFile are required")
+	}
+	if opts.Groups != nil && opts.Topics == nil {
+		return nil, errors.New("httpapi: Groups needs Topics")
 	}
 	a := &API{stopping: make(chan struct{})}
 	m := newMetrics(opts.Authorizer)
@@ -99,6 +111,7 @@ func New(opts Options, lg *zap.Logger) (*API, error) {
 	certs := &certsResource{ca: opts.CA, caFile: opts.CAFile, store: store, authz: opts.Authorizer,
 		issued: &issuedCerts{dir: opts.IssuedDir}, m: m, lg: lg}
 	topics := &topicsResource{topics: opts.Topics, g: g, lg: lg}
+	groups := &groupsResource{groups: opts.Groups, topics: opts.Topics, authz: opts.Authorizer, lg: lg}
 	ca := &caResource{caFile: opts.CAFile, lg: lg}
 
 	rules := map[string]Rule{
@@ -110,6 +123,7 @@ func New(opts Options, lg *zap.Logger) (*API, error) {
 	maps.Copy(rules, aclRes.rules("/v1/acl"))
 	maps.Copy(rules, certs.rules("/v1/certs"))
 	maps.Copy(rules, topics.rules("/v1/topics"))
+	maps.Copy(rules, groups.rules("/v1/groups"))
 	g.rules = rules
 
 	// Metrics outermost, so refused requests are counted too.
@@ -133,9 +147,10 @@ func New(opts Options, lg *zap.Logger) (*API, error) {
 		r.Mount("/acl", aclRes.Routes())
 		r.Mount("/certs", certs.Routes())
 		r.Mount("/topics", topics.Routes())
+		r.Mount("/groups", groups.Routes())
 	})
 	a.mux, a.rules = mux, rules
-	a.authz, a.store, a.certs = opts.Authorizer, store, certs
+	a.authz, a.store, a.certs, a.groups = opts.Authorizer, store, certs, groups
 	return a, nil
 }
 

@@ -32,11 +32,17 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // testPolicy: operator is admin; reader may describe the cluster and read
 // the policy; viewer may only describe the cluster; issuer
 // may create identities (certificates) but is no admin; writer manages
-// orders-* topics; the writers role and the team-x-* binding exist so
+// orders-* topics; grouper may see the app-* consumer groups and delete
+// and reset app-1; the writers role and the team-x-* binding exist so
 // that their names count as named by the policy.
 const testPolicy = `# test policy
 p, admin, *, *, allow
 p, admin, cluster, *, allow
+p, admin, group:*, *, allow
+p, grouper, cluster, describe, allow
+p, grouper, group:app-*, describe, allow
+p, grouper, group:app-1, delete, allow
+p, grouper, group:app-1, alter, allow
 p, reader, cluster, describe, allow
 p, reader, cluster, describe_acl, allow
 p, viewer, cluster, describe, allow
@@ -50,7 +56,7 @@ g, team-x-*, writers
 `
 
 // identities with a certificate in every fixture.
-var fixtureIdentities = []string{"operator", "reader", "viewer", "issuer", "writer", "nobody"}
+var fixtureIdentities = []string{"operator", "reader", "viewer", "issuer", "writer", "grouper", "nobody"}
 
 type fixture struct {
 	api     *API
@@ -59,6 +65,7 @@ type fixture struct {
 	caFile  string
 	certs   map[string]*x509.Certificate
 	topics  *fakeTopics
+	groups  *fakeGroups
 	logs    *observer.ObservedLogs
 }
 
@@ -89,13 +96,13 @@ func newFixtureWith(tb testing.TB, dataDir string, fo fixtureOptions) *fixture {
 		tb.Fatal(err)
 	}
 	f := &fixture{ca: ca, dataDir: dataDir, caFile: caFile, certs: map[string]*x509.Certificate{},
-		topics: newFakeTopics(), logs: logs}
-	opts := Options{Authorizer: authz, PolicyPath: PolicyPath(dataDir), CAFile: caFile, CA: ca, Topics: f.topics}
+		topics: newFakeTopics(), groups: newFakeGroups(), logs: logs}
+	opts := Options{Authorizer: authz, PolicyPath: PolicyPath(dataDir), CAFile: caFile, CA: ca, Topics: f.topics, Groups: f.groups}
 	if fo.noCA {
 		opts.CA = nil
 	}
 	if fo.noTopics {
-		opts.Topics = nil
+		opts.Topics, opts.Groups = nil, nil
 	}
 	if f.api, err = New(opts, lg); err != nil {
 		tb.Fatal(err)
@@ -194,13 +201,14 @@ func routeBodies(tb testing.TB, f *fixture) map[string]string {
 		tb.Fatal(err)
 	}
 	return map[string]string{
-		"PUT /v1/acl/policy":    `{"policy": ` + jsonString(tb, testPolicy) + `}`,
-		"POST /v1/acl/rules":    `{"rules": [{"subject": "walker", "object": "t", "action": "produce"}]}`,
-		"DELETE /v1/acl/rules":  `{"rules": [{"subject": "reader", "object": "cluster", "action": "describe"}]}`,
-		"POST /v1/certs":        `{"name": "walk-cert"}`,
-		"POST /v1/certs/csr":    `{"csr": ` + jsonString(tb, string(csr)) + `}`,
-		"POST /v1/topics":       `{"name": "orders-walk", "config": {"partitions": 1}}`,
-		"GET /v1/topics/{name}": "",
+		"PUT /v1/acl/policy":             `{"policy": ` + jsonString(tb, testPolicy) + `}`,
+		"POST /v1/acl/rules":             `{"rules": [{"subject": "walker", "object": "t", "action": "produce"}]}`,
+		"DELETE /v1/acl/rules":           `{"rules": [{"subject": "reader", "object": "cluster", "action": "describe"}]}`,
+		"POST /v1/certs":                 `{"name": "walk-cert"}`,
+		"POST /v1/certs/csr":             `{"csr": ` + jsonString(tb, string(csr)) + `}`,
+		"POST /v1/topics":                `{"name": "orders-walk", "config": {"partitions": 1}}`,
+		"GET /v1/topics/{name}":          "",
+		"POST /v1/groups/{name}/offsets": `{"topic": "x", "to_earliest": true}`,
 	}
 }
 

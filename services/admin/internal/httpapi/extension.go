@@ -59,8 +59,9 @@ func (a *API) Mount(prefix string, h chi.Router) error {
 
 // Authorize checks identity id against the rule of the API route method
 // pattern, as the guard checks a request to that route. object is the
-// topic for a rule that takes one (from the URL or the body) and is
-// ignored otherwise. It returns nil, ErrForbidden, or ErrNoRule.
+// topic or group name for a rule that takes one (from the URL or the
+// body) and is ignored otherwise. It returns nil, ErrForbidden, or
+// ErrNoRule.
 func (a *API) Authorize(id, method, pattern, object string) error {
 	rule, ok := a.rules[routeKey(method, pattern)]
 	if !ok {
@@ -73,7 +74,7 @@ func (a *API) Authorize(id, method, pattern, object string) error {
 	case rule.AnyAuthenticated:
 		return nil
 	case rule.ObjectParam != "" || rule.ObjectInHandler:
-		return a.allowed(id, object, rule.Action)
+		return a.allowed(id, rule.ObjectPrefix+object, rule.Action)
 	default:
 		return a.allowed(id, rule.Object, rule.Action)
 	}
@@ -131,6 +132,21 @@ func (a *API) IssueCert(id string, req adminapi.CertRequest) (adminapi.CertBundl
 // first.
 func (a *API) IssuedCerts() ([]adminapi.IssuedCert, error) { return a.certs.issued.list() }
 
+// ListGroups lists the consumer groups identity id may describe, as GET
+// /v1/groups does. The caller must have passed Authorize for that route.
+// Errors carry their status (see ErrorStatus).
+func (a *API) ListGroups(ctx context.Context, id string) (adminapi.GroupList, error) {
+	return a.groups.listFor(ctx, id)
+}
+
+// DescribeGroup describes a consumer group with the log end and lag of
+// its partitions, as GET /v1/groups/{name} does. The caller must have
+// passed Authorize for that route on the group. Errors carry their status
+// (see ErrorStatus).
+func (a *API) DescribeGroup(ctx context.Context, name string) (adminapi.Group, error) {
+	return a.groups.describeGroup(ctx, name)
+}
+
 // CACert returns the cluster CA certificate (the file is read each time,
 // so that a rotated CA shows).
 func (a *API) CACert() (*x509.Certificate, error) {
@@ -146,8 +162,9 @@ func (a *API) CACert() (*x509.Certificate, error) {
 }
 
 // ErrorStatus returns the HTTP status and the caller-facing message of an
-// error from ReplacePolicy or IssueCert: a refusal with its own status, or
-// 500 "internal error" for anything else (whose detail is only logged).
+// error from ReplacePolicy, IssueCert, ListGroups or DescribeGroup: a
+// refusal with its own status, or 500 "internal error" for anything else
+// (whose detail is only logged).
 func ErrorStatus(err error) (int, string) {
 	var ae *apiError
 	if errors.As(err, &ae) {

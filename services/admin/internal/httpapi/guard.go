@@ -21,8 +21,12 @@ type Rule struct {
 	Action string
 	// Object is a fixed object (cluster).
 	Object string
-	// ObjectParam names the route's URL parameter holding the topic.
+	// ObjectParam names the route's URL parameter holding the topic, or
+	// the group with ObjectPrefix.
 	ObjectParam string
+	// ObjectPrefix is put before ObjectParam's value to make the object:
+	// acl.GroupPrefix for a consumer group's routes.
+	ObjectPrefix string
 	// ObjectInHandler marks a route whose object is in the request body:
 	// the guard authenticates, and the handler must call
 	// guardian.authorizeInHandler with the object before acting.
@@ -102,7 +106,7 @@ func (g *guardian) middleware(next http.Handler) http.Handler {
 			switch {
 			case rule.AnyAuthenticated, rule.ObjectInHandler:
 			case rule.ObjectParam != "":
-				if !g.allow(w, id, rctx.URLParam(rule.ObjectParam), rule.Action, pattern) {
+				if !g.allow(w, id, rule.ObjectPrefix+rctx.URLParam(rule.ObjectParam), rule.Action, pattern) {
 					return
 				}
 			default:
