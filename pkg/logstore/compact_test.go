@@ -839,3 +839,103 @@ func TestAppendCompactedFrames(t *testing.T) {
 		})
 	}
 }
+
+// TestCompactedSegmentLifecycle: compacted segments go with their
+// descriptor when retention, DeleteBefore or Reset removes them, age
+// retention reads their newest timestamp, a truncation into the dense
+// segment after them leaves them alone, and each state reopens to the
+// same content.
+func TestCompactedSegmentLifecycle(t *testing.T) {
+	clk := newClock()
+	dir := t.TempDir()
+	opts := kvOptions(clk.Now)
+	l := openLog(t, dir, opts)
+	defer func() { closeLog(t, l) }()
+	now := clk.Now()
+	recs := []kvRec{{p: "a=1", age: 50 * time.Hour}, {p: "a=2", age: 49 * time.Hour}, {p: "b=1", age: 48 * time.Hour}, {p: "a=3", age: 47 * time.Hour},
+		{p: "c=1", age: 30 * time.Hour}, {p: "c=2", age: 29 * time.Hour}, {p: "d=1", age: 28 * time.Hour}, {p: "e=1", age: 27 * time.Hour},
+		{p: "f=1", age: 2 * time.Hour}, {p: "g=1", age: time.Hour}, {p: "h=1"}, {p: "i=1"}, {p: "j=1"}, {p: "k=1"}}
+	kvAppend(t, l, 0, now, recs)
+	if st, err := l.Compact(context.Background(), CompactOptions{KeyOf: kvKeyOf, UpTo: l.LogEndOffset()}); err != nil || st.SegmentsWritten != 2 {
+		t.Fatalf("Compact: %+v, %v", st, err)
+	}
+	descs := func() []string {
+		t.Helper()
+		m, err := filepath.Glob(filepath.Join(dir, "*"+descSuffix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range m {
+			m[i] = filepath.Base(m[i])
+		}
+		return m
+	}
+	reopen := func(want kvView) {
+		t.Helper()
+		checkView(t, l, want)
+		closeLog(t, l)
+		l = openLog(t, dir, opts)
+		checkView(t, l, want)
+	}
+	want := kvWant(recs, now, 14, 8, 0)
+	reopen(want)
+	if got := descs(); !slices.Equal(got, []string{descName(0), descName(4)}) {
+		t.Fatalf("descriptors %v", got)
+	}
+	// Age retention: the first compacted segment's newest record is 47 h
+	// old, the second's 27 h.
+	closeLog(t, l)
+	o := opts
+	o.RetentionAge = 40 * time.Hour
+	l = openLog(t, dir, o)
+	if err := l.ApplyRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if l.LogStartOffset() != 4 || !slices.Equal(descs(), []string{descName(4)}) {
+		t.Fatalf("after age retention: start %d, descriptors %v", l.LogStartOffset(), descs())
+	}
+	for off := range want {
+		if off < 4 {
+			delete(want, off)
+		}
+	}
+	reopen(want)
+	// A truncation into the dense segment after the compacted one.
+	if err := l.Truncate(10); err != nil {
+		t.Fatal(err)
+	}
+	for off := range want {
+		if off >= 10 {
+			delete(want, off)
+		}
+	}
+	reopen(want)
+	if !slices.Equal(descs(), []string{descName(4)}) {
+		t.Fatalf("after a truncation past it: descriptors %v", descs())
+	}
+	// DeleteBefore takes the compacted segment whole.
+	if err := l.DeleteBefore(8); err != nil {
+		t.Fatal(err)
+	}
+	if l.LogStartOffset() != 8 || len(descs()) != 0 {
+		t.Fatalf("after DeleteBefore(8): start %d, descriptors %v", l.LogStartOffset(), descs())
+	}
+	for off := range want {
+		if off < 8 {
+			delete(want, off)
+		}
+	}
+	reopen(want)
+	// Reset after another clean.
+	kvAppend(t, l, 0, now, puts("f=2", "f=3", "g=2", "z=1", "z=2"))
+	if st, err := l.Compact(context.Background(), CompactOptions{KeyOf: kvKeyOf, UpTo: l.LogEndOffset()}); err != nil || st.SegmentsWritten == 0 {
+		t.Fatalf("Compact: %+v, %v", st, err)
+	}
+	if err := l.Reset(100); err != nil {
+		t.Fatal(err)
+	}
+	if len(descs()) != 0 || l.LogStartOffset() != 100 || l.LogEndOffset() != 100 {
+		t.Fatalf("after Reset(100): [%d, %d), descriptors %v", l.LogStartOffset(), l.LogEndOffset(), descs())
+	}
+	reopen(kvView{})
+}
