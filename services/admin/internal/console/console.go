@@ -14,7 +14,8 @@
 //	GET  /topics                  every topic's partitions                  as GET /v1/topics
 //	GET  /topics/{name}           one topic, its partitions and charts      as GET /v1/topics/{name}
 //	GET  /topics/{name}/records   records at an offset                      as GET /v1/topics/{name}, and consume on the topic
-//	GET  /groups                  consumer groups (not in Strata yet)       as GET /v1/topics
+//	GET  /groups                  consumer groups, their state and members  as GET /v1/groups
+//	GET  /groups/{name}           one group: members, lag per partition     as GET /v1/groups/{name}
 //	GET  /charts, /charts/live    throughput and lag, last 15 minutes       as GET /metrics
 //	GET  /acl                     the ACL policy                            as GET /v1/acl/policy
 //	POST /acl/preview, /acl       diff before save, save                    as PUT /v1/acl/policy
@@ -53,6 +54,8 @@ type Backend interface {
 	IssueCert(id string, req adminapi.CertRequest) (adminapi.CertBundle, error)
 	IssuedCerts() ([]adminapi.IssuedCert, error)
 	CACert() (*x509.Certificate, error)
+	ListGroups(ctx context.Context, id string) (adminapi.GroupList, error)
+	DescribeGroup(ctx context.Context, name string) (adminapi.Group, error)
 }
 
 // Cluster is the console's view of the cluster (*clusterview.View).
@@ -136,21 +139,27 @@ func New(opts Options, lg *zap.Logger) (*Console, error) {
 }
 
 // check is one authorization a page needs: the rule of an API route
-// (apiMethod, apiPattern, its object from the URL parameter param), or an
-// action on the topic in param where no API route exists.
+// (apiMethod, apiPattern, its object from the URL parameter param, a
+// topic or a group as kind says), or an action on the topic in param
+// where no API route exists.
 type check struct {
 	apiMethod, apiPattern string
 	action                string
 	param                 string
+	kind                  string
 }
 
 func asRoute(method, pattern string) check { return check{apiMethod: method, apiPattern: pattern} }
 
 func asTopicRoute(method, pattern string) check {
-	return check{apiMethod: method, apiPattern: pattern, param: "name"}
+	return check{apiMethod: method, apiPattern: pattern, param: "name", kind: "topic"}
 }
 
-func onTopic(action string) check { return check{action: action, param: "name"} }
+func asGroupRoute(method, pattern string) check {
+	return check{apiMethod: method, apiPattern: pattern, param: "name", kind: "group"}
+}
+
+func onTopic(action string) check { return check{action: action, param: "name", kind: "topic"} }
 
 // Routes returns the console's router. Every route is registered with the
 // checks it needs; none without.
@@ -173,7 +182,8 @@ func (c *Console) Routes() chi.Router {
 	page(http.MethodGet, "/topics/{name}", c.topic, asTopicRoute(http.MethodGet, "/v1/topics/{name}"))
 	page(http.MethodGet, "/topics/{name}/records", c.records,
 		asTopicRoute(http.MethodGet, "/v1/topics/{name}"), onTopic(acl.ActionConsume))
-	page(http.MethodGet, "/groups", c.groups, clusterDescribe)
+	page(http.MethodGet, "/groups", c.groups, asRoute(http.MethodGet, "/v1/groups"))
+	page(http.MethodGet, "/groups/{name}", c.group, asGroupRoute(http.MethodGet, "/v1/groups/{name}"))
 	page(http.MethodGet, "/charts", c.charts, asRoute(http.MethodGet, "/metrics"))
 	page(http.MethodGet, "/charts/live", c.chartsLive, asRoute(http.MethodGet, "/metrics"))
 	page(http.MethodGet, "/acl", c.aclView, asRoute(http.MethodGet, "/v1/acl/policy"))
@@ -213,12 +223,12 @@ func (c *Console) authorize(checks []check) func(http.Handler) http.Handler {
 				var need string
 				if ch.action != "" {
 					err = c.opts.Backend.Allowed(id, object, ch.action)
-					need = ch.action + " on topic " + object
+					need = ch.action + " on " + ch.kind + " " + object
 				} else {
 					err = c.opts.Backend.Authorize(id, ch.apiMethod, ch.apiPattern, object)
 					need = "what the API route " + ch.apiMethod + " " + ch.apiPattern + " needs"
 					if object != "" {
-						need += " (on topic " + object + ")"
+						need += " (on " + ch.kind + " " + object + ")"
 					}
 				}
 				if err != nil {

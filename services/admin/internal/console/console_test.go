@@ -38,13 +38,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // xss is a value that must never reach a page unescaped.
 const xss = `<script>alert("x")</script>`
 
-// testPolicy: operator is admin; reader may describe the cluster and
-// every topic, and consume orders; nobody may do nothing.
+// testPolicy: operator is admin; reader may describe the cluster, every
+// topic and the app-* consumer groups, and consume orders; nobody may do
+// nothing.
 const testPolicy = `p, admin, *, *, allow
 p, admin, cluster, *, allow
+p, admin, group:*, *, allow
 p, reader, cluster, describe, allow
 p, reader, *, describe, allow
 p, reader, orders, consume, allow
+p, reader, group:app-*, describe, allow
 g, operator, admin
 `
 
@@ -139,8 +142,14 @@ func newFixture(tb testing.TB, cluster *fakeCluster, metrics *fakeMetrics) *fixt
 	if err != nil {
 		tb.Fatal(err)
 	}
-	api, err := httpapi.New(httpapi.Options{Authorizer: authz, PolicyPath: policyPath, CAFile: caFile, CA: ca,
-		IssuedDir: filepath.Join(dir, "issued")}, lg)
+	apiOpts := httpapi.Options{Authorizer: authz, PolicyPath: policyPath, CAFile: caFile, CA: ca,
+		IssuedDir: filepath.Join(dir, "issued")}
+	if cluster != nil {
+		// Groups are on with a cluster, as with --cluster-addrs.
+		g := sampleGroups()
+		apiOpts.Topics, apiOpts.Groups = g, g
+	}
+	api, err := httpapi.New(apiOpts, lg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -262,7 +271,11 @@ func TestEveryPageChecksItsRoute(t *testing.T) {
 	var n int
 	err := chi.Walk(f.console.Routes(), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		n++
-		path := DefaultBase + regexp.MustCompile(`\{name\}`).ReplaceAllString(route, "orders")
+		name := "orders"
+		if strings.HasPrefix(route, "/groups/") {
+			name = "app-1"
+		}
+		path := DefaultBase + regexp.MustCompile(`\{name\}`).ReplaceAllString(route, name)
 		path = strings.Replace(path, "/*", "/console.css", 1)
 		key := method + " " + route
 		t.Run(key, func(t *testing.T) {
@@ -308,9 +321,9 @@ func TestEveryPageChecksItsRoute(t *testing.T) {
 
 func TestForbiddenPageShowsNoData(t *testing.T) {
 	f := newFixture(t, sampleCluster(), &fakeMetrics{})
-	for _, path := range []string{"/", "/topics", "/topics/orders", "/topics/orders/records", "/acl", "/certs", "/charts"} {
+	for _, path := range []string{"/", "/topics", "/topics/orders", "/topics/orders/records", "/acl", "/certs", "/charts", "/groups", "/groups/app-1"} {
 		body := mustPage(t, f.do(t, "nobody", http.MethodGet, DefaultBase+path, nil), http.StatusForbidden)
-		for _, leak := range []string{"b1:9092", "orders</a>", "hello", "p, admin"} {
+		for _, leak := range []string{"b1:9092", "orders</a>", "hello", "p, admin", "app-1</a>", "m-a"} {
 			if strings.Contains(body, leak) {
 				t.Fatalf("%s: the 403 page shows %q", path, leak)
 			}
@@ -526,7 +539,7 @@ func TestChartsDrawTheRing(t *testing.T) {
 	// Without a scrape the page says how to turn it on.
 	g := newFixture(t, nil, nil)
 	mustPage(t, g.do(t, "reader", http.MethodGet, DefaultBase+"/charts", nil), http.StatusOK, "--metrics-targets")
-	mustPage(t, g.do(t, "reader", http.MethodGet, DefaultBase+"/groups", nil), http.StatusOK, "Consumer groups are not shown here yet")
+	mustPage(t, g.do(t, "reader", http.MethodGet, DefaultBase+"/groups", nil), http.StatusServiceUnavailable, "--cluster-addrs")
 }
 
 func TestSecurityHeaders(t *testing.T) {

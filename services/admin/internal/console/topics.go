@@ -130,10 +130,6 @@ func (c *Console) topic(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "topic", "Topic "+name, "topics", unreachedNotice(snap), page)
 }
 
-func (c *Console) groups(w http.ResponseWriter, r *http.Request) {
-	c.render(w, r, http.StatusOK, "groups", "Consumer groups", "groups", "", nil)
-}
-
 // unreachedNotice names the configured nodes that did not answer.
 func unreachedNotice(snap *clusterview.Snapshot) string {
 	var down []string

@@ -69,8 +69,9 @@ func (gr *groupsResource) rules(prefix string) map[string]Rule {
 	}
 }
 
-// errNoGroups answers every group route when admin has no cluster.
-var errNoGroups = errorf(http.StatusServiceUnavailable, "consumer groups are off: admin runs without --cluster-addrs")
+// ErrGroupsOff answers every group route (503) when admin has no cluster
+// to ask (no --cluster-addrs).
+var ErrGroupsOff = errorf(http.StatusServiceUnavailable, "consumer groups are off: admin runs without --cluster-addrs")
 
 // clusterErr is a cluster call's error as the caller sees it: an
 // *apiError with the HTTP status of its gRPC code.
@@ -86,7 +87,7 @@ func clusterErr(err error) error {
 // listFor answers the groups identity id may describe.
 func (gr *groupsResource) listFor(ctx context.Context, id string) (adminapi.GroupList, error) {
 	if gr.groups == nil {
-		return adminapi.GroupList{}, errNoGroups
+		return adminapi.GroupList{}, ErrGroupsOff
 	}
 	groups, unreached, err := gr.groups.ListGroups(ctx)
 	if err != nil {
@@ -107,7 +108,7 @@ func (gr *groupsResource) listFor(ctx context.Context, id string) (adminapi.Grou
 // partition it committed or is assigned. The caller is authorized.
 func (gr *groupsResource) describeGroup(ctx context.Context, name string) (adminapi.Group, error) {
 	if gr.groups == nil {
-		return adminapi.Group{}, errNoGroups
+		return adminapi.Group{}, ErrGroupsOff
 	}
 	resp, err := gr.groups.DescribeGroup(ctx, name)
 	if err != nil {
@@ -217,7 +218,7 @@ func nonNil[T any](s []T) []T {
 // it is a dry run, stores it for identity id. The caller is authorized.
 func (gr *groupsResource) resetGroup(ctx context.Context, id, name string, req adminapi.ResetOffsetsRequest) (adminapi.ResetOffsetsResult, error) {
 	if gr.groups == nil {
-		return adminapi.ResetOffsetsResult{}, errNoGroups
+		return adminapi.ResetOffsetsResult{}, ErrGroupsOff
 	}
 	if err := checkReset(req); err != nil {
 		return adminapi.ResetOffsetsResult{}, err
@@ -354,7 +355,7 @@ func (gr *groupsResource) describe(w http.ResponseWriter, r *http.Request) {
 func (gr *groupsResource) delete(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "name")
 	if gr.groups == nil {
-		gr.fail(w, r, errNoGroups)
+		gr.fail(w, r, ErrGroupsOff)
 		return
 	}
 	ctx, cancel := callCtx(r)
@@ -390,7 +391,7 @@ func (gr *groupsResource) reset(w http.ResponseWriter, r *http.Request) {
 
 // fail answers err, logging what the cluster failed at.
 func (gr *groupsResource) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if code, _ := ErrorStatus(err); code >= 500 && !errors.Is(err, errNoGroups) {
+	if code, _ := ErrorStatus(err); code >= 500 && !errors.Is(err, ErrGroupsOff) {
 		gr.lg.Warn("group call failed", zap.String("route", r.URL.Path), zap.Error(err))
 	}
 	writeErr(w, gr.lg, err)
