@@ -65,6 +65,8 @@ type Options struct {
 	MaxRecordBytes int
 	// MinInsyncReplicas is the ISR size acks=ALL needs.
 	MinInsyncReplicas int
+	// Compacted is true when the topic's cleanup.policy compacts.
+	Compacted bool
 	State             State
 	// Logger; nil means zap.NewNop().
 	Logger *zap.Logger
@@ -88,6 +90,9 @@ type Partition struct {
 
 	maxRecordBytes atomic.Int64
 	minISR         atomic.Int32
+	// compacted: the topic's cleanup.policy compacts, so the leader's log
+	// may skip offsets and a follower takes gapped batches.
+	compacted atomic.Bool
 
 	mu           sync.RWMutex
 	state        State
@@ -135,6 +140,7 @@ func New(log Log, o Options) *Partition {
 		lease:        o.LeaderLease,
 	}
 	p.SetLimits(o.MaxRecordBytes, o.MinInsyncReplicas)
+	p.compacted.Store(o.Compacted)
 	// A restarted partition serves up to the HW it had checkpointed, never
 	// past its own log end; a leader then recomputes it.
 	hw, err := loadHW(log.Dir())
@@ -162,6 +168,11 @@ func (p *Partition) SetLimits(maxRecordBytes, minInsyncReplicas int) {
 	p.maxRecordBytes.Store(int64(maxRecordBytes))
 	p.minISR.Store(int32(minInsyncReplicas))
 }
+
+// SetCompacted records whether the topic's cleanup.policy compacts (topic
+// config alter): a follower of a compacted partition takes batches whose
+// offsets skip what the leader's compaction removed.
+func (p *Partition) SetCompacted(c bool) { p.compacted.Store(c) }
 
 // State returns a copy of the partition's cluster state.
 func (p *Partition) State() State {

@@ -210,6 +210,12 @@ func (p *Partition) ProposedISR(lagMax time.Duration) (epoch int32, isr []int32,
 	return st.LeaderEpoch, isr, true
 }
 
+// gappedAppender is the log's optional append of a compacted leader's
+// frames, whose offsets may skip (*logstore.Log has it).
+type gappedAppender interface {
+	AppendCompactedFrames(epoch int32, frames []byte) (last int64, err error)
+}
+
 // AppendReplicated is the follower path: frames fetched from the leader in
 // leaderEpoch, all appended in recordsEpoch, written at exactly the
 // leader's offsets; leaderHW is the leader's high watermark, which this
@@ -224,7 +230,13 @@ func (p *Partition) AppendReplicated(leaderEpoch, recordsEpoch int32, frames []b
 		return 0, fmt.Errorf("%w: records epoch %d outside [0, leader epoch %d]", ErrBadReplicaRequest, recordsEpoch, leaderEpoch)
 	}
 	if len(frames) > 0 {
-		if _, err := p.log.AppendFrames(recordsEpoch, frames); err != nil {
+		appendFrames := p.log.AppendFrames
+		if c, ok := p.log.(gappedAppender); ok && p.compacted.Load() {
+			// Only a compacted topic may skip offsets: elsewhere a gap is
+			// a replication bug, which AppendFrames refuses.
+			appendFrames = c.AppendCompactedFrames
+		}
+		if _, err := appendFrames(recordsEpoch, frames); err != nil {
 			return 0, fmt.Errorf("partition %s/%d: replicated append: %w", p.topic, p.id, err)
 		}
 	}

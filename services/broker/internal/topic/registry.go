@@ -185,6 +185,7 @@ func (r *Registry) openTopic(name string, cfg topicconfig.Config) (*Topic, error
 			ID:                id,
 			MaxRecordBytes:    int(cfg.MaxRecordBytes),
 			MinInsyncReplicas: int(cfg.MinInsyncReplicas),
+			Compacted:         cfg.Compacted(),
 			State:             r.opts.State(name, id),
 			LeaderLease:       r.opts.LeaderLease,
 			Logger:            r.lg,
@@ -360,6 +361,11 @@ func (r *Registry) Alter(ctx context.Context, name string, override topicconfig.
 	t.cfg.Store(&next)
 	for _, p := range t.partitions {
 		p.SetLimits(int(next.MaxRecordBytes), int(next.MinInsyncReplicas))
+		// A log compacted once keeps its gaps: a follower still copying
+		// them must take them after the policy went back to delete.
+		if next.Compacted() {
+			p.SetCompacted(true)
+		}
 	}
 	r.lg.Info("topic config altered", zap.String("topic", name))
 	return t, nil

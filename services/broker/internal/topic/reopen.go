@@ -125,3 +125,15 @@ func (r *reopenableLog) Compact(ctx context.Context, opts logstore.CompactOption
 	}
 	return c.Compact(ctx, opts)
 }
+
+// AppendCompactedFrames forwards a compacted leader's gapped batch to the
+// log; partition.ErrNoCompaction when the log cannot take one.
+func (r *reopenableLog) AppendCompactedFrames(epoch int32, frames []byte) (int64, error) {
+	a, ok := r.log().(interface {
+		AppendCompactedFrames(int32, []byte) (int64, error)
+	})
+	if !ok {
+		return -1, partition.ErrNoCompaction
+	}
+	return a.AppendCompactedFrames(epoch, frames)
+}
