@@ -67,7 +67,7 @@ type Options struct {
 	MinInsyncReplicas int
 	// Compacted is true when the topic's cleanup.policy compacts.
 	Compacted bool
-	State             State
+	State     State
 	// Logger; nil means zap.NewNop().
 	Logger *zap.Logger
 	// LeaderLease, when > 0, is how long this broker may accept produce as
