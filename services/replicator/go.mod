@@ -19,10 +19,12 @@ require (
 	github.com/strata-log/strata/pkg/acl v0.0.0
 	github.com/strata-log/strata/pkg/connlimit v0.0.0
 	github.com/strata-log/strata/pkg/envflag v0.0.0
+	github.com/strata-log/strata/pkg/logstore v0.0.0
 	github.com/strata-log/strata/pkg/pki v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
 	github.com/strata-log/strata/pkg/telemetry v0.0.0
-	github.com/strata-log/strata/pkg/topicconfig v0.0.0-00010101000000-000000000000
+	github.com/strata-log/strata/pkg/topicconfig v0.0.0
+	github.com/strata-log/strata/services/broker v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 	google.golang.org/grpc v1.85.0
@@ -31,7 +33,6 @@ require (
 
 require (
 	github.com/strata-log/strata/pkg/adminapi v0.0.0 // indirect
-	github.com/strata-log/strata/pkg/logstore v0.0.0 // indirect
 	golang.org/x/exp v0.0.0-20261113113407-e3970619a1a4 // indirect
 )
 
@@ -80,7 +81,7 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/tools v0.52.1-0.20261106145633-d407941a339a // indirect
-	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 	k8s.io/klog/v2 v2.100.1 // indirect
 )
 
@@ -99,5 +100,9 @@ replace github.com/strata-log/strata/pkg/topicconfig => ../../pkg/topicconfig
 replace github.com/strata-log/strata/pkg/logstore => ../../pkg/logstore
 
 replace github.com/strata-log/strata/pkg/telemetry => ../../pkg/telemetry
+
+replace github.com/strata-log/strata/services/broker => ../broker
+
+replace github.com/strata-log/strata/pkg/client => ../../pkg/client
 
 replace github.com/strata-log/strata/pkg/adminapi => ../../pkg/adminapi

@@ -10,19 +10,19 @@ import (
 	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
-	"github.com/strata-log/strata/services/replicator/internal/fakebroker"
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
 
 // TestStreamsPipelined: one stream carries everything, with several
 // responses in flight at once; each response is acknowledged once, in
 // order, with the local log end after appending it; the leader's high
-// watermark reaches the local broker; the metrics see every byte.
+// watermark reaches the local broker; the metrics see every byte. Small
+// responses (MaxBytes) make many of them.
 func TestStreamsPipelined(t *testing.T) {
-	e := newEnv(t, fakebroker.Options{Window: 8, BatchRecords: 7})
+	e := newEnv(t)
 	leader := e.brokers[1]
 	leader.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, 0, 0, run("a", 0, 0, 300)...)
-	e.start(Options{}, true)
+	e.start(Options{MaxBytes: 256}, true)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // more records while the follower streams
@@ -42,26 +42,28 @@ func TestStreamsPipelined(t *testing.T) {
 	if len(s.Streams) != 1 {
 		t.Fatalf("%d fetch streams, want 1", len(s.Streams))
 	}
-	st := s.Streams[0]
+	st, got := s.Streams[0], e.fetches.responses()
 	if st.MaxOutstanding < 2 {
 		t.Fatalf("at most %d response in flight: not pipelined", st.MaxOutstanding)
 	}
-	if len(st.Acks) > len(st.Sent) {
-		t.Fatalf("%d acknowledgements for %d responses", len(st.Acks), len(st.Sent))
+	if len(got) > st.Responses || len(st.Acks) > len(got) {
+		t.Fatalf("%d acknowledgements for %d responses received, %d sent", len(st.Acks), len(got), st.Responses)
 	}
 	records, wantBytes := 0, 0
 	for i, ack := range st.Acks {
-		if want := st.Sent[i].Base + int64(st.Sent[i].Records); ack != want {
-			t.Fatalf("ack %d is %d, want %d (response at %d with %d records)", i, ack, want, st.Sent[i].Base, st.Sent[i].Records)
+		if want := got[i].base + int64(got[i].records); ack != want {
+			t.Fatalf("ack %d is %d, want %d (response at %d with %d records)", i, ack, want, got[i].base, got[i].records)
 		}
-		records += st.Sent[i].Records
+		records += got[i].records
 	}
 	if records != 600 {
 		t.Fatalf("acknowledged %d records, want 600", records)
 	}
-	_, recs := leader.Log(topic, 0)
-	for _, r := range recs {
-		wantBytes += 24 + len(r.Value)
+	if len(got) < 600/20 {
+		t.Fatalf("600 records in %d responses: MaxBytes not applied", len(got))
+	}
+	for _, r := range got {
+		wantBytes += r.bytes
 	}
 	if ls := e.local.Stats(); ls.Refused != 0 || len(ls.Truncates) != 0 {
 		t.Fatalf("local broker: %d refused writes, truncations %v", ls.Refused, ls.Truncates)
@@ -82,7 +84,7 @@ func TestStreamsPipelined(t *testing.T) {
 func TestWaitsForLocalEpoch(t *testing.T) {
 	for _, gated := range []bool{true, false} {
 		t.Run(fmt.Sprintf("gated=%v", gated), func(t *testing.T) {
-			e := newEnv(t, fakebroker.Options{})
+			e := newEnv(t)
 			epoch := e.elect(1)
 			leader := e.brokers[1]
 			leader.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, epoch, 0, cat(run("a", 0, 0, 3), run("a", 1, 3, 5))...)
@@ -115,7 +117,7 @@ func TestWaitsForLocalEpoch(t *testing.T) {
 // through once it has. A new fetcher's first retries start at FirstBackoff,
 // not MinBackoff: with MinBackoff at 10s, five refusals would take minutes.
 func TestWaitsForLeaderEpoch(t *testing.T) {
-	e := newEnv(t, fakebroker.Options{})
+	e := newEnv(t)
 	epoch := e.elect(1)
 	leader := e.brokers[1]
 	leader.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, epoch-1, 0, run("a", 0, 0, 10)...)
@@ -136,17 +138,19 @@ func TestWaitsForLeaderEpoch(t *testing.T) {
 // once the applier has told the broker the partition's state again (the
 // restart signal), the fetcher resumes at once, not after its backoff.
 func TestResumesWhenTheLocalBrokerIsBack(t *testing.T) {
-	e := newEnv(t, fakebroker.Options{})
+	e := newEnv(t)
 	leader := e.brokers[1]
 	leader.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, 0, 0, run("a", 0, 0, 10)...)
 	e.start(Options{MinBackoff: 10 * time.Second, MaxBackoff: 10 * time.Second}, true)
 	e.waitSame(leader, true)
 
-	// The local broker restarts: it no longer follows; the next append fails.
-	e.local.SetRole(topic, 0, stratav1.Role_ROLE_NONE, 0)
+	// The local broker restarts: it no longer follows (or is not back
+	// yet); the next append fails.
+	e.local.Restart()
 	leader.Produce(topic, 0, "while-away")
 	testutil.Eventually(t, 5*time.Second, func() error {
-		if _, _, _, _, errs := e.obs.snapshot(); errs["append/"+codes.FailedPrecondition.String()] == 0 {
+		_, _, _, _, errs := e.obs.snapshot()
+		if errs["append/"+codes.FailedPrecondition.String()]+errs["append/"+codes.Unavailable.String()] == 0 {
 			return fmt.Errorf("errors so far %v", errs)
 		}
 		return nil
@@ -161,10 +165,10 @@ func TestResumesWhenTheLocalBrokerIsBack(t *testing.T) {
 }
 
 // TestIdleLeaderIsDropped: a leader that keeps the stream open but sends
-// nothing, not even heartbeats, is given up after the idle timeout and
-// dialled again.
+// nothing for longer than the idle timeout (here 100ms; the broker's
+// heartbeat is every 500ms) is given up and dialled again.
 func TestIdleLeaderIsDropped(t *testing.T) {
-	e := newEnv(t, fakebroker.Options{Heartbeat: time.Hour})
+	e := newEnv(t)
 	leader := e.brokers[1]
 	leader.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, 0, 0)
 	e.start(Options{IdleTimeout: 100 * time.Millisecond}, true)
@@ -186,7 +190,7 @@ func TestIdleLeaderIsDropped(t *testing.T) {
 // a dead leader is retried with backoff until the metadata moves on, and
 // deleting the topic stops everything.
 func TestFollowsLeadership(t *testing.T) {
-	e := newEnv(t, fakebroker.Options{})
+	e := newEnv(t)
 	b1, b3 := e.brokers[1], e.brokers[3]
 	b1.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, 0, 0, run("a", 0, 0, 10)...)
 	e.start(Options{}, true)
@@ -231,7 +235,7 @@ func TestFollowsLeadership(t *testing.T) {
 }
 
 func TestDesired(t *testing.T) {
-	e := newEnv(t, fakebroker.Options{})
+	e := newEnv(t)
 	p := e.partition()
 	got := Desired(localID, e.fsm.State())
 	want := Assignment{Topic: topic, LeaderID: 1, LeaderAddr: e.brokers[1].Addr()}

@@ -11,13 +11,14 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
+	"github.com/strata-log/strata/pkg/logstore"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/pkg/topicconfig"
 	"github.com/strata-log/strata/services/replicator/internal/applier"
-	"github.com/strata-log/strata/services/replicator/internal/fakebroker"
+	"github.com/strata-log/strata/services/replicator/internal/brokerdial"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
+	"github.com/strata-log/strata/services/replicator/internal/testbroker"
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
 
@@ -30,26 +31,36 @@ const (
 )
 
 // env is one follower node: the real FSM, the real applier and a fetcher
-// Manager driving a fake local broker, and fake brokers 1 and 3 to lead.
+// Manager driving a real local broker (internal/testbroker), and real
+// brokers 1 and 3 to lead.
 type env struct {
 	t       *testing.T
 	ca      *testutil.CA
 	fsm     *metadata.FSM
 	index   uint64
-	local   *fakebroker.Broker
-	brokers map[int32]*fakebroker.Broker
+	local   *testbroker.Broker
+	brokers map[int32]*testbroker.Broker
 	obs     *recorder
+	// fetches are the Fetch responses the fetchers received, as they
+	// received them.
+	fetches *fetchLog
 	// ready is the local broker's restart signal to the applier
 	// (applier.RestartNotifier).
 	ready chan struct{}
 }
 
-func newEnv(t *testing.T, fopts fakebroker.Options) *env {
+func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{t: t, ca: testutil.NewCA(t), fsm: metadata.NewFSM(zaptest.NewLogger(t)),
-		brokers: map[int32]*fakebroker.Broker{}, obs: newRecorder(), ready: make(chan struct{}, 1)}
+		brokers: map[int32]*testbroker.Broker{}, obs: newRecorder(), fetches: &fetchLog{}, ready: make(chan struct{}, 1)}
 	for id := int32(1); id <= 3; id++ {
-		b := fakebroker.Start(t, e.ca, fmt.Sprintf("broker-%d", id), fopts)
+		// The states a test gives a leader name this node as its one
+		// follower, so that its high watermark follows this node alone.
+		isr := []int32{id, localID}
+		if id == localID {
+			isr = []int32{localID, 1}
+		}
+		b := testbroker.Start(t, e.ca, id, testbroker.Options{ISR: isr})
 		if id == localID {
 			e.local = b
 		} else {
@@ -95,7 +106,7 @@ func (e *env) electUntil(leader, epoch int32) {
 	}
 }
 
-// applierBroker adapts the local fake's client to applier.Broker, with
+// applierBroker adapts the local broker's client to applier.Broker, with
 // the restart signal.
 type applierBroker struct {
 	c     stratav1.LocalReplicaClient
@@ -115,7 +126,9 @@ func (e *env) start(opts Options, gated bool) {
 	e.t.Helper()
 	lg := zaptest.NewLogger(e.t)
 	tlsConf := e.ca.ClientTLS(e.t, "replicator-2")
-	conn, err := grpc.NewClient(e.local.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+	// As the replicator dials its broker (applier.DialBroker): back
+	// within a second of a restart.
+	conn, err := brokerdial.Dial(e.local.Addr(), tlsConf, brokerdial.Options{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -131,7 +144,7 @@ func (e *env) start(opts Options, gated bool) {
 	}
 	opts.Observer = e.obs
 	ap := applier.New(localID, e.fsm, applierBroker{stratav1.NewLocalReplicaClient(conn), e.ready}, aopts, lg)
-	m := New(localID, e.fsm, NewLocalClient(conn), conns, applied, opts, lg)
+	m := New(localID, e.fsm, NewLocalClient(conn), loggingDialer{conns, e.fetches}, applied, opts, lg)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -158,19 +171,32 @@ func (e *env) start(opts Options, gated bool) {
 // waitSame waits until the local log mirrors leader's from the local log
 // start on (a follower may start later, never earlier) and, when hw, until
 // the local high watermark reached the leader's log end.
-func (e *env) waitSame(leader *fakebroker.Broker, hw bool) {
+func (e *env) waitSame(leader *testbroker.Broker, hw bool) {
 	e.t.Helper()
 	testutil.Eventually(e.t, 10*time.Second, func() error {
-		ls, lrecs := leader.Log(topic, 0)
-		fs, frecs := e.local.Log(topic, 0)
+		ls, lrecs, err := leader.Log(topic, 0)
+		if err != nil {
+			return err
+		}
+		fs, frecs, err := e.local.Log(topic, 0)
+		if err != nil {
+			return err
+		}
 		if fs < ls {
 			return fmt.Errorf("local log starts at %d, before the leader's %d", fs, ls)
 		}
 		if skip := fs - ls; skip > int64(len(lrecs)) || !slices.Equal(frecs, lrecs[skip:]) {
 			return fmt.Errorf("local [%d, %d) %v\nleader [%d, %d) %v", fs, fs+int64(len(frecs)), frecs, ls, ls+int64(len(lrecs)), lrecs)
 		}
-		if leo := ls + int64(len(lrecs)); hw && e.local.HighWatermark(topic, 0) != leo {
-			return fmt.Errorf("local high watermark %d, leader log end %d", e.local.HighWatermark(topic, 0), leo)
+		if !hw {
+			return nil
+		}
+		st, err := e.local.Status(topic, 0)
+		if err != nil {
+			return err
+		}
+		if leo := ls + int64(len(lrecs)); st.GetHighWatermark() != leo {
+			return fmt.Errorf("local high watermark %d, leader log end %d", st.GetHighWatermark(), leo)
 		}
 		return nil
 	})
@@ -178,12 +204,84 @@ func (e *env) waitSame(leader *fakebroker.Broker, hw bool) {
 
 // run returns n records written by who in epoch from offset from; the
 // value names all three, so records of different histories never match.
-func run(who string, epoch int32, from, n int) []fakebroker.Record {
-	out := make([]fakebroker.Record, n)
+func run(who string, epoch int32, from, n int) []testbroker.Record {
+	out := make([]testbroker.Record, n)
 	for i := range out {
-		out[i] = fakebroker.Record{Epoch: epoch, Value: fmt.Sprintf("%s/e%d/%d", who, epoch, from+i)}
+		out[i] = testbroker.Record{Epoch: epoch, Value: fmt.Sprintf("%s/e%d/%d", who, epoch, from+i)}
 	}
 	return out
+}
+
+// fetchLog keeps the Fetch responses the fetchers received.
+type fetchLog struct {
+	mu    sync.Mutex
+	resps []fetched
+}
+
+// fetched is one Fetch response as received: where it starts, its records
+// (decoded with pkg/logstore, the codec the broker stores them with) and
+// frame bytes.
+type fetched struct {
+	base    int64
+	records int
+	bytes   int
+}
+
+func (l *fetchLog) responses() []fetched {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.resps)
+}
+
+// loggingDialer is Conns keeping every Fetch response in a fetchLog.
+type loggingDialer struct {
+	*Conns
+	log *fetchLog
+}
+
+func (d loggingDialer) Leader(addr string) (Leader, error) {
+	l, err := d.Conns.Leader(addr)
+	if err != nil {
+		return nil, err
+	}
+	return loggingLeader{l, d.log}, nil
+}
+
+type loggingLeader struct {
+	Leader
+	log *fetchLog
+}
+
+func (l loggingLeader) Fetch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[stratav1.FetchRequest, stratav1.FetchResponse], error) {
+	s, err := l.Leader.Fetch(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return loggingStream{s, l.log}, nil
+}
+
+type loggingStream struct {
+	grpc.BidiStreamingClient[stratav1.FetchRequest, stratav1.FetchResponse]
+	log *fetchLog
+}
+
+func (s loggingStream) Recv() (*stratav1.FetchResponse, error) {
+	resp, err := s.BidiStreamingClient.Recv()
+	if err != nil {
+		return nil, err
+	}
+	f := fetched{base: resp.GetBaseOffset(), bytes: len(resp.GetFrames())}
+	for b := resp.GetFrames(); len(b) > 0; f.records++ {
+		_, n, err := logstore.DecodeFrame(b, len(b))
+		if err != nil {
+			return nil, fmt.Errorf("response at %d, frame %d: %w", f.base, f.records, err)
+		}
+		b = b[n:]
+	}
+	s.log.mu.Lock()
+	s.log.resps = append(s.log.resps, f)
+	s.log.mu.Unlock()
+	return resp, nil
 }
 
 // recorder is an Observer that keeps totals.
@@ -234,19 +332,6 @@ func (r *recorder) snapshot() (bytes int, lag int64, started int, stopped map[bo
 		errors[k] = v
 	}
 	return r.bytes, r.lag, r.started, stopped, errors
-}
-
-// localStatus asks the local fake directly.
-func (e *env) localStatus() (*stratav1.PartitionStatusResponse, error) {
-	tlsConf := e.ca.ClientTLS(e.t, "replicator-2")
-	conn, err := grpc.NewClient(e.local.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return stratav1.NewReplicaToolsClient(conn).PartitionStatus(ctx, &stratav1.PartitionStatusRequest{Topic: topic})
 }
 
 func deleteTopic() metadata.Command {

@@ -7,11 +7,11 @@ import (
 	"time"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
-	"github.com/strata-log/strata/services/replicator/internal/fakebroker"
+	"github.com/strata-log/strata/services/replicator/internal/testbroker"
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
 
-func cat(parts ...[]fakebroker.Record) []fakebroker.Record { return slices.Concat(parts...) }
+func cat(parts ...[]testbroker.Record) []testbroker.Record { return slices.Concat(parts...) }
 
 type trunc struct {
 	offset int64
@@ -30,10 +30,10 @@ func TestResyncThenReplicate(t *testing.T) {
 		// leaderStart/leader and localEpoch/localStart/local are the logs
 		// before the fetcher starts.
 		leaderStart int64
-		leader      []fakebroker.Record
+		leader      []testbroker.Record
 		localEpoch  int32
 		localStart  int64
-		local       []fakebroker.Record
+		local       []testbroker.Record
 		want        []trunc
 	}{
 		{name: "empty follower", leader: run("a", 0, 0, 50)},
@@ -99,7 +99,7 @@ func TestResyncThenReplicate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, fakebroker.Options{})
+			e := newEnv(t)
 			e.electUntil(1, tc.epoch)
 			leader := e.brokers[1]
 			leader.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, tc.epoch, tc.leaderStart, tc.leader...)
@@ -130,7 +130,7 @@ func TestResyncThenReplicate(t *testing.T) {
 // node leads, writes records nobody fetches, loses leadership to broker 3,
 // and as a follower drops that tail for broker 3's history.
 func TestOldLeaderTruncatesItsTail(t *testing.T) {
-	e := newEnv(t, fakebroker.Options{})
+	e := newEnv(t)
 	b1, b3 := e.brokers[1], e.brokers[3]
 	b1.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, 0, 0)
 	e.start(Options{}, true)
@@ -146,7 +146,7 @@ func TestOldLeaderTruncatesItsTail(t *testing.T) {
 		return nil
 	})
 	testutil.Eventually(t, 5*time.Second, func() error {
-		st, err := e.localStatus()
+		st, err := e.local.Status(topic, 0)
 		if err != nil {
 			return err
 		}
@@ -158,7 +158,10 @@ func TestOldLeaderTruncatesItsTail(t *testing.T) {
 	e.local.Produce(topic, 0, "x3", "x4")
 
 	// Epoch 2: broker 3 leads with the first three records and its own.
-	_, common := b1.Log(topic, 0)
+	_, common, err := b1.Log(topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b3.SetPartition(topic, 0, stratav1.Role_ROLE_LEADER, 2, 0, cat(common, run("b", 2, 3, 4))...)
 	e.elect(3)
 	e.waitSame(b3, true)

@@ -27,10 +27,10 @@ import (
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/replicator/internal/applier"
 	"github.com/strata-log/strata/services/replicator/internal/controller"
-	"github.com/strata-log/strata/services/replicator/internal/fakebroker"
 	"github.com/strata-log/strata/services/replicator/internal/fetcher"
 	"github.com/strata-log/strata/services/replicator/internal/liveness"
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
+	"github.com/strata-log/strata/services/replicator/internal/testbroker"
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
 
@@ -66,9 +66,9 @@ type testNode struct {
 	dir              string
 	serf, raft, grpc string
 	broker           *fakeBroker
-	// replica, when set, is a fake broker serving Replica that the node
-	// applies states to and replicates into (instead of broker).
-	replica *fakebroker.Broker
+	// replica, when set, is a real broker that the node applies states to
+	// and replicates into (instead of broker).
+	replica *testbroker.Broker
 	node    *Node
 	// cn overrides the certificate common name (default replicator-<id>).
 	cn string

@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
-	"github.com/strata-log/strata/services/replicator/internal/fakebroker"
+	"github.com/strata-log/strata/services/replicator/internal/testbroker"
 	"github.com/strata-log/strata/services/replicator/internal/testutil"
 )
 
@@ -23,8 +23,8 @@ func (b replicaBroker) ApplyPartitionState(ctx context.Context, req *stratav1.Ap
 	return err
 }
 
-// TestReplicationFollowsFailover: three replicators, each with a fake
-// broker. The followers' fetchers copy the leader's records (dialling the
+// TestReplicationFollowsFailover: three replicators, each with a real
+// broker (internal/testbroker). The followers' fetchers copy the leader's records (dialling the
 // gossiped internal addresses; the advertised ones do not resolve); when
 // the leader's node dies, the controller's new leader is followed in the
 // new epoch by the remaining follower; when the old leader returns it
@@ -36,7 +36,7 @@ func TestReplicationFollowsFailover(t *testing.T) {
 	lg := testutil.Logger(t, zap.WarnLevel)
 	c := newCluster(t, 3)
 	for _, tn := range c.nodes {
-		tn.replica = fakebroker.Start(t, c.ca, fmt.Sprintf("broker-%d", tn.id), fakebroker.Options{})
+		tn.replica = testbroker.Start(t, c.ca, tn.id, testbroker.Options{})
 		c.start(tn, lg)
 	}
 	c.leader(15 * time.Second)
@@ -70,13 +70,11 @@ func TestReplicationFollowsFailover(t *testing.T) {
 	second.replica.Produce("rep", 0, "s5", "s6")
 	waitReplicated(t, second, c.running())
 
-	// The old leader returns (a new broker process at a new address, with
-	// its log and two records it had written in epoch 0 that nobody
-	// fetched): it follows, truncates that tail and catches up.
-	start, old := first.replica.Log("rep", 0)
-	old = append(old, fakebroker.Record{Epoch: 0, Value: "unacked-1"}, fakebroker.Record{Epoch: 0, Value: "unacked-2"})
-	first.replica = fakebroker.Start(t, c.ca, fmt.Sprintf("broker-%d", first.id), fakebroker.Options{})
-	first.replica.SetPartition("rep", 0, stratav1.Role_ROLE_FOLLOWER, 0, start, old...)
+	// The old leader returns (its broker restarted on its data directory,
+	// with two records it had written in epoch 0 that nobody fetched): it
+	// follows, truncates that tail and catches up.
+	first.replica.Restart()
+	first.replica.Write("rep", 0, testbroker.Record{Epoch: 0, Value: "unacked-1"}, testbroker.Record{Epoch: 0, Value: "unacked-2"})
 	c.start(first, lg)
 	waitReplicated(t, second, c.running())
 	if tr := first.replica.Stats().Truncates; len(tr) != 1 || tr[0].GetOffset() != 5 {
@@ -101,8 +99,12 @@ func TestReplicationFollowsFailover(t *testing.T) {
 func waitLeads(t *testing.T, tn *testNode, epoch int32) {
 	t.Helper()
 	testutil.Eventually(t, 10*time.Second, func() error {
-		if role, e := tn.replica.Role("rep", 0); role != stratav1.Role_ROLE_LEADER || e != epoch {
-			return fmt.Errorf("broker %d is %s in epoch %d", tn.id, role, e)
+		st, err := tn.replica.Status("rep", 0)
+		if err != nil {
+			return err
+		}
+		if st.GetRole() != stratav1.Role_ROLE_LEADER || st.GetLeaderEpoch() != epoch {
+			return fmt.Errorf("broker %d is %s in epoch %d", tn.id, st.GetRole(), st.GetLeaderEpoch())
 		}
 		return nil
 	})
@@ -113,16 +115,27 @@ func waitLeads(t *testing.T, tn *testNode, epoch int32) {
 func waitReplicated(t *testing.T, leader *testNode, nodes []*testNode) {
 	t.Helper()
 	testutil.Eventually(t, 10*time.Second, func() error {
-		_, want := leader.replica.Log("rep", 0)
+		_, want, err := leader.replica.Log("rep", 0)
+		if err != nil {
+			return err
+		}
 		for _, tn := range nodes {
 			if tn == leader {
 				continue
 			}
-			if _, got := tn.replica.Log("rep", 0); !slices.Equal(got, want) {
+			_, got, err := tn.replica.Log("rep", 0)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, want) {
 				return fmt.Errorf("broker %d holds %v, leader %d holds %v", tn.id, got, leader.id, want)
 			}
-			if hw := tn.replica.HighWatermark("rep", 0); hw != int64(len(want)) {
-				return fmt.Errorf("broker %d high watermark %d, want %d", tn.id, hw, len(want))
+			st, err := tn.replica.Status("rep", 0)
+			if err != nil {
+				return err
+			}
+			if st.GetHighWatermark() != int64(len(want)) {
+				return fmt.Errorf("broker %d high watermark %d, want %d", tn.id, st.GetHighWatermark(), len(want))
 			}
 		}
 		return nil
