@@ -36,7 +36,8 @@ func newTestServer(tb testing.TB) (stratav1.LogClient, *topic.Registry) {
 	reg, err := topic.Open(topic.Options{
 		Dir: tb.TempDir(),
 		Defaults: topicconfig.Config{Partitions: 1, ReplicationFactor: 1, RetentionBytes: -1, RetentionMs: -1,
-			SegmentBytes: 1 << 20, SegmentMs: 3600_000, MaxRecordBytes: 1 << 16, Fsync: "never", MinInsyncReplicas: 1},
+			SegmentBytes: 1 << 20, SegmentMs: 3600_000, MaxRecordBytes: 1 << 16, Fsync: "never", MinInsyncReplicas: 1,
+			CleanupPolicy: topicconfig.CleanupDelete, DeleteRetentionMs: 3600_000},
 		State: func(string, int32) partition.State {
 			return partition.State{Role: partition.RoleLeader, LeaderID: 1, ISR: []int32{1}}
 		},

@@ -138,13 +138,16 @@ func Open(opts Options) (*Registry, error) {
 		if err == nil && ff.Name != e.Name() {
 			err = fmt.Errorf("topic: %s names topic %q", dir, ff.Name)
 		}
+		// A topic written before a setting existed gets the setting's
+		// default (its stored config is otherwise complete).
+		cfg := r.opts.Defaults.Merge(ff.Config)
 		if err == nil {
-			err = ff.Config.Validate()
+			err = cfg.Validate()
 		}
 		if err != nil {
 			return nil, errors.Join(err, r.closeAll())
 		}
-		t, err := r.openTopic(ff.Name, ff.Config)
+		t, err := r.openTopic(ff.Name, cfg)
 		if err != nil {
 			return nil, errors.Join(err, r.closeAll())
 		}

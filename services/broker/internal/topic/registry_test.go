@@ -20,7 +20,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func defaults() topicconfig.Config {
 	return topicconfig.Config{Partitions: 1, ReplicationFactor: 1, RetentionBytes: -1, RetentionMs: -1,
-		SegmentBytes: 1 << 20, SegmentMs: 3600_000, MaxRecordBytes: 1024, Fsync: "never", MinInsyncReplicas: 1}
+		SegmentBytes: 1 << 20, SegmentMs: 3600_000, MaxRecordBytes: 1024, Fsync: "never", MinInsyncReplicas: 1,
+		CleanupPolicy: topicconfig.CleanupDelete, DeleteRetentionMs: 3600_000}
 }
 
 func openRegistry(tb testing.TB, dir string) *Registry {
@@ -169,5 +170,36 @@ func TestEnsureTopicIDs(t *testing.T) {
 	tp, err := r.Ensure(ctx, "ids", "id-2", topicconfig.Config{Partitions: 2})
 	if err != nil || tp.ID() != "id-2" || tp == old {
 		t.Fatalf("replace: %v %v", tp, err)
+	}
+}
+
+// TestTopicFromBeforeANewSetting: a topic file written before a setting
+// existed (its config otherwise complete) opens, with the setting's
+// default, instead of failing validation and keeping the broker down.
+func TestTopicFromBeforeANewSetting(t *testing.T) {
+	dir := t.TempDir()
+	r := openRegistry(t, dir)
+	if _, err := r.Create(context.Background(), "old", topicconfig.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tdir := filepath.Join(dir, "topics", "old")
+	ff, err := readConfig(tdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ff.Config.CleanupPolicy, ff.Config.DeleteRetentionMs = "", 0 // as written before cleanup.policy
+	if err := writeConfig(tdir, ff); err != nil {
+		t.Fatal(err)
+	}
+	r2 := openRegistry(t, dir)
+	tp, err := r2.Get("old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := tp.Config(); c.CleanupPolicy != topicconfig.CleanupDelete || c.DeleteRetentionMs <= 0 {
+		t.Fatalf("config of a topic from before: %+v", c)
 	}
 }
