@@ -17,6 +17,9 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/strata-log/strata/pkg/adminapi"
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 )
 
 // The web console in a real headless Chromium (Debian's chromium): a real
@@ -393,9 +396,38 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		op.shot(t, "charts")
 	})
-	t.Run("consumer groups place", func(t *testing.T) {
-		op.open(t, "/groups", "#groups-placeholder")
+	t.Run("consumer groups", func(t *testing.T) {
+		// A group with an offset committed on orders/0 and a live member.
+		groups := stratav1.NewGroupsClient(operatorConn(t, c.pki, c.brokers))
+		coordinatorUp(t, groups, "orders-app")
+		commitWithoutMember(t, groups, "orders-app", "orders", map[int32]int64{0: 1})
+		m := joinGroup(t, groups, "orders-app", "orders")
+		op.open(t, "/groups", "#groups")
+		if state, members := op.text(t, `tr[data-group="orders-app"] .badge`), op.text(t, `tr[data-group="orders-app"] td.num`); state != "stable" || members != "1" {
+			t.Fatalf("orders-app: state %q, %q members", state, members)
+		}
 		op.shot(t, "groups")
+		var g adminapi.Group
+		apiGet(t, api, "https://"+c.adminAddr+adminapi.GroupPath("orders-app"), &g)
+		op.open(t, "/groups/orders-app", "#group-partitions")
+		if id := op.text(t, `#members tr[data-member] code`); id != m.id {
+			t.Fatalf("member %q, want %q", id, m.id)
+		}
+		if len(g.Partitions) != 3 || g.Lag < 2 {
+			t.Fatalf("the API describes %+v", g)
+		}
+		for _, p := range g.Partitions {
+			lag := op.text(t, fmt.Sprintf(`tr[data-topic="orders"][data-partition="%d"] td.lag`, p.Partition))
+			want := "unknown"
+			if p.Lag >= 0 {
+				want = fmt.Sprint(p.Lag)
+			}
+			if strings.ReplaceAll(lag, ",", "") != want {
+				t.Fatalf("orders/%d: lag %q on the page, %d from the API", p.Partition, lag, p.Lag)
+			}
+		}
+		op.shot(t, "group")
+		m.leave(t)
 	})
 	t.Run("certificates", func(t *testing.T) {
 		op.open(t, "/certs", "#certs")
@@ -413,7 +445,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	})
 	t.Run("a user without the ACL sees a 403 page", func(t *testing.T) {
 		m := newBrowser(t, chromium, certutil, pk12util, export("mallory"), "console-test", caFile, base, shots)
-		for _, path := range []string{"/", "/topics", "/topics/orders/records", "/acl", "/certs"} {
+		for _, path := range []string{"/", "/topics", "/topics/orders/records", "/groups", "/acl", "/certs"} {
 			m.open(t, path, "#error")
 			if got := m.text(t, "#error"); !strings.Contains(got, "403 Forbidden") || strings.Contains(m.text(t, "main"), "hello console") {
 				t.Fatalf("%s: %q", path, got)
