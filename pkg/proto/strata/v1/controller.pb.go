@@ -297,7 +297,7 @@ var File_strata_v1_controller_proto protoreflect.FileDescriptor
 
 const file_strata_v1_controller_proto_rawDesc = "" +
 	"\n" +
-	"\x1astrata/v1/controller.proto\x12\tstrata.v1\"\x9d\x01\n" +
+	"\x1astrata/v1/controller.proto\x12\tstrata.v1\x1a\x18strata/v1/producer.proto\"\x9d\x01\n" +
 	"\x15AlterPartitionRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1b\n" +
@@ -316,11 +316,12 @@ const file_strata_v1_controller_proto_rawDesc = "" +
 	"\x18ResignLeadershipResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\x05R\bleaderId\x12!\n" +
 	"\fleader_epoch\x18\x02 \x01(\x05R\vleaderEpoch\x12\x10\n" +
-	"\x03isr\x18\x03 \x03(\x05R\x03isr2\xc0\x01\n" +
+	"\x03isr\x18\x03 \x03(\x05R\x03isr2\xa6\x02\n" +
 	"\n" +
 	"Controller\x12U\n" +
 	"\x0eAlterPartition\x12 .strata.v1.AlterPartitionRequest\x1a!.strata.v1.AlterPartitionResponse\x12[\n" +
-	"\x10ResignLeadership\x12\".strata.v1.ResignLeadershipRequest\x1a#.strata.v1.ResignLeadershipResponseB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
+	"\x10ResignLeadership\x12\".strata.v1.ResignLeadershipRequest\x1a#.strata.v1.ResignLeadershipResponse\x12d\n" +
+	"\x13AllocateProducerIds\x12%.strata.v1.AllocateProducerIdsRequest\x1a&.strata.v1.AllocateProducerIdsResponseB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
 
 var (
 	file_strata_v1_controller_proto_rawDescOnce sync.Once
@@ -336,18 +337,22 @@ func file_strata_v1_controller_proto_rawDescGZIP() []byte {
 
 var file_strata_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_strata_v1_controller_proto_goTypes = []any{
-	(*AlterPartitionRequest)(nil),    // 0: strata.v1.AlterPartitionRequest
-	(*AlterPartitionResponse)(nil),   // 1: strata.v1.AlterPartitionResponse
-	(*ResignLeadershipRequest)(nil),  // 2: strata.v1.ResignLeadershipRequest
-	(*ResignLeadershipResponse)(nil), // 3: strata.v1.ResignLeadershipResponse
+	(*AlterPartitionRequest)(nil),       // 0: strata.v1.AlterPartitionRequest
+	(*AlterPartitionResponse)(nil),      // 1: strata.v1.AlterPartitionResponse
+	(*ResignLeadershipRequest)(nil),     // 2: strata.v1.ResignLeadershipRequest
+	(*ResignLeadershipResponse)(nil),    // 3: strata.v1.ResignLeadershipResponse
+	(*AllocateProducerIdsRequest)(nil),  // 4: strata.v1.AllocateProducerIdsRequest
+	(*AllocateProducerIdsResponse)(nil), // 5: strata.v1.AllocateProducerIdsResponse
 }
 var file_strata_v1_controller_proto_depIdxs = []int32{
 	0, // 0: strata.v1.Controller.AlterPartition:input_type -> strata.v1.AlterPartitionRequest
 	2, // 1: strata.v1.Controller.ResignLeadership:input_type -> strata.v1.ResignLeadershipRequest
-	1, // 2: strata.v1.Controller.AlterPartition:output_type -> strata.v1.AlterPartitionResponse
-	3, // 3: strata.v1.Controller.ResignLeadership:output_type -> strata.v1.ResignLeadershipResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
+	4, // 2: strata.v1.Controller.AllocateProducerIds:input_type -> strata.v1.AllocateProducerIdsRequest
+	1, // 3: strata.v1.Controller.AlterPartition:output_type -> strata.v1.AlterPartitionResponse
+	3, // 4: strata.v1.Controller.ResignLeadership:output_type -> strata.v1.ResignLeadershipResponse
+	5, // 5: strata.v1.Controller.AllocateProducerIds:output_type -> strata.v1.AllocateProducerIdsResponse
+	3, // [3:6] is the sub-list for method output_type
+	0, // [0:3] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -358,6 +363,7 @@ func file_strata_v1_controller_proto_init() {
 	if File_strata_v1_controller_proto != nil {
 		return
 	}
+	file_strata_v1_producer_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Controller_AlterPartition_FullMethodName   = "/strata.v1.Controller/AlterPartition"
-	Controller_ResignLeadership_FullMethodName = "/strata.v1.Controller/ResignLeadership"
+	Controller_AlterPartition_FullMethodName      = "/strata.v1.Controller/AlterPartition"
+	Controller_ResignLeadership_FullMethodName    = "/strata.v1.Controller/ResignLeadership"
+	Controller_AllocateProducerIds_FullMethodName = "/strata.v1.Controller/AllocateProducerIds"
 )
 
 // ControllerClient is the client API for Controller service.
@@ -45,6 +46,9 @@ type ControllerClient interface {
 	// in-sync replica it is refused (FailedPrecondition) and the caller keeps
 	// leading, serving what is intact.
 	ResignLeadership(ctx context.Context, in *ResignLeadershipRequest, opts ...grpc.CallOption) (*ResignLeadershipResponse, error)
+	// AllocateProducerIds hands a broker a block of producer ids for
+	// Log.InitProducer, committed through Raft (unique forever).
+	AllocateProducerIds(ctx context.Context, in *AllocateProducerIdsRequest, opts ...grpc.CallOption) (*AllocateProducerIdsResponse, error)
 }
 
 type controllerClient struct {
@@ -75,6 +79,16 @@ func (c *controllerClient) ResignLeadership(ctx context.Context, in *ResignLeade
 	return out, nil
 }
 
+func (c *controllerClient) AllocateProducerIds(ctx context.Context, in *AllocateProducerIdsRequest, opts ...grpc.CallOption) (*AllocateProducerIdsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AllocateProducerIdsResponse)
+	err := c.cc.Invoke(ctx, Controller_AllocateProducerIds_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControllerServer is the server API for Controller service.
 // All implementations must embed UnimplementedControllerServer
 // for forward compatibility.
@@ -97,6 +111,9 @@ type ControllerServer interface {
 	// in-sync replica it is refused (FailedPrecondition) and the caller keeps
 	// leading, serving what is intact.
 	ResignLeadership(context.Context, *ResignLeadershipRequest) (*ResignLeadershipResponse, error)
+	// AllocateProducerIds hands a broker a block of producer ids for
+	// Log.InitProducer, committed through Raft (unique forever).
+	AllocateProducerIds(context.Context, *AllocateProducerIdsRequest) (*AllocateProducerIdsResponse, error)
 	mustEmbedUnimplementedControllerServer()
 }
 
@@ -112,6 +129,9 @@ func (UnimplementedControllerServer) AlterPartition(context.Context, *AlterParti
 }
 func (UnimplementedControllerServer) ResignLeadership(context.Context, *ResignLeadershipRequest) (*ResignLeadershipResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResignLeadership not implemented")
+}
+func (UnimplementedControllerServer) AllocateProducerIds(context.Context, *AllocateProducerIdsRequest) (*AllocateProducerIdsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AllocateProducerIds not implemented")
 }
 func (UnimplementedControllerServer) mustEmbedUnimplementedControllerServer() {}
 func (UnimplementedControllerServer) testEmbeddedByValue()                    {}
@@ -170,6 +190,24 @@ func _Controller_ResignLeadership_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Controller_AllocateProducerIds_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AllocateProducerIdsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServer).AllocateProducerIds(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Controller_AllocateProducerIds_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServer).AllocateProducerIds(ctx, req.(*AllocateProducerIdsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Controller_ServiceDesc is the grpc.ServiceDesc for Controller service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -184,6 +222,10 @@ var Controller_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResignLeadership",
 			Handler:    _Controller_ResignLeadership_Handler,
+		},
+		{
+			MethodName: "AllocateProducerIds",
+			Handler:    _Controller_AllocateProducerIds_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

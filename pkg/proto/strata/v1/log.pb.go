@@ -137,6 +137,18 @@ type ProduceRequest struct {
 	Acks      Acks                   `protobuf:"varint,4,opt,name=acks,proto3,enum=strata.v1.Acks" json:"acks,omitempty"`
 	// Echoed in the response so stream clients can match answers.
 	CorrelationId uint64 `protobuf:"varint,5,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// Idempotence (KIP-98): the batch's producer id and epoch from
+	// InitProducer, and the sequence of its first record in this partition
+	// (the records are numbered base_sequence, base_sequence+1, ...; a
+	// producer's first batch to a partition in an epoch starts at 0). A
+	// producer_id of 0 means a plain, non-idempotent batch. The leader
+	// answers a batch it already appended with its original offsets, refuses
+	// a gap in the sequence (FailedPrecondition with a ProducerFault detail,
+	// reason OUT_OF_ORDER_SEQUENCE) and an epoch older than the newest it has
+	// seen for the id (PRODUCER_FENCED).
+	ProducerId    int64 `protobuf:"varint,6,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	ProducerEpoch int32 `protobuf:"varint,7,opt,name=producer_epoch,json=producerEpoch,proto3" json:"producer_epoch,omitempty"`
+	BaseSequence  int64 `protobuf:"varint,8,opt,name=base_sequence,json=baseSequence,proto3" json:"base_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -206,6 +218,27 @@ func (x *ProduceRequest) GetCorrelationId() uint64 {
 	return 0
 }
 
+func (x *ProduceRequest) GetProducerId() int64 {
+	if x != nil {
+		return x.ProducerId
+	}
+	return 0
+}
+
+func (x *ProduceRequest) GetProducerEpoch() int32 {
+	if x != nil {
+		return x.ProducerEpoch
+	}
+	return 0
+}
+
+func (x *ProduceRequest) GetBaseSequence() int64 {
+	if x != nil {
+		return x.BaseSequence
+	}
+	return 0
+}
+
 type ProduceResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -217,7 +250,10 @@ type ProduceResponse struct {
 	LeaderEpoch   int32  `protobuf:"varint,5,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
 	CorrelationId uint64 `protobuf:"varint,6,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	// Set on ProduceStream when this batch failed; the stream goes on.
-	Error         *Error `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	Error *Error `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	// Set when the batch was a duplicate of one already in the log: the
+	// offsets are the original ones and nothing was appended.
+	Duplicate     bool `protobuf:"varint,8,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -299,6 +335,13 @@ func (x *ProduceResponse) GetError() *Error {
 		return x.Error
 	}
 	return nil
+}
+
+func (x *ProduceResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 type ProduceBulkResponse struct {
@@ -730,13 +773,17 @@ var File_strata_v1_log_proto protoreflect.FileDescriptor
 
 const file_strata_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x13strata/v1/log.proto\x12\tstrata.v1\x1a\x16strata/v1/record.proto\"\xbd\x01\n" +
+	"\x13strata/v1/log.proto\x12\tstrata.v1\x1a\x18strata/v1/producer.proto\x1a\x16strata/v1/record.proto\"\xaa\x02\n" +
 	"\x0eProduceRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12+\n" +
 	"\arecords\x18\x03 \x03(\v2\x11.strata.v1.RecordR\arecords\x12#\n" +
 	"\x04acks\x18\x04 \x01(\x0e2\x0f.strata.v1.AcksR\x04acks\x12%\n" +
-	"\x0ecorrelation_id\x18\x05 \x01(\x04R\rcorrelationId\"\xf9\x01\n" +
+	"\x0ecorrelation_id\x18\x05 \x01(\x04R\rcorrelationId\x12\x1f\n" +
+	"\vproducer_id\x18\x06 \x01(\x03R\n" +
+	"producerId\x12%\n" +
+	"\x0eproducer_epoch\x18\a \x01(\x05R\rproducerEpoch\x12#\n" +
+	"\rbase_sequence\x18\b \x01(\x03R\fbaseSequence\"\x97\x02\n" +
 	"\x0fProduceResponse\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1f\n" +
@@ -746,7 +793,8 @@ const file_strata_v1_log_proto_rawDesc = "" +
 	"lastOffset\x12!\n" +
 	"\fleader_epoch\x18\x05 \x01(\x05R\vleaderEpoch\x12%\n" +
 	"\x0ecorrelation_id\x18\x06 \x01(\x04R\rcorrelationId\x12&\n" +
-	"\x05error\x18\a \x01(\v2\x10.strata.v1.ErrorR\x05error\"k\n" +
+	"\x05error\x18\a \x01(\v2\x10.strata.v1.ErrorR\x05error\x12\x1c\n" +
+	"\tduplicate\x18\b \x01(\bR\tduplicate\"k\n" +
 	"\x13ProduceBulkResponse\x121\n" +
 	"\x06ranges\x18\x01 \x03(\v2\x19.strata.v1.PartitionRangeR\x06ranges\x12!\n" +
 	"\frecord_count\x18\x02 \x01(\x03R\vrecordCount\"\xa9\x01\n" +
@@ -790,13 +838,14 @@ const file_strata_v1_log_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17START_POSITION_EARLIEST\x10\x01\x12\x19\n" +
-	"\x15START_POSITION_LATEST\x10\x022\xf1\x02\n" +
+	"\x15START_POSITION_LATEST\x10\x022\xc2\x03\n" +
 	"\x03Log\x12@\n" +
 	"\aProduce\x12\x19.strata.v1.ProduceRequest\x1a\x1a.strata.v1.ProduceResponse\x12J\n" +
 	"\rProduceStream\x12\x19.strata.v1.ProduceRequest\x1a\x1a.strata.v1.ProduceResponse(\x010\x01\x12J\n" +
 	"\vProduceBulk\x12\x19.strata.v1.ProduceRequest\x1a\x1e.strata.v1.ProduceBulkResponse(\x01\x12@\n" +
 	"\aConsume\x12\x19.strata.v1.ConsumeRequest\x1a\x1a.strata.v1.ConsumeResponse\x12N\n" +
-	"\rConsumeStream\x12\x1f.strata.v1.ConsumeStreamRequest\x1a\x1a.strata.v1.ConsumeResponse0\x01B;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
+	"\rConsumeStream\x12\x1f.strata.v1.ConsumeStreamRequest\x1a\x1a.strata.v1.ConsumeResponse0\x01\x12O\n" +
+	"\fInitProducer\x12\x1e.strata.v1.InitProducerRequest\x1a\x1f.strata.v1.InitProducerResponseB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
 
 var (
 	file_strata_v1_log_proto_rawDescOnce sync.Once
@@ -824,6 +873,8 @@ var file_strata_v1_log_proto_goTypes = []any{
 	(*ConsumeStreamRequest)(nil), // 8: strata.v1.ConsumeStreamRequest
 	(*Record)(nil),               // 9: strata.v1.Record
 	(*Error)(nil),                // 10: strata.v1.Error
+	(*InitProducerRequest)(nil),  // 11: strata.v1.InitProducerRequest
+	(*InitProducerResponse)(nil), // 12: strata.v1.InitProducerResponse
 }
 var file_strata_v1_log_proto_depIdxs = []int32{
 	9,  // 0: strata.v1.ProduceRequest.records:type_name -> strata.v1.Record
@@ -837,13 +888,15 @@ var file_strata_v1_log_proto_depIdxs = []int32{
 	2,  // 8: strata.v1.Log.ProduceBulk:input_type -> strata.v1.ProduceRequest
 	6,  // 9: strata.v1.Log.Consume:input_type -> strata.v1.ConsumeRequest
 	8,  // 10: strata.v1.Log.ConsumeStream:input_type -> strata.v1.ConsumeStreamRequest
-	3,  // 11: strata.v1.Log.Produce:output_type -> strata.v1.ProduceResponse
-	3,  // 12: strata.v1.Log.ProduceStream:output_type -> strata.v1.ProduceResponse
-	4,  // 13: strata.v1.Log.ProduceBulk:output_type -> strata.v1.ProduceBulkResponse
-	7,  // 14: strata.v1.Log.Consume:output_type -> strata.v1.ConsumeResponse
-	7,  // 15: strata.v1.Log.ConsumeStream:output_type -> strata.v1.ConsumeResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
+	11, // 11: strata.v1.Log.InitProducer:input_type -> strata.v1.InitProducerRequest
+	3,  // 12: strata.v1.Log.Produce:output_type -> strata.v1.ProduceResponse
+	3,  // 13: strata.v1.Log.ProduceStream:output_type -> strata.v1.ProduceResponse
+	4,  // 14: strata.v1.Log.ProduceBulk:output_type -> strata.v1.ProduceBulkResponse
+	7,  // 15: strata.v1.Log.Consume:output_type -> strata.v1.ConsumeResponse
+	7,  // 16: strata.v1.Log.ConsumeStream:output_type -> strata.v1.ConsumeResponse
+	12, // 17: strata.v1.Log.InitProducer:output_type -> strata.v1.InitProducerResponse
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -854,6 +907,7 @@ func file_strata_v1_log_proto_init() {
 	if File_strata_v1_log_proto != nil {
 		return
 	}
+	file_strata_v1_producer_proto_init()
 	file_strata_v1_record_proto_init()
 	file_strata_v1_log_proto_msgTypes[6].OneofWrappers = []any{
 		(*ConsumeStreamRequest_Offset)(nil),

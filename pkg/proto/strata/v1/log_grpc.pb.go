@@ -24,6 +24,7 @@ const (
 	Log_ProduceBulk_FullMethodName   = "/strata.v1.Log/ProduceBulk"
 	Log_Consume_FullMethodName       = "/strata.v1.Log/Consume"
 	Log_ConsumeStream_FullMethodName = "/strata.v1.Log/ConsumeStream"
+	Log_InitProducer_FullMethodName  = "/strata.v1.Log/InitProducer"
 )
 
 // LogClient is the client API for Log service.
@@ -44,6 +45,9 @@ type LogClient interface {
 	// ConsumeStream reads from a position and, at the end of the log, waits
 	// for new records.
 	ConsumeStream(ctx context.Context, in *ConsumeStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ConsumeResponse], error)
+	// InitProducer gives an idempotent producer its id and epoch (see
+	// producer.proto). It needs produce on the request's topic.
+	InitProducer(ctx context.Context, in *InitProducerRequest, opts ...grpc.CallOption) (*InitProducerResponse, error)
 }
 
 type logClient struct {
@@ -119,6 +123,16 @@ func (c *logClient) ConsumeStream(ctx context.Context, in *ConsumeStreamRequest,
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Log_ConsumeStreamClient = grpc.ServerStreamingClient[ConsumeResponse]
 
+func (c *logClient) InitProducer(ctx context.Context, in *InitProducerRequest, opts ...grpc.CallOption) (*InitProducerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InitProducerResponse)
+	err := c.cc.Invoke(ctx, Log_InitProducer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LogServer is the server API for Log service.
 // All implementations must embed UnimplementedLogServer
 // for forward compatibility.
@@ -137,6 +151,9 @@ type LogServer interface {
 	// ConsumeStream reads from a position and, at the end of the log, waits
 	// for new records.
 	ConsumeStream(*ConsumeStreamRequest, grpc.ServerStreamingServer[ConsumeResponse]) error
+	// InitProducer gives an idempotent producer its id and epoch (see
+	// producer.proto). It needs produce on the request's topic.
+	InitProducer(context.Context, *InitProducerRequest) (*InitProducerResponse, error)
 	mustEmbedUnimplementedLogServer()
 }
 
@@ -161,6 +178,9 @@ func (UnimplementedLogServer) Consume(context.Context, *ConsumeRequest) (*Consum
 }
 func (UnimplementedLogServer) ConsumeStream(*ConsumeStreamRequest, grpc.ServerStreamingServer[ConsumeResponse]) error {
 	return status.Error(codes.Unimplemented, "method ConsumeStream not implemented")
+}
+func (UnimplementedLogServer) InitProducer(context.Context, *InitProducerRequest) (*InitProducerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method InitProducer not implemented")
 }
 func (UnimplementedLogServer) mustEmbedUnimplementedLogServer() {}
 func (UnimplementedLogServer) testEmbeddedByValue()             {}
@@ -244,6 +264,24 @@ func _Log_ConsumeStream_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Log_ConsumeStreamServer = grpc.ServerStreamingServer[ConsumeResponse]
 
+func _Log_InitProducer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InitProducerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServer).InitProducer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Log_InitProducer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServer).InitProducer(ctx, req.(*InitProducerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Log_ServiceDesc is the grpc.ServiceDesc for Log service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -258,6 +296,10 @@ var Log_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Consume",
 			Handler:    _Log_Consume_Handler,
+		},
+		{
+			MethodName: "InitProducer",
+			Handler:    _Log_InitProducer_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -21,6 +21,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ProducerFault_Reason int32
+
+const (
+	ProducerFault_REASON_UNSPECIFIED ProducerFault_Reason = 0
+	// The batch's first sequence is not the next one the partition expects
+	// from this producer (a gap: an earlier batch was lost or refused), and
+	// it is no duplicate of a batch the partition remembers.
+	ProducerFault_REASON_OUT_OF_ORDER_SEQUENCE ProducerFault_Reason = 1
+	// The batch carries an older epoch than the newest the partition has
+	// seen for this producer id: a newer instance took the id over.
+	ProducerFault_REASON_PRODUCER_FENCED ProducerFault_Reason = 2
+)
+
+// Enum value maps for ProducerFault_Reason.
+var (
+	ProducerFault_Reason_name = map[int32]string{
+		0: "REASON_UNSPECIFIED",
+		1: "REASON_OUT_OF_ORDER_SEQUENCE",
+		2: "REASON_PRODUCER_FENCED",
+	}
+	ProducerFault_Reason_value = map[string]int32{
+		"REASON_UNSPECIFIED":           0,
+		"REASON_OUT_OF_ORDER_SEQUENCE": 1,
+		"REASON_PRODUCER_FENCED":       2,
+	}
+)
+
+func (x ProducerFault_Reason) Enum() *ProducerFault_Reason {
+	p := new(ProducerFault_Reason)
+	*p = x
+	return p
+}
+
+func (x ProducerFault_Reason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProducerFault_Reason) Descriptor() protoreflect.EnumDescriptor {
+	return file_strata_v1_record_proto_enumTypes[0].Descriptor()
+}
+
+func (ProducerFault_Reason) Type() protoreflect.EnumType {
+	return &file_strata_v1_record_proto_enumTypes[0]
+}
+
+func (x ProducerFault_Reason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProducerFault_Reason.Descriptor instead.
+func (ProducerFault_Reason) EnumDescriptor() ([]byte, []int) {
+	return file_strata_v1_record_proto_rawDescGZIP(), []int{3, 0}
+}
+
 // Header is one record header. Keys may repeat, as in Kafka.
 type Header struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -87,7 +141,15 @@ type Record struct {
 	// Assigned by the partition leader; ignored on produce.
 	Offset int64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
 	// The leader epoch in which the record was appended; ignored on produce.
-	LeaderEpoch   int32 `protobuf:"varint,6,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	LeaderEpoch int32 `protobuf:"varint,6,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	// Set by the broker on every record of an idempotent batch and stored in
+	// its payload, so that followers and a restarted or new leader rebuild
+	// the producers' dedupe state from the log: the batch's producer id and
+	// epoch and this record's sequence. Ignored on produce (the request's
+	// producer fields are used).
+	ProducerId    int64 `protobuf:"varint,7,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	ProducerEpoch int32 `protobuf:"varint,8,opt,name=producer_epoch,json=producerEpoch,proto3" json:"producer_epoch,omitempty"`
+	Sequence      int64 `protobuf:"varint,9,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -164,6 +226,27 @@ func (x *Record) GetLeaderEpoch() int32 {
 	return 0
 }
 
+func (x *Record) GetProducerId() int64 {
+	if x != nil {
+		return x.ProducerId
+	}
+	return 0
+}
+
+func (x *Record) GetProducerEpoch() int32 {
+	if x != nil {
+		return x.ProducerEpoch
+	}
+	return 0
+}
+
+func (x *Record) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 // Error is the per-request error of a streaming RPC, where one failed batch
 // must not end the stream. Unary RPCs use gRPC status codes with details.
 type Error struct {
@@ -174,7 +257,9 @@ type Error struct {
 	// Set when code is FailedPrecondition because this broker is not the leader.
 	NotLeader *NotLeader `protobuf:"bytes,3,opt,name=not_leader,json=notLeader,proto3" json:"not_leader,omitempty"`
 	// Set when code is OutOfRange.
-	OffsetRange   *OffsetRange `protobuf:"bytes,4,opt,name=offset_range,json=offsetRange,proto3" json:"offset_range,omitempty"`
+	OffsetRange *OffsetRange `protobuf:"bytes,4,opt,name=offset_range,json=offsetRange,proto3" json:"offset_range,omitempty"`
+	// Set when an idempotent batch was refused for its sequence or epoch.
+	ProducerFault *ProducerFault `protobuf:"bytes,5,opt,name=producer_fault,json=producerFault,proto3" json:"producer_fault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -237,6 +322,102 @@ func (x *Error) GetOffsetRange() *OffsetRange {
 	return nil
 }
 
+func (x *Error) GetProducerFault() *ProducerFault {
+	if x != nil {
+		return x.ProducerFault
+	}
+	return nil
+}
+
+// ProducerFault is the detail of a refused idempotent batch
+// (FailedPrecondition).
+type ProducerFault struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        ProducerFault_Reason   `protobuf:"varint,1,opt,name=reason,proto3,enum=strata.v1.ProducerFault_Reason" json:"reason,omitempty"`
+	ProducerId    int64                  `protobuf:"varint,2,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	ProducerEpoch int32                  `protobuf:"varint,3,opt,name=producer_epoch,json=producerEpoch,proto3" json:"producer_epoch,omitempty"`
+	// The sequence the partition expected next (-1 when unknown) and the
+	// batch's first sequence.
+	ExpectedSequence int64 `protobuf:"varint,4,opt,name=expected_sequence,json=expectedSequence,proto3" json:"expected_sequence,omitempty"`
+	BaseSequence     int64 `protobuf:"varint,5,opt,name=base_sequence,json=baseSequence,proto3" json:"base_sequence,omitempty"`
+	// The newest epoch the partition has seen for the id.
+	CurrentEpoch  int32 `protobuf:"varint,6,opt,name=current_epoch,json=currentEpoch,proto3" json:"current_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProducerFault) Reset() {
+	*x = ProducerFault{}
+	mi := &file_strata_v1_record_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProducerFault) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProducerFault) ProtoMessage() {}
+
+func (x *ProducerFault) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_record_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProducerFault.ProtoReflect.Descriptor instead.
+func (*ProducerFault) Descriptor() ([]byte, []int) {
+	return file_strata_v1_record_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ProducerFault) GetReason() ProducerFault_Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return ProducerFault_REASON_UNSPECIFIED
+}
+
+func (x *ProducerFault) GetProducerId() int64 {
+	if x != nil {
+		return x.ProducerId
+	}
+	return 0
+}
+
+func (x *ProducerFault) GetProducerEpoch() int32 {
+	if x != nil {
+		return x.ProducerEpoch
+	}
+	return 0
+}
+
+func (x *ProducerFault) GetExpectedSequence() int64 {
+	if x != nil {
+		return x.ExpectedSequence
+	}
+	return 0
+}
+
+func (x *ProducerFault) GetBaseSequence() int64 {
+	if x != nil {
+		return x.BaseSequence
+	}
+	return 0
+}
+
+func (x *ProducerFault) GetCurrentEpoch() int32 {
+	if x != nil {
+		return x.CurrentEpoch
+	}
+	return 0
+}
+
 // NotLeader is the detail of FailedPrecondition "not the leader": where to go.
 type NotLeader struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -252,7 +433,7 @@ type NotLeader struct {
 
 func (x *NotLeader) Reset() {
 	*x = NotLeader{}
-	mi := &file_strata_v1_record_proto_msgTypes[3]
+	mi := &file_strata_v1_record_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +445,7 @@ func (x *NotLeader) String() string {
 func (*NotLeader) ProtoMessage() {}
 
 func (x *NotLeader) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_record_proto_msgTypes[3]
+	mi := &file_strata_v1_record_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +458,7 @@ func (x *NotLeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotLeader.ProtoReflect.Descriptor instead.
 func (*NotLeader) Descriptor() ([]byte, []int) {
-	return file_strata_v1_record_proto_rawDescGZIP(), []int{3}
+	return file_strata_v1_record_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *NotLeader) GetTopic() string {
@@ -329,7 +510,7 @@ type OffsetRange struct {
 
 func (x *OffsetRange) Reset() {
 	*x = OffsetRange{}
-	mi := &file_strata_v1_record_proto_msgTypes[4]
+	mi := &file_strata_v1_record_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +522,7 @@ func (x *OffsetRange) String() string {
 func (*OffsetRange) ProtoMessage() {}
 
 func (x *OffsetRange) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_record_proto_msgTypes[4]
+	mi := &file_strata_v1_record_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +535,7 @@ func (x *OffsetRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetRange.ProtoReflect.Descriptor instead.
 func (*OffsetRange) Descriptor() ([]byte, []int) {
-	return file_strata_v1_record_proto_rawDescGZIP(), []int{4}
+	return file_strata_v1_record_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OffsetRange) GetRequested() int64 {
@@ -385,20 +566,37 @@ const file_strata_v1_record_proto_rawDesc = "" +
 	"\x16strata/v1/record.proto\x12\tstrata.v1\"0\n" +
 	"\x06Header\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\xbb\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\x9f\x02\n" +
 	"\x06Record\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12+\n" +
 	"\aheaders\x18\x03 \x03(\v2\x11.strata.v1.HeaderR\aheaders\x12!\n" +
 	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\x12\x16\n" +
 	"\x06offset\x18\x05 \x01(\x03R\x06offset\x12!\n" +
-	"\fleader_epoch\x18\x06 \x01(\x05R\vleaderEpoch\"\xa5\x01\n" +
+	"\fleader_epoch\x18\x06 \x01(\x05R\vleaderEpoch\x12\x1f\n" +
+	"\vproducer_id\x18\a \x01(\x03R\n" +
+	"producerId\x12%\n" +
+	"\x0eproducer_epoch\x18\b \x01(\x05R\rproducerEpoch\x12\x1a\n" +
+	"\bsequence\x18\t \x01(\x03R\bsequence\"\xe6\x01\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x123\n" +
 	"\n" +
 	"not_leader\x18\x03 \x01(\v2\x14.strata.v1.NotLeaderR\tnotLeader\x129\n" +
-	"\foffset_range\x18\x04 \x01(\v2\x16.strata.v1.OffsetRangeR\voffsetRange\"\xa6\x01\n" +
+	"\foffset_range\x18\x04 \x01(\v2\x16.strata.v1.OffsetRangeR\voffsetRange\x12?\n" +
+	"\x0eproducer_fault\x18\x05 \x01(\v2\x18.strata.v1.ProducerFaultR\rproducerFault\"\xe7\x02\n" +
+	"\rProducerFault\x127\n" +
+	"\x06reason\x18\x01 \x01(\x0e2\x1f.strata.v1.ProducerFault.ReasonR\x06reason\x12\x1f\n" +
+	"\vproducer_id\x18\x02 \x01(\x03R\n" +
+	"producerId\x12%\n" +
+	"\x0eproducer_epoch\x18\x03 \x01(\x05R\rproducerEpoch\x12+\n" +
+	"\x11expected_sequence\x18\x04 \x01(\x03R\x10expectedSequence\x12#\n" +
+	"\rbase_sequence\x18\x05 \x01(\x03R\fbaseSequence\x12#\n" +
+	"\rcurrent_epoch\x18\x06 \x01(\x05R\fcurrentEpoch\"^\n" +
+	"\x06Reason\x12\x16\n" +
+	"\x12REASON_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cREASON_OUT_OF_ORDER_SEQUENCE\x10\x01\x12\x1a\n" +
+	"\x16REASON_PRODUCER_FENCED\x10\x02\"\xa6\x01\n" +
 	"\tNotLeader\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1b\n" +
@@ -423,23 +621,28 @@ func file_strata_v1_record_proto_rawDescGZIP() []byte {
 	return file_strata_v1_record_proto_rawDescData
 }
 
-var file_strata_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_strata_v1_record_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_strata_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_strata_v1_record_proto_goTypes = []any{
-	(*Header)(nil),      // 0: strata.v1.Header
-	(*Record)(nil),      // 1: strata.v1.Record
-	(*Error)(nil),       // 2: strata.v1.Error
-	(*NotLeader)(nil),   // 3: strata.v1.NotLeader
-	(*OffsetRange)(nil), // 4: strata.v1.OffsetRange
+	(ProducerFault_Reason)(0), // 0: strata.v1.ProducerFault.Reason
+	(*Header)(nil),            // 1: strata.v1.Header
+	(*Record)(nil),            // 2: strata.v1.Record
+	(*Error)(nil),             // 3: strata.v1.Error
+	(*ProducerFault)(nil),     // 4: strata.v1.ProducerFault
+	(*NotLeader)(nil),         // 5: strata.v1.NotLeader
+	(*OffsetRange)(nil),       // 6: strata.v1.OffsetRange
 }
 var file_strata_v1_record_proto_depIdxs = []int32{
-	0, // 0: strata.v1.Record.headers:type_name -> strata.v1.Header
-	3, // 1: strata.v1.Error.not_leader:type_name -> strata.v1.NotLeader
-	4, // 2: strata.v1.Error.offset_range:type_name -> strata.v1.OffsetRange
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	1, // 0: strata.v1.Record.headers:type_name -> strata.v1.Header
+	5, // 1: strata.v1.Error.not_leader:type_name -> strata.v1.NotLeader
+	6, // 2: strata.v1.Error.offset_range:type_name -> strata.v1.OffsetRange
+	4, // 3: strata.v1.Error.producer_fault:type_name -> strata.v1.ProducerFault
+	0, // 4: strata.v1.ProducerFault.reason:type_name -> strata.v1.ProducerFault.Reason
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_strata_v1_record_proto_init() }
@@ -452,13 +655,14 @@ func file_strata_v1_record_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_record_proto_rawDesc), len(file_strata_v1_record_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   5,
+			NumEnums:      1,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_strata_v1_record_proto_goTypes,
 		DependencyIndexes: file_strata_v1_record_proto_depIdxs,
+		EnumInfos:         file_strata_v1_record_proto_enumTypes,
 		MessageInfos:      file_strata_v1_record_proto_msgTypes,
 	}.Build()
 	File_strata_v1_record_proto = out.File

@@ -78,6 +78,10 @@ type Options struct {
 	// Now is the broker clock for record timestamps and the lease; nil
 	// means time.Now.
 	Now func() time.Time
+	// ProducerIDExpiry is how long a producer id that wrote nothing to
+	// the partition stays in its dedupe state; 0 means
+	// DefaultProducerIDExpiry.
+	ProducerIDExpiry time.Duration
 }
 
 // Partition serves one partition's log.
@@ -114,6 +118,14 @@ type Partition struct {
 	confirmed time.Time
 	revoked   bool
 
+	// Idempotent producers (producers.go), guarded by pmu, which is held
+	// across the dedupe check, the append and the state update of every
+	// idempotent batch. Lock order: mu, then pmu.
+	pmu            sync.Mutex
+	producers      *producerTable
+	producerExpiry time.Duration
+	rolls          uint64 // the log's roll count at the last snapshot check
+
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -127,6 +139,9 @@ func New(log Log, o Options) *Partition {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.ProducerIDExpiry <= 0 {
+		o.ProducerIDExpiry = DefaultProducerIDExpiry
+	}
 	p := &Partition{
 		topic:        o.Topic,
 		id:           o.ID,
@@ -138,6 +153,8 @@ func New(log Log, o Options) *Partition {
 		followers:    make(map[int32]*followerState),
 		closed:       make(chan struct{}),
 		lease:        o.LeaderLease,
+		producers:      newProducerTable(),
+		producerExpiry: o.ProducerIDExpiry,
 	}
 	p.SetLimits(o.MaxRecordBytes, o.MinInsyncReplicas)
 	p.compacted.Store(o.Compacted)
@@ -154,6 +171,7 @@ func New(log Log, o Options) *Partition {
 	p.mu.Lock()
 	p.setStateLocked(o.State)
 	p.mu.Unlock()
+	p.rebuildProducers()
 	return p
 }
 
@@ -268,13 +286,33 @@ func (p *Partition) OffsetForTime(tsMillis int64) (int64, error) {
 type ProduceResult struct {
 	Base, Last int64
 	Epoch      int32
+	// Duplicate: an idempotent batch already in the log; Base and Last
+	// are its original offsets and nothing was appended.
+	Duplicate bool
 }
 
-// Produce validates and appends a batch. Records keep the producer's
-// timestamp when set (> 0), else get the broker's time. With acks=ALL it
-// returns once the high watermark passed the batch. A leader whose lease
-// expired refuses every batch, whatever its acks (LeaseExpiredError).
+// Produce appends a plain (non-idempotent) batch and waits for acks.
 func (p *Partition) Produce(ctx context.Context, recs []*stratav1.Record, acks stratav1.Acks) (ProduceResult, error) {
+	return p.ProduceBatch(ctx, recs, acks, ProducerBatch{})
+}
+
+// ProduceBatch is Append then AwaitAcks.
+func (p *Partition) ProduceBatch(ctx context.Context, recs []*stratav1.Record, acks stratav1.Acks, pb ProducerBatch) (ProduceResult, error) {
+	res, err := p.Append(ctx, recs, acks, pb)
+	if err != nil {
+		return res, err
+	}
+	return res, p.AwaitAcks(ctx, res, acks)
+}
+
+// Append validates and appends a batch without waiting for the followers.
+// Records keep the producer's timestamp when set (> 0), else get the
+// broker's time. A batch with a producer id (pb) is deduplicated: a batch
+// already in the log is answered with its original offsets (Duplicate),
+// a gap in the producer's sequence or an older epoch is refused with a
+// *ProducerFaultError. A leader whose lease expired refuses every batch,
+// whatever its acks (LeaseExpiredError).
+func (p *Partition) Append(ctx context.Context, recs []*stratav1.Record, acks stratav1.Acks, pb ProducerBatch) (ProduceResult, error) {
 	if len(recs) == 0 {
 		return ProduceResult{}, ErrEmptyBatch
 	}
@@ -302,37 +340,105 @@ func (p *Partition) Produce(ctx context.Context, recs []*stratav1.Record, acks s
 	if err := ctx.Err(); err != nil {
 		return ProduceResult{}, err
 	}
-	buf := make([]byte, 0, total)
-	batch := make([]logstore.Record, len(recs))
-	now := p.now().UnixMilli()
-	for i, r := range recs {
-		start := len(buf)
-		buf = EncodePayload(buf, r)
-		ts := r.GetTimestampMs()
-		if ts <= 0 {
-			ts = now
-		}
-		batch[i] = logstore.Record{Timestamp: ts, Payload: buf[start:len(buf):len(buf)]}
+	if pb.Idempotent() {
+		return p.appendIdempotent(st.LeaderEpoch, recs, total, pb)
 	}
+	batch, _ := p.encode(recs, total, ProducerBatch{})
 	base, err := p.log.Append(st.LeaderEpoch, batch)
 	if err != nil {
 		return ProduceResult{}, fmt.Errorf("partition %s/%d: append: %w", p.topic, p.id, err)
 	}
 	res := ProduceResult{Base: base, Last: base + int64(len(batch)) - 1, Epoch: st.LeaderEpoch}
 	p.advanceHW()
-	if acks == stratav1.Acks_ACKS_ALL {
-		if err := p.WaitFor(ctx, res.Last, nil); err != nil {
-			return res, err
-		}
-		// The HW passed the batch, but if the ISR shrank below the minimum
-		// meanwhile fewer copies than promised may hold it: no ack (Kafka's
-		// NOT_ENOUGH_REPLICAS_AFTER_APPEND). The records stay; a retry may
-		// duplicate them.
-		if isr, need := len(p.State().ISR), int(p.minISR.Load()); isr < need {
-			return res, &NotEnoughReplicasError{ISR: isr, MinISR: need, AfterAppend: true}
-		}
-	}
 	return res, nil
+}
+
+// encode builds the stored records of recs; with a producer id every
+// payload carries the producer fields, sequences from pb.Sequence on. It
+// returns the newest timestamp.
+func (p *Partition) encode(recs []*stratav1.Record, size int, pb ProducerBatch) ([]logstore.Record, int64) {
+	if pb.Idempotent() {
+		size += len(recs) * ProducerFieldsSize(pb.ID, pb.Epoch, pb.Sequence+int64(len(recs)))
+	}
+	buf := make([]byte, 0, size)
+	batch := make([]logstore.Record, len(recs))
+	now := p.now().UnixMilli()
+	maxTs := int64(0)
+	for i, r := range recs {
+		start := len(buf)
+		buf = EncodePayload(buf, r)
+		if pb.Idempotent() {
+			buf = AppendProducerFields(buf, pb.ID, pb.Epoch, pb.Sequence+int64(i))
+		}
+		ts := r.GetTimestampMs()
+		if ts <= 0 {
+			ts = now
+		}
+		maxTs = max(maxTs, ts)
+		batch[i] = logstore.Record{Timestamp: ts, Payload: buf[start:len(buf):len(buf)]}
+	}
+	return batch, maxTs
+}
+
+// appendIdempotent is Append for a batch with a producer id: the dedupe
+// check, the append and the state update under pmu, so that two requests
+// carrying the same batch (a retry on a new stream while the first is
+// still being written) append it once.
+func (p *Partition) appendIdempotent(epoch int32, recs []*stratav1.Record, size int, pb ProducerBatch) (ProduceResult, error) {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	d, err := p.producers.check(pb, len(recs))
+	if err != nil {
+		return ProduceResult{}, err
+	}
+	n := int64(len(recs))
+	if d.dup {
+		return ProduceResult{Base: d.offset, Last: d.offset + n - 1, Epoch: epoch, Duplicate: true}, nil
+	}
+	if d.skip > 0 {
+		// The first records are in the log already (a failover cut the
+		// batch short); the rest must follow them directly for the batch's
+		// offsets to be one range.
+		if d.offset+int64(d.skip) != p.log.LogEndOffset() {
+			return ProduceResult{}, &ProducerFaultError{Reason: FaultOutOfOrderSequence, ProducerID: pb.ID, Epoch: pb.Epoch, CurrentEpoch: pb.Epoch,
+				Expected: pb.Sequence + int64(d.skip), Sequence: pb.Sequence}
+		}
+		recs = recs[d.skip:]
+		pb.Sequence += int64(d.skip)
+	}
+	batch, maxTs := p.encode(recs, size, pb)
+	base, err := p.log.Append(epoch, batch)
+	if err != nil {
+		return ProduceResult{}, fmt.Errorf("partition %s/%d: append: %w", p.topic, p.id, err)
+	}
+	p.producers.apply(pb.ID, pb.Epoch, pb.Sequence, len(batch), base, maxTs)
+	p.maybeSnapshotLocked()
+	res := ProduceResult{Base: base, Last: base + int64(len(batch)) - 1, Epoch: epoch}
+	if d.skip > 0 {
+		res.Base = d.offset
+	}
+	p.advanceHW()
+	return res, nil
+}
+
+// AwaitAcks waits, for acks=ALL, until the high watermark passed the
+// batch res (ctx, the partition's close or the end of this broker's
+// leadership end the wait).
+func (p *Partition) AwaitAcks(ctx context.Context, res ProduceResult, acks stratav1.Acks) error {
+	if acks != stratav1.Acks_ACKS_ALL {
+		return nil
+	}
+	if err := p.WaitFor(ctx, res.Last, nil); err != nil {
+		return err
+	}
+	// The HW passed the batch, but if the ISR shrank below the minimum
+	// meanwhile fewer copies than promised may hold it: no ack (Kafka's
+	// NOT_ENOUGH_REPLICAS_AFTER_APPEND). The records stay; a retry of an
+	// idempotent batch is answered with them, a plain one may duplicate.
+	if isr, need := len(p.State().ISR), int(p.minISR.Load()); isr < need {
+		return &NotEnoughReplicasError{ISR: isr, MinISR: need, AfterAppend: true}
+	}
+	return nil
 }
 
 // WaitFor blocks until the high watermark is past offset, ctx ends, stop is
@@ -370,7 +476,7 @@ func (p *Partition) WaitFor(ctx context.Context, offset int64, stop <-chan struc
 func (p *Partition) Close() error {
 	p.closeOnce.Do(func() {
 		close(p.closed)
-		p.closeErr = errors.Join(p.log.Sync(), p.CheckpointHW(), p.log.Close())
+		p.closeErr = errors.Join(p.log.Sync(), p.CheckpointHW(), p.snapshotProducers(), p.log.Close())
 	})
 	return p.closeErr
 }

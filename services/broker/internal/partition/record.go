@@ -14,6 +14,8 @@ import (
 //	1: bytes key        (omitted when empty)
 //	2: bytes value      (omitted when empty)
 //	3: Header headers   (repeated; Header = 1: string key, 2: bytes value)
+//	7: int64 producer_id, 8: int32 producer_epoch, 9: int64 sequence
+//	                    (only in records of an idempotent batch: producers.go)
 //
 // Timestamp, offset and leader epoch live in the log frame and the epoch
 // file. Protobuf merges concatenated fields, so the full Record a consumer
@@ -22,6 +24,30 @@ import (
 //	4: int64 timestamp_ms, 5: int64 offset, 6: int32 leader_epoch
 //
 // which AppendWireRecord writes without decoding the payload.
+
+// Stored payload field numbers of the producer fields (strata.v1.Record).
+const (
+	fieldProducerID    = 7
+	fieldProducerEpoch = 8
+	fieldSequence      = 9
+)
+
+// ProducerFieldsSize is the number of bytes AppendProducerFields writes.
+func ProducerFieldsSize(id int64, epoch int32, seq int64) int {
+	return 3 + protowire.SizeVarint(uint64(id)) + protowire.SizeVarint(uint64(int64(epoch))) + protowire.SizeVarint(uint64(seq))
+}
+
+// AppendProducerFields appends a record's producer id, epoch and sequence
+// to its stored payload (every field written, zeros included, so that a
+// record of an idempotent batch is always recognized).
+func AppendProducerFields(dst []byte, id int64, epoch int32, seq int64) []byte {
+	dst = protowire.AppendTag(dst, fieldProducerID, protowire.VarintType)
+	dst = protowire.AppendVarint(dst, uint64(id))
+	dst = protowire.AppendTag(dst, fieldProducerEpoch, protowire.VarintType)
+	dst = protowire.AppendVarint(dst, uint64(int64(epoch)))
+	dst = protowire.AppendTag(dst, fieldSequence, protowire.VarintType)
+	return protowire.AppendVarint(dst, uint64(seq))
+}
 
 // PayloadSize is the number of bytes EncodePayload writes for r.
 func PayloadSize(r *stratav1.Record) int {

@@ -87,6 +87,7 @@ func (p *Partition) repairFollowerLocked() error {
 	if err := p.log.Truncate(ce.Offset); err != nil {
 		return fmt.Errorf("partition %s/%d: truncate before the corrupt record at %d: %w", p.topic, p.id, ce.Offset, err)
 	}
+	p.rebuildProducers()
 	p.capHWLocked()
 	return nil
 }
@@ -106,6 +107,7 @@ func (p *Partition) reopenLocked(cause error) error {
 	if err := r.Reopen(); err != nil {
 		return fmt.Errorf("partition %s/%d: reopen the failed log: %w", p.topic, p.id, err)
 	}
+	p.rebuildProducers()
 	p.capHWLocked()
 	p.lg.Info("log reopened", zap.Int64("log_start_offset", p.log.LogStartOffset()), zap.Int64("log_end_offset", p.log.LogEndOffset()))
 	return nil

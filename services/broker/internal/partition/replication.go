@@ -239,6 +239,7 @@ func (p *Partition) AppendReplicated(leaderEpoch, recordsEpoch int32, frames []b
 		if _, err := appendFrames(recordsEpoch, frames); err != nil {
 			return 0, fmt.Errorf("partition %s/%d: replicated append: %w", p.topic, p.id, err)
 		}
+		p.applyFrames(frames)
 	}
 	leo := p.log.LogEndOffset()
 	p.rmu.Lock()
@@ -270,6 +271,7 @@ func (p *Partition) TruncateReplica(leaderEpoch int32, offset int64, reset bool)
 	if err != nil {
 		return 0, fmt.Errorf("partition %s/%d: truncate to %d: %w", p.topic, p.id, offset, err)
 	}
+	p.rebuildProducers()
 	leo := p.log.LogEndOffset()
 	p.rmu.Lock()
 	if p.hw.Load() > leo || reset {
