@@ -37,6 +37,7 @@ import (
 	"github.com/strata-log/strata/services/replicator/internal/grpcserver"
 	"github.com/strata-log/strata/services/replicator/internal/liveness"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
+	"github.com/strata-log/strata/services/replicator/internal/metrics"
 	"github.com/strata-log/strata/services/replicator/internal/node"
 )
 
@@ -130,8 +131,14 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 	if err != nil {
 		return errors.Join(err, closeAll())
 	}
+	// hashicorp/raft writes its timings to go-metrics' process-wide sink:
+	// bridged to this node's /metrics, installed before Raft starts.
+	raftMetrics := metrics.NewRaftSink()
+	if err := metrics.InstallRaftSink(raftMetrics); err != nil {
+		return errors.Join(fmt.Errorf("raft metrics: %w", err), closeAll())
+	}
 	n, err := node.Start(node.Options{
-		NodeID: int32(cfg.NodeID), DataDir: cfg.DataDir,
+		NodeID: int32(cfg.NodeID), DataDir: cfg.DataDir, RaftMetrics: raftMetrics,
 		SerfBind: cfg.SerfBind, SerfAdvertise: cfg.SerfAdvertise, Join: cfg.Join, ClusterKey: key,
 		RaftListener: raftLn, RaftAdvertise: cfg.RaftAdvertise,
 		GRPCListener: grpcLn, Advertise: cfg.Advertise,

@@ -19,6 +19,9 @@ type Sources struct {
 	Members func() map[membership.Status]int
 	Raft    func() consensus.Stats
 	State   func() *metadata.State
+	// RaftSink, when set, is registered: what hashicorp/raft writes to
+	// go-metrics once the process installed it (InstallRaftSink).
+	RaftSink *RaftSink
 }
 
 // Metrics holds the registry and the counters updated by the replicator.
@@ -52,6 +55,9 @@ func New(src Sources) *Metrics {
 	reg.MustRegister(m.actions, m.brokerUp, m.probeFails, &collector{src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.Replication.collectors()...)
+	if src.RaftSink != nil {
+		reg.MustRegister(src.RaftSink.collectors()...)
+	}
 	return m
 }
 
@@ -81,7 +87,7 @@ var (
 	raftCommit  = prometheus.NewDesc("strata_raft_commit_index", "Raft commit index.", nil, nil)
 	raftApplied = prometheus.NewDesc("strata_raft_applied_index", "Raft applied index.", nil, nil)
 	raftContact = prometheus.NewDesc("strata_raft_last_contact_seconds", "Seconds since the last contact with the leader (0 on the leader or never).", nil, nil)
-	partitions  = prometheus.NewDesc("strata_partitions", "Partitions by state: online, offline, under_replicated.", []string{"state"}, nil)
+	partitions  = prometheus.NewDesc("strata_partitions", "Partitions by state: online, offline (no leader), under_replicated (ISR smaller than the replicas), under_min_isr (online, ISR smaller than min.insync.replicas: acks=all refused).", []string{"state"}, nil)
 	brokers     = prometheus.NewDesc("strata_brokers", "Registered brokers by liveness.", []string{"alive"}, nil)
 )
 
@@ -120,9 +126,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.State != nil {
 		st := c.src.State()
-		var online, offline, under int
+		var online, offline, under, underMin int
 		for _, t := range st.Topics {
+			minISR := max(int(t.Config.MinInsyncReplicas), 1) // an older topic's 0 is the default, 1
 			for _, p := range t.Partitions {
+				if !p.Offline && len(p.ISR) < minISR {
+					underMin++
+				}
 				if p.Offline {
 					offline++
 				} else {
@@ -136,6 +146,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(partitions, prometheus.GaugeValue, float64(online), "online")
 		ch <- prometheus.MustNewConstMetric(partitions, prometheus.GaugeValue, float64(offline), "offline")
 		ch <- prometheus.MustNewConstMetric(partitions, prometheus.GaugeValue, float64(under), "under_replicated")
+		ch <- prometheus.MustNewConstMetric(partitions, prometheus.GaugeValue, float64(underMin), "under_min_isr")
 		var alive, dead int
 		for _, b := range st.Brokers {
 			if b.Alive {

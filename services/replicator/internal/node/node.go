@@ -42,6 +42,9 @@ import (
 type Options struct {
 	NodeID  int32
 	DataDir string
+	// RaftMetrics, when set, is served on /metrics: the process's
+	// go-metrics sink, which hashicorp/raft writes to.
+	RaftMetrics *metrics.RaftSink
 
 	SerfBind, SerfAdvertise string
 	Join                    []string
@@ -159,7 +162,7 @@ func Start(opts Options, lg *zap.Logger) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.metrics = metrics.New(metrics.Sources{Members: n.membersByStatus, Raft: n.raft.Stats, State: n.fsm.State})
+	n.metrics = metrics.New(metrics.Sources{Members: n.membersByStatus, Raft: n.raft.Stats, State: n.fsm.State, RaftSink: opts.RaftMetrics})
 	copts := opts.Controller
 	copts.LocalID = opts.NodeID
 	copts.OnAction = n.metrics.ControllerAction
