@@ -13,8 +13,8 @@ import (
 // authenticated caller. A method missing from it is denied, so a new RPC
 // must be added here before anyone can call it.
 //
-// Data plane: Produce, ProduceStream and ProduceBulk need produce on the
-// request's topic, Consume and ConsumeStream consume on it (streams are
+// Data plane: Produce, ProduceStream, ProduceBulk and InitProducer need
+// produce on the request's topic, Consume and ConsumeStream consume on it (streams are
 // checked on every message). Topics: CreateTopic create, DeleteTopic
 // delete, AlterTopicConfig alter and DescribeTopic describe on the named
 // topic; ListTopics and Metadata describe on cluster. The replica services
@@ -31,6 +31,10 @@ func MethodTable() acl.MethodTable {
 		stratav1.Log_Produce_FullMethodName:       produce,
 		stratav1.Log_ProduceStream_FullMethodName: produce,
 		stratav1.Log_ProduceBulk_FullMethodName:   produce,
+		// A producer id is asked for with a topic the caller may produce to.
+		stratav1.Log_InitProducer_FullMethodName: {
+			Action: acl.ActionProduce, Object: acl.TopicOf((*stratav1.InitProducerRequest).GetTopic),
+		},
 		stratav1.Log_Consume_FullMethodName: {
 			Action: acl.ActionConsume, Object: acl.TopicOf((*stratav1.ConsumeRequest).GetTopic),
 		},

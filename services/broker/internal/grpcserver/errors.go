@@ -48,8 +48,11 @@ func toStatus(err error) error {
 		tooLarge  *partition.RecordTooLargeError
 		notLeader *partition.NotLeaderError
 		oor       *logstore.OutOfRangeError
+		fault     *partition.ProducerFaultError
 	)
 	switch {
+	case errors.As(err, &fault):
+		return withDetails(codes.FailedPrecondition, err.Error(), producerFaultDetail(fault))
 	case errors.As(err, &tooLarge):
 		return badRequest(recordField(tooLarge.Index), tooLarge.Error())
 	case errors.As(err, &notLeader):
@@ -109,6 +112,8 @@ func toProtoError(err error) *stratav1.Error {
 			e.NotLeader = d
 		case *stratav1.OffsetRange:
 			e.OffsetRange = d
+		case *stratav1.ProducerFault:
+			e.ProducerFault = d
 		}
 	}
 	return e
@@ -123,3 +128,12 @@ func offsetRangeDetail(e *logstore.OutOfRangeError) *stratav1.OffsetRange {
 }
 
 func recordField(i int) string { return "records[" + strconv.Itoa(i) + "]" }
+
+func producerFaultDetail(e *partition.ProducerFaultError) *stratav1.ProducerFault {
+	reason := stratav1.ProducerFault_REASON_OUT_OF_ORDER_SEQUENCE
+	if e.Reason == partition.FaultProducerFenced {
+		reason = stratav1.ProducerFault_REASON_PRODUCER_FENCED
+	}
+	return &stratav1.ProducerFault{Reason: reason, ProducerId: e.ProducerID, ProducerEpoch: e.Epoch,
+		ExpectedSequence: e.Expected, BaseSequence: e.Sequence, CurrentEpoch: e.CurrentEpoch}
+}
