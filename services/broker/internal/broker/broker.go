@@ -33,7 +33,6 @@ import (
 	"github.com/strata-log/strata/services/broker/internal/isr"
 	"github.com/strata-log/strata/services/broker/internal/metrics"
 	"github.com/strata-log/strata/services/broker/internal/partition"
-	"github.com/strata-log/strata/services/broker/internal/producerid"
 	"github.com/strata-log/strata/services/broker/internal/quota"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 	"github.com/strata-log/strata/services/broker/internal/tracing"
@@ -101,6 +100,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	}()
 
 	m := metrics.New(func() []metrics.PartitionStat { return partitionStats(b.reg) })
+	m.WatchDataDirs(cfg.DataDir)
 	state := func(string, int32) partition.State {
 		if cfg.ClusterMode() {
 			// No role until the replicator says (ApplyPartitionState).
@@ -216,13 +216,6 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		gopts.StatsHandlers = append(gopts.StatsHandlers, b.trace.Handler)
 		lg.Info("tracing on", zap.String("endpoint", opts.Getenv(tracing.EndpointEnv)))
 	}
-	// Producer ids: from the controller's Raft log through this node's
-	// replicator in a cluster, from a file in the data directory alone.
-	var idSource producerid.Source = producerid.NewLocal(cfg.DataDir)
-	if cfg.ClusterMode() {
-		idSource = producerid.NewRemote(b.replicator, cfg.NodeID)
-	}
-	producerIDs := producerid.New(idSource)
 	b.grpc = grpcserver.New(grpcserver.Config{
 		NodeID:                cfg.NodeID,
 		AdvertiseAddr:         cfg.AdvertisedAddr(),
@@ -237,7 +230,6 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		KeepaliveTimeout:      cfg.KeepaliveTimeout,
 		HandshakeTimeout:      cfg.HandshakeTimeout,
 		Cluster:               cluster,
-		ProducerIDs:           producerIDs,
 	}, b.reg, b.reg, m, lg, gopts)
 	for _, c := range b.grpc.Collectors() {
 		m.Registry().MustRegister(c)
@@ -495,7 +487,7 @@ func partitionStats(reg *topic.Registry) []metrics.PartitionStat {
 				s.CorruptRecords, s.NoSpaceErrors = int64(ls.CorruptRecords), int64(ls.NoSpaceErrors)
 			}
 			if st := p.State(); st.Role == partition.RoleLeader {
-				s.Leader, s.Replicas, s.ISR = true, len(st.Replicas), len(st.ISR)
+				s.Leader, s.Replicas, s.ISR, s.MinISR = true, len(st.Replicas), len(st.ISR), int(t.Config().MinInsyncReplicas)
 				for _, f := range p.Followers() {
 					s.Followers = append(s.Followers, metrics.FollowerStat{ID: f.ID, LagRecords: f.Records, LagSeconds: f.SinceCaughtUp.Seconds()})
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -115,6 +116,7 @@ func (s *logService) ConsumeStream(req *stratav1.ConsumeStreamRequest, stream gr
 		w.b = make([]byte, 0, min(maxBytes+1024, 256<<10)) // owned by gRPC once sent
 		w.reset(req.GetTopic(), req.GetPartition())
 		bytes := 0
+		start := time.Now()
 		n, err := cur.Read(maxRecords, maxBytes, func(f logstore.Frame, epoch int32) {
 			w.addRecord(f, epoch)
 			bytes += len(f.Payload)
@@ -142,6 +144,7 @@ func (s *logService) ConsumeStream(req *stratav1.ConsumeStreamRequest, stream gr
 		if err := stream.SendMsg(msg); err != nil {
 			return err
 		}
+		s.timer.ReadBatch("consume", time.Since(start))
 		s.rec.Consumed(req.GetTopic(), n, bytes)
 	}
 }

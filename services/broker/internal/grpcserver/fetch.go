@@ -109,12 +109,15 @@ func (s *replicaFetchService) Fetch(stream grpc.BidiStreamingServer[stratav1.Fet
 		case <-s.shutdown:
 			return status.Error(codes.Unavailable, "broker shutting down")
 		}
-		msg, frameBytes, err := s.nextFetchResponse(ctx, p, cur, epoch, maxBytes, hb, recvErr)
+		msg, frameBytes, read, err := s.nextFetchResponse(ctx, p, cur, epoch, maxBytes, hb, recvErr)
 		if err != nil {
 			return err
 		}
 		if err := stream.SendMsg(msg); err != nil {
 			return err
+		}
+		if frameBytes > 0 { // heartbeats are not batches
+			s.timer.ReadBatch("fetch", time.Since(read))
 		}
 		s.rec.Fetched(first.GetTopic(), frameBytes)
 		hb.Reset(fetchHeartbeat) // Go 1.23+ timers: Reset drops a pending tick
@@ -122,38 +125,40 @@ func (s *replicaFetchService) Fetch(stream grpc.BidiStreamingServer[stratav1.Fet
 }
 
 // nextFetchResponse waits for frames past the cursor (or the heartbeat)
-// and returns the FetchResponse in wire format with the frames' size. The
+// and returns the FetchResponse in wire format with the frames' size and
+// when the read that found them began. The
 // frames are read once, into the message: marshaling a FetchResponse
 // would copy them again.
 func (s *replicaFetchService) nextFetchResponse(ctx context.Context, p *partition.Partition, cur *partition.Cursor, epoch int32,
-	maxBytes int, hb *time.Timer, recvErr <-chan error) (*encodedMessage, int, error) {
+	maxBytes int, hb *time.Timer, recvErr <-chan error) (*encodedMessage, int, time.Time, error) {
 	buf := make([]byte, fetchHeadroom)
 	for {
 		// Capture the notifications before looking, so no change between
 		// the look and the wait is missed.
 		logChanged, stateChanged := p.LogChanged(), p.StateChanged()
 		if st := p.State(); st.Role != partition.RoleLeader || st.LeaderEpoch != epoch {
-			return nil, 0, toStatus(p.NotLeader())
+			return nil, 0, time.Time{}, toStatus(p.NotLeader())
 		}
+		read := time.Now()
 		base := cur.Next()
 		out, recEpoch, n, err := cur.ReadFrames(buf[:fetchHeadroom], maxBytes)
 		if err != nil {
-			return nil, 0, toStatus(err)
+			return nil, 0, time.Time{}, toStatus(err)
 		}
 		if n > 0 {
-			return s.fetchResponse(p, epoch, out, recEpoch, base), len(out) - fetchHeadroom, nil
+			return s.fetchResponse(p, epoch, out, recEpoch, base), len(out) - fetchHeadroom, read, nil
 		}
 		select {
 		case <-logChanged:
 		case <-stateChanged:
 		case <-hb.C:
-			return s.fetchResponse(p, epoch, buf[:fetchHeadroom], epoch, cur.Next()), 0, nil
+			return s.fetchResponse(p, epoch, buf[:fetchHeadroom], epoch, cur.Next()), 0, time.Now(), nil
 		case err := <-recvErr:
-			return nil, 0, fetchEnd(err)
+			return nil, 0, time.Time{}, fetchEnd(err)
 		case <-ctx.Done():
-			return nil, 0, status.FromContextError(ctx.Err()).Err()
+			return nil, 0, time.Time{}, status.FromContextError(ctx.Err()).Err()
 		case <-s.shutdown:
-			return nil, 0, status.Error(codes.Unavailable, "broker shutting down")
+			return nil, 0, time.Time{}, status.Error(codes.Unavailable, "broker shutting down")
 		}
 	}
 }

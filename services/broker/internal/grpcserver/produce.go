@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -25,6 +26,7 @@ type logService struct {
 	cat      Catalog
 	admin    TopicAdmin
 	rec      Recorder
+	timer    BatchTimer
 	lg       *zap.Logger
 	shutdown <-chan struct{}
 	quotas   Quotas // nil: no quotas
@@ -85,7 +87,28 @@ func (s *logService) lookupForProduce(ctx context.Context, name string, id int32
 }
 
 // produce validates and appends one request; errors are gRPC statuses.
+// Each call is one batch of the latency histogram and error counts.
 func (s *logService) produce(ctx context.Context, req *stratav1.ProduceRequest) (*stratav1.ProduceResponse, error) {
+	start := time.Now()
+	resp, err := s.produceBatch(ctx, req)
+	s.timer.ProduceBatch(acksLabel(req.GetAcks()), status.Code(err), time.Since(start))
+	return resp, err
+}
+
+// acksLabel is the acks of a batch as the metrics name it.
+func acksLabel(a stratav1.Acks) string {
+	switch a {
+	case stratav1.Acks_ACKS_NONE:
+		return "none"
+	case stratav1.Acks_ACKS_ALL:
+		return "all"
+	case stratav1.Acks_ACKS_LEADER, stratav1.Acks_ACKS_UNSPECIFIED:
+		return "leader"
+	}
+	return "invalid"
+}
+
+func (s *logService) produceBatch(ctx context.Context, req *stratav1.ProduceRequest) (*stratav1.ProduceResponse, error) {
 	switch req.GetAcks() {
 	case stratav1.Acks_ACKS_UNSPECIFIED, stratav1.Acks_ACKS_NONE, stratav1.Acks_ACKS_LEADER, stratav1.Acks_ACKS_ALL:
 	default:
@@ -106,17 +129,11 @@ func (s *logService) produce(ctx context.Context, req *stratav1.ProduceRequest) 
 	if err := s.throttle(ctx, quota.Produce, bytes); err != nil {
 		return nil, err
 	}
-	pb, err := producerBatch(req)
-	if err != nil {
-		return nil, err
-	}
-	res, err := p.ProduceBatch(ctx, req.GetRecords(), req.GetAcks(), pb)
+	res, err := p.Produce(ctx, req.GetRecords(), req.GetAcks())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if !res.Duplicate {
-		s.rec.Produced(req.GetTopic(), len(req.GetRecords()), bytes)
-	}
+	s.rec.Produced(req.GetTopic(), len(req.GetRecords()), bytes)
 	resp := &stratav1.ProduceResponse{
 		Topic:         req.GetTopic(),
 		Partition:     req.GetPartition(),
@@ -124,7 +141,6 @@ func (s *logService) produce(ctx context.Context, req *stratav1.ProduceRequest) 
 		LastOffset:    res.Last,
 		LeaderEpoch:   res.Epoch,
 		CorrelationId: req.GetCorrelationId(),
-		Duplicate:     res.Duplicate,
 	}
 	if req.GetAcks() == stratav1.Acks_ACKS_NONE {
 		// The append happened; ACKS_NONE promises no offsets.

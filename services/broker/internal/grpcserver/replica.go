@@ -37,6 +37,7 @@ type replicaBase struct {
 	maxSendBytes int
 	shutdown     <-chan struct{} // closed when the server stops: streams end
 	rec          Recorder
+	timer        BatchTimer
 }
 
 // registerReplicaServices serves the replica services by audience:

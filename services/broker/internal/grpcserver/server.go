@@ -52,6 +52,15 @@ type Recorder interface {
 	Fetched(topic string, bytes int)
 }
 
+// BatchTimer is a Recorder's optional capability: the latency of each
+// batch (not of the stream that carries it) and the produce errors by code.
+type BatchTimer interface {
+	ProduceBatch(acks string, code codes.Code, d time.Duration)
+	// ReadBatch times a batch sent to a consumer ("consume") or a
+	// follower ("fetch").
+	ReadBatch(kind string, d time.Duration)
+}
+
 // Config is the server's behaviour and limits.
 type Config struct {
 	NodeID           int32
@@ -74,16 +83,6 @@ type Config struct {
 
 	// Cluster, when set, puts the server in cluster mode.
 	Cluster *ClusterConfig
-
-	// ProducerIDs hands out idempotent producers' ids (InitProducer);
-	// nil refuses InitProducer with Unimplemented.
-	ProducerIDs ProducerIDs
-}
-
-// ProducerIDs gives out producer ids never given out before;
-// *producerid.Allocator satisfies it.
-type ProducerIDs interface {
-	Next(ctx context.Context) (int64, error)
 }
 
 // ClusterConfig is what a cluster-mode broker's server needs: Topics and
@@ -161,7 +160,7 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 	}
 	s.grpc = grpc.NewServer(sopts...)
 
-	stratav1.RegisterLogServer(s.grpc, &logService{cfg: cfg, cat: cat, admin: admin, rec: rec, lg: lg, shutdown: s.shutdown, quotas: opts.Quotas})
+	stratav1.RegisterLogServer(s.grpc, &logService{cfg: cfg, cat: cat, admin: admin, rec: rec, timer: batchTimer(rec), lg: lg, shutdown: s.shutdown, quotas: opts.Quotas})
 	gc := &groupCluster{cat: cat, nodeID: cfg.NodeID}
 	if c := cfg.Cluster; c != nil {
 		fwd := &forwarder{cat: cat, topics: stratav1.NewTopicsClient(c.Replicator), meta: stratav1.NewMetadataClient(c.Replicator)}
@@ -169,7 +168,7 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 		stratav1.RegisterMetadataServer(s.grpc, meta)
 		stratav1.RegisterTopicsServer(s.grpc, topics)
 		registerReplicaServices(s.grpc, &replicaBase{cluster: *c, nodeID: cfg.NodeID, cat: cat, lg: lg.Named("replica"),
-			maxSendBytes: cfg.MaxSendMsgBytes, shutdown: s.shutdown, rec: rec})
+			maxSendBytes: cfg.MaxSendMsgBytes, shutdown: s.shutdown, rec: rec, timer: batchTimer(rec)})
 		gc.metadata, gc.peers = meta.Metadata, c.Peers
 		gc.create = func(ctx context.Context, req *stratav1.CreateTopicRequest) error {
 			_, err := topics.CreateTopic(ctx, req)
@@ -257,6 +256,17 @@ func (l *streamLimit) intercept(srv any, ss grpc.ServerStream, info *grpc.Stream
 }
 
 type nopRecorder struct{}
+
+// batchTimer is rec's BatchTimer, or one that does nothing.
+func batchTimer(rec Recorder) BatchTimer {
+	if t, ok := rec.(BatchTimer); ok {
+		return t
+	}
+	return nopRecorder{}
+}
+
+func (nopRecorder) ProduceBatch(string, codes.Code, time.Duration) {}
+func (nopRecorder) ReadBatch(string, time.Duration)                {}
 
 func (nopRecorder) Produced(string, int, int) {}
 func (nopRecorder) Consumed(string, int, int) {}

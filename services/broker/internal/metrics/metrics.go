@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -37,6 +38,8 @@ type PartitionStat struct {
 	Leader   bool
 	Replicas int
 	ISR      int
+	// MinISR is the topic's min.insync.replicas.
+	MinISR int
 	// Followers are the leader's view of each follower.
 	Followers []FollowerStat
 }
@@ -65,7 +68,13 @@ type Metrics struct {
 	isrChanges      *prometheus.CounterVec
 	leaseEvents     *prometheus.CounterVec
 	fetchBytes      *prometheus.CounterVec
+	produceBatch    *prometheus.HistogramVec
+	produceErrors   *prometheus.CounterVec
+	readBatch       *prometheus.HistogramVec
 }
+
+// batchBuckets are the per-batch latency buckets: 100 µs to about 26 s.
+var batchBuckets = prometheus.ExponentialBuckets(0.0001, 2, 19)
 
 // New registers the collectors on a new private registry. partitions is
 // called at every scrape for the per-partition gauges.
@@ -91,6 +100,17 @@ func New(partitions func() []PartitionStat) *Metrics {
 	m.isrChanges = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_isr_changes_total", Help: "ISR changes this broker proposed as a leader, by outcome (shrink, expand, resign: leadership given up for a damaged log, failed)."}, []string{"kind"})).(*prometheus.CounterVec)
 	m.leaseEvents = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_leader_lease_events_total", Help: "Partitions this broker leads whose leader lease ran out (expired: produce refused until its replicator confirms the leadership) or came back (renewed)."}, []string{"event"})).(*prometheus.CounterVec)
 	m.fetchBytes = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_fetch_bytes_total", Help: "Frame bytes sent to followers by Fetch streams."}, []string{"topic"})).(*prometheus.CounterVec)
+	m.produceBatch = f(prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "strata_broker_produce_batch_duration_seconds",
+		Help:    "Time to append and acknowledge one produce batch (Produce, each ProduceStream and ProduceBulk batch), from its arrival to its answer; acks=all includes the wait for the high watermark.",
+		Buckets: batchBuckets,
+	}, []string{"acks"})).(*prometheus.HistogramVec)
+	m.produceErrors = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_produce_batch_errors_total", Help: "Produce batches refused or failed, by gRPC status code."}, []string{"code"})).(*prometheus.CounterVec)
+	m.readBatch = f(prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "strata_broker_read_batch_duration_seconds",
+		Help:    "Time to read and send one batch of records: consume (Consume, each ConsumeStream batch) or fetch (each response of a follower's Fetch stream); waits for new records are not counted.",
+		Buckets: batchBuckets,
+	}, []string{"kind"})).(*prometheus.HistogramVec)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if partitions != nil {
 		reg.MustRegister(newPartitionCollector(partitions))
@@ -124,6 +144,21 @@ func (m *Metrics) Fetched(topic string, bytes int) {
 	m.fetchBytes.WithLabelValues(topic).Add(float64(bytes))
 }
 
+// ProduceBatch times one produce batch; code is its gRPC status
+// (codes.OK when it was appended and acknowledged).
+func (m *Metrics) ProduceBatch(acks string, code codes.Code, d time.Duration) {
+	m.produceBatch.WithLabelValues(acks).Observe(d.Seconds())
+	if code != codes.OK {
+		m.produceErrors.WithLabelValues(code.String()).Inc()
+	}
+}
+
+// ReadBatch times one batch sent to a consumer ("consume") or a follower
+// ("fetch").
+func (m *Metrics) ReadBatch(kind string, d time.Duration) {
+	m.readBatch.WithLabelValues(kind).Observe(d.Seconds())
+}
+
 // ObserveFsync is the storage engine's fsync hook.
 func (m *Metrics) ObserveFsync(d time.Duration) { m.fsync.Observe(d.Seconds()) }
 
@@ -155,7 +190,7 @@ type partitionCollector struct {
 	stats                                     func() []PartitionStat
 	logStart, logEnd, hw, segments, bytesDesc *prometheus.Desc
 	healthy, corrupt, noSpace                 *prometheus.Desc
-	leader, isr, underReplicated              *prometheus.Desc
+	leader, isr, underReplicated, underMinISR *prometheus.Desc
 	lagRecords, lagSeconds                    *prometheus.Desc
 }
 
@@ -174,13 +209,14 @@ func newPartitionCollector(stats func() []PartitionStat) *partitionCollector {
 		leader:          prometheus.NewDesc("strata_broker_partition_leader", "1 when this broker leads the partition.", labels, nil),
 		isr:             prometheus.NewDesc("strata_broker_isr_size", "In-sync replicas of a partition this broker leads.", labels, nil),
 		underReplicated: prometheus.NewDesc("strata_broker_under_replicated", "1 when a partition this broker leads has fewer in-sync replicas than replicas.", labels, nil),
+		underMinISR:     prometheus.NewDesc("strata_broker_under_min_isr", "1 when a partition this broker leads has fewer in-sync replicas than its min.insync.replicas (acks=all produce is refused).", labels, nil),
 		lagRecords:      prometheus.NewDesc("strata_broker_follower_lag_records", "Leader log end minus the follower's position (-1: not reported yet).", append(labels, "follower"), nil),
 		lagSeconds:      prometheus.NewDesc("strata_broker_follower_lag_seconds", "Seconds since the follower last caught up with the leader's log end.", append(labels, "follower"), nil),
 	}
 }
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.logStart, c.logEnd, c.hw, c.segments, c.bytesDesc, c.healthy, c.corrupt, c.noSpace, c.leader, c.isr, c.underReplicated, c.lagRecords, c.lagSeconds} {
+	for _, d := range []*prometheus.Desc{c.logStart, c.logEnd, c.hw, c.segments, c.bytesDesc, c.healthy, c.corrupt, c.noSpace, c.leader, c.isr, c.underReplicated, c.underMinISR, c.lagRecords, c.lagSeconds} {
 		ch <- d
 	}
 }
@@ -217,6 +253,11 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, 1, labels...)
 		ch <- prometheus.MustNewConstMetric(c.isr, prometheus.GaugeValue, float64(s.ISR), labels...)
 		ch <- prometheus.MustNewConstMetric(c.underReplicated, prometheus.GaugeValue, under, labels...)
+		underMin := 0.0
+		if s.ISR < s.MinISR {
+			underMin = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.underMinISR, prometheus.GaugeValue, underMin, labels...)
 		for _, f := range s.Followers {
 			fl := append(labels[:2:2], strconv.Itoa(int(f.ID)))
 			ch <- prometheus.MustNewConstMetric(c.lagRecords, prometheus.GaugeValue, float64(f.LagRecords), fl...)
