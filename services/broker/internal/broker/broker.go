@@ -33,6 +33,7 @@ import (
 	"github.com/strata-log/strata/services/broker/internal/isr"
 	"github.com/strata-log/strata/services/broker/internal/metrics"
 	"github.com/strata-log/strata/services/broker/internal/partition"
+	"github.com/strata-log/strata/services/broker/internal/producerid"
 	"github.com/strata-log/strata/services/broker/internal/quota"
 	"github.com/strata-log/strata/services/broker/internal/topic"
 	"github.com/strata-log/strata/services/broker/internal/tracing"
@@ -216,6 +217,13 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		gopts.StatsHandlers = append(gopts.StatsHandlers, b.trace.Handler)
 		lg.Info("tracing on", zap.String("endpoint", opts.Getenv(tracing.EndpointEnv)))
 	}
+	// Producer ids: from the controller's Raft log through this node's
+	// replicator in a cluster, from a file in the data directory alone.
+	var idSource producerid.Source = producerid.NewLocal(cfg.DataDir)
+	if cfg.ClusterMode() {
+		idSource = producerid.NewRemote(b.replicator, cfg.NodeID)
+	}
+	producerIDs := producerid.New(idSource)
 	b.grpc = grpcserver.New(grpcserver.Config{
 		NodeID:                cfg.NodeID,
 		AdvertiseAddr:         cfg.AdvertisedAddr(),
@@ -230,6 +238,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		KeepaliveTimeout:      cfg.KeepaliveTimeout,
 		HandshakeTimeout:      cfg.HandshakeTimeout,
 		Cluster:               cluster,
+		ProducerIDs:           producerIDs,
 	}, b.reg, b.reg, m, lg, gopts)
 	for _, c := range b.grpc.Collectors() {
 		m.Registry().MustRegister(c)

@@ -129,11 +129,17 @@ func (s *logService) produceBatch(ctx context.Context, req *stratav1.ProduceRequ
 	if err := s.throttle(ctx, quota.Produce, bytes); err != nil {
 		return nil, err
 	}
-	res, err := p.Produce(ctx, req.GetRecords(), req.GetAcks())
+	pb, err := producerBatch(req)
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.ProduceBatch(ctx, req.GetRecords(), req.GetAcks(), pb)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	s.rec.Produced(req.GetTopic(), len(req.GetRecords()), bytes)
+	if !res.Duplicate {
+		s.rec.Produced(req.GetTopic(), len(req.GetRecords()), bytes)
+	}
 	resp := &stratav1.ProduceResponse{
 		Topic:         req.GetTopic(),
 		Partition:     req.GetPartition(),
@@ -141,6 +147,7 @@ func (s *logService) produceBatch(ctx context.Context, req *stratav1.ProduceRequ
 		LastOffset:    res.Last,
 		LeaderEpoch:   res.Epoch,
 		CorrelationId: req.GetCorrelationId(),
+		Duplicate:     res.Duplicate,
 	}
 	if req.GetAcks() == stratav1.Acks_ACKS_NONE {
 		// The append happened; ACKS_NONE promises no offsets.

@@ -83,6 +83,16 @@ type Config struct {
 
 	// Cluster, when set, puts the server in cluster mode.
 	Cluster *ClusterConfig
+
+	// ProducerIDs hands out idempotent producers' ids (InitProducer);
+	// nil refuses InitProducer with Unimplemented.
+	ProducerIDs ProducerIDs
+}
+
+// ProducerIDs gives out producer ids never given out before;
+// *producerid.Allocator satisfies it.
+type ProducerIDs interface {
+	Next(ctx context.Context) (int64, error)
 }
 
 // ClusterConfig is what a cluster-mode broker's server needs: Topics and
