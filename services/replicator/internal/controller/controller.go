@@ -90,6 +90,7 @@ const (
 	ActionCreateTopic     = "create_topic"
 	ActionDeleteTopic     = "delete_topic"
 	ActionAlterTopic      = "alter_topic"
+	ActionProducerIDs     = "producer_ids"
 )
 
 // Controller makes the cluster's metadata follow its membership.
@@ -538,4 +539,27 @@ func (c *Controller) topic(name string) (*metadata.Topic, error) {
 		return nil, errors.Join(metadata.ErrTopicNotFound, errors.New("controller: topic vanished after apply"))
 	}
 	return t, nil
+}
+
+// ProducerIDBlock is how many producer ids AllocateProducerIDs hands out.
+const ProducerIDBlock = 1000
+
+// AllocateProducerIDs commits a block of ProducerIDBlock producer ids for
+// brokerID through Raft and returns its first id: no block overlaps
+// another, ever. A block another call took between reading the state and
+// committing is retried from the new state.
+func (c *Controller) AllocateProducerIDs(ctx context.Context, brokerID int32) (int64, int32, error) {
+	for {
+		first := c.state.State().NextProducerIDOrFirst()
+		err := c.propose(ctx, ActionProducerIDs, metadata.Command{Type: metadata.CmdAllocateProducerIDs,
+			AllocateProducerIDs: &metadata.AllocateProducerIDs{BrokerID: brokerID, First: first, Count: ProducerIDBlock}})
+		if errors.Is(err, metadata.ErrProducerIDConflict) && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		c.lg.Info("producer ids allocated", zap.Int32("broker", brokerID), zap.Int64("first", first), zap.Int32("count", ProducerIDBlock))
+		return first, ProducerIDBlock, nil
+	}
 }

@@ -16,9 +16,10 @@ import (
 // default policy allows for exactly these actions.
 func MethodTable() acl.MethodTable {
 	return acl.Merge(acl.HealthAndReflection(), acl.MethodTable{
-		stratav1.Metadata_Metadata_FullMethodName:           {Action: acl.ActionDescribe},
-		stratav1.Controller_AlterPartition_FullMethodName:   {Action: acl.ActionReplicate},
-		stratav1.Controller_ResignLeadership_FullMethodName: {Action: acl.ActionReplicate},
+		stratav1.Metadata_Metadata_FullMethodName:              {Action: acl.ActionDescribe},
+		stratav1.Controller_AlterPartition_FullMethodName:      {Action: acl.ActionReplicate},
+		stratav1.Controller_ResignLeadership_FullMethodName:    {Action: acl.ActionReplicate},
+		stratav1.Controller_AllocateProducerIds_FullMethodName: {Action: acl.ActionReplicate},
 		stratav1.Topics_CreateTopic_FullMethodName: {
 			Action: acl.ActionCreate, Object: acl.TopicOf((*stratav1.CreateTopicRequest).GetName),
 		},

@@ -37,6 +37,7 @@ type Controller interface {
 	DeleteTopic(ctx context.Context, name string) error
 	AlterTopic(ctx context.Context, name string, cfg topicconfig.Config) (*metadata.Topic, error)
 	ResignLeader(ctx context.Context, topic string, partition, leaderID, leaderEpoch int32, reason string) (metadata.Partition, error)
+	AllocateProducerIDs(ctx context.Context, brokerID int32) (first int64, count int32, err error)
 }
 
 // Cluster is the Raft view the server needs.

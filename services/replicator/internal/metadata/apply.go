@@ -29,6 +29,8 @@ func (s *State) apply(cmd Command) error {
 		return withPayload(cmd.ChangeISR, cmd.Type, s.changeISR)
 	case CmdResignLeader:
 		return withPayload(cmd.ResignLeader, cmd.Type, s.resignLeader)
+	case CmdAllocateProducerIDs:
+		return withPayload(cmd.AllocateProducerIDs, cmd.Type, s.allocateProducerIDs)
 	default:
 		return fmt.Errorf("%w: unknown type %q", ErrInvalidCommand, cmd.Type)
 	}
@@ -275,5 +277,16 @@ func (s *State) resignLeader(c *ResignLeader) error {
 	p.LeaderEpoch++
 	p.ISR = isr
 	p.Offline = false
+	return nil
+}
+
+func (s *State) allocateProducerIDs(c *AllocateProducerIDs) error {
+	if c.Count <= 0 || c.First <= 0 {
+		return fmt.Errorf("%w: producer id block [%d, +%d)", ErrInvalidCommand, c.First, c.Count)
+	}
+	if next := s.NextProducerIDOrFirst(); c.First != next {
+		return fmt.Errorf("%w: block starts at %d, the next unallocated id is %d", ErrProducerIDConflict, c.First, next)
+	}
+	s.NextProducerID = c.First + int64(c.Count)
 	return nil
 }

@@ -21,6 +21,8 @@ const (
 	CmdElectLeader    CommandType = "elect_leader"
 	CmdChangeISR      CommandType = "change_isr"
 	CmdResignLeader   CommandType = "resign_leader"
+	// CmdAllocateProducerIDs hands out a block of idempotent producer ids.
+	CmdAllocateProducerIDs CommandType = "allocate_producer_ids"
 )
 
 // Command is one entry of the Raft log: a type and exactly one payload.
@@ -35,6 +37,19 @@ type Command struct {
 	ElectLeader    *ElectLeader    `json:"elect_leader,omitempty"`
 	ChangeISR      *ChangeISR      `json:"change_isr,omitempty"`
 	ResignLeader   *ResignLeader   `json:"resign_leader,omitempty"`
+
+	AllocateProducerIDs *AllocateProducerIDs `json:"allocate_producer_ids,omitempty"`
+}
+
+// AllocateProducerIDs hands broker BrokerID the producer ids [First,
+// First+Count). First must be the state's NextProducerID (the proposer
+// read it; a block allocated meanwhile makes this one fail with
+// ErrProducerIDConflict, and the proposer reads again), so a committed
+// block never overlaps another.
+type AllocateProducerIDs struct {
+	BrokerID int32 `json:"broker_id"`
+	First    int64 `json:"first"`
+	Count    int32 `json:"count"`
 }
 
 // InitCluster sets the cluster id once.

@@ -20,4 +20,7 @@ var (
 	// alive, not assigned, or (for a clean election) not in the ISR.
 	ErrIneligibleLeader = errors.New("metadata: ineligible leader")
 	ErrClusterIDSet     = errors.New("metadata: cluster id already set")
+	// ErrProducerIDConflict rejects an AllocateProducerIDs whose block does
+	// not start at the next unallocated id.
+	ErrProducerIDConflict = errors.New("metadata: producer id block already taken")
 )

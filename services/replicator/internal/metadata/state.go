@@ -80,7 +80,13 @@ type State struct {
 	Topics    map[string]*Topic `json:"topics"`
 	// Index is the Raft index of the last applied command.
 	Index uint64 `json:"index"`
+	// NextProducerID is the first producer id no broker was given yet;
+	// 0 means none was ever given (ids start at 1).
+	NextProducerID int64 `json:"next_producer_id,omitempty"`
 }
+
+// NextProducerIDOrFirst is NextProducerID, or 1 before any allocation.
+func (s *State) NextProducerIDOrFirst() int64 { return max(s.NextProducerID, 1) }
 
 func newState() *State {
 	return &State{Brokers: map[int32]*Broker{}, Topics: map[string]*Topic{}}
@@ -88,7 +94,7 @@ func newState() *State {
 
 // Clone returns a deep copy.
 func (s *State) Clone() *State {
-	c := &State{ClusterID: s.ClusterID, Index: s.Index,
+	c := &State{ClusterID: s.ClusterID, Index: s.Index, NextProducerID: s.NextProducerID,
 		Brokers: make(map[int32]*Broker, len(s.Brokers)),
 		Topics:  make(map[string]*Topic, len(s.Topics))}
 	for id, b := range s.Brokers {
