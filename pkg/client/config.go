@@ -105,6 +105,9 @@ type ProducerOptions struct {
 	NoAmbiguousRetry bool
 	// Partitioner picks partitions; default a HashPartitioner.
 	Partitioner Partitioner
+	// Metrics, when set, counts this producer's records, batches, retries,
+	// batches in flight and latency (see NewMetrics); nil counts nothing.
+	Metrics *Metrics
 }
 
 func (o *ProducerOptions) setDefaults() {

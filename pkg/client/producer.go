@@ -241,6 +241,7 @@ func (p *Producer) dispatchLocked(q *partitionQueue) {
 	q.ready[0] = nil
 	q.ready = q.ready[1:]
 	q.inFlight = true
+	p.o.Metrics.batchSent()
 	p.wg.Add(1)
 	go p.send(q, b)
 }
@@ -251,6 +252,7 @@ func (p *Producer) send(q *partitionQueue, b *batch) {
 	defer p.wg.Done()
 	resp, err := p.deliver(b)
 	acked := time.Now()
+	p.o.Metrics.batchDone(len(b.recs), b.created, err)
 	for i, res := range b.results {
 		meta := RecordMetadata{Topic: b.tp.topic, Partition: b.tp.partition, Offset: -1, Produced: b.times[i], Acked: acked}
 		if err == nil && p.o.Acks != AcksNone && resp.GetBaseOffset() >= 0 {
@@ -304,6 +306,7 @@ func (p *Producer) deliver(b *batch) (*stratav1.ProduceResponse, error) {
 		if errors.As(r.err, &nl) {
 			force = !p.c.applyLeaderHint(nl)
 		}
+		p.o.Metrics.retry()
 		p.lg.Debug("produce retry", zap.String("topic", b.tp.topic), zap.Int32("partition", b.tp.partition),
 			zap.Int("attempt", attempt), zap.Error(r.err))
 		if err := p.c.refresh(ctx, force); err != nil && ctx.Err() == nil {
