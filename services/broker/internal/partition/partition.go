@@ -143,16 +143,16 @@ func New(log Log, o Options) *Partition {
 		o.ProducerIDExpiry = DefaultProducerIDExpiry
 	}
 	p := &Partition{
-		topic:        o.Topic,
-		id:           o.ID,
-		log:          log,
-		lg:           o.Logger.With(zap.String("topic", o.Topic), zap.Int32("partition", o.ID)),
-		now:          o.Now,
-		stateChanged: make(chan struct{}),
-		hwChanged:    make(chan struct{}),
-		followers:    make(map[int32]*followerState),
-		closed:       make(chan struct{}),
-		lease:        o.LeaderLease,
+		topic:          o.Topic,
+		id:             o.ID,
+		log:            log,
+		lg:             o.Logger.With(zap.String("topic", o.Topic), zap.Int32("partition", o.ID)),
+		now:            o.Now,
+		stateChanged:   make(chan struct{}),
+		hwChanged:      make(chan struct{}),
+		followers:      make(map[int32]*followerState),
+		closed:         make(chan struct{}),
+		lease:          o.LeaderLease,
 		producers:      newProducerTable(),
 		producerExpiry: o.ProducerIDExpiry,
 	}
