@@ -134,7 +134,8 @@ func TestConfigRows(t *testing.T) {
 	got := configRows(&stratav1.TopicConfig{RetentionBytes: -1, RetentionMs: 3600000, Fsync: "always"})
 	want := [][2]string{{"retention.bytes", "unlimited"}, {"retention.ms", "3600000"}, {"segment.bytes", "(default)"},
 		{"segment.ms", "(default)"}, {"max.record.bytes", "(default)"}, {"fsync", "always"},
-		{"min.insync.replicas", "(default)"}, {"unclean.leader.election", "false"}}
+		{"min.insync.replicas", "(default)"}, {"unclean.leader.election", "false"},
+		{"cleanup.policy", "(default)"}, {"delete.retention.ms", "(default)"}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %v\nwant %v", got, want)
 	}
