@@ -68,6 +68,7 @@ func runMain(m *testing.M) int {
 type node struct {
 	id                       int
 	broker, repl, serf, raft string // listen addresses
+	brokerMetrics, replMetrics string // their /metrics (plain HTTP)
 	brokerDir, replDir       string
 	brokerCmd, replCmd       *exec.Cmd
 	brokerLog, replLog       string
@@ -134,6 +135,7 @@ func newCluster(t *testing.T) *cluster {
 	for i := 1; i <= 3; i++ {
 		c.nodes = append(c.nodes, &node{id: i,
 			broker: freeAddr(t), repl: freeAddr(t), serf: freeAddr(t), raft: freeAddr(t),
+			brokerMetrics: freeAddr(t), replMetrics: freeAddr(t),
 			brokerDir: filepath.Join(root, fmt.Sprintf("broker-%d", i)), replDir: filepath.Join(root, fmt.Sprintf("replicator-%d", i)),
 			brokerLog: filepath.Join(root, fmt.Sprintf("broker-%d.log", i)), replLog: filepath.Join(root, fmt.Sprintf("replicator-%d.log", i)),
 		})
@@ -180,7 +182,7 @@ func (c *cluster) startReplicator(n *node) {
 		"--listen", n.repl, "--broker-addr", n.broker,
 		"--bootstrap-expect", "3", "--cluster-key-file", f("gossip.key"),
 		"--tls-cert", f("replicator-"+id+".pem"), "--tls-key", f("replicator-"+id+"-key.pem"), "--tls-ca", f("ca.pem"),
-		"--metrics-listen", "", "--preferred-leader-interval", "2s")
+		"--metrics-listen", n.replMetrics, "--preferred-leader-interval", "2s")
 }
 
 // startBroker launches a node's broker alone.
@@ -189,7 +191,7 @@ func (c *cluster) startBroker(n *node) {
 	f := c.pkiFile
 	id := strconv.Itoa(n.id)
 	n.brokerCmd, n.brokerExited = c.spawn(n.brokerLog, bins.broker,
-		"--node-id", id, "--data-dir", n.brokerDir, "--listen", n.broker, "--metrics-listen", "",
+		"--node-id", id, "--data-dir", n.brokerDir, "--listen", n.broker, "--metrics-listen", n.brokerMetrics,
 		"--replicator-addr", n.repl, "--replica-lag-max", "3s",
 		"--tls-cert", f("broker-"+id+".pem"), "--tls-key", f("broker-"+id+"-key.pem"), "--tls-ca", f("ca.pem"))
 }
