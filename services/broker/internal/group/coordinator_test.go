@@ -417,3 +417,37 @@ func TestDeletedTopicLeavesGroups(t *testing.T) {
 	}
 	check(newCoordinator(t, fc))
 }
+
+// BenchmarkCommit: offset commits (one partition each) through the
+// coordinator onto a real single-replica offsets partition, acks=ALL,
+// from GOMAXPROCS*8 committers at once.
+func BenchmarkCommit(b *testing.B) {
+	fc := &fakeCluster{parts: map[int32]*partition.Partition{}, topics: map[string]int32{"t": 64}, hw: 1 << 40}
+	l, err := logstore.Open(b.TempDir(), logstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fc.parts[0] = partition.New(l, partition.Options{Topic: OffsetsTopic, MaxRecordBytes: 1 << 20, MinInsyncReplicas: 1,
+		State: partition.State{Role: partition.RoleLeader, LeaderEpoch: 1, LeaderID: 1, Replicas: []int32{1}, ISR: []int32{1}}})
+	defer fc.parts[0].Close()
+	c := NewCoordinator(fc, Options{}, nil)
+	defer c.Close()
+	ctx := context.Background()
+	var next int64
+	var mu sync.Mutex
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			mu.Lock()
+			next++
+			n := next
+			mu.Unlock()
+			if err := c.Commit(ctx, &stratav1.CommitOffsetsRequest{Group: "bench", Offsets: []*stratav1.PartitionOffset{
+				{Topic: "t", Partition: int32(n % 64), Offset: n}}}, allow); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+}
