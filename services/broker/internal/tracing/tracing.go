@@ -19,6 +19,14 @@ import (
 // EndpointEnv turns tracing on.
 const EndpointEnv = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
+// SamplerEnv chooses the sampler (the SDK's standard variable, with
+// OTEL_TRACES_SAMPLER_ARG); unset, new traces are sampled at
+// DefaultSampleRatio and a caller's sampled flag is followed.
+const SamplerEnv = "OTEL_TRACES_SAMPLER"
+
+// DefaultSampleRatio is the share of new traces sampled by default.
+const DefaultSampleRatio = 0.01
+
 // Tracing is the tracer provider and the gRPC stats handler using it.
 type Tracing struct {
 	tp *sdktrace.TracerProvider
@@ -38,7 +46,14 @@ func Setup(ctx context.Context, getenv func(string) string, nodeID int32) (*Trac
 		return nil, fmt.Errorf("tracing: otlp exporter: %w", err)
 	}
 	res := resource.NewSchemaless(semconv.ServiceName("strata-broker"), semconv.ServiceInstanceID(fmt.Sprint(nodeID)))
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	topts := []sdktrace.TracerProviderOption{sdktrace.WithBatcher(exp), sdktrace.WithResource(res)}
+	if getenv(SamplerEnv) == "" {
+		// The SDK reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
+		// itself; unset, Strata samples 1% of new traces and follows a
+		// caller's decision.
+		topts = append(topts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(DefaultSampleRatio))))
+	}
+	tp := sdktrace.NewTracerProvider(topts...)
 	h := otelgrpc.NewServerHandler(
 		otelgrpc.WithTracerProvider(tp),
 		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
