@@ -66,13 +66,13 @@ func runMain(m *testing.M) int {
 
 // node is one broker and its replicator, as processes.
 type node struct {
-	id                       int
-	broker, repl, serf, raft string // listen addresses
+	id                         int
+	broker, repl, serf, raft   string // listen addresses
 	brokerMetrics, replMetrics string // their /metrics (plain HTTP)
-	brokerDir, replDir       string
-	brokerCmd, replCmd       *exec.Cmd
-	brokerLog, replLog       string
-	brokerExited, replExited chan struct{}
+	brokerDir, replDir         string
+	brokerCmd, replCmd         *exec.Cmd
+	brokerLog, replLog         string
+	brokerExited, replExited   chan struct{}
 }
 
 // cluster is three nodes on loopback with mutual TLS.

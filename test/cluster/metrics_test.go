@@ -132,4 +132,3 @@ func (c *cluster) startAdmin(t *testing.T) string {
 	})
 	return addr
 }
-
