@@ -74,8 +74,15 @@ func (c *Config) Validate() error {
 
 // ProducerOptions configures a Producer. Zero values mean the defaults.
 type ProducerOptions struct {
-	// Acks is the acknowledgement policy; default AcksLeader.
+	// Acks is the acknowledgement policy; default AcksAll.
 	Acks Acks
+	// DisableIdempotence sends plain batches. By default the producer is
+	// idempotent (KIP-98): it gets a producer id from the cluster
+	// (InitProducer) and numbers each partition's records, so that a batch
+	// retried after a lost answer, a timeout or a leader change is
+	// appended once and answered with its original offsets. Idempotence
+	// needs Acks other than AcksNone; with AcksNone it is off.
+	DisableIdempotence bool
 	// Linger is how long a partition's batch waits for more records before
 	// it is sent while nothing else is in flight for that partition; 0
 	// sends at once (records still accumulate while a batch is in flight).
@@ -101,7 +108,9 @@ type ProducerOptions struct {
 	RetryBackoffMax time.Duration
 	// NoAmbiguousRetry fails a batch whose outcome is unknown (connection
 	// lost or deadline passed after it was sent) instead of resending it.
-	// Resending may duplicate records; failing may lose them.
+	// Without idempotence resending may duplicate records; failing may
+	// lose them. An idempotent producer resends whatever this says: the
+	// partition leader answers a batch it has with its original offsets.
 	NoAmbiguousRetry bool
 	// Partitioner picks partitions; default a HashPartitioner.
 	Partitioner Partitioner

@@ -148,6 +148,9 @@ func fromWireError(e *stratav1.Error) error {
 	if e.GetOffsetRange() != nil {
 		details = append(details, e.GetOffsetRange())
 	}
+	if e.GetProducerFault() != nil {
+		details = append(details, e.GetProducerFault())
+	}
 	return fromCode(codes.Code(e.GetCode()), e.GetMessage(), details, nil)
 }
 
@@ -159,6 +162,8 @@ func fromCode(code codes.Code, msg string, details []any, orig error) error {
 				LeaderAddress: d.GetLeaderAddress(), LeaderEpoch: d.GetLeaderEpoch()}
 		case *stratav1.OffsetRange:
 			return &OffsetRangeError{Requested: d.GetRequested(), LogStartOffset: d.GetLogStartOffset(), EndOffset: d.GetEndOffset()}
+		case *stratav1.ProducerFault:
+			return &ProducerFaultError{Reason: d.GetReason(), Expected: d.GetExpectedSequence(), Sequence: d.GetBaseSequence(), Message: msg}
 		case *stratav1.NotCoordinator:
 			return &NotCoordinatorError{CoordinatorID: d.GetCoordinatorId(), CoordinatorAddress: d.GetCoordinatorAddress(), Message: msg}
 		case *errdetails.ErrorInfo:
@@ -193,7 +198,7 @@ func Code(err error) codes.Code {
 		return codes.OK
 	case errors.As(err, &pe):
 		return codes.PermissionDenied
-	case errors.As(err, &nc), errors.Is(err, ErrFenced):
+	case errors.As(err, &nc), errors.Is(err, ErrFenced), errors.As(err, new(*ProducerFaultError)):
 		return codes.FailedPrecondition
 	case errors.As(err, new(*RecordTooLargeError)):
 		return codes.InvalidArgument
@@ -239,3 +244,36 @@ func refused(err error) bool {
 }
 
 func quote(s string) string { return strconv.Quote(s) }
+
+var (
+	// ErrOutOfOrderSequence: a partition refused an idempotent batch that
+	// does not continue its producer's sequence; see ProducerFaultError.
+	ErrOutOfOrderSequence = errors.New("client: out of order sequence")
+	// ErrProducerFenced: a newer epoch of the producer id wrote to the
+	// partition; see ProducerFaultError.
+	ErrProducerFenced = errors.New("client: producer fenced")
+)
+
+// ProducerFaultError is a partition's refusal of an idempotent batch.
+// errors.Is(err, ErrOutOfOrderSequence) or errors.Is(err,
+// ErrProducerFenced) holds.
+type ProducerFaultError struct {
+	Reason stratav1.ProducerFault_Reason
+	// Expected is the sequence the partition expected (-1 if unknown),
+	// Sequence the batch's first.
+	Expected, Sequence int64
+	Message            string
+}
+
+func (e *ProducerFaultError) Error() string { return "client: " + e.Message }
+
+// Is matches the reason's sentinel.
+func (e *ProducerFaultError) Is(target error) bool {
+	switch e.Reason {
+	case stratav1.ProducerFault_REASON_OUT_OF_ORDER_SEQUENCE:
+		return target == ErrOutOfOrderSequence
+	case stratav1.ProducerFault_REASON_PRODUCER_FENCED:
+		return target == ErrProducerFenced
+	}
+	return false
+}

@@ -29,6 +29,7 @@ type fakeCluster struct {
 	metadataCalls     int
 	// streamEnds is what Recv returned when each ProduceStream ended.
 	streamEnds []error
+	nextPID    int64
 }
 
 type fakePartition struct {
@@ -312,4 +313,12 @@ func (b *fakeBroker) ConsumeStream(req *stratav1.ConsumeStreamRequest, st grpc.S
 			return st.Context().Err()
 		}
 	}
+}
+
+// InitProducer hands out ids 1, 2, ... across the fake cluster.
+func (b *fakeBroker) InitProducer(_ context.Context, req *stratav1.InitProducerRequest) (*stratav1.InitProducerResponse, error) {
+	b.c.mu.Lock()
+	defer b.c.mu.Unlock()
+	b.c.nextPID++
+	return &stratav1.InitProducerResponse{ProducerId: b.c.nextPID}, nil
 }

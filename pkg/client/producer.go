@@ -9,12 +9,21 @@ import (
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // Producer is an asynchronous, batching producer. It is safe for
 // concurrent use. Records of one partition are appended in the order
 // Produce accepted them: at most one batch per partition is in flight, and a
 // failed batch is retried before the next one is sent.
+//
+// By default it is idempotent: each partition's batches carry the
+// producer id and epoch it got from the cluster (InitProducer) and the
+// sequence of their first record, so a retry of a batch the leader already
+// appended (its answer lost, a timeout, a leader change) is answered with
+// the original offsets instead of being appended again. A batch that fails
+// for good starts its partition over under a new producer id, so that the
+// next batches are not refused for the gap it leaves.
 type Producer struct {
 	c  *Client
 	o  ProducerOptions
@@ -36,6 +45,12 @@ type Producer struct {
 
 	brokersMu sync.Mutex
 	brokers   map[string]*brokerStreams
+
+	// idempotent: batches carry producer ids and sequences.
+	idempotent bool
+	pidMu      sync.Mutex // held across InitProducer
+	pid        int64      // the id partitions start with; 0 until asked
+	pidEpoch   int32
 }
 
 type topicPartition struct {
@@ -51,6 +66,14 @@ type partitionQueue struct {
 	ready    []*batch
 	inFlight bool
 	timer    *time.Timer
+
+	// Idempotence, guarded by Producer.mu: the partition's producer id
+	// (0: not yet asked), epoch, and the sequence of its next batch;
+	// fresh asks for a new id (the partition's sequence broke).
+	pid     int64
+	epoch   int32
+	nextSeq int64
+	fresh   bool
 }
 
 type batch struct {
@@ -60,6 +83,13 @@ type batch struct {
 	times   []time.Time
 	bytes   int
 	created time.Time
+
+	// The batch's producer id, epoch and first sequence once sequenced
+	// (seqSet); a retry resends exactly these.
+	pid    int64
+	epoch  int32
+	seq    int64
+	seqSet bool
 }
 
 // NewProducer returns a producer sending through c.
@@ -76,6 +106,8 @@ func (c *Client) NewProducer(o ProducerOptions) (*Producer, error) {
 		space:   make(chan struct{}),
 		idle:    make(chan struct{}),
 		brokers: make(map[string]*brokerStreams),
+
+		idempotent: !o.DisableIdempotence && o.Acks != AcksNone,
 	}
 	if err := c.register(p); err != nil {
 		cancel()
@@ -250,7 +282,13 @@ func (p *Producer) dispatchLocked(q *partitionQueue) {
 // the partition's next batch.
 func (p *Producer) send(q *partitionQueue, b *batch) {
 	defer p.wg.Done()
-	resp, err := p.deliver(b)
+	resp, err := p.deliver(q, b)
+	if err != nil && b.seqSet {
+		// The batch may or may not be in the log: the partition's next
+		// batch would be refused for the gap, or be taken after it.
+		// Start the partition over under a new producer id.
+		p.resetSequence(q)
+	}
 	acked := time.Now()
 	p.o.Metrics.batchDone(len(b.recs), b.created, err)
 	for i, res := range b.results {
@@ -276,7 +314,7 @@ func (p *Producer) send(q *partitionQueue, b *batch) {
 
 // deliver sends b to its partition's leader until it is answered, a
 // non-retriable error occurs, or the delivery timeout passes.
-func (p *Producer) deliver(b *batch) (*stratav1.ProduceResponse, error) {
+func (p *Producer) deliver(q *partitionQueue, b *batch) (*stratav1.ProduceResponse, error) {
 	deadline := b.created.Add(p.o.DeliveryTimeout)
 	ctx, cancel := context.WithDeadline(p.ctx, deadline)
 	defer cancel()
@@ -287,8 +325,15 @@ func (p *Producer) deliver(b *batch) (*stratav1.ProduceResponse, error) {
 		Acks:      p.o.Acks.proto(),
 	}
 	var lastErr error
+	maybeAppended := false // an earlier attempt's outcome is unknown
 	for attempt := 0; ; attempt++ {
-		r := p.attempt(ctx, req)
+		var r callResult
+		if p.idempotent {
+			r.err = p.sequence(ctx, q, b, req)
+		}
+		if r.err == nil {
+			r = p.attempt(ctx, req)
+		}
 		if r.err == nil {
 			return r.resp, nil
 		}
@@ -296,7 +341,16 @@ func (p *Producer) deliver(b *batch) (*stratav1.ProduceResponse, error) {
 			return nil, ErrClosed
 		}
 		lastErr = r.err
-		if !p.retriable(r) {
+		maybeAppended = maybeAppended || r.ambiguous
+		switch {
+		case errors.Is(r.err, ErrOutOfOrderSequence) && !maybeAppended && b.seqSet:
+			// The partition does not know this producer's sequence (its
+			// state expired, or an earlier batch failed for good) and no
+			// attempt of this batch can be in the log: start over under a
+			// new producer id and send it again.
+			p.resetSequence(q)
+			b.seqSet = false
+		case !p.retriable(r):
 			return nil, r.err
 		}
 		// A leader hint is used at once; without one the cache is known to
@@ -332,7 +386,7 @@ func (p *Producer) retriable(r callResult) bool {
 	if errors.Is(r.err, ErrClosed) {
 		return false
 	}
-	if r.ambiguous && (p.o.NoAmbiguousRetry || p.o.Acks == AcksNone) {
+	if r.ambiguous && !p.idempotent && (p.o.NoAmbiguousRetry || p.o.Acks == AcksNone) {
 		return false
 	}
 	if errors.Is(r.err, context.DeadlineExceeded) {
@@ -485,4 +539,62 @@ func (p *Producer) stop() {
 	close(p.idle)
 	p.idle = make(chan struct{})
 	p.mu.Unlock()
+}
+
+// sequence gives b its partition's producer id, epoch and sequences the
+// first time it is sent (asking the cluster for an id when the partition
+// has none) and puts them on req.
+func (p *Producer) sequence(ctx context.Context, q *partitionQueue, b *batch, req *stratav1.ProduceRequest) error {
+	p.mu.Lock()
+	if !b.seqSet && q.pid == 0 {
+		fresh := q.fresh
+		p.mu.Unlock()
+		id, epoch, err := p.producerID(ctx, b.tp.topic, fresh)
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		if q.pid == 0 {
+			q.pid, q.epoch, q.nextSeq, q.fresh = id, epoch, 0, false
+		}
+	}
+	if !b.seqSet {
+		b.pid, b.epoch, b.seq, b.seqSet = q.pid, q.epoch, q.nextSeq, true
+		q.nextSeq += int64(len(b.recs))
+	}
+	p.mu.Unlock()
+	req.ProducerId, req.ProducerEpoch, req.BaseSequence = b.pid, b.epoch, b.seq
+	return nil
+}
+
+// resetSequence makes q's next batch start over at sequence 0 under a new
+// producer id.
+func (p *Producer) resetSequence(q *partitionQueue) {
+	p.mu.Lock()
+	q.pid, q.nextSeq, q.fresh = 0, 0, true
+	p.mu.Unlock()
+}
+
+// producerID is the producer's id and epoch (asked of the cluster once),
+// or with fresh a new id of its own.
+func (p *Producer) producerID(ctx context.Context, topic string, fresh bool) (int64, int32, error) {
+	p.pidMu.Lock()
+	defer p.pidMu.Unlock()
+	if !fresh && p.pid != 0 {
+		return p.pid, p.pidEpoch, nil
+	}
+	var resp *stratav1.InitProducerResponse
+	err := p.c.callAny(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		resp, err = stratav1.NewLogClient(cc).InitProducer(ctx, &stratav1.InitProducerRequest{Topic: topic})
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("client: init producer: %w", err)
+	}
+	if !fresh {
+		p.pid, p.pidEpoch = resp.GetProducerId(), resp.GetProducerEpoch()
+	}
+	p.lg.Debug("producer id", zap.Int64("producer_id", resp.GetProducerId()), zap.Int32("epoch", resp.GetProducerEpoch()), zap.Bool("fresh", fresh))
+	return resp.GetProducerId(), resp.GetProducerEpoch(), nil
 }

@@ -90,12 +90,13 @@ func recordFromProto(topic string, partition int32, pr *stratav1.Record) Record 
 type Acks int
 
 const (
-	// AcksLeader (the default) waits until the leader appended the batch.
-	AcksLeader Acks = iota
+	// AcksAll (the default, as in Kafka 3) waits until every in-sync
+	// replica has the batch.
+	AcksAll Acks = iota
+	// AcksLeader waits until the leader appended the batch.
+	AcksLeader
 	// AcksNone does not wait for the append; offsets are unknown (-1).
 	AcksNone
-	// AcksAll waits until every in-sync replica has the batch.
-	AcksAll
 )
 
 func (a Acks) proto() stratav1.Acks {
