@@ -761,6 +761,35 @@ func (gc *GroupConsumer) Commit(ctx context.Context) error {
 	return gc.commit(ctx, gc.positions(nil, true))
 }
 
+// CommitOffsets commits offsets (per partition, the next offset to
+// consume) and waits: for an application that has handled only part of
+// what Poll returned. Partitions the member no longer owns are left to
+// their new owner, and an offset behind the partition's last commit is
+// not sent.
+func (gc *GroupConsumer) CommitOffsets(ctx context.Context, offsets map[TopicPartition]int64) error {
+	pos := make(map[*groupPartition]int64, len(offsets))
+	gc.mu.Lock()
+	for tp, off := range offsets {
+		if gp := gc.parts[tp]; gp != nil {
+			pos[gp] = off
+		}
+	}
+	gc.mu.Unlock()
+	return gc.commit(ctx, pos)
+}
+
+// Position is the offset of the next record Poll returns from an owned
+// partition; false when the member does not own it.
+func (gc *GroupConsumer) Position(tp TopicPartition) (int64, bool) {
+	gc.mu.Lock()
+	defer gc.mu.Unlock()
+	gp := gc.parts[tp]
+	if gp == nil {
+		return 0, false
+	}
+	return gp.returned, true
+}
+
 // CommitAsync commits the offsets after every record Poll has returned
 // without waiting; onDone, when not nil, gets the outcome. Commits are
 // applied in order: a later commit never goes behind an earlier one.

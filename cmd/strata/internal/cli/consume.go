@@ -18,6 +18,7 @@ func runConsume(ctx context.Context, e *env, args []string) error {
 	follow := fs.Bool("follow", false, "keep waiting for new records at the end")
 	fs.BoolVar(follow, "f", false, "short for --follow")
 	count := fs.Int64("n", 0, "stop after `count` records (0: no limit)")
+	group := fs.String("group", "", "consume as a member of consumer `group` G: the partitions its coordinator assigns, from the group's committed offsets, committing what is printed (--from then applies where the group has no commit: earliest or latest)")
 	formatS := fs.String("format", DefaultFormat, "output `format`: %t topic, %p partition, %o offset, %k key, %s value, %K/%S key/value length, %T timestamp ms, %h headers, \\n \\t escapes")
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
@@ -31,6 +32,12 @@ func runConsume(ctx context.Context, e *env, args []string) error {
 	format, err := parseFormat(*formatS)
 	if err != nil {
 		return usagef("--format: %v", err)
+	}
+	if *group != "" {
+		if partition.set {
+			return usagef("--partition with --group: the group's coordinator assigns the partitions")
+		}
+		return runConsumeGroup(ctx, e, groupConsume{group: *group, topic: topic, from: from, follow: *follow, count: *count, format: format})
 	}
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
