@@ -29,6 +29,7 @@ type benchFlags struct {
 	batchBytes int
 	linger     time.Duration
 	inFlight   int
+	noIdem     bool
 	rate       float64
 	warmup     int64
 	create     bool
@@ -46,13 +47,14 @@ func (b *benchFlags) register(fs *flag.FlagSet, produce bool) {
 	fs.Int64Var(&b.records, "records", defRecords, "number of `records` (consume: 0 means up to the end at start)")
 	fs.IntVar(&b.partitions, "partitions", 1, "`partitions` of the topic when --create makes it")
 	fs.BoolVar(&b.create, "create", false, "create the topic if it does not exist")
+	fs.BoolVar(&b.noIdem, "no-idempotence", false, "plain batches instead of the idempotent producer's")
 	fs.StringVar(&b.fsync, "fsync", "", "fsync `policy` of a topic --create makes: always, never, interval:<d> (default: broker's)")
 	fs.StringVar(&b.progress, "progress", "auto", "progress bar: auto (when stdout is a terminal), always, never")
 	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write this client's CPU profile to `file` (go tool pprof)")
 	if produce {
 		fs.IntVar(&b.size, "size", 1024, "record value size in `bytes`")
 		fs.IntVar(&b.producers, "producers", 1, "concurrent `producers`, each with its own connection")
-		fs.StringVar(&b.acks, "acks", "leader", "`acks`: none, leader, all")
+		fs.StringVar(&b.acks, "acks", "all", "`acks`: none, leader, all (all is the default, as in Kafka 3)")
 		fs.IntVar(&b.batchBytes, "batch-bytes", 1<<20, "max batch size in `bytes`")
 		fs.DurationVar(&b.linger, "linger", 0, "batch linger `duration`")
 		fs.IntVar(&b.inFlight, "in-flight", 16, "max batches in flight per broker per producer")
@@ -221,7 +223,7 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 	producers := make([]*client.Producer, b.producers)
 	for i, cl := range clients {
 		// Closed by benchProducer, or by Close of its client on an early return.
-		producers[i], err = cl.NewProducer(client.ProducerOptions{Acks: acks, Linger: b.linger, MaxBatchBytes: b.batchBytes, MaxInFlightPerBroker: b.inFlight})
+		producers[i], err = cl.NewProducer(client.ProducerOptions{Acks: acks, Linger: b.linger, MaxBatchBytes: b.batchBytes, MaxInFlightPerBroker: b.inFlight, DisableIdempotence: b.noIdem})
 		if err != nil {
 			return err
 		}

@@ -15,7 +15,8 @@ func runProduce(ctx context.Context, e *env, args []string) error {
 	keyDelim := fs.String("key-delim", "", "split each line at the first `delim`iter into key and value")
 	var partition partitionFlag
 	fs.Var(&partition, "partition", "produce to this `partition` (default: by key hash, else round-robin)")
-	acksS := fs.String("acks", "leader", "acknowledgement `policy`: none, leader, all")
+	acksS := fs.String("acks", "all", "acknowledgement `policy`: none, leader, all (default all)")
+	noIdem := fs.Bool("no-idempotence", false, "send plain batches: a retried batch may be appended twice (idempotence is on by default, off with --acks none)")
 	linger := fs.Duration("linger", 0, "batch records for this long")
 	verbose := fs.Bool("v", false, "print each record's partition and offset")
 	var headers multiFlag
@@ -47,7 +48,7 @@ func runProduce(ctx context.Context, e *env, args []string) error {
 	if _, err := cl.Partitions(ctx, topic); err != nil {
 		return topicErr(topic, err)
 	}
-	p, err := cl.NewProducer(client.ProducerOptions{Acks: acks, Linger: *linger})
+	p, err := cl.NewProducer(client.ProducerOptions{Acks: acks, Linger: *linger, DisableIdempotence: *noIdem})
 	if err != nil {
 		return err
 	}
