@@ -189,6 +189,10 @@ type GroupConsumer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// joinCtx bounds finding the coordinator; Close cancels it so that a
+	// member not in a session stops at once.
+	joinCtx    context.Context
+	joinCancel context.CancelFunc
 
 	recs        chan groupBatch // from the partitions' pumps, read by Poll
 	fetchErrs   chan fetchErr   // a partition's fetcher ended
@@ -257,9 +261,10 @@ func (c *Client) NewGroupConsumer(o GroupConsumerOptions) (*GroupConsumer, error
 	o.setDefaults()
 	o.Topics = slices.Clone(o.Topics)
 	ctx, cancel := context.WithCancel(c.ctx)
+	joinCtx, joinCancel := context.WithCancel(ctx)
 	gc := &GroupConsumer{
 		c: c, o: o, lg: c.lg.With(zap.String("group", o.Group)),
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, joinCtx: joinCtx, joinCancel: joinCancel,
 		recs:        make(chan groupBatch, 16),
 		fetchErrs:   make(chan fetchErr, 1),
 		wake:        make(chan struct{}, 1),
@@ -856,6 +861,7 @@ func (gc *GroupConsumer) Close(ctx context.Context) error {
 		}
 	}
 	close(gc.leave)
+	gc.joinCancel()
 	select {
 	case <-gc.sessionDone:
 	case <-ctx.Done():
@@ -870,6 +876,7 @@ func (gc *GroupConsumer) Close(ctx context.Context) error {
 // crash would: the coordinator sees the session end.
 func (gc *GroupConsumer) closeFromClient() {
 	gc.once.Do(func() {
+		gc.joinCancel()
 		gc.cancel()
 		gc.wg.Wait()
 		gc.mu.Lock()

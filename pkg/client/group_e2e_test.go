@@ -532,3 +532,42 @@ func TestE2EGroupStaticMemberRestart(t *testing.T) {
 	waitFor(t, 20*time.Second, "a2 to be fenced", func() bool { return errors.Is(a2.err(), ErrFenced) })
 	waitFor(t, 20*time.Second, "a3 to own a's partitions", func() bool { return maps.Equal(a3.owned(), aOwned) })
 }
+
+// TestE2EGroupSurvivesBrokerRestart: the broker (the coordinator, and the
+// leader of every partition) restarts under two members; they join its
+// new incarnation again, which rebuilds the group's offsets from
+// __consumer_offsets, and every record produced before and after is
+// returned.
+func TestE2EGroupSurvivesBrokerRestart(t *testing.T) {
+	const topic, parts = "grp-restart", int32(4)
+	b := startRealBroker(t)
+	cl := dialTest(t, b.addr)
+	ctx := testCtx(t)
+	if _, err := cl.CreateTopic(ctx, topic, &TopicConfig{Partitions: parts, ReplicationFactor: 1, Fsync: "always"}); err != nil {
+		t.Fatal(err)
+	}
+	p := newTestProducer(t, cl, ProducerOptions{Linger: time.Millisecond})
+	ends := map[int32]int64{}
+	produceSpread(t, ctx, p, topic, parts, 50, ends)
+	o := GroupConsumerOptions{Group: "restart", Topics: []string{topic}, AutoCommitInterval: 20 * time.Millisecond}
+	a := startMember(t, cl, "a", o)
+	m2 := startMember(t, cl, "b", o)
+	waitFor(t, 20*time.Second, "every record consumed", func() bool { done, _ := allConsumed(topic, ends, a, m2); return done })
+
+	b.restart()
+	produceSpread(t, ctx, p, topic, parts, 50, ends)
+	waitFor(t, 30*time.Second, "every record consumed after the restart", func() bool { done, _ := allConsumed(topic, ends, a, m2); return done })
+	waitFor(t, 30*time.Second, "a and b to own two partitions each again", func() bool { return disjointCover(topic, parts, []int{2, 2}, a, m2) })
+	// Only members that joined the restarted coordinator are in its group.
+	waitFor(t, 30*time.Second, "both members in the restarted coordinator's group", func() bool {
+		d, err := cl.DescribeGroup(ctx, "restart")
+		return err == nil && len(d.GetMembers()) == 2 && d.GetState() == "stable"
+	})
+	committed, err := cl.FetchGroupOffsets(ctx, "restart", topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(committed) != int(parts) {
+		t.Fatalf("committed offsets after the restart: %v", committed)
+	}
+}

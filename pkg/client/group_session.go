@@ -87,7 +87,7 @@ func (gc *GroupConsumer) fatal(err error) error {
 // coordinator accepted the join.
 func (gc *GroupConsumer) session(addr string) (joined bool, err error) {
 	if addr == "" {
-		fc, err := gc.c.FindCoordinator(gc.ctx, gc.o.Group)
+		fc, err := gc.c.FindCoordinator(gc.joinCtx, gc.o.Group)
 		if err != nil {
 			return false, err
 		}
