@@ -14,7 +14,12 @@
 //   - Consumer: reads one partition from a position with ConsumeStream and
 //     resumes after a stream break or a broker restart from the next offset
 //     it has not delivered, without skipping or repeating records.
-//   - Admin helpers for the Topics and Metadata services.
+//   - GroupConsumer: a member of a consumer group. The group's coordinator
+//     assigns it partitions (incrementally: a partition moves only after
+//     its owner gave it up, committing first), it reads them from the
+//     group's committed offsets and commits what the application has had:
+//     at least once, no record skipped across rebalances or crashes.
+//   - Admin helpers for the Topics, Metadata and Groups services.
 //
 // Retries: a produce that failed with Unavailable, a lost connection, or
 // FailedPrecondition "not the leader" (after a metadata refresh) is retried
