@@ -75,6 +75,8 @@ func commands() []command {
 		{"cert export", "", "write the context's certificate, key and CA as a PKCS#12 file (--p12 FILE) a browser imports", runCertExport},
 		{"bench produce", "", "produce load and report throughput and latency", runBenchProduce},
 		{"bench consume", "", "consume load and report throughput", runBenchConsume},
+		{"bench commit", "", "commit offsets to a group from many committers and report commits/s and latency", runBenchCommit},
+		{"bench rebalance", "", "measure how long a group's partitions stop when a member dies or joins", runBenchRebalance},
 		{"verify produce", "", "produce sequence-numbered records with acks=all, logging every outcome", runVerifyProduce},
 		{"verify check", "", "check every replica against outcome logs: lost acks, divergence, duplicates, gaps", runVerifyCheck},
 		{"verify run", "", "verify produce, then verify check", runVerifyRun},

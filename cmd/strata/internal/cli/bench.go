@@ -371,6 +371,8 @@ func runBenchConsume(ctx context.Context, e *env, args []string) error {
 	fs := e.flagSet()
 	var b benchFlags
 	b.register(fs, false)
+	var g benchGroupFlags
+	g.register(fs)
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -379,6 +381,9 @@ func runBenchConsume(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer stopProfile()
+	if g.group != "" {
+		return runBenchConsumeGroup(ctx, e, &b, &g)
+	}
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
 	cl, err := e.connect(ctx)
