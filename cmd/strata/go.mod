@@ -27,7 +27,7 @@ require (
 require (
 	github.com/chromedp/cdproto v0.160.1
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
-	github.com/strata-log/strata/pkg/grpctls v0.0.0 // indirect
+	github.com/strata-log/strata/pkg/grpctls v0.0.0
 	github.com/strata-log/strata/pkg/logstore v0.0.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
