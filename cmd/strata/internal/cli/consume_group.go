@@ -122,8 +122,7 @@ loop:
 		pc()
 		switch {
 		case err != nil && ctx.Err() != nil:
-			runErr = ctx.Err()
-			break loop
+			break loop // interrupted, or --timeout: an end like consume's
 		case err != nil && pctx.Err() != nil:
 			continue // done: cancelled by OnAssigned
 		case err != nil:
