@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/strata-log/strata/pkg/adminapi"
+	"github.com/strata-log/strata/pkg/atomicfile"
 	"github.com/strata-log/strata/pkg/pki"
 )
 
@@ -28,7 +29,7 @@ type issuedCerts struct {
 // record writes cert's PEM durably (temporary file synced, renamed, the
 // directory synced) before the certificate is handed out: a certificate
 // admin could not record is not issued.
-func (s *issuedCerts) record(cert *x509.Certificate, certPEM []byte) (err error) {
+func (s *issuedCerts) record(cert *x509.Certificate, certPEM []byte) error {
 	if s.dir == "" {
 		return nil
 	}
@@ -36,34 +37,8 @@ func (s *issuedCerts) record(cert *x509.Certificate, certPEM []byte) (err error)
 		return fmt.Errorf("record issued certificate: %w", err)
 	}
 	name := filepath.Join(s.dir, cert.SerialNumber.Text(16)+".pem")
-	f, err := os.CreateTemp(s.dir, ".issued-*.tmp")
-	if err != nil {
+	if err := atomicfile.Write(name, certPEM, 0o600); err != nil {
 		return fmt.Errorf("record issued certificate: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
-				err = errors.Join(err, rmErr)
-			}
-		}
-	}()
-	_, err = f.Write(certPEM)
-	if err == nil {
-		err = f.Sync()
-	}
-	if err = errors.Join(err, f.Close()); err != nil {
-		return fmt.Errorf("record issued certificate: %w", err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return fmt.Errorf("record issued certificate: %w", err)
-	}
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return fmt.Errorf("record issued certificate: %w", err)
-	}
-	if err := errors.Join(d.Sync(), d.Close()); err != nil {
-		return fmt.Errorf("record issued certificate: sync dir: %w", err)
 	}
 	return nil
 }
