@@ -25,4 +25,4 @@ wait_port() {
 # stdin (n/a entries ignored; n/a when there is none).
 declare -A RES
 add() { RES[$1]+="$2 "; }
-median() { tr ' ' '\n' | grep -v '^$' | grep -v n/a | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+median() { tr ' ' '\n' | { grep -v -e '^$' -e n/a || true; } | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
