@@ -32,7 +32,12 @@ type FetchRequest struct {
 	// The leader epoch the follower believes current.
 	LeaderEpoch int32 `protobuf:"varint,5,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
 	// Bytes of frames per response; 0 means 1 MiB.
-	MaxBytes      int32 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	MaxBytes int32 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// W3C traceparent of the follower's span for the response it just
+	// appended, set only when that response carried a trace_parent: the
+	// leader makes the span of the high watermark advance this position
+	// causes its child. Empty otherwise.
+	TraceParent   string `protobuf:"bytes,7,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -109,6 +114,13 @@ func (x *FetchRequest) GetMaxBytes() int32 {
 	return 0
 }
 
+func (x *FetchRequest) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
 type FetchResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	LeaderEpoch    int32                  `protobuf:"varint,1,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
@@ -120,7 +132,12 @@ type FetchResponse struct {
 	// The epoch in which every frame of this response was appended.
 	RecordsEpoch int32 `protobuf:"varint,6,opt,name=records_epoch,json=recordsEpoch,proto3" json:"records_epoch,omitempty"`
 	// Offset of the first frame (or the next offset, on a heartbeat).
-	BaseOffset    int64 `protobuf:"varint,7,opt,name=base_offset,json=baseOffset,proto3" json:"base_offset,omitempty"`
+	BaseOffset int64 `protobuf:"varint,7,opt,name=base_offset,json=baseOffset,proto3" json:"base_offset,omitempty"`
+	// W3C traceparent (https://www.w3.org/TR/trace-context/) of the leader's
+	// span that appended a sampled batch among these frames, so that the
+	// follower's fetch and append join the producer's trace. Empty when no
+	// frame belongs to a traced batch.
+	TraceParent   string `protobuf:"bytes,8,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,6 +219,13 @@ func (x *FetchResponse) GetBaseOffset() int64 {
 		return x.BaseOffset
 	}
 	return 0
+}
+
+func (x *FetchResponse) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
 }
 
 type OffsetForLeaderEpochRequest struct {
@@ -334,7 +358,7 @@ var File_strata_v1_replica_fetch_proto protoreflect.FileDescriptor
 
 const file_strata_v1_replica_fetch_proto_rawDesc = "" +
 	"\n" +
-	"\x1dstrata/v1/replica_fetch.proto\x12\tstrata.v1\"\xc4\x01\n" +
+	"\x1dstrata/v1/replica_fetch.proto\x12\tstrata.v1\"\xe7\x01\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1d\n" +
@@ -342,7 +366,8 @@ const file_strata_v1_replica_fetch_proto_rawDesc = "" +
 	"replica_id\x18\x03 \x01(\x05R\treplicaId\x12!\n" +
 	"\ffetch_offset\x18\x04 \x01(\x03R\vfetchOffset\x12!\n" +
 	"\fleader_epoch\x18\x05 \x01(\x05R\vleaderEpoch\x12\x1b\n" +
-	"\tmax_bytes\x18\x06 \x01(\x05R\bmaxBytes\"\x87\x02\n" +
+	"\tmax_bytes\x18\x06 \x01(\x05R\bmaxBytes\x12!\n" +
+	"\ftrace_parent\x18\a \x01(\tR\vtraceParent\"\xaa\x02\n" +
 	"\rFetchResponse\x12!\n" +
 	"\fleader_epoch\x18\x01 \x01(\x05R\vleaderEpoch\x12%\n" +
 	"\x0ehigh_watermark\x18\x02 \x01(\x03R\rhighWatermark\x12(\n" +
@@ -351,7 +376,8 @@ const file_strata_v1_replica_fetch_proto_rawDesc = "" +
 	"\x06frames\x18\x05 \x01(\fR\x06frames\x12#\n" +
 	"\rrecords_epoch\x18\x06 \x01(\x05R\frecordsEpoch\x12\x1f\n" +
 	"\vbase_offset\x18\a \x01(\x03R\n" +
-	"baseOffset\"\xa6\x01\n" +
+	"baseOffset\x12!\n" +
+	"\ftrace_parent\x18\b \x01(\tR\vtraceParent\"\xa6\x01\n" +
 	"\x1bOffsetForLeaderEpochRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12!\n" +

@@ -36,7 +36,6 @@ import (
 	"github.com/strata-log/strata/services/broker/internal/producerid"
 	"github.com/strata-log/strata/services/broker/internal/quota"
 	"github.com/strata-log/strata/services/broker/internal/topic"
-	"github.com/strata-log/strata/services/broker/internal/tracing"
 )
 
 // Options are what the process adds to the Config: security seams
@@ -63,7 +62,7 @@ type Broker struct {
 	lis   net.Listener
 	mlis  net.Listener
 	msrv  *telemetry.MetricsServer
-	trace *tracing.Tracing
+	trace *telemetry.Tracing // nil: tracing off
 	// replicator is the connection to this node's replicator; nil unless
 	// in cluster mode.
 	replicator *grpc.ClientConn
@@ -134,7 +133,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	}
 	cleanup = append(cleanup, b.reg.Close)
 
-	b.trace, err = tracing.Setup(ctx, opts.Getenv, cfg.NodeID)
+	b.trace, err = telemetry.SetupTracing(ctx, opts.Getenv, "strata-broker", fmt.Sprint(cfg.NodeID))
 	if err != nil {
 		return nil, err
 	}
@@ -214,8 +213,9 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	}
 	if b.trace != nil {
 		cleanup = append(cleanup, func() error { return b.trace.Shutdown(context.Background()) })
-		gopts.StatsHandlers = append(gopts.StatsHandlers, b.trace.Handler)
-		lg.Info("tracing on", zap.String("endpoint", opts.Getenv(tracing.EndpointEnv)))
+		gopts.StatsHandlers = append(gopts.StatsHandlers, b.trace.ServerHandler())
+		gopts.Tracer = b.trace.Tracer("github.com/strata-log/strata/services/broker")
+		lg.Info("tracing on", zap.String("endpoint", opts.Getenv(telemetry.TracingEndpointEnv)))
 	}
 	// Producer ids: from the controller's Raft log through this node's
 	// replicator in a cluster, from a file in the data directory alone.

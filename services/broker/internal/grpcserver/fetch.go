@@ -83,7 +83,11 @@ func (s *replicaFetchService) Fetch(stream grpc.BidiStreamingServer[stratav1.Fet
 	go func() {
 		for {
 			req, err := stream.Recv()
-			if err == nil {
+			switch {
+			case err != nil:
+			case s.tr != nil && req.GetTraceParent() != "":
+				err = s.tr.followerFetched(p, id, epoch, req.GetFetchOffset(), req.GetTraceParent())
+			default:
 				err = p.FollowerFetched(id, epoch, req.GetFetchOffset())
 			}
 			if err != nil {
@@ -146,13 +150,14 @@ func (s *replicaFetchService) nextFetchResponse(ctx context.Context, p *partitio
 			return nil, 0, time.Time{}, toStatus(err)
 		}
 		if n > 0 {
-			return s.fetchResponse(p, epoch, out, recEpoch, base), len(out) - fetchHeadroom, read, nil
+			msg := s.fetchResponse(p, epoch, out, recEpoch, base, s.tr.traceParent(p, base, cur.Next()))
+			return msg, len(out) - fetchHeadroom, read, nil
 		}
 		select {
 		case <-logChanged:
 		case <-stateChanged:
 		case <-hb.C:
-			return s.fetchResponse(p, epoch, buf[:fetchHeadroom], epoch, cur.Next()), 0, time.Now(), nil
+			return s.fetchResponse(p, epoch, buf[:fetchHeadroom], epoch, cur.Next(), ""), 0, time.Now(), nil
 		case err := <-recvErr:
 			return nil, 0, time.Time{}, fetchEnd(err)
 		case <-ctx.Done():
@@ -165,10 +170,11 @@ func (s *replicaFetchService) nextFetchResponse(ctx context.Context, p *partitio
 
 // fetchResponse makes the message from buf: fetchHeadroom bytes of room,
 // then the frames (a fresh copy out of the log, owned by the message).
-func (s *replicaFetchService) fetchResponse(p *partition.Partition, epoch int32, buf []byte, recEpoch int32, base int64) *encodedMessage {
+// traceParent is the traced batch's span among the frames, or "".
+func (s *replicaFetchService) fetchResponse(p *partition.Partition, epoch int32, buf []byte, recEpoch int32, base int64, traceParent string) *encodedMessage {
 	return &encodedMessage{b: fetchResponseBytes(buf, fetchFields{
 		leaderEpoch: epoch, highWatermark: p.HighWatermark(), logStartOffset: p.LogStartOffset(),
-		logEndOffset: p.LogEndOffset(), recordsEpoch: recEpoch, baseOffset: base,
+		logEndOffset: p.LogEndOffset(), recordsEpoch: recEpoch, baseOffset: base, traceParent: traceParent,
 	})}
 }
 

@@ -29,7 +29,8 @@ type logService struct {
 	timer    BatchTimer
 	lg       *zap.Logger
 	shutdown <-chan struct{}
-	quotas   Quotas // nil: no quotas
+	quotas   Quotas  // nil: no quotas
+	tr       *tracer // nil: tracing off
 }
 
 // lookup validates a topic and partition from a request and finds it.
@@ -133,7 +134,12 @@ func (s *logService) produceBatch(ctx context.Context, req *stratav1.ProduceRequ
 	if err != nil {
 		return nil, err
 	}
-	res, err := p.ProduceBatch(ctx, req.GetRecords(), req.GetAcks(), pb)
+	var res partition.ProduceResult
+	if s.tr != nil {
+		res, err = s.tr.produce(ctx, p, req, pb, bytes)
+	} else {
+		res, err = p.ProduceBatch(ctx, req.GetRecords(), req.GetAcks(), pb)
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

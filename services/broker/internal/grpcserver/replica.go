@@ -38,6 +38,7 @@ type replicaBase struct {
 	shutdown     <-chan struct{} // closed when the server stops: streams end
 	rec          Recorder
 	timer        BatchTimer
+	tr           *tracer // nil: tracing off
 }
 
 // registerReplicaServices serves the replica services by audience:
@@ -193,7 +194,12 @@ func (s *localReplicaService) Append(ctx context.Context, req *stratav1.AppendRe
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	leo, err := p.AppendReplicated(req.GetLeaderEpoch(), req.GetRecordsEpoch(), req.GetFrames(), req.GetLeaderHighWatermark())
+	var leo int64
+	if s.tr != nil {
+		leo, err = s.tr.appendReplicated(ctx, p, req)
+	} else {
+		leo, err = p.AppendReplicated(req.GetLeaderEpoch(), req.GetRecordsEpoch(), req.GetFrames(), req.GetLeaderHighWatermark())
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -126,6 +127,9 @@ type Options struct {
 	// Policy authorizes the Groups service's calls in its handlers (they
 	// name several objects); nil means authorization off.
 	Policy Policy
+	// Tracer makes the data path's spans for traced records (tracing.go);
+	// nil means tracing off, and no record header is looked at.
+	Tracer trace.Tracer
 }
 
 // Server is the broker's gRPC server.
@@ -169,8 +173,9 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 		sopts = append(sopts, grpc.StatsHandler(h))
 	}
 	s.grpc = grpc.NewServer(sopts...)
+	tr := newTracer(opts.Tracer)
 
-	stratav1.RegisterLogServer(s.grpc, &logService{cfg: cfg, cat: cat, admin: admin, rec: rec, timer: batchTimer(rec), lg: lg, shutdown: s.shutdown, quotas: opts.Quotas})
+	stratav1.RegisterLogServer(s.grpc, &logService{cfg: cfg, cat: cat, admin: admin, rec: rec, timer: batchTimer(rec), lg: lg, shutdown: s.shutdown, quotas: opts.Quotas, tr: tr})
 	gc := &groupCluster{cat: cat, nodeID: cfg.NodeID}
 	if c := cfg.Cluster; c != nil {
 		fwd := &forwarder{cat: cat, topics: stratav1.NewTopicsClient(c.Replicator), meta: stratav1.NewMetadataClient(c.Replicator)}
@@ -178,7 +183,7 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 		stratav1.RegisterMetadataServer(s.grpc, meta)
 		stratav1.RegisterTopicsServer(s.grpc, topics)
 		registerReplicaServices(s.grpc, &replicaBase{cluster: *c, nodeID: cfg.NodeID, cat: cat, lg: lg.Named("replica"),
-			maxSendBytes: cfg.MaxSendMsgBytes, shutdown: s.shutdown, rec: rec, timer: batchTimer(rec)})
+			maxSendBytes: cfg.MaxSendMsgBytes, shutdown: s.shutdown, rec: rec, timer: batchTimer(rec), tr: tr})
 		gc.metadata, gc.peers = meta.Metadata, c.Peers
 		gc.create = func(ctx context.Context, req *stratav1.CreateTopicRequest) error {
 			_, err := topics.CreateTopic(ctx, req)

@@ -61,16 +61,21 @@ func (w *consumeResponseBuilder) finish(next, hw, start int64) []byte {
 }
 
 // FetchResponse wire layout, as fetchResponseBytes writes it: the scalar
-// fields 1-4, 6 and 7 (zeros omitted), then 5, the frames, last. The
-// frames are read from the log straight after fetchHeadroom bytes of room,
-// and the other fields are written into the end of that room, so the
-// message is made without copying the frames.
-const fetchHeadroom = 7 * (1 + binary.MaxVarintLen64) // 7 one-byte tags, 7 varints
+// fields 1-4, 6 and 7 (zeros omitted), 8 the trace_parent string when set,
+// then 5, the frames, last. The frames are read from the log straight
+// after fetchHeadroom bytes of room, and the other fields are written into
+// the end of that room, so the message is made without copying the frames.
+const fetchHeadroom = 7*(1+binary.MaxVarintLen64) + 2 + maxTraceParent // 7 one-byte tags, 7 varints; tag, length, trace_parent
+
+// maxTraceParent is the length of a W3C traceparent (version 00); a longer
+// trace_parent is not sent.
+const maxTraceParent = 55
 
 // fetchFields are FetchResponse's fields but the frames.
 type fetchFields struct {
 	leaderEpoch, recordsEpoch                               int32
 	highWatermark, logStartOffset, logEndOffset, baseOffset int64
+	traceParent                                             string
 }
 
 // fetchResponseBytes returns the FetchResponse whose frames are
@@ -87,6 +92,10 @@ func fetchResponseBytes(buf []byte, f fetchFields) []byte {
 			b = protowire.AppendTag(b, v.num, protowire.VarintType)
 			b = protowire.AppendVarint(b, uint64(v.v))
 		}
+	}
+	if tp := f.traceParent; tp != "" && len(tp) <= maxTraceParent {
+		b = protowire.AppendTag(b, 8, protowire.BytesType)
+		b = protowire.AppendString(b, tp)
 	}
 	if n := len(buf) - fetchHeadroom; n > 0 {
 		b = protowire.AppendTag(b, 5, protowire.BytesType)
