@@ -4,18 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/strata-log/strata/pkg/client"
+	"google.golang.org/grpc"
 )
 
 // bench rebalance: a producer writes to every partition at a steady rate
 // while a group of members tails the topic. Each round kills one member
-// (its client closes without a commit or a leave: the coordinator sees
-// its session stream end) and then starts a new one. Every Poll's
+// and then starts a new one. --kill close closes the member's client
+// without a commit or a leave (a crashed process: the coordinator sees its
+// session stream end); --kill freeze makes its connections go silent
+// without closing (a hung host or a network partition: only the session
+// timeout, or the transport's keepalive, can tell). Every Poll's
 // records are logged per partition with the time and the member; the
 // figures come from that log afterwards:
 //   - kill: per partition the dead member owned, the time from the kill
@@ -93,12 +98,13 @@ func (l *deliveryLog) all() []delivery {
 
 // member is one group member of the bench, with its own client.
 type member struct {
-	id   int
-	cl   *client.Client
-	gc   *client.GroupConsumer
-	done chan struct{}
-	err  error // set before done closes
-	dead atomic.Bool
+	id     int
+	cl     *client.Client
+	gc     *client.GroupConsumer
+	freeze func() // makes the member's connections silent
+	done   chan struct{}
+	err    error // set before done closes
+	dead   atomic.Bool
 }
 
 type rebalanceRound struct {
@@ -127,6 +133,7 @@ type rebalanceRound struct {
 
 type rebalanceSummary struct {
 	Kind           string           `json:"kind"`
+	Kill           string           `json:"kill"`
 	Topic          string           `json:"topic"`
 	Group          string           `json:"group"`
 	Partitions     int              `json:"partitions"`
@@ -158,12 +165,16 @@ func runBenchRebalance(ctx context.Context, e *env, args []string) error {
 	steady := fs.Duration("steady", 3*time.Second, "steady consumption before each kill and join")
 	sessionTimeout := fs.Duration("session-timeout", 10*time.Second, "the members' session `timeout`")
 	assignorS := fs.String("assignor", "cooperative-sticky", "`assignor`: cooperative-sticky, range, round-robin")
+	kill := fs.String("kill", "close", "how a member dies: close (its client closes: the session stream ends) or freeze (its connections go silent)")
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
 	assignor, err := client.ParseAssignor(*assignorS)
 	if err != nil {
 		return usagef("--assignor %q: want cooperative-sticky, range or round-robin", *assignorS)
+	}
+	if *kill != "close" && *kill != "freeze" {
+		return usagef("--kill %q: want close or freeze", *kill)
 	}
 	if *members < 2 || *rate <= 0 || *rounds <= 0 || *size < 0 {
 		return usagef("--consumers must be at least 2, --rate and --rounds positive")
@@ -223,7 +234,7 @@ func runBenchRebalance(ctx context.Context, e *env, args []string) error {
 	var all []*member
 	start := func() error {
 		m := &member{id: len(all), done: make(chan struct{})}
-		if m.cl, err = e.connect(ctx); err != nil {
+		if m.cl, m.freeze, err = e.connectFreezable(ctx); err != nil {
 			return err
 		}
 		if m.gc, err = m.cl.NewGroupConsumer(opts); err != nil {
@@ -356,8 +367,12 @@ func runBenchRebalance(ctx context.Context, e *env, args []string) error {
 		}
 		killAt := time.Now()
 		victim.dead.Store(true)
-		victim.cl.Close()
-		<-victim.done
+		if *kill == "freeze" {
+			victim.freeze() // its Poll waits on; the deferred Close ends it
+		} else {
+			victim.cl.Close()
+			<-victim.done
+		}
 		resumed := func() bool {
 			got := map[int32]bool{}
 			for _, d := range log.since(killAt) {
@@ -456,15 +471,15 @@ func runBenchRebalance(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("producer: %w", err)
 	}
 	log.mu.Lock()
-	s := rebalanceSummary{Kind: "rebalance", Topic: b.topic, Group: *group, Partitions: parts, Members: *members,
+	s := rebalanceSummary{Kind: "rebalance", Kill: *kill, Topic: b.topic, Group: *group, Partitions: parts, Members: *members,
 		Assignor: assignor.String(), Rate: *rate, Size: *size, SessionTimeout: sessionTimeout.String(), Fsync: fsync, TLS: e.tlsMode(),
 		Rounds: out, Skipped: log.skipped, Redelivered: log.again, ProduceErrors: produceErrs.Load()}
 	log.mu.Unlock()
 	if e.g.json {
 		return printJSON(e.io.Out, s)
 	}
-	fmt.Fprintf(e.io.Out, "bench rebalance: topic=%s group=%s partitions=%d members=%d assignor=%s rate=%.0f rec/s size=%dB session timeout=%s fsync=%s tls=%s\n",
-		s.Topic, s.Group, parts, *members, s.Assignor, *rate, *size, s.SessionTimeout, fsync, s.TLS)
+	fmt.Fprintf(e.io.Out, "bench rebalance: kill=%s topic=%s group=%s partitions=%d members=%d assignor=%s rate=%.0f rec/s size=%dB session timeout=%s fsync=%s tls=%s\n",
+		s.Kill, s.Topic, s.Group, parts, *members, s.Assignor, *rate, *size, s.SessionTimeout, fsync, s.TLS)
 	med := func(f func(rebalanceRound) float64) float64 {
 		v := make([]float64, len(out))
 		for i, r := range out {
@@ -567,4 +582,74 @@ func steadyProduce(ctx context.Context, p *client.Producer, topic string, parts 
 			}
 		}
 	}
+}
+
+// connectFreezable is connect with connections that freeze() makes
+// silent: nothing more is read or sent, and nothing is closed.
+func (e *env) connectFreezable(ctx context.Context) (*client.Client, func(), error) {
+	c, err := e.resolve()
+	if err != nil {
+		return nil, nil, err
+	}
+	tc, err := tlsConfig(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	frozen := make(chan struct{})
+	var once sync.Once
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &freezeConn{Conn: conn, frozen: frozen, closed: make(chan struct{})}, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cl, err := client.New(cctx, client.Config{Brokers: c.Brokers, TLS: tc, Insecure: tc == nil,
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)}})
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, func() { once.Do(func() { close(frozen) }) }, nil
+}
+
+// freezeConn is a connection that, once frozen is closed, drops what it
+// reads and writes and reads nothing more until it is closed.
+type freezeConn struct {
+	net.Conn
+	frozen    <-chan struct{}
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (c *freezeConn) isFrozen() bool {
+	select {
+	case <-c.frozen:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *freezeConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.isFrozen() {
+		<-c.closed
+		return 0, net.ErrClosed
+	}
+	return n, err
+}
+
+func (c *freezeConn) Write(b []byte) (int, error) {
+	if c.isFrozen() {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *freezeConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return c.Conn.Close()
 }
