@@ -5,6 +5,7 @@ import (
 	"time"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
@@ -33,6 +34,13 @@ type Config struct {
 	Logger *zap.Logger
 	// DialOptions are appended to the client's own gRPC dial options.
 	DialOptions []grpc.DialOption
+	// TracerProvider, when set, traces produced records: each gets a
+	// Producer.Produce span (a child of the context passed to Produce),
+	// ended with the record's answer, and a sampled one carries its trace
+	// context to the brokers in the TraceHeader record header. The
+	// provider's sampler decides; nil makes no span and costs nothing.
+	// No global provider is used.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) setDefaults() {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
@@ -51,6 +52,8 @@ type Producer struct {
 	pidMu      sync.Mutex // held across InitProducer
 	pid        int64      // the id partitions start with; 0 until asked
 	pidEpoch   int32
+
+	tracer trace.Tracer // nil: no spans (Config.TracerProvider unset)
 }
 
 type topicPartition struct {
@@ -108,6 +111,9 @@ func (c *Client) NewProducer(o ProducerOptions) (*Producer, error) {
 		brokers: make(map[string]*brokerStreams),
 
 		idempotent: !o.DisableIdempotence && o.Acks != AcksNone,
+	}
+	if tp := c.cfg.TracerProvider; tp != nil {
+		p.tracer = tp.Tracer(tracerName)
 	}
 	if err := c.register(p); err != nil {
 		cancel()
@@ -176,6 +182,9 @@ func (p *Producer) produce(ctx context.Context, rec *Record, res *Result) {
 	}
 	size := rec.size()
 	pr := rec.toProto()
+	if res.span = p.startProduceSpan(ctx, rec.Topic, part, size, pr); res.span != nil {
+		size += traceHeaderSize
+	}
 
 	p.mu.Lock()
 	for p.buffered > 0 && p.buffered+size > p.o.MaxBufferedBytes && !p.closed {

@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RecordMetadata is where a produced record landed.
@@ -23,6 +25,7 @@ type Result struct {
 	cb   func(RecordMetadata, error)
 	meta RecordMetadata
 	err  error
+	span trace.Span // the record's Producer.Produce span; nil: none
 }
 
 func newResult(cb func(RecordMetadata, error)) *Result {
@@ -35,6 +38,9 @@ func newResult(cb func(RecordMetadata, error)) *Result {
 
 func (r *Result) complete(meta RecordMetadata, err error) {
 	r.meta, r.err = meta, err
+	if r.span != nil {
+		endProduceSpan(r.span, meta, err)
+	}
 	if r.cb != nil {
 		r.cb(meta, err)
 		return

@@ -81,6 +81,20 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 	if err != nil {
 		return err
 	}
+	// Tracing: off (nil, nothing built) unless OTEL_EXPORTER_OTLP_ENDPOINT
+	// is set. The fetchers follow the leaders' traced batches.
+	tr, err := telemetry.SetupTracing(ctx, os.Getenv, "strata-replicator", fmt.Sprint(cfg.NodeID))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		err = errors.Join(err, tr.Shutdown(sctx))
+	}()
+	if tr != nil {
+		lg.Info("tracing on", zap.String("endpoint", os.Getenv(telemetry.TracingEndpointEnv)))
+	}
 	broker, err := applier.DialBroker(cfg.BrokerAddr, clientTLS, brokerdial.Options{MaxBackoff: cfg.BrokerReconnectBackoff}, lg)
 	if err != nil {
 		return err
@@ -147,7 +161,9 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		Liveness:        liveness.Options{Interval: cfg.BrokerProbeInterval, Timeout: cfg.BrokerProbeTimeout, Failures: cfg.BrokerProbeFailures},
 		BootstrapExpect: cfg.BootstrapExpect, Bootstrap: cfg.Bootstrap,
 		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn, Pprof: cfg.Pprof, Authorizer: authz,
-		Controller: controller.Options{PreferredLeaderInterval: cfg.PreferredLeaderInterval},
+		Controller:  controller.Options{PreferredLeaderInterval: cfg.PreferredLeaderInterval},
+		Fetcher:     fetcher.Options{Tracer: tr.Tracer("github.com/strata-log/strata/services/replicator/fetcher")},
+		GRPCTracing: tr.ServerHandler(),
 		GRPCLimits: grpcserver.Limits{HandshakeTimeout: cfg.HandshakeTimeout, MaxStreamsPerConn: cfg.MaxConcurrentStreams,
 			MaxStreamsPerIdentity: cfg.MaxStreamsPerIdentity},
 	}, lg)

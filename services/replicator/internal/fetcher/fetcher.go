@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/telemetry"
 )
 
 // fetcher follows one partition for one assignment, from one goroutine.
@@ -176,6 +177,7 @@ func (f *fetcher) stream(ctx context.Context, leader Leader, leo int64) (progres
 	hw := int64(-1) // the high watermark last given to the local broker
 	for {
 		idle.Reset(f.opts.IdleTimeout)
+		waited := time.Now()
 		resp, err := stream.Recv()
 		idle.Stop()
 		if err != nil {
@@ -190,21 +192,34 @@ func (f *fetcher) stream(ctx context.Context, leader Leader, leo int64) (progres
 		}
 		frames := resp.GetFrames()
 		appended := false
+		actx, span := f.traceFetch(ctx, resp, waited)
 		// A heartbeat needs a local call only to pass on a new high
 		// watermark; otherwise the position is acknowledged as it stands.
 		if len(frames) > 0 || resp.GetHighWatermark() != hw {
-			end, err := f.append(ctx, resp)
+			end, err := f.append(actx, resp)
 			if err != nil {
+				endSpan(span, err)
 				return progressed, stepErr("append", err)
 			}
 			if end < leo || (len(frames) > 0 && end == leo) {
-				return progressed, stepErr("append", fmt.Errorf("%w: log end %d after appending at %d", ErrBadAnswer, end, leo))
+				err := fmt.Errorf("%w: log end %d after appending at %d", ErrBadAnswer, end, leo)
+				endSpan(span, err)
+				return progressed, stepErr("append", err)
+			}
+			if span != nil {
+				span.SetAttributes(attrRecords.Int64(end-leo), attrLogEnd.Int64(end))
 			}
 			leo, hw, appended = end, resp.GetHighWatermark(), true
 			progressed = true
 		}
+		endSpan(span, nil)
 		f.opts.Observer.Fetched(f.a.Topic, f.a.Partition, len(frames), appended, max(0, resp.GetLogEndOffset()-leo))
-		if err := send(stream, f.fetchRequest(leo)); err != nil {
+		req := f.fetchRequest(leo)
+		if span != nil {
+			// The leader's span for the HW advance this report causes.
+			req.TraceParent = telemetry.TraceParent(span.SpanContext())
+		}
+		if err := send(stream, req); err != nil {
 			fixed, err := f.fetchFailed(ctx, sctx, leo, err)
 			return progressed || fixed, err
 		}
@@ -294,12 +309,18 @@ func offsetRange(err error) *stratav1.OffsetRange {
 func (f *fetcher) append(ctx context.Context, resp *stratav1.FetchResponse) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, f.opts.CallTimeout)
 	defer cancel()
+	cctx, span := f.traceAppend(cctx, resp)
 	ar, err := f.local.Append(cctx, &stratav1.AppendRequest{Topic: f.a.Topic, Partition: f.a.Partition,
 		LeaderEpoch: f.a.LeaderEpoch, RecordsEpoch: resp.GetRecordsEpoch(), Frames: resp.GetFrames(),
 		LeaderHighWatermark: resp.GetHighWatermark()})
 	if err != nil {
+		endSpan(span, err)
 		return 0, err
 	}
+	if span != nil {
+		span.SetAttributes(attrLogEnd.Int64(ar.GetLogEndOffset()))
+	}
+	endSpan(span, nil)
 	return ar.GetLogEndOffset(), nil
 }
 

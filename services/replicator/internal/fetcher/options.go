@@ -1,6 +1,10 @@
 package fetcher
 
-import "time"
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
 
 // Options configure the fetchers. Zero values mean defaults.
 type Options struct {
@@ -29,6 +33,10 @@ type Options struct {
 	FirstBackoff time.Duration
 	// Observer receives measurements; nil discards them.
 	Observer Observer
+	// Tracer makes a span for each fetched response that carries the
+	// leader's trace_parent (a traced batch) and for its local append;
+	// nil means tracing off.
+	Tracer trace.Tracer
 }
 
 func (o Options) withDefaults() Options {

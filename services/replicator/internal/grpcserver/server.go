@@ -18,6 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-log/strata/pkg/acl"
@@ -71,6 +72,9 @@ type Deps struct {
 	// Limits are the connection and stream limits; the zero value means
 	// the defaults.
 	Limits Limits
+	// Tracing instruments the server (otelgrpc server spans, W3C context
+	// from callers); nil means tracing off.
+	Tracing stats.Handler
 }
 
 // New returns a gRPC server with the Topics, Controller, Metadata, health
@@ -88,7 +92,11 @@ func New(tlsConf *tls.Config, authz *acl.Interceptor, deps Deps, lg *zap.Logger)
 		Metrics:               lim.Metrics,
 		Logger:                lg.Named("limits"),
 	})
-	srv := grpc.NewServer(
+	var traced []grpc.ServerOption
+	if deps.Tracing != nil {
+		traced = append(traced, grpc.StatsHandler(deps.Tracing))
+	}
+	srv := grpc.NewServer(append(traced,
 		grpc.Creds(gl.Credentials(credentials.NewTLS(tlsConf))),
 		grpc.ConnectionTimeout(lim.HandshakeTimeout),
 		grpc.MaxConcurrentStreams(lim.MaxStreamsPerConn),
@@ -101,7 +109,7 @@ func New(tlsConf *tls.Config, authz *acl.Interceptor, deps Deps, lg *zap.Logger)
 		// call runs no policy check.
 		grpc.ChainUnaryInterceptor(logUnary(lg.Named("grpc")), gl.UnaryInterceptor(), authz.Unary()),
 		grpc.ChainStreamInterceptor(gl.StreamInterceptor(), authz.Stream()),
-	)
+	)...)
 	svc := &service{lg: lg.Named("topics"), deps: deps}
 	stratav1.RegisterTopicsServer(srv, &topicsServer{service: svc})
 	stratav1.RegisterMetadataServer(srv, &metadataServer{service: svc})

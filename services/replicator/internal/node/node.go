@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/stats"
 
 	"github.com/strata-log/strata/pkg/acl"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
@@ -92,6 +93,8 @@ type Options struct {
 	// GRPCLimits are the gRPC server's handshake deadline and stream
 	// caps; zero fields mean grpcserver's defaults.
 	GRPCLimits grpcserver.Limits
+	// GRPCTracing instruments the gRPC server; nil means tracing off.
+	GRPCTracing stats.Handler
 
 	// MetricsListener serves /metrics when set.
 	MetricsListener net.Listener
@@ -187,7 +190,7 @@ func Start(opts Options, lg *zap.Logger) (_ *Node, err error) {
 	}
 	n.fwd = grpcserver.NewForwarder(opts.ClientTLS)
 	n.grpc, n.health = grpcserver.New(opts.ServerTLS, ic, grpcserver.Deps{State: n.fsm, Controller: n.ctrl,
-		Cluster: clusterView{n}, Forwarder: n.fwd, ISR: n, Limits: opts.GRPCLimits}, lg)
+		Cluster: clusterView{n}, Forwarder: n.fwd, ISR: n, Limits: opts.GRPCLimits, Tracing: opts.GRPCTracing}, lg)
 	grpcServing = true
 	n.wg.Add(1)
 	go func() {

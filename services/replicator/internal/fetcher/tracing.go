@@ -1,0 +1,78 @@
+package fetcher
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/telemetry"
+)
+
+// Span attribute keys, as the broker names them.
+const (
+	attrTopic      = attribute.Key("messaging.destination.name")
+	attrPartition  = attribute.Key("messaging.destination.partition.id")
+	attrRecords    = attribute.Key("messaging.batch.message_count")
+	attrBytes      = attribute.Key("strata.bytes")
+	attrBaseOffset = attribute.Key("strata.base_offset")
+	attrLogEnd     = attribute.Key("strata.log_end_offset")
+	attrHW         = attribute.Key("strata.high_watermark")
+	attrEpoch      = attribute.Key("strata.leader_epoch")
+	attrLeader     = attribute.Key("strata.leader_id")
+	attrFollower   = attribute.Key("strata.follower_id")
+)
+
+// traceFetch starts the span of a response the leader marked as holding a
+// traced batch (trace_parent), from when the fetcher began waiting for it;
+// the span covers the local append. Otherwise, or with tracing off, it
+// returns ctx and a nil span.
+func (f *fetcher) traceFetch(ctx context.Context, resp *stratav1.FetchResponse, waited time.Time) (context.Context, trace.Span) {
+	if f.opts.Tracer == nil || resp.GetTraceParent() == "" {
+		return ctx, nil
+	}
+	sc, ok := telemetry.ParseTraceParent(resp.GetTraceParent())
+	if !ok {
+		return ctx, nil
+	}
+	ctx, span := f.opts.Tracer.Start(trace.ContextWithRemoteSpanContext(ctx, sc), "Fetcher.Fetch",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(waited),
+		trace.WithAttributes(attrTopic.String(f.a.Topic), attrPartition.Int(int(f.a.Partition)),
+			attrLeader.Int(int(f.a.LeaderID)), attrFollower.Int(int(f.localID)), attrEpoch.Int(int(f.a.LeaderEpoch)),
+			attrBaseOffset.Int64(resp.GetBaseOffset()), attrBytes.Int(len(resp.GetFrames())), attrHW.Int64(resp.GetHighWatermark())))
+	if !span.IsRecording() {
+		span.End()
+		return ctx, nil
+	}
+	return ctx, span
+}
+
+// traceAppend starts the client span of the local Append under a traced
+// fetch and puts its context in the call's metadata (W3C traceparent), so
+// the local broker's spans are its children.
+func (f *fetcher) traceAppend(ctx context.Context, resp *stratav1.FetchResponse) (context.Context, trace.Span) {
+	if f.opts.Tracer == nil || !trace.SpanContextFromContext(ctx).IsSampled() {
+		return ctx, nil
+	}
+	ctx, span := f.opts.Tracer.Start(ctx, "LocalReplica.Append", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attrTopic.String(f.a.Topic), attrPartition.Int(int(f.a.Partition)),
+			attrBaseOffset.Int64(resp.GetBaseOffset()), attrBytes.Int(len(resp.GetFrames()))))
+	ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", telemetry.TraceParent(span.SpanContext()))
+	return ctx, span
+}
+
+// endSpan ends span (nil: none), recording err.
+func endSpan(span trace.Span, err error) {
+	if span == nil {
+		return
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
+	span.End()
+}
