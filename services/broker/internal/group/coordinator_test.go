@@ -451,3 +451,28 @@ func BenchmarkCommit(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
 }
+
+// TestFetchNeedsDescribeOrConsume: a member (consume on its group) reads
+// the offsets it starts from; a caller with neither right does not.
+func TestFetchNeedsDescribeOrConsume(t *testing.T) {
+	fc := newFakeCluster(t, t.TempDir(), 1, 1)
+	c := newCoordinator(t, fc)
+	only := func(action string) Authorizer {
+		return func(_, a string) error {
+			if a == action {
+				return nil
+			}
+			return errors.New("denied")
+		}
+	}
+	req := &stratav1.FetchOffsetsRequest{Group: "g"}
+	if _, err := c.Fetch(context.Background(), req, only("consume")); err != nil {
+		t.Fatalf("consume only: %v", err)
+	}
+	if _, err := c.Fetch(context.Background(), req, only("describe")); err != nil {
+		t.Fatalf("describe only: %v", err)
+	}
+	if _, err := c.Fetch(context.Background(), req, only("produce")); err == nil {
+		t.Fatal("neither describe nor consume: allowed")
+	}
+}

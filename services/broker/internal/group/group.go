@@ -233,19 +233,19 @@ func (g *Group) Leave(id string, partitions map[string]int32) {
 }
 
 // Ack records what member id owns now, having applied the assignment
-// numbered seq. Partitions it was never given are ignored; partitions it
+// numbered seq (epoch is the member epoch it acknowledges, informative). Partitions it was never given are ignored; partitions it
 // was told to give up are released only by an Ack of the latest
 // assignment (an older Ack may predate the member's taking them). It
 // moves the member (and others waiting for what it gave up) towards their
 // targets.
-func (g *Group) Ack(id string, epoch int64, seq uint64, owned Set) error {
+func (g *Group) Ack(id string, _ int64, seq uint64, owned Set) error {
 	m := g.members[id]
 	if m == nil {
 		return ErrUnknownMember
 	}
-	if epoch < m.prevEpoch {
-		return fmt.Errorf("%w: %d, member is at %d", ErrStaleEpoch, epoch, m.Epoch)
-	}
+	// An Ack from before the member heard of its latest epoch is no
+	// error: it can only narrow Owned (what it may hold stays in held()),
+	// and revocations are released by seq alone.
 	held := m.held()
 	m.Owned = Set{}
 	for tp := range owned {

@@ -209,3 +209,18 @@ func TestStaleAckDoesNotReleaseRevoked(t *testing.T) {
 		t.Fatalf("after m1 acked assignment 2, m2 has %v", m2.Assigned.Sorted())
 	}
 }
+
+// TestStaleEpochAckIsHarmless: an Ack written before the member heard of
+// its newest epoch (two advances in a row) is taken, not refused: refusing
+// it used to end the session while leaving the member in the group.
+func TestStaleEpochAckIsHarmless(t *testing.T) {
+	parts := map[string]int32{"t": 4}
+	g := New("g", 0)
+	g.Join(&Member{ID: "m1", Topics: []string{"t"}}, parts)
+	g.Join(&Member{ID: "m2", Topics: []string{"t"}}, parts)
+	g.Leave("m2", parts)
+	g.Join(&Member{ID: "m3", Topics: []string{"t"}}, parts)
+	if err := g.Ack("m1", 0, 0, Set{}); err != nil {
+		t.Fatalf("stale ack: %v", err)
+	}
+}

@@ -144,13 +144,18 @@ func (c *Coordinator) checkHW(ctx context.Context, tp TP, offset int64) error {
 const maxHWCache = 100_000
 
 // Fetch answers a group's committed offsets (of the topics named, or
-// all); an unknown group has none.
+// all); an unknown group has none. It needs describe or consume on the
+// group.
 func (c *Coordinator) Fetch(ctx context.Context, req *stratav1.FetchOffsetsRequest, authorize Authorizer) (*stratav1.FetchOffsetsResponse, error) {
 	if err := ValidateName(req.GetGroup()); err != nil {
 		return nil, err
 	}
+	// A member needs its group's offsets to start from: consume on the
+	// group is enough, as Kafka's READ implies DESCRIBE.
 	if err := authorize(acl.GroupObject(req.GetGroup()), acl.ActionDescribe); err != nil {
-		return nil, err
+		if authorize(acl.GroupObject(req.GetGroup()), acl.ActionConsume) != nil {
+			return nil, err
+		}
 	}
 	s, err := c.shardFor(ctx, req.GetGroup())
 	if err != nil {

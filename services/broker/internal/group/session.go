@@ -205,6 +205,8 @@ func (c *Coordinator) serveSession(stream SessionStream, s *shard, g *Group, id 
 				s.notifyLocked(g.TakeChanged())
 				s.mu.Unlock()
 				if err != nil {
+					// Fenced (no longer a member): nothing to hold for it.
+					c.endSession(s, g, id, false)
 					return err
 				}
 			case req.GetLeave() != nil:
