@@ -82,9 +82,12 @@ type BrokerInfo struct {
 	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	Alive   bool   `protobuf:"varint,3,opt,name=alive,proto3" json:"alive,omitempty"`
 	// Raft role of the node's replicator: leader, follower, candidate, none.
-	RaftRole      string `protobuf:"bytes,4,opt,name=raft_role,json=raftRole,proto3" json:"raft_role,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RaftRole string `protobuf:"bytes,4,opt,name=raft_role,json=raftRole,proto3" json:"raft_role,omitempty"`
+	// Where other nodes reach the broker (its cluster-network address);
+	// empty means address. Brokers dial each other here.
+	InternalAddress string `protobuf:"bytes,5,opt,name=internal_address,json=internalAddress,proto3" json:"internal_address,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *BrokerInfo) Reset() {
@@ -141,6 +144,13 @@ func (x *BrokerInfo) GetAlive() bool {
 func (x *BrokerInfo) GetRaftRole() string {
 	if x != nil {
 		return x.RaftRole
+	}
+	return ""
+}
+
+func (x *BrokerInfo) GetInternalAddress() string {
+	if x != nil {
+		return x.InternalAddress
 	}
 	return ""
 }
@@ -467,13 +477,14 @@ var File_strata_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_strata_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x17strata/v1/cluster.proto\x12\tstrata.v1\"i\n" +
+	"\x17strata/v1/cluster.proto\x12\tstrata.v1\"\x94\x01\n" +
 	"\n" +
 	"BrokerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05alive\x18\x03 \x01(\bR\x05alive\x12\x1b\n" +
-	"\traft_role\x18\x04 \x01(\tR\braftRole\"\x91\x01\n" +
+	"\traft_role\x18\x04 \x01(\tR\braftRole\x12)\n" +
+	"\x10internal_address\x18\x05 \x01(\tR\x0finternalAddress\"\x91\x01\n" +
 	"\rTopicMetadata\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x06config\x18\x02 \x01(\v2\x16.strata.v1.TopicConfigR\x06config\x12<\n" +

@@ -215,7 +215,15 @@ func (c *groupCluster) HighWatermark(ctx context.Context, topic string, id int32
 			if pm.GetLeaderId() < 0 {
 				return 0, status.Errorf(codes.Unavailable, "partition %s/%d has no leader", topic, id)
 			}
-			conn, err := c.peers.Conn(pm.GetLeaderAddress())
+			// Brokers reach each other on the cluster network, which may
+			// not be where clients reach them.
+			addr := pm.GetLeaderAddress()
+			for _, b := range md.GetBrokers() {
+				if b.GetId() == pm.GetLeaderId() && b.GetInternalAddress() != "" {
+					addr = b.GetInternalAddress()
+				}
+			}
+			conn, err := c.peers.Conn(addr)
 			if err != nil {
 				return 0, err
 			}

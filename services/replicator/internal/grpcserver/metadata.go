@@ -23,7 +23,7 @@ func (s *metadataServer) Metadata(_ context.Context, req *stratav1.MetadataReque
 	for _, id := range st.BrokerIDs() {
 		b := st.Brokers[id]
 		resp.Brokers = append(resp.Brokers, &stratav1.BrokerInfo{Id: id, Address: b.BrokerAddress,
-			Alive: b.Alive, RaftRole: s.deps.Cluster.RaftRole(id)})
+			Alive: b.Alive, RaftRole: s.deps.Cluster.RaftRole(id), InternalAddress: b.InternalAddress()})
 	}
 	names := req.GetTopics()
 	if len(names) == 0 {
