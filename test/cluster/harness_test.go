@@ -81,6 +81,7 @@ type cluster struct {
 	pki   string
 	nodes []*node
 	tls   func(serverName string) *tls.Config // the operator's client config
+	env   []string                            // added to every process's environment
 }
 
 // freeAddr is a loopback address free a moment ago, below Linux's
@@ -109,11 +110,18 @@ func freeAddr(t *testing.T) string {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
+	return newClusterEnv(t)
+}
+
+// newClusterEnv is newCluster with env (KEY=value) added to every
+// process's environment.
+func newClusterEnv(t *testing.T, env ...string) *cluster {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts six processes")
 	}
 	root := t.TempDir()
-	c := &cluster{t: t, pki: filepath.Join(root, "pki")}
+	c := &cluster{t: t, pki: filepath.Join(root, "pki"), env: env}
 	out, err := exec.Command(bins.admin, "pki", "init", "--out", c.pki, "--ca-name", "cluster-test",
 		"--node", "1", "--node", "2", "--node", "3").CombinedOutput()
 	if err != nil {
@@ -203,6 +211,7 @@ func (c *cluster) spawn(logPath, bin string, args ...string) (*exec.Cmd, chan st
 		c.t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), c.env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		lf.Close()
