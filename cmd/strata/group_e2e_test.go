@@ -202,6 +202,17 @@ func TestGroupLiveMemberRefusals(t *testing.T) {
 		}
 		return nil
 	})
+	// Idle, it still commits what it printed within its commit interval.
+	within(t, 5*time.Second, "the idle member to commit what it printed (lag 0)", func() error {
+		d, err := tryDescribe(t, "g2")
+		if err != nil {
+			return err
+		}
+		if len(d.Members) != 1 || d.TotalLag != 0 {
+			return fmt.Errorf("members %d, total lag %d", len(d.Members), d.TotalLag)
+		}
+		return nil
+	})
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}

@@ -116,13 +116,17 @@ func runConsumeGroup(ctx context.Context, e *env, gf groupConsume) error {
 	lastCommit := time.Now()
 loop:
 	for !done() {
-		pctx, pc := context.WithCancel(ctx)
+		// A poll waits at most the commit interval, so that what was
+		// printed is committed within it even when the topic goes quiet.
+		pctx, pc := context.WithTimeout(ctx, groupCommitInterval)
 		pollCancel = pc
 		recs, err := gc.Poll(pctx)
 		pc()
 		switch {
 		case err != nil && ctx.Err() != nil:
 			break loop // interrupted, or --timeout: an end like consume's
+		case err != nil && errors.Is(pctx.Err(), context.DeadlineExceeded):
+			recs = nil // quiet: commit below
 		case err != nil && pctx.Err() != nil:
 			continue // done: cancelled by OnAssigned
 		case err != nil:
