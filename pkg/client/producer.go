@@ -53,7 +53,8 @@ type Producer struct {
 	pid        int64      // the id partitions start with; 0 until asked
 	pidEpoch   int32
 
-	tracer trace.Tracer // nil: no spans (Config.TracerProvider unset)
+	tracer   trace.Tracer          // nil: no spans (Config.TracerProvider unset)
+	spanKind trace.SpanStartOption // built once: an option made per record allocates
 }
 
 type topicPartition struct {
@@ -113,7 +114,7 @@ func (c *Client) NewProducer(o ProducerOptions) (*Producer, error) {
 		idempotent: !o.DisableIdempotence && o.Acks != AcksNone,
 	}
 	if tp := c.cfg.TracerProvider; tp != nil {
-		p.tracer = tp.Tracer(tracerName)
+		p.tracer, p.spanKind = tp.Tracer(tracerName), trace.WithSpanKind(trace.SpanKindProducer)
 	}
 	if err := c.register(p); err != nil {
 		cancel()

@@ -30,14 +30,16 @@ func (p *Producer) startProduceSpan(ctx context.Context, topic string, part int3
 	if p.tracer == nil {
 		return nil
 	}
-	_, span := p.tracer.Start(ctx, "Producer.Produce", trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("messaging.system", "strata"), attribute.String("messaging.destination.name", topic),
-			attribute.Int("messaging.destination.partition.id", int(part)), attribute.Int("messaging.message.body.size", size)))
+	// The attributes are set once the span is sampled: the 99% that are
+	// not cost only the sampler's decision.
+	_, span := p.tracer.Start(ctx, "Producer.Produce", p.spanKind)
 	sc := span.SpanContext()
 	if !sc.IsSampled() {
 		span.End()
 		return nil
 	}
+	span.SetAttributes(attribute.String("messaging.system", "strata"), attribute.String("messaging.destination.name", topic),
+		attribute.Int("messaging.destination.partition.id", int(part)), attribute.Int("messaging.message.body.size", size))
 	c := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(trace.ContextWithSpanContext(ctx, sc), c)
 	tp := []byte(c[TraceHeader])
