@@ -55,6 +55,15 @@
 # node-pause (docker pause of the whole node that leads partition 2 for
 # PAUSE_SECS) is not drawn unless FAULTS names it.
 #
+# Throughout, GROUP_CONSUMERS (3; 0: none) members of consumer group
+# chaos-group consume the topic (strata consume --group, committing what
+# they printed); after every round one of them is killed (odd rounds,
+# SIGKILL: a crash) or stopped (even rounds, SIGTERM: it leaves) and
+# started again. At the end, once the group's lag is 0, every record the
+# producer or a probe had acknowledged must have been printed by some
+# member at least once, and no committed offset (sampled every second)
+# may ever have gone backwards.
+#
 # Each round's row gives:
 #   LEADER-S    seconds from the fault until every partition has a leader
 #               that acknowledges an acks=ALL produce again. Probes measure
@@ -136,18 +145,21 @@ PROBE_SECS=${PROBE_SECS:-2}
 DELIVERY_TIMEOUT=${DELIVERY_TIMEOUT:-10}
 CHECK_EACH_ROUND=${CHECK_EACH_ROUND:-1}
 KEEP=${KEEP:-0}
+GROUP_CONSUMERS=${GROUP_CONSUMERS:-3}
 
 topic=chaos
 partitions=3
 work=$root/.data/chaos
 outlog=$work/outcomes.jsonl
+group=chaos-group
+gdir=$work/group
 export STRATA_CONTEXT_FILE=$work/contexts.json
 unset STRATA_CONTEXT STRATA_BROKERS
 
 for tool in docker jq timeout; do
   command -v "$tool" >/dev/null || die "$tool is required"
 done
-for v in ROUNDS SEED RATE PRODUCERS LOAD_SECS KILL_DOWN_SECS BROKER_DOWN_SECS REPLICATOR_DOWN_SECS TWO_DOWN_SECS \
+for v in GROUP_CONSUMERS ROUNDS SEED RATE PRODUCERS LOAD_SECS KILL_DOWN_SECS BROKER_DOWN_SECS REPLICATOR_DOWN_SECS TWO_DOWN_SECS \
   ALL_BROKERS_DOWN_SECS ALL_NODES_DOWN_SECS ADMIN_DOWN_SECS DISCONNECT_SECS PAUSE_SECS FOLLOWER_DOWN_SECS LEADER_TIMEOUT HEAL_TIMEOUT PROBE_SECS DELIVERY_TIMEOUT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
@@ -173,6 +185,10 @@ done
 ours=0          # set once make up starts: only then does the trap tear down
 producer_pid="" # verify produce, in the background
 prober_pid=""   # the current round's prober, in the background
+consumer_pids=() # the group's consumers, by index
+consumer_runs=0  # consumers started, restarts included
+sampler_pid=""   # the committed-offset sampler
+group_summary="(no group check)"
 rows=()         # the rounds table
 failed=0
 final_summary="(no final check)"
@@ -477,6 +493,7 @@ print_table() {
   for r in "${rows[@]}"; do printf '%s\n' "$r"; done
   echo
   echo "final check: $final_summary"
+  echo "consumer group: $group_summary"
   local t=$((SECONDS - started))
   echo "took $((t / 60))m$((t % 60))s"
 }
@@ -489,6 +506,12 @@ finish() {
   if [ -n "$prober_pid" ]; then
     kill -TERM "$prober_pid" 2>/dev/null
     wait "$prober_pid" 2>/dev/null
+  fi
+  local i
+  for i in "${!consumer_pids[@]}"; do stop_consumer "$i" KILL; done
+  if [ -n "$sampler_pid" ]; then
+    kill "$sampler_pid" 2>/dev/null
+    wait "$sampler_pid" 2>/dev/null
   fi
   stop_producer
   if [ "$ours" = 1 ]; then
@@ -724,6 +747,70 @@ longest() {
     if (b !~ /^[0-9.]+$/) print b; else if (a !~ /^[0-9.]+$/) print a; else print (b + 0 > a + 0 ? b : a) }'
 }
 
+# ---- the consumer group: GROUP_CONSUMERS members of group chaos-group
+# consume the chaos topic (strata consume --group, which commits what it
+# printed), are killed and restarted every round, and at the end every
+# acknowledged record must have been printed by some member at least once
+# and no committed offset may have gone backwards (sampled every second).
+
+start_consumer() {
+  local i=$1
+  consumer_runs=$((consumer_runs + 1))
+  bin/strata consume "$topic" --group "$group" --from earliest --follow --format '%p %o\n' \
+    >"$gdir/c$i-$consumer_runs.out" 2>"$gdir/c$i-$consumer_runs.err" &
+  consumer_pids[i]=$!
+}
+
+# stop_consumer i SIGNAL: TERM leaves the group (a commit of what was
+# printed first), KILL is a crash (its partitions move at once: the stream
+# ends).
+stop_consumer() {
+  local i=$1 sig=$2 pid=${consumer_pids[$1]:-} n
+  [ -n "$pid" ] || return 0
+  kill "-$sig" "$pid" 2>/dev/null || true
+  for ((n = 0; n < 60; n++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  consumer_pids[i]=""
+}
+
+# sample_committed appends "partition committed" of every partition with a
+# commit, once a second, for at most the producer's bound.
+sample_committed() {
+  local n
+  for ((n = 0; n < max_run; n++)); do
+    timeout 10 bin/strata --timeout 5s group describe "$group" --json 2>/dev/null |
+      jq -r '.partitions[]? | select(.committed >= 0) | "\(.partition) \(.committed)"' >>"$gdir/committed.txt" 2>/dev/null || true
+    sleep 1
+  done
+}
+
+# group_lag is the group's total lag, empty when unknown.
+group_lag() { timeout 10 bin/strata --timeout 5s group describe "$group" --json 2>/dev/null | jq -r '.total_lag // empty'; }
+
+# group_check: every acknowledged record (the producer's and the probes')
+# printed by some consumer; committed offsets never backwards.
+group_check() {
+  local acked processed missing backwards
+  local -a logs files=("$outlog")
+  local f
+  mapfile -t logs < <(probe_logs)
+  for f in "${logs[@]}"; do [ ! -f "$f" ] || files+=("$f"); done # probe_logs gives verify's "--log FILE" pairs
+  jq -r 'select(.kind == "ack") | "\(.partition) \(.offset)"' "${files[@]}" | sort -u >"$gdir/acked.txt"
+  cat "$gdir"/c*.out 2>/dev/null | sort -u >"$gdir/processed.txt"
+  acked=$(wc -l <"$gdir/acked.txt")
+  processed=$(wc -l <"$gdir/processed.txt")
+  comm -23 "$gdir/acked.txt" "$gdir/processed.txt" >"$gdir/missing.txt"
+  missing=$(wc -l <"$gdir/missing.txt")
+  backwards=$(awk '{ if ($1 in last && $2 < last[$1]) { n++; print "partition " $1 ": " last[$1] " -> " $2 > "/dev/stderr" } last[$1] = $2 } END { print n + 0 }' \
+    "$gdir/committed.txt" 2>"$gdir/backwards.txt")
+  group_summary="group $group: $GROUP_CONSUMERS consumers, $consumer_runs started; $acked acknowledged records, $processed distinct printed, missing=$missing; committed offsets went backwards $backwards times ($(wc -l <"$gdir/committed.txt") samples)"
+  [ "$missing" -eq 0 ] && [ "$backwards" -eq 0 ] && [ "$acked" -gt 0 ]
+}
+
 # ---- setup
 ours=1
 say "---- make up"
@@ -744,6 +831,14 @@ say "---- verify produce in the background (${RATE}/s, $PRODUCERS producers, log
 bin/strata verify produce --topic "$topic" --producers "$PRODUCERS" --rate "$RATE" --duration "${max_run}s" \
   --delivery-timeout "${DELIVERY_TIMEOUT}s" --out "$outlog" --progress 30s >"$work/produce.out" 2>&1 &
 producer_pid=$!
+
+mkdir -p "$gdir"
+if [ "$GROUP_CONSUMERS" -gt 0 ]; then
+  say "---- $GROUP_CONSUMERS consumers in group $group (strata consume --group), logs in $gdir"
+  for ((i = 0; i < GROUP_CONSUMERS; i++)); do start_consumer "$i"; done
+  sample_committed &
+  sampler_pid=$!
+fi
 
 # ---- rounds
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -806,6 +901,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
       say "controller now: $(controller || echo unknown)"
     fi
   fi
+  if [ "$GROUP_CONSUMERS" -gt 0 ]; then
+    # One member crashes (odd rounds) or leaves (even rounds) and comes back.
+    c=$(((round - 1) % GROUP_CONSUMERS))
+    sig=KILL
+    [ $((round % 2)) -eq 1 ] || sig=TERM
+    stop_consumer "$c" "$sig"
+    start_consumer "$c"
+    say "consumer $c stopped with SIG$sig and started again (group lag $(group_lag || echo unknown))"
+  fi
   n_acks=$(acks)
   if [ "$CHECK_EACH_ROUND" = 1 ]; then
     verdict=$(check "round-$round") || failed=1
@@ -828,3 +932,19 @@ say "---- final verify check"
 if final_summary=$(check final --wait-isr 60s); then :; else failed=1; fi
 mapfile -t probe_args < <(probe_logs)
 timeout 60 bin/strata --timeout 45s verify check --topic "$topic" --log "$outlog" "${probe_args[@]}" --max-examples 5 || true
+if [ "$GROUP_CONSUMERS" -gt 0 ]; then
+  say "---- consumer group: waiting for lag 0, then every member leaves"
+  poll_until 180 eval '[ "$(group_lag)" = 0 ]' || say "group lag still $(group_lag || echo unknown) after 180s"
+  for ((i = 0; i < GROUP_CONSUMERS; i++)); do stop_consumer "$i" TERM; done
+  if [ -n "$sampler_pid" ]; then
+    kill "$sampler_pid" 2>/dev/null || true
+    wait "$sampler_pid" 2>/dev/null || true
+    sampler_pid=""
+  fi
+  if group_check; then
+    say "PASS $group_summary"
+  else
+    failed=1
+    say "FAIL $group_summary; missing examples: $(head -n 5 "$gdir/missing.txt" | tr '\n' ';') backwards: $(head -n 3 "$gdir/backwards.txt" | tr '\n' ';')"
+  fi
+fi
