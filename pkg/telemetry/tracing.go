@@ -3,8 +3,10 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
@@ -81,6 +83,26 @@ func (t *Tracing) ServerHandler() stats.Handler {
 	}
 	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.tp),
 		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()), otelgrpc.WithPropagators(Propagator()))
+}
+
+// ClientHandler instruments a gRPC client (otelgrpc client spans, W3C
+// context in the calls' metadata); nil when t is nil.
+func (t *Tracing) ClientHandler() stats.Handler {
+	if t == nil {
+		return nil
+	}
+	return otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(t.tp),
+		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()), otelgrpc.WithPropagators(Propagator()))
+}
+
+// HTTPHandler wraps h with server spans named operation, continuing a
+// caller's W3C context (otelhttp); h itself when t is nil.
+func (t *Tracing) HTTPHandler(h http.Handler, operation string) http.Handler {
+	if t == nil {
+		return h
+	}
+	return otelhttp.NewHandler(h, operation, otelhttp.WithTracerProvider(t.tp),
+		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()), otelhttp.WithPropagators(Propagator()))
 }
 
 // Shutdown flushes and stops the exporter; a nil t does nothing.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/connlimit"
@@ -28,6 +29,10 @@ import (
 
 // serveConfig is the configuration of `serve`.
 type serveConfig struct {
+	// tracing exports the API's spans; nil (OTEL_EXPORTER_OTLP_ENDPOINT
+	// unset) means tracing off.
+	tracing *telemetry.Tracing
+
 	Listen  string
 	DataDir string
 	TLSCert string
@@ -177,7 +182,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (se
 }
 
 // runServe runs the admin HTTP API until ctx ends.
-func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) (err error) {
 	cfg, err := parseServe(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -185,6 +190,17 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	lg, err := telemetry.NewLogger(cfg.logOptions(stderr))
 	if err != nil {
 		return err
+	}
+	if cfg.tracing, err = telemetry.SetupTracing(ctx, getenv, "strata-admin", cfg.Listen); err != nil {
+		return errors.Join(err, telemetry.SyncLogger(lg))
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		err = errors.Join(err, cfg.tracing.Shutdown(sctx))
+	}()
+	if cfg.tracing != nil {
+		lg.Info("tracing on", zap.String("endpoint", getenv(telemetry.TracingEndpointEnv)))
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -247,7 +263,11 @@ func serve(ctx context.Context, cfg serveConfig, ln net.Listener, lg *zap.Logger
 		}
 	}
 	if len(cfg.ClusterAddrs) > 0 {
-		cc, err := cluster.Dial(cfg.ClusterAddrs, reloader.ClientConfig, lg)
+		var dopts []grpc.DialOption
+		if h := cfg.tracing.ClientHandler(); h != nil {
+			dopts = append(dopts, grpc.WithStatsHandler(h)) // the API's calls join its request's trace
+		}
+		cc, err := cluster.Dial(cfg.ClusterAddrs, reloader.ClientConfig, lg, dopts...)
 		if err != nil {
 			return fmt.Errorf("cluster-addrs: %w", err)
 		}
@@ -264,7 +284,7 @@ func serve(ctx context.Context, cfg serveConfig, ln net.Listener, lg *zap.Logger
 	}
 	defer func() { err = errors.Join(err, stopConsole()) }()
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           cfg.tracing.HTTPHandler(api, "strata-admin"),
 		TLSConfig:         reloader.ServerConfig(),
 		ReadHeaderTimeout: cfg.HandshakeTimeout, // also the handshake deadline: the shortest timeout
 		ReadTimeout:       30 * time.Second,

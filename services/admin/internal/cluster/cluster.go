@@ -51,7 +51,7 @@ type Client struct {
 
 // Dial prepares one connection per address (host:port). Connections are
 // made lazily, at the first call.
-func Dial(addrs []string, tlsFor TLSFor, lg *zap.Logger) (*Client, error) {
+func Dial(addrs []string, tlsFor TLSFor, lg *zap.Logger, opts ...grpc.DialOption) (*Client, error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
@@ -68,7 +68,7 @@ func Dial(addrs []string, tlsFor TLSFor, lg *zap.Logger) (*Client, error) {
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("cluster address %q: tls: %w", addr, err), c.Close())
 		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+		conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc))}, opts...)...)
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("cluster address %q: %w", addr, err), c.Close())
 		}
