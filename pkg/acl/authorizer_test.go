@@ -259,3 +259,26 @@ p, carol, group:*, describe, allow
 		{"broker-1", GroupObject("anything"), ActionDescribe, false},
 	})
 }
+
+// TestCachedDecisionsFollowReplace: a decision cached under one policy is
+// not the answer under the next.
+func TestCachedDecisionsFollowReplace(t *testing.T) {
+	a := newAuthorizer(t, DefaultPolicy)
+	for range 2 { // the second answer comes from the cache
+		if ok, err := a.Allowed("alice", "orders", ActionProduce); err != nil || ok {
+			t.Fatalf("before the grant: %v %v", ok, err)
+		}
+	}
+	if err := a.Replace(DefaultPolicy + "p, alice, orders, produce, allow\n"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := a.Allowed("alice", "orders", ActionProduce); err != nil || !ok {
+		t.Fatalf("after the grant: %v %v", ok, err)
+	}
+	if err := a.Replace(DefaultPolicy); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := a.Allowed("alice", "orders", ActionProduce); ok {
+		t.Fatal("after the revoke: still allowed")
+	}
+}
