@@ -68,6 +68,8 @@ type Coordinator struct {
 	opts    Options
 	lg      *zap.Logger
 	closed  chan struct{}
+	ctx     context.Context // ended by Close: batched writes in flight give up
+	cancel  context.CancelFunc
 
 	wg sync.WaitGroup // persistEpochAsync, refreshLoop
 	m  *metrics
@@ -93,6 +95,7 @@ func NewCoordinator(c Cluster, opts Options, lg *zap.Logger) *Coordinator {
 		opts.Now = time.Now
 	}
 	co := &Coordinator{cluster: c, opts: opts, lg: lg, closed: make(chan struct{}), shards: map[int32]*shard{}, hw: map[TP]int64{}, m: newMetrics()}
+	co.ctx, co.cancel = context.WithCancel(context.Background())
 	co.wg.Add(1)
 	go co.refreshLoop()
 	return co
@@ -109,6 +112,7 @@ func (c *Coordinator) Close() {
 	default:
 	}
 	close(c.closed)
+	c.cancel()
 	for _, s := range c.shards {
 		s.stop()
 	}
@@ -124,6 +128,10 @@ type shard struct {
 	loadOnce sync.Once
 	loadDone chan struct{}
 	loadErr  error
+
+	wmu     sync.Mutex // guards queue and writing (write.go)
+	queue   []*pendingWrite
+	writing bool
 
 	mu       sync.Mutex // guards everything below
 	l        *loaded

@@ -102,14 +102,14 @@ func (c *Coordinator) store(ctx context.Context, s *shard, group string, offsets
 		}
 		recs[i] = rec
 	}
-	res, err := s.p.Produce(ctx, recs, stratav1.Acks_ACKS_ALL)
+	base, err := c.write(ctx, s, recs)
 	if err != nil {
 		return fmt.Errorf("group: write offsets: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, o := range offsets {
-		s.l.applyOffset(group, TP{o.GetTopic(), o.GetPartition()}, &vals[i], res.Base+int64(i))
+		s.l.applyOffset(group, TP{o.GetTopic(), o.GetPartition()}, &vals[i], base+int64(i))
 	}
 	return nil
 }
