@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -76,13 +77,22 @@ func (t *Tracing) Tracer(name string) trace.Tracer {
 }
 
 // ServerHandler instruments a gRPC server (otelgrpc server spans, W3C
-// context from the caller's metadata); nil when t is nil.
-func (t *Tracing) ServerHandler() stats.Handler {
+// context from the caller's metadata); nil when t is nil. The methods
+// named in untraced (full names, /package.Service/Method) get no span of
+// their own, but the caller's context is still extracted for the handler:
+// for hot methods that make their own spans when the caller traces.
+func (t *Tracing) ServerHandler(untraced ...string) stats.Handler {
 	if t == nil {
 		return nil
 	}
-	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.tp),
-		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()), otelgrpc.WithPropagators(Propagator()))
+	opts := []otelgrpc.Option{otelgrpc.WithTracerProvider(t.tp),
+		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()), otelgrpc.WithPropagators(Propagator())}
+	if len(untraced) > 0 {
+		opts = append(opts, otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
+			return !slices.Contains(untraced, info.FullMethodName)
+		}))
+	}
+	return otelgrpc.NewServerHandler(opts...)
 }
 
 // ClientHandler instruments a gRPC client (otelgrpc client spans, W3C

@@ -129,11 +129,7 @@ func checkTrace(spans []otlpSpan, rootID, leader string, offset int64) error {
 		if err != nil {
 			return err
 		}
-		server, err := one("strata.v1.LocalReplica/Append", local.id)
-		if err != nil {
-			return err
-		}
-		replicated, err := one("Partition.AppendReplicated", server.id)
+		replicated, err := one("Partition.AppendReplicated", local.id)
 		if err != nil {
 			return err
 		}

@@ -213,7 +213,10 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	}
 	if b.trace != nil {
 		cleanup = append(cleanup, func() error { return b.trace.Shutdown(context.Background()) })
-		gopts.StatsHandlers = append(gopts.StatsHandlers, b.trace.ServerHandler())
+		// The replication data path's hot RPCs make their own spans when
+		// the caller traces (grpcserver/tracing.go), not one per call.
+		gopts.StatsHandlers = append(gopts.StatsHandlers, b.trace.ServerHandler(
+			stratav1.LocalReplica_Append_FullMethodName, stratav1.ReplicaFetch_Fetch_FullMethodName))
 		gopts.Tracer = b.trace.Tracer("github.com/strata-log/strata/services/broker")
 		lg.Info("tracing on", zap.String("endpoint", opts.Getenv(telemetry.TracingEndpointEnv)))
 	}

@@ -28,7 +28,7 @@ import (
 //	Producer.Produce (client)
 //	├── Partition.Append (leader)
 //	│   └── Fetcher.Fetch (each follower's replicator)
-//	│       ├── LocalReplica.Append (replicator) → broker server span → Partition.AppendReplicated (follower)
+//	│       ├── LocalReplica.Append (replicator) → Partition.AppendReplicated (follower)
 //	│       └── Partition.AdvanceHighWatermark (leader, the report that released the batch)
 //	└── Partition.WaitHighWatermark (leader, acks=all)
 
