@@ -25,8 +25,10 @@ import (
 // receiver in this test, and a producer (acks=all, idempotent, 1 KiB
 // records) without a TracerProvider on the first and with a parent-based
 // 1% sampler and a batching exporter on the second
-// (STRATA_TRACE_BENCH_CLIENT=0: none, the services' cost alone). The runs alternate
-// over STRATA_TRACE_BENCH_ROUNDS rounds (default 5) of
+// (STRATA_TRACE_BENCH_CLIENT=0: none, the services' cost alone;
+// STRATA_TRACE_BENCH_AA=1: both clusters and clients off, the difference
+// between the two clusters themselves). The runs alternate,
+// which goes first swapping every round, over STRATA_TRACE_BENCH_ROUNDS rounds (default 5) of
 // STRATA_TRACE_BENCH_RECORDS records (default 50000); throughput and CPU
 // per record (the cluster's processes and this one's) are logged, and the
 // median of the rounds' paired CPU costs must be at most 3%. It is a measurement: it runs only when
@@ -43,8 +45,13 @@ func TestTracingOverhead(t *testing.T) {
 		tp   *sdktrace.TracerProvider // nil: no client tracing
 	}
 	off := mode{name: "off", c: newCluster(t)}
-	sampled := mode{name: "1%", c: newClusterEnv(t, "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+col.addr)}
-	if os.Getenv("STRATA_TRACE_BENCH_CLIENT") != "0" {
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.addr}
+	aa := os.Getenv("STRATA_TRACE_BENCH_AA") != ""
+	if aa {
+		env = nil // both clusters off: what the two differ by without tracing
+	}
+	sampled := mode{name: "1%", c: newClusterEnv(t, env...)}
+	if os.Getenv("STRATA_TRACE_BENCH_CLIENT") != "0" && !aa {
 		sampled.tp = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))),
 			sdktrace.WithBatcher(discard{}))
 		t.Cleanup(func() { _ = sampled.tp.Shutdown(context.Background()) }) // discard: nothing to lose
@@ -81,7 +88,11 @@ func TestTracingOverhead(t *testing.T) {
 	rates, cpus := map[string][]float64{}, map[string][]float64{}
 	var costs, cpuCosts []float64 // each round's cost of 1%, in percent of off
 	for r := range rounds {
-		for _, m := range []mode{off, sampled} {
+		order := []mode{off, sampled}
+		if r%2 == 1 {
+			order = []mode{sampled, off} // the second run of a round is not always the same mode
+		}
+		for _, m := range order {
 			cpu0 := m.c.cpuSeconds(t) + selfCPUSeconds(t)
 			start := time.Now()
 			produceN(ctx, t, producers[m.name], records)

@@ -24,8 +24,8 @@ import (
 // client into a real three-process cluster whose brokers and replicators
 // export by OTLP to a collector in this test, and checks the trace's
 // parent/child chain: Producer.Produce → the leader's Partition.Append →
-// each follower's Fetcher.Fetch → its LocalReplica.Append → that broker's
-// Partition.AppendReplicated, and the leader's Partition.AdvanceHighWatermark
+// each follower's Fetcher.Fetch → that follower broker's
+// Partition.AppendReplicated (through the replicator's LocalReplica.Append), and the leader's Partition.AdvanceHighWatermark
 // (a child of the fetch whose report moved the high watermark past the
 // record) before its Partition.WaitHighWatermark, which released the
 // acknowledgement, ended; the record count and bytes are attributes.
@@ -125,11 +125,7 @@ func checkTrace(spans []otlpSpan, rootID, leader string, offset int64) error {
 		if f.attrs["messaging.batch.message_count"] != "1" {
 			return fmt.Errorf("follower %s: Fetcher.Fetch attributes %v, want 1 record", node, f.attrs)
 		}
-		local, err := one("LocalReplica.Append", f.id)
-		if err != nil {
-			return err
-		}
-		replicated, err := one("Partition.AppendReplicated", local.id)
+		replicated, err := one("Partition.AppendReplicated", f.id)
 		if err != nil {
 			return err
 		}

@@ -28,7 +28,7 @@ import (
 //	Producer.Produce (client)
 //	├── Partition.Append (leader)
 //	│   └── Fetcher.Fetch (each follower's replicator)
-//	│       ├── LocalReplica.Append (replicator) → Partition.AppendReplicated (follower)
+//	│       ├── Partition.AppendReplicated (the follower's broker, through its replicator's LocalReplica.Append)
 //	│       └── Partition.AdvanceHighWatermark (leader, the report that released the batch)
 //	└── Partition.WaitHighWatermark (leader, acks=all)
 

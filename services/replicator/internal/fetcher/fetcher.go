@@ -309,18 +309,12 @@ func offsetRange(err error) *stratav1.OffsetRange {
 func (f *fetcher) append(ctx context.Context, resp *stratav1.FetchResponse) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, f.opts.CallTimeout)
 	defer cancel()
-	cctx, span := f.traceAppend(cctx, resp)
-	ar, err := f.local.Append(cctx, &stratav1.AppendRequest{Topic: f.a.Topic, Partition: f.a.Partition,
+	ar, err := f.local.Append(traceAppend(cctx), &stratav1.AppendRequest{Topic: f.a.Topic, Partition: f.a.Partition,
 		LeaderEpoch: f.a.LeaderEpoch, RecordsEpoch: resp.GetRecordsEpoch(), Frames: resp.GetFrames(),
 		LeaderHighWatermark: resp.GetHighWatermark()})
 	if err != nil {
-		endSpan(span, err)
 		return 0, err
 	}
-	if span != nil {
-		span.SetAttributes(attrLogEnd.Int64(ar.GetLogEndOffset()))
-	}
-	endSpan(span, nil)
 	return ar.GetLogEndOffset(), nil
 }
 

@@ -51,18 +51,15 @@ func (f *fetcher) traceFetch(ctx context.Context, resp *stratav1.FetchResponse, 
 	return ctx, span
 }
 
-// traceAppend starts the client span of the local Append under a traced
-// fetch and puts its context in the call's metadata (W3C traceparent), so
-// the local broker's spans are its children.
-func (f *fetcher) traceAppend(ctx context.Context, resp *stratav1.FetchResponse) (context.Context, trace.Span) {
-	if f.opts.Tracer == nil || !trace.SpanContextFromContext(ctx).IsSampled() {
-		return ctx, nil
+// traceAppend puts a traced fetch's span in the local Append's metadata
+// (W3C traceparent), so that the local broker's append span is its child:
+// the fetch span covers the call, which needs no span of its own.
+func traceAppend(ctx context.Context) context.Context {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsSampled() {
+		return ctx
 	}
-	ctx, span := f.opts.Tracer.Start(ctx, "LocalReplica.Append", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attrTopic.String(f.a.Topic), attrPartition.Int(int(f.a.Partition)),
-			attrBaseOffset.Int64(resp.GetBaseOffset()), attrBytes.Int(len(resp.GetFrames()))))
-	ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", telemetry.TraceParent(span.SpanContext()))
-	return ctx, span
+	return metadata.AppendToOutgoingContext(ctx, "traceparent", telemetry.TraceParent(sc))
 }
 
 // endSpan ends span (nil: none), recording err.
