@@ -149,7 +149,10 @@ func (s *replicaFetchService) nextFetchResponse(ctx context.Context, p *partitio
 		if err != nil {
 			return nil, 0, time.Time{}, toStatus(err)
 		}
-		if n > 0 {
+		// n counts offsets the cursor moved over, which in a compacted
+		// log may be removed ones only: answer only with frames, or the
+		// follower would be answered at once, again and again.
+		if n > 0 && len(out) > fetchHeadroom {
 			msg := s.fetchResponse(p, epoch, out, recEpoch, base, s.tr.traceParent(p, base, cur.Next()))
 			return msg, len(out) - fetchHeadroom, read, nil
 		}
