@@ -317,7 +317,7 @@ func (l *Log) scanCompacted(w *window, base, limit, maxEntries int64, note func(
 			last, pos = off, pos+int64(n)
 			continue
 		}
-		good := l.salvage(w, pos+1, last+1, limit)
+		good := l.salvage(w, pos+1, last+1, limit, nil)
 		if len(good) == 0 {
 			placeholder(pos, limit, reason)
 			return entries, records, limit - 1
@@ -446,7 +446,7 @@ func (l *Log) recoverSegment(base, next, rp int64, rpKnown bool) (r recovered, c
 		isTorn = func(_ int64, followed bool) bool { return next < 0 && !followed }
 	}
 	entries, off, pos, torn := l.scanStore(w, base, limitOff, fill, maxEntries, isTorn,
-		func(c *CorruptError) { c.Segment = storeName(base); l.noteCorrupt(c) })
+		func(c *CorruptError) { c.Segment = storeName(base); l.noteCorrupt(c) }, hintFrom(idx, base))
 	if torn {
 		l.lg.Warn("truncating torn tail after crash",
 			zap.String("segment", storeName(base)), zap.Int64("offset", off),
@@ -512,7 +512,7 @@ func (l *Log) recoverSegment(base, next, rp int64, rpKnown bool) (r recovered, c
 // re-assigned), and note (if set) gets the damaged range. When no good
 // frame follows, placeholders run up to fill (at least the damaged offset)
 // and the walk ends at the end of the store.
-func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, isTorn func(off int64, followed bool) bool, note func(*CorruptError)) (entries []byte, off, pos int64, torn bool) {
+func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, isTorn func(off int64, followed bool) bool, note func(*CorruptError), hint indexHint) (entries []byte, off, pos int64, torn bool) {
 	entries = make([]byte, 0, min(maxEntries, 1<<16)*indexEntrySize)
 	off = base
 	// placeholders gives [off, to) entries at the damaged position p.
@@ -533,7 +533,7 @@ func (l *Log) scanStore(w *window, base, limit, fill, maxEntries int64, isTorn f
 			off++
 			continue
 		}
-		good := l.salvage(w, pos+1, off, limit)
+		good := l.salvage(w, pos+1, off, limit, hint)
 		if isTorn(off, len(good) > 0) {
 			return entries, off, pos, true
 		}
@@ -570,7 +570,7 @@ type goodFrame struct{ pos, off, n int64 }
 // strays out instead of letting one hide the intact records around it.
 // The damaged offset itself counts: stray bytes written between two frames
 // damage no record.
-func (l *Log) salvage(w *window, from, off, limit int64) []goodFrame {
+func (l *Log) salvage(w *window, from, off, limit int64, hint indexHint) []goodFrame {
 	var found []goodFrame
 	for q := from; q+frameHeaderSize <= w.size; {
 		h, err := w.get(q, frameHeaderSize)
@@ -588,7 +588,47 @@ func (l *Log) salvage(w *window, from, off, limit int64) []goodFrame {
 		}
 		q++
 	}
-	return longestRun(found)
+	run := longestRun(found)
+	if hint == nil {
+		return run
+	}
+	// A frame the segment's old index places elsewhere may be a copy
+	// written to the wrong place. Leave such frames out when that costs
+	// the run no length: between equally long runs, the one the index
+	// agrees with (a damaged index can only lose this tie-break, never a
+	// frame a longer run holds).
+	var agreed []goodFrame
+	for _, g := range found {
+		if p, ok := hint(g.off); !ok || p == g.pos {
+			agreed = append(agreed, g)
+		}
+	}
+	if len(agreed) < len(found) {
+		if alt := longestRun(agreed); len(alt) == len(run) {
+			return alt
+		}
+	}
+	return run
+}
+
+// indexHint is where a segment's index, as found at open, places offset
+// off; false when it has no entry for it. Nil means no index to ask.
+type indexHint func(off int64) (pos int64, ok bool)
+
+// hintFrom reads idx (a segment's index file as found) as an indexHint: an
+// entry counts only when its stored relative offset is its own.
+func hintFrom(idx []byte, base int64) indexHint {
+	return func(off int64) (int64, bool) {
+		i := off - base
+		if i < 0 || (i+1)*indexEntrySize > int64(len(idx)) {
+			return 0, false
+		}
+		rel, pos := parseIndexEntry(idx[i*indexEntrySize:])
+		if int64(rel) != i {
+			return 0, false
+		}
+		return pos, true
+	}
 }
 
 // longestRun returns the longest subsequence of frames (in position order)
@@ -653,7 +693,14 @@ func (l *Log) repairIndex(s *segment) bool {
 		}
 	} else {
 		var off int64
-		entries, off, _, _ = l.scanStore(w, s.base, endOff, endOff, n, func(int64, bool) bool { return false }, nil)
+		// The index being repaired still tells, for most offsets, where
+		// their frames are: a tie-break against misdirected copies.
+		old := make([]byte, n*indexEntrySize)
+		var hint indexHint
+		if k, err := s.index.ReadAt(old, 0); err == nil || k == len(old) {
+			hint = hintFrom(old, s.base)
+		}
+		entries, off, _, _ = l.scanStore(w, s.base, endOff, endOff, n, func(int64, bool) bool { return false }, nil, hint)
 		for ; off < endOff; off++ {
 			// The store ends before the segment's last offset (recovery found
 			// them missing): placeholders at the end, as recovery left them.
