@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,7 +179,17 @@ func (b *Broker) Restart() error {
 	if err := b.Stop(); err != nil {
 		return err
 	}
-	return b.start(b.addr)
+	// Between the stop and the start the port is free, and a test of
+	// another package running at the same time may bind it for a moment
+	// (CI failed once on "address already in use"): try again for a while.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := b.start(b.addr)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // noReplicator is the broker's connection to its replicator, which a test
