@@ -86,11 +86,14 @@ type cluster struct {
 
 // freeAddr is a loopback address free a moment ago, below Linux's
 // ephemeral port range (32768-60999 by default), so that an outgoing
-// connection cannot take it before the process started here binds it.
+// connection cannot take it before the process started here binds it; in
+// 20000-25999, while the replicator's tests (run at the same time by make
+// test) pick from 26000-31999, so the two never race for one port (CI
+// failed once on a replicator that found its port taken).
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	for range 200 {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+mrand.IntN(12000)))
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+mrand.IntN(6000)))
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue

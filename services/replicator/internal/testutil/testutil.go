@@ -123,8 +123,9 @@ func FreePort(tb testing.TB) int {
 	for range 200 {
 		// Below Linux's ephemeral range (32768-60999 by default): a port
 		// the kernel hands out for ":0" may be taken by an outgoing
-		// connection between this check and the node's bind.
-		port := 20000 + mrand.IntN(12000)
+		// connection between this check and the node's bind. In
+		// 26000-31999: test/cluster picks from 20000-25999.
+		port := 26000 + mrand.IntN(6000)
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", itoa(port)))
 		if err != nil {
 			continue
