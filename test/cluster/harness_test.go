@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -84,6 +85,9 @@ type cluster struct {
 	env   []string                            // added to every process's environment
 }
 
+// handedOut is every address freeAddr returned in this test binary.
+var handedOut sync.Map
+
 // freeAddr is a loopback address free a moment ago, below Linux's
 // ephemeral port range (32768-60999 by default), so that an outgoing
 // connection cannot take it before the process started here binds it; in
@@ -94,6 +98,11 @@ func freeAddr(t *testing.T) string {
 	t.Helper()
 	for range 200 {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+mrand.IntN(6000)))
+		// A port handed out earlier may not be bound yet by its process:
+		// never hand it out twice (two services of one cluster on one port).
+		if _, dup := handedOut.LoadOrStore(addr, true); dup {
+			continue
+		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue

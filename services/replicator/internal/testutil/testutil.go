@@ -13,6 +13,7 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -116,8 +117,12 @@ func (ca *CA) ClientTLS(tb testing.TB, cn string) *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{ca.Issue(tb, cn)}, RootCAs: ca.Pool}
 }
 
+// handedOut is every port FreePort returned in this test binary.
+var handedOut sync.Map
+
 // FreePort returns a loopback port that was free a moment ago (for
-// listeners a library opens itself, such as memberlist's TCP and UDP pair).
+// listeners a library opens itself, such as memberlist's TCP and UDP pair),
+// and that it never returned before.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
 	for range 200 {
@@ -126,6 +131,10 @@ func FreePort(tb testing.TB) int {
 		// connection between this check and the node's bind. In
 		// 26000-31999: test/cluster picks from 20000-25999.
 		port := 26000 + mrand.IntN(6000)
+		// A port handed out earlier may not be bound yet: never twice.
+		if _, dup := handedOut.LoadOrStore(port, true); dup {
+			continue
+		}
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", itoa(port)))
 		if err != nil {
 			continue
