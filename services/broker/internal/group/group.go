@@ -333,60 +333,76 @@ func (g *Group) sameTarget(t map[string]Set) bool {
 // it gets every target partition no other member holds, the rest pending,
 // and advances to the group epoch.
 func (g *Group) reconcile() {
-	for _, m := range g.Members() {
-		target := g.target[m.ID]
+	// holders counts, per partition, the members holding it, kept current
+	// as members change: one pass over every member's holdings, not one
+	// per partition of each member's target.
+	members := g.Members()
+	holders := map[TP]int{}
+	for _, m := range members {
+		for tp := range m.held() {
+			holders[tp]++
+		}
+	}
+	for _, m := range members {
 		held := m.held()
-		for tp := range target {
-			delete(m.Revoking, tp) // told to give it up, now its own again
-		}
-		revoking := false
+		g.reconcileMember(m, held, func(tp TP) bool {
+			n := holders[tp]
+			if _, own := held[tp]; own {
+				n--
+			}
+			return n > 0
+		})
 		for tp := range held {
-			if _, ok := target[tp]; !ok {
-				revoking = true
-				break
-			}
+			holders[tp]--
 		}
-		assigned, pending := Set{}, Set{}
-		for tp := range target {
-			if g.heldByOther(m.ID, tp) {
-				pending[tp] = struct{}{}
-				continue
-			}
-			if _, ok := held[tp]; revoking && !ok {
-				pending[tp] = struct{}{}
-				continue
-			}
-			assigned[tp] = struct{}{}
+		for tp := range m.held() {
+			holders[tp]++
 		}
-		epoch := m.Epoch
-		if !revoking {
-			epoch = g.Epoch
-		}
-		if assigned.Equal(m.Assigned) && pending.Equal(m.Pending) && epoch == m.Epoch {
-			continue
-		}
-		if epoch != m.Epoch {
-			m.prevEpoch = m.Epoch
-		}
-		for tp := range m.Assigned {
-			if _, kept := assigned[tp]; !kept {
-				m.Revoking[tp] = struct{}{}
-			}
-		}
-		m.Assigned, m.Pending, m.Epoch, m.changed = assigned, pending, epoch, true
 	}
 }
 
-func (g *Group) heldByOther(id string, tp TP) bool {
-	for oid, o := range g.members {
-		if oid == id {
-			continue
-		}
-		if _, ok := o.held()[tp]; ok {
-			return true
+// reconcileMember moves m one step towards its target (see reconcile);
+// held is what m holds now, heldByOther whether another member does.
+func (g *Group) reconcileMember(m *Member, held Set, heldByOther func(TP) bool) {
+	target := g.target[m.ID]
+	for tp := range target {
+		delete(m.Revoking, tp) // told to give it up, now its own again
+	}
+	revoking := false
+	for tp := range held {
+		if _, ok := target[tp]; !ok {
+			revoking = true
+			break
 		}
 	}
-	return false
+	assigned, pending := Set{}, Set{}
+	for tp := range target {
+		if heldByOther(tp) {
+			pending[tp] = struct{}{}
+			continue
+		}
+		if _, ok := held[tp]; revoking && !ok {
+			pending[tp] = struct{}{}
+			continue
+		}
+		assigned[tp] = struct{}{}
+	}
+	epoch := m.Epoch
+	if !revoking {
+		epoch = g.Epoch
+	}
+	if assigned.Equal(m.Assigned) && pending.Equal(m.Pending) && epoch == m.Epoch {
+		return
+	}
+	if epoch != m.Epoch {
+		m.prevEpoch = m.Epoch
+	}
+	for tp := range m.Assigned {
+		if _, kept := assigned[tp]; !kept {
+			m.Revoking[tp] = struct{}{}
+		}
+	}
+	m.Assigned, m.Pending, m.Epoch, m.changed = assigned, pending, epoch, true
 }
 
 // TakeChanged returns the members whose assignment changed since the last
