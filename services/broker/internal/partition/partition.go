@@ -388,6 +388,20 @@ func (p *Partition) appendIdempotent(epoch int32, recs []*stratav1.Record, size 
 	p.pmu.Lock()
 	defer p.pmu.Unlock()
 	d, err := p.producers.check(pb, len(recs))
+	if err == nil && d.dup && !p.holdsBatchLocked(pb, d.offset) {
+		// The state says the batch is in the log, the log says otherwise
+		// (a chaos run acknowledged offsets holding other records): never
+		// answer with them. Rebuild the state from the log and decide again.
+		p.lg.Warn("producer state disagrees with the log; rebuilding it", zap.Int64("producer_id", pb.ID),
+			zap.Int64("sequence", pb.Sequence), zap.Int64("offset", d.offset))
+		p.pmu.Unlock()
+		p.rebuildProducers()
+		p.pmu.Lock()
+		d, err = p.producers.check(pb, len(recs))
+		if err == nil && d.dup && !p.holdsBatchLocked(pb, d.offset) {
+			return ProduceResult{}, fmt.Errorf("partition %s/%d: producer %d sequence %d: state and log disagree at offset %d", p.topic, p.id, pb.ID, pb.Sequence, d.offset)
+		}
+	}
 	if err != nil {
 		return ProduceResult{}, err
 	}
@@ -419,6 +433,22 @@ func (p *Partition) appendIdempotent(epoch int32, recs []*stratav1.Record, size 
 	}
 	p.advanceHW()
 	return res, nil
+}
+
+// holdsBatchLocked reports whether the record at offset carries batch
+// pb's producer id and first sequence (the answer a duplicate is given).
+func (p *Partition) holdsBatchLocked(pb ProducerBatch, offset int64) bool {
+	r, err := p.log.NewReader(offset)
+	if err != nil {
+		return false
+	}
+	f, err := r.Next()
+	closeErr := r.Close()
+	if err != nil || closeErr != nil || f.Offset != offset {
+		return false
+	}
+	id, _, seq, ok, err := PayloadProducer(f.Payload)
+	return err == nil && ok && id == pb.ID && seq == pb.Sequence
 }
 
 // AwaitAcks waits, for acks=ALL, until the high watermark passed the
