@@ -316,7 +316,12 @@ func (p *Partition) Append(ctx context.Context, recs []*stratav1.Record, acks st
 	if len(recs) == 0 {
 		return ProduceResult{}, ErrEmptyBatch
 	}
-	st := p.State()
+	// The state is held from the leadership check to the write: a demotion
+	// (ApplyState) waits for an append in progress, so a leader's append
+	// never lands in the log after it became a follower and truncated.
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	st := p.state
 	if st.Role != RoleLeader {
 		return ProduceResult{}, &NotLeaderError{Topic: p.topic, Partition: p.id, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr, Epoch: st.LeaderEpoch}
 	}
@@ -394,9 +399,7 @@ func (p *Partition) appendIdempotent(epoch int32, recs []*stratav1.Record, size 
 		// answer with them. Rebuild the state from the log and decide again.
 		p.lg.Warn("producer state disagrees with the log; rebuilding it", zap.Int64("producer_id", pb.ID),
 			zap.Int64("sequence", pb.Sequence), zap.Int64("offset", d.offset))
-		p.pmu.Unlock()
-		p.rebuildProducers()
-		p.pmu.Lock()
+		p.rebuildProducersLocked()
 		d, err = p.producers.check(pb, len(recs))
 		if err == nil && d.dup && !p.holdsBatchLocked(pb, d.offset) {
 			return ProduceResult{}, fmt.Errorf("partition %s/%d: producer %d sequence %d: state and log disagree at offset %d", p.topic, p.id, pb.ID, pb.Sequence, d.offset)

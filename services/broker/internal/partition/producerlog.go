@@ -23,6 +23,11 @@ import (
 func (p *Partition) rebuildProducers() {
 	p.pmu.Lock()
 	defer p.pmu.Unlock()
+	p.rebuildProducersLocked()
+}
+
+// rebuildProducersLocked is rebuildProducers for a caller holding pmu.
+func (p *Partition) rebuildProducersLocked() {
 	dir, start, end := p.log.Dir(), p.log.LogStartOffset(), p.log.LogEndOffset()
 	if err := removeSnapshotsAfter(dir, end); err != nil {
 		p.lg.Warn("cannot remove producer snapshots past the log end", zap.Int64("log_end_offset", end), zap.Error(err))
@@ -96,20 +101,17 @@ func (p *Partition) scanProducers(t *producerTable, from, end int64) (int64, err
 	}
 }
 
-// applyFrames updates the producer state with a follower's appended
-// frames (the leader's, as stored).
-func (p *Partition) applyFrames(frames []byte) {
-	p.pmu.Lock()
-	defer p.pmu.Unlock()
+// applyFramesLocked needs pmu, held since the frames were appended: it
+// updates the producer state with a follower's appended frames (the
+// leader's, as stored).
+func (p *Partition) applyFramesLocked(frames []byte) {
 	for len(frames) > 0 {
 		f, n, err := logstore.DecodeFrame(frames, len(frames))
 		if err != nil {
 			// AppendFrames took these frames; a frame it took and this
 			// cannot read would be a bug: rebuild from the log instead.
 			p.lg.Warn("cannot read appended frames for the producer state", zap.Error(err))
-			p.pmu.Unlock()
-			p.rebuildProducers()
-			p.pmu.Lock()
+			p.rebuildProducersLocked()
 			return
 		}
 		frames = frames[n:]

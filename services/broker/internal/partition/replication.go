@@ -66,10 +66,9 @@ func (p *Partition) setHWLocked(hw int64) {
 	p.hwChanged = make(chan struct{})
 }
 
-// advanceHW recomputes the leader's high watermark.
+// advanceHW needs p.mu (read): it recomputes the leader's high watermark
+// after an append.
 func (p *Partition) advanceHW() {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
 	p.advanceHWLocked()
@@ -230,6 +229,14 @@ func (p *Partition) AppendReplicated(leaderEpoch, recordsEpoch int32, frames []b
 		return 0, fmt.Errorf("%w: records epoch %d outside [0, leader epoch %d]", ErrBadReplicaRequest, recordsEpoch, leaderEpoch)
 	}
 	if len(frames) > 0 {
+		// pmu from the write to the state update: a truncation running at
+		// the same time (a cancelled Append call goes on here while the
+		// next fetcher truncates) rebuilds the state either before these
+		// frames are written or after they are applied, never in between,
+		// where applying them would leave the state remembering records
+		// the truncation removed.
+		p.pmu.Lock()
+		defer p.pmu.Unlock()
 		appendFrames := p.log.AppendFrames
 		if c, ok := p.log.(gappedAppender); ok && p.compacted.Load() {
 			// Only a compacted topic may skip offsets: elsewhere a gap is
@@ -239,7 +246,7 @@ func (p *Partition) AppendReplicated(leaderEpoch, recordsEpoch int32, frames []b
 		if _, err := appendFrames(recordsEpoch, frames); err != nil {
 			return 0, fmt.Errorf("partition %s/%d: replicated append: %w", p.topic, p.id, err)
 		}
-		p.applyFrames(frames)
+		p.applyFramesLocked(frames)
 	}
 	leo := p.log.LogEndOffset()
 	p.rmu.Lock()
@@ -261,6 +268,8 @@ func (p *Partition) TruncateReplica(leaderEpoch int32, offset int64, reset bool)
 	if offset < 0 {
 		return 0, fmt.Errorf("%w: truncate to negative offset %d", ErrBadReplicaRequest, offset)
 	}
+	// pmu across the cut and the rebuild: see AppendReplicated.
+	p.pmu.Lock()
 	var err error
 	switch {
 	case reset:
@@ -269,9 +278,11 @@ func (p *Partition) TruncateReplica(leaderEpoch int32, offset int64, reset bool)
 		err = p.log.Truncate(offset)
 	}
 	if err != nil {
+		p.pmu.Unlock()
 		return 0, fmt.Errorf("partition %s/%d: truncate to %d: %w", p.topic, p.id, offset, err)
 	}
-	p.rebuildProducers()
+	p.rebuildProducersLocked()
+	p.pmu.Unlock()
 	leo := p.log.LogEndOffset()
 	p.rmu.Lock()
 	if p.hw.Load() > leo || reset {
