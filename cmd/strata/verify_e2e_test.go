@@ -12,7 +12,8 @@ import (
 // TestVerifyProduce runs verify produce against the real (single, not
 // clustered) broker: every record gets exactly one line, every ack a
 // distinct offset, and each partition's acked offsets are exactly
-// 0..n-1 (a single broker answers every produce).
+// 0..n-1 (a single broker answers every produce); the log says the
+// producers were idempotent (the default).
 func TestVerifyProduce(t *testing.T) {
 	mustStrata(t, "", "topic", "create", "cliverify", "--partitions", "3")
 	out := filepath.Join(t.TempDir(), "out.jsonl")
@@ -30,7 +31,7 @@ func TestVerifyProduce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Header.Topic != "cliverify" || l.Header.Run != "e2e" || l.Header.Producers != 3 || len(l.Outcomes) != 1200 {
+	if l.Header.Topic != "cliverify" || l.Header.Run != "e2e" || l.Header.Producers != 3 || !l.Header.Idempotent || len(l.Outcomes) != 1200 {
 		t.Fatalf("header %+v, %d outcomes", l.Header, len(l.Outcomes))
 	}
 	offsets := make(map[int32]map[int64]bool)
@@ -50,5 +51,30 @@ func TestVerifyProduce(t *testing.T) {
 		if n := len(offsets[p]); n != 400 || !offsets[p][0] || !offsets[p][399] {
 			t.Errorf("partition %d: %d acked offsets, want 0..399", p, n)
 		}
+	}
+}
+
+// TestVerifyProduceNotIdempotent: --idempotent=false is in the summary
+// and the log's header, so that verify check only counts duplicates and
+// reorders.
+func TestVerifyProduceNotIdempotent(t *testing.T) {
+	mustStrata(t, "", "topic", "create", "cliverifyplain", "--partitions", "2")
+	out := filepath.Join(t.TempDir(), "out.jsonl")
+	summary := mustStrata(t, "", "verify", "produce", "--topic", "cliverifyplain", "--producers", "2",
+		"--records-per-producer", "100", "--out", out, "--idempotent=false")
+	if !strings.Contains(summary, "idempotent=false") || !strings.Contains(summary, "200 acked, 0 indefinite, 0 failed") {
+		t.Fatalf("summary: %s", summary)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	l, err := verify.ReadLog(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Header.Idempotent || len(l.Outcomes) != 200 || l.Outcomes[0].Idempotent {
+		t.Fatalf("header %+v, %d outcomes", l.Header, len(l.Outcomes))
 	}
 }

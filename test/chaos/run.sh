@@ -90,8 +90,10 @@
 #               strata verify check of the log so far, under load.
 # At the end the producer stops and a final check reads every replica. The
 # test fails when any check reports a lost acknowledged record, divergence
-# or a gap, when a 2-of-3-kill round sees an acknowledgement, or when the
-# cluster does not recover in time.
+# or a gap, a record of an idempotent producer (the load's and the probes'
+# are, by default) stored twice or out of its producer's order, when a
+# 2-of-3-kill round sees an acknowledgement, or when the cluster does not
+# recover in time.
 #
 # Environment (defaults in brackets): ROUNDS [12], SEED [random], FAULTS
 # [the eleven above, comma-separated: the first rounds take them in this
@@ -459,6 +461,7 @@ check() {
   fi
   jq -r '.total as $t | (if .passed then "PASS" else "FAIL" end) +
     " lost=\($t.lost) divergent=\($t.divergent) gaps=\($t.gaps) dup-acked=\($t.dup_acked) dup-indef=\($t.dup_indefinite)" +
+    " reordered=\($t.reordered // 0) idempotent-logs=\(.idempotent_logs // 0)" +
     " indef=\($t.indefinite)(found \($t.indefinite_found)) unreadable=\($t.unreadable)"' "$f"
   [ "$rc" -eq 0 ]
 }

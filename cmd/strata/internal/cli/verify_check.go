@@ -40,8 +40,11 @@ type checkResult struct {
 	Topic     string   `json:"topic"`
 	Logs      []string `json:"logs"`
 	Truncated []string `json:"truncated_logs,omitempty"`
-	Passed    bool     `json:"passed"`
-	Problems  []string `json:"problems"`
+	// IdempotentLogs counts the logs whose producers were idempotent:
+	// duplicates and reorders of their records fail the check.
+	IdempotentLogs int      `json:"idempotent_logs"`
+	Passed         bool     `json:"passed"`
+	Problems       []string `json:"problems"`
 	*verify.Report
 	maxExamples int
 }
@@ -61,7 +64,8 @@ func runVerifyCheck(ctx context.Context, e *env, args []string) error {
 
 // verifyCheck reads the logs and every replica and reports; it fails when
 // the report has problems (lost acks, divergence, gaps, unreadable
-// replicas).
+// replicas, and for logs of idempotent producers any duplicate or
+// reorder).
 func verifyCheck(ctx context.Context, e *env, o *checkOpts) (err error) {
 	res := &checkResult{Topic: o.topic, Logs: o.logs, maxExamples: o.maxExamples}
 	var outcomes []verify.Outcome
@@ -75,6 +79,9 @@ func verifyCheck(ctx context.Context, e *env, o *checkOpts) (err error) {
 		}
 		if l.Truncated {
 			res.Truncated = append(res.Truncated, path)
+		}
+		if l.Header.Idempotent {
+			res.IdempotentLogs++
 		}
 		outcomes = append(outcomes, l.Outcomes...)
 	}
@@ -117,6 +124,17 @@ func verifyCheck(ctx context.Context, e *env, o *checkOpts) (err error) {
 		return fmt.Errorf("verify check: FAIL: %s", strings.Join(res.Problems, "; "))
 	}
 	return nil
+}
+
+// producersKind says whether the logs' producers were idempotent.
+func (res *checkResult) producersKind() string {
+	switch res.IdempotentLogs {
+	case 0:
+		return "not idempotent (duplicates and reorders counted)"
+	case len(res.Logs):
+		return "idempotent (a duplicate or a reorder fails)"
+	}
+	return fmt.Sprintf("idempotent in %d of %d logs (a duplicate or a reorder of theirs fails)", res.IdempotentLogs, len(res.Logs))
 }
 
 func readOutcomeLog(path string) (*verify.Log, error) {
@@ -299,17 +317,17 @@ func printCheck(e *env, res *checkResult, outcomes int) error {
 	w := e.io.Out
 	rep := res.Report
 	t := rep.Total
-	fmt.Fprintf(w, "verify check: topic=%s logs=%d outcomes=%d (%d acked, %d indefinite, %d failed)\n",
-		res.Topic, len(res.Logs), outcomes, t.Acked, t.Indefinite, t.Failed)
+	fmt.Fprintf(w, "verify check: topic=%s logs=%d outcomes=%d (%d acked, %d indefinite, %d failed) producers: %s\n",
+		res.Topic, len(res.Logs), outcomes, t.Acked, t.Indefinite, t.Failed, res.producersKind())
 	for _, p := range res.Truncated {
 		fmt.Fprintf(w, "note: %s ends in a partial line (its writer died); that record is not checked\n", p)
 	}
 	fmt.Fprintln(w)
 	pt := newTable(w, "PARTITION", "LEADER", "ISR", "RECORDS", "ACKED", "LOST", "DIVERGENT", "GAPS",
-		"DUP-ACKED", "DUP-INDEF", "INDEF-FOUND", "INDEF-MISSING", "FAILED-PRESENT", "UNKNOWN")
+		"DUP-ACKED", "DUP-INDEF", "REORDERED", "INDEF-FOUND", "INDEF-MISSING", "FAILED-PRESENT", "UNKNOWN")
 	row := func(name, leader, isr string, c verify.Counts) {
 		pt.row(name, leader, isr, c.Records, c.Acked, c.Lost, c.Divergent, c.Gaps,
-			c.DupAcked, c.DupIndefinite, c.IndefiniteFound, c.IndefiniteNotFound, c.FailedPresent, c.Unknown)
+			c.DupAcked, c.DupIndefinite, c.Reordered, c.IndefiniteFound, c.IndefiniteNotFound, c.FailedPresent, c.Unknown)
 	}
 	for _, p := range rep.Partitions {
 		leader := fmt.Sprint(p.Leader)
@@ -355,8 +373,18 @@ func printCheck(e *env, res *checkResult, outcomes int) error {
 	}
 	fmt.Fprintln(w)
 	if res.Passed {
-		_, err := fmt.Fprintf(w, "RESULT: PASS: %d acknowledged records all present on the leaders and in-sync replicas; no divergence below the HW, no gaps (%d duplicates of acked and %d of indefinite records; %d of %d indefinite outcomes found)\n",
-			t.Acked-t.AckedExpired, t.DupAcked, t.DupIndefinite, t.IndefiniteFound, t.Indefinite)
+		order := "no duplicates, no reorders (idempotent producers)"
+		switch res.IdempotentLogs {
+		case 0:
+			order = fmt.Sprintf("%d duplicates of acked and %d of indefinite records, %d reordered (counted: producers not idempotent)",
+				t.DupAcked, t.DupIndefinite, t.Reordered)
+		case len(res.Logs):
+		default:
+			order = fmt.Sprintf("none of the idempotent producers' records duplicated or reordered; %d duplicates of acked and %d of indefinite records, %d reordered in all",
+				t.DupAcked, t.DupIndefinite, t.Reordered)
+		}
+		_, err := fmt.Fprintf(w, "RESULT: PASS: %d acknowledged records all present on the leaders and in-sync replicas; no divergence below the HW, no gaps; %s; %d of %d indefinite outcomes found\n",
+			t.Acked-t.AckedExpired, order, t.IndefiniteFound, t.Indefinite)
 		return err
 	}
 	_, err := fmt.Fprintf(w, "RESULT: FAIL: %s\n", strings.Join(res.Problems, "; "))

@@ -30,6 +30,7 @@ type produceOpts struct {
 	out             string
 	run             string
 	acks            string
+	idempotent      bool
 	drain           time.Duration
 	deliveryTimeout time.Duration
 	progress        time.Duration
@@ -44,6 +45,8 @@ func (o *produceOpts) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.out, "out", "", "JSONL `file` recording every record's outcome (required)")
 	fs.StringVar(&o.run, "run", "", "run `id` in every value, unique across logs checked together (default: random)")
 	fs.StringVar(&o.acks, "acks", "all", "`acks`: all or leader (none gives no offsets to check)")
+	fs.BoolVar(&o.idempotent, "idempotent", true, "idempotent producers (producer ids and sequences: a retried batch is stored once, in order); recorded in the log, "+
+		"so that verify check fails on a duplicate or a reorder; --idempotent=false only counts them")
 	fs.DurationVar(&o.drain, "drain-timeout", 45*time.Second, "after stopping, wait this long for outstanding records' outcomes")
 	fs.DurationVar(&o.deliveryTimeout, "delivery-timeout", 30*time.Second, "give up on a record (indefinite) after this long, retries included")
 	fs.DurationVar(&o.progress, "progress", 0, "print counts to stderr at this `interval` (0: never)")
@@ -79,6 +82,7 @@ type produceSummary struct {
 	Run         string  `json:"run"`
 	Out         string  `json:"out"`
 	Producers   int     `json:"producers"`
+	Idempotent  bool    `json:"idempotent"`
 	Partitions  int32   `json:"partitions"`
 	Acked       int64   `json:"acked"`
 	Indefinite  int64   `json:"indefinite"`
@@ -110,8 +114,8 @@ func printProduceSummary(e *env, s *produceSummary) error {
 	if s.Interrupted {
 		note = " (interrupted)"
 	}
-	_, err := fmt.Fprintf(e.io.Out, "verify produce: topic=%s run=%s producers=%d partitions=%d: %d acked, %d indefinite, %d failed in %.1fs (%.0f acked/s)%s -> %s\n",
-		s.Topic, s.Run, s.Producers, s.Partitions, s.Acked, s.Indefinite, s.Failed, s.Seconds, s.AckedPerSec, note, s.Out)
+	_, err := fmt.Fprintf(e.io.Out, "verify produce: topic=%s run=%s producers=%d idempotent=%t partitions=%d: %d acked, %d indefinite, %d failed in %.1fs (%.0f acked/s)%s -> %s\n",
+		s.Topic, s.Run, s.Producers, s.Idempotent, s.Partitions, s.Acked, s.Indefinite, s.Failed, s.Seconds, s.AckedPerSec, note, s.Out)
 	return err
 }
 
@@ -155,7 +159,7 @@ func verifyProduce(ctx context.Context, e *env, o *produceOpts) (*produceSummary
 	}
 	start := time.Now()
 	w := newOutcomeWriter(f)
-	if err := verify.EncodeHeader(w.bw, verify.Header{Run: o.run, Topic: o.topic, Producers: o.producers, StartedMs: start.UnixMilli()}); err != nil {
+	if err := verify.EncodeHeader(w.bw, verify.Header{Run: o.run, Topic: o.topic, Producers: o.producers, Idempotent: o.idempotent, StartedMs: start.UnixMilli()}); err != nil {
 		return nil, errors.Join(err, f.Close())
 	}
 	writerDone := make(chan struct{})
@@ -202,7 +206,7 @@ func verifyProduce(ctx context.Context, e *env, o *produceOpts) (*produceSummary
 	if err := errors.Join(errors.Join(errs...), werr, f.Close()); err != nil {
 		return nil, fmt.Errorf("verify produce: %w", err)
 	}
-	s := &produceSummary{Topic: o.topic, Run: o.run, Out: o.out, Producers: o.producers, Partitions: parts,
+	s := &produceSummary{Topic: o.topic, Run: o.run, Out: o.out, Producers: o.producers, Idempotent: o.idempotent, Partitions: parts,
 		Acked: w.acked.Load(), Indefinite: w.indefinite.Load(), Failed: w.failed.Load(), Seconds: elapsed.Seconds(),
 		Interrupted: ctx.Err() != nil}
 	if s.Seconds > 0 {
@@ -213,10 +217,12 @@ func verifyProduce(ctx context.Context, e *env, o *produceOpts) (*produceSummary
 
 // verifyProducer produces producer id's records: value "<run>-p<id>-<seq>",
 // key "p<id>", partitions in turn (offset by id so that producers start on
-// different partitions).
+// different partitions), in increasing seq, so that each partition gets a
+// producer's records in increasing seq too: verify check holds the log to
+// that order.
 func verifyProducer(ctx, drainCtx context.Context, o *produceOpts, cl *client.Client, id int, parts int32,
 	acks client.Acks, w *outcomeWriter) error {
-	p, err := cl.NewProducer(client.ProducerOptions{Acks: acks, DeliveryTimeout: o.deliveryTimeout})
+	p, err := cl.NewProducer(client.ProducerOptions{Acks: acks, DeliveryTimeout: o.deliveryTimeout, DisableIdempotence: !o.idempotent})
 	if err != nil {
 		return err
 	}

@@ -109,8 +109,13 @@ func startFakeCluster(tb testing.TB, topic string, leaders []int32, brokers ...*
 
 func writeOutcomeLog(tb testing.TB, topic string, outs ...verify.Outcome) string {
 	tb.Helper()
+	return writeOutcomeLogHeader(tb, verify.Header{Run: "r", Topic: topic, Producers: 1}, outs...)
+}
+
+func writeOutcomeLogHeader(tb testing.TB, h verify.Header, outs ...verify.Outcome) string {
+	tb.Helper()
 	var buf bytes.Buffer
-	if err := verify.EncodeHeader(&buf, verify.Header{Run: "r", Topic: topic, Producers: 1}); err != nil {
+	if err := verify.EncodeHeader(&buf, h); err != nil {
 		tb.Fatal(err)
 	}
 	for _, o := range outs {
@@ -398,5 +403,71 @@ func TestVerifyCheckIgnoresStaleLeader(t *testing.T) {
 	code := Run(context.Background(), []string{"--brokers", addr, "--insecure", "verify", "check", "--topic", "t", "--log", log}, io)
 	if code != exitOK || !strings.Contains(out.String(), "RESULT: PASS: 3 acknowledged") {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr: %s", code, out, errb)
+	}
+}
+
+// TestVerifyCheckIdempotence: a duplicate and a reorder on the leader each
+// fail the check of an idempotent producer's log, and are counted in a
+// passing check when the producer was not idempotent.
+func TestVerifyCheckIdempotence(t *testing.T) {
+	ackAt := func(seq, off int64) verify.Outcome {
+		return verify.Outcome{Kind: verify.KindAck, Value: fmt.Sprintf("r-p0-%d", seq), Producer: 0, Seq: seq, Partition: 0, Offset: off}
+	}
+	tests := []struct {
+		name     string
+		stored   []string
+		outcomes []verify.Outcome
+		counted  string // in the passing report of the producer that is not idempotent
+		fails    string // in the failing report of the idempotent one
+	}{
+		{"duplicate of an acked record", []string{"r-p0-0", "r-p0-1", "r-p0-1"},
+			[]verify.Outcome{ackAt(0, 0), ackAt(1, 1)},
+			"1 duplicates of acked and 0 of indefinite records, 0 reordered",
+			"1 records of idempotent producers stored more than once"},
+		{"reorder", []string{"r-p0-0", "r-p0-2", "r-p0-1"},
+			[]verify.Outcome{ackAt(0, 0), ackAt(2, 1), ackAt(1, 2)},
+			"0 duplicates of acked and 0 of indefinite records, 1 reordered",
+			"1 records of idempotent producers stored out of their producer's order"},
+	}
+	for _, tt := range tests {
+		for _, idem := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/idempotent=%t", tt.name, idem), func(t *testing.T) {
+				n := int64(len(tt.stored))
+				leader := &fakeBroker{id: 1, copies: map[int32]fakeCopy{0: {hw: n, values: tt.stored}}}
+				follower := &fakeBroker{id: 2, copies: map[int32]fakeCopy{0: {hw: n, values: tt.stored}}}
+				addr := startFakeCluster(t, "t", []int32{1}, leader, follower)
+				log := writeOutcomeLogHeader(t, verify.Header{Run: "r", Topic: "t", Producers: 1, Idempotent: idem}, tt.outcomes...)
+				io, out, errb := testIO(map[string]string{"STRATA_CONTEXT_FILE": filepath.Join(t.TempDir(), "c.json")})
+				code := Run(context.Background(), []string{"--brokers", addr, "--insecure", "verify", "check", "--topic", "t", "--log", log}, io)
+				want, wantCode := "RESULT: PASS: 3 acknowledged", exitOK
+				if len(tt.outcomes) == 2 {
+					want = "RESULT: PASS: 2 acknowledged"
+				}
+				want += " records all present on the leaders and in-sync replicas; no divergence below the HW, no gaps; " + tt.counted
+				if idem {
+					want, wantCode = "RESULT: FAIL: "+tt.fails, exitError
+				}
+				if code != wantCode || !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "REORDERED") {
+					t.Fatalf("exit %d (want %d), want %q in stdout:\n%s\nstderr: %s", code, wantCode, want, out, errb)
+				}
+
+				// The JSON report says the same.
+				io, out, errb = testIO(map[string]string{"STRATA_CONTEXT_FILE": filepath.Join(t.TempDir(), "c.json")})
+				code = Run(context.Background(), []string{"--brokers", addr, "--insecure", "verify", "check", "--topic", "t", "--log", log, "--json"}, io)
+				var res struct {
+					Passed         bool          `json:"passed"`
+					IdempotentLogs int           `json:"idempotent_logs"`
+					Total          verify.Counts `json:"total"`
+				}
+				if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+				dups, reorders := res.Total.DupAcked, res.Total.Reordered
+				if code != wantCode || res.Passed == idem || dups+reorders != 1 || (res.IdempotentLogs == 1) != idem ||
+					idem && res.Total.DupIdempotent+res.Total.ReorderedIdempotent != 1 {
+					t.Fatalf("exit %d: %+v\nstderr: %s", code, res, errb)
+				}
+			})
+		}
 	}
 }

@@ -217,6 +217,7 @@ func Check(in Input) (*Report, error) {
 		}
 	}
 	c.checkStoredValues(order, stored, outcomes)
+	c.checkOrder(order, stored, outcomes)
 
 	for i := range rep.Partitions {
 		rep.Total.add(rep.Partitions[i].Counts)
@@ -417,8 +418,65 @@ func (c *checker) checkStoredValues(order []*partState, stored map[string][]loca
 			default:
 				ps.rep.DupOther++
 			}
-			c.add(Finding{Kind: FindingDuplicate, Partition: ps.p.ID, Broker: -1, Offset: rec.Offset, Value: rec.Value,
-				Detail: fmt.Sprintf("%s record stored %d times, at %v (partition@offset)", o.Kind, len(locs), locs)})
+			detail := fmt.Sprintf("%s record stored %d times, at %v (partition@offset)", o.Kind, len(locs), locs)
+			if o.Idempotent {
+				// Retries of an idempotent producer resend the same
+				// sequence numbers, which the leader answers with the
+				// original offsets: whatever the outcome, a second copy
+				// is a failure.
+				ps.rep.DupIdempotent++
+				detail += "; its producer was idempotent"
+			}
+			c.add(Finding{Kind: FindingDuplicate, Partition: ps.p.ID, Broker: -1, Offset: rec.Offset, Value: rec.Value, Detail: detail})
+		}
+	}
+}
+
+// stream is one producer of one run: its values carry increasing
+// sequence numbers.
+type stream struct {
+	run      string
+	producer int
+}
+
+// checkOrder walks each partition's reference copy in offset order and
+// counts the records stored after a record of the same producer with a
+// higher sequence. Only a value's first location is walked (a repeat is a
+// duplicate, counted as such), and values no log knows are skipped. Each
+// reordered record is counted, so a batch stored ahead of an earlier one
+// counts every record of the earlier one.
+func (c *checker) checkOrder(order []*partState, stored map[string][]location, outcomes map[string]*Outcome) {
+	type mark struct {
+		seq    int64
+		offset int64
+	}
+	for _, ps := range order {
+		if ps.ref == nil {
+			continue
+		}
+		highest := make(map[stream]mark)
+		for _, rec := range ps.ref.r.Records {
+			o := outcomes[rec.Value]
+			if o == nil || stored[rec.Value][0] != (location{ps.p.ID, rec.Offset}) {
+				continue
+			}
+			k := stream{o.Run, o.Producer}
+			h, seen := highest[k]
+			if !seen || o.Seq > h.seq {
+				highest[k] = mark{o.Seq, rec.Offset}
+				continue
+			}
+			if o.Seq == h.seq {
+				continue // two values with one sequence: hand-made outcomes only
+			}
+			ps.rep.Reordered++
+			detail := fmt.Sprintf("producer %d of run %q: sequence %d (%s) stored after its sequence %d at offset %d",
+				o.Producer, o.Run, o.Seq, o.Kind, h.seq, h.offset)
+			if o.Idempotent {
+				ps.rep.ReorderedIdempotent++
+				detail += "; the producer was idempotent"
+			}
+			c.add(Finding{Kind: FindingReordered, Partition: ps.p.ID, Broker: ps.ref.r.Broker, Offset: rec.Offset, Value: rec.Value, Detail: detail})
 		}
 	}
 }

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -280,5 +281,156 @@ func TestCheckRejectsRepeatedValue(t *testing.T) {
 	_, err := Check(Input{Outcomes: []Outcome{ack(0, 0, "a"), indefinite(0, "a")}})
 	if !errors.Is(err, ErrDupValue) {
 		t.Fatalf("Check = %v, want ErrDupValue", err)
+	}
+}
+
+// seq gives an outcome its producer's identity: run, producer, sequence,
+// and whether that producer was idempotent.
+func seq(o Outcome, run string, producer int, s int64, idempotent bool) Outcome {
+	o.Run, o.Producer, o.Seq, o.Idempotent = run, producer, s, idempotent
+	return o
+}
+
+// TestCheckIdempotence: a duplicate or a reorder fails the check when the
+// producer was idempotent and is only counted when it was not.
+func TestCheckIdempotence(t *testing.T) {
+	// Producer 0 of run r sent a (seq 0), b (seq 3), c (seq 6) to
+	// partition 0 (its other sequences went to other partitions).
+	outs := func(idem bool, kinds ...Kind) []Outcome {
+		values := []string{"a", "b", "c"}
+		var out []Outcome
+		for i, v := range values {
+			o := ack(0, int64(i), v)
+			if kinds != nil && kinds[i] == KindIndefinite {
+				o = indefinite(0, v)
+			}
+			out = append(out, seq(o, "r", 0, int64(3*i), idem))
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		outcomes []Outcome
+		stored   []string
+		want     Counts
+		findings []FindingKind
+		detail   string
+		failIdem bool // the check fails when the producer was idempotent
+	}{
+		{
+			name:     "in order, once each",
+			outcomes: outs(false), stored: []string{"a", "b", "c"},
+			want: Counts{Records: 3, Acked: 3},
+		},
+		{
+			name:     "an acked record stored twice (a retried batch appended again)",
+			outcomes: outs(false), stored: []string{"a", "b", "c", "c"},
+			want:     Counts{Records: 4, Acked: 3, DupAcked: 1},
+			findings: []FindingKind{FindingDuplicate},
+			detail:   "ack record stored 2 times, at [0@2 0@3]",
+			failIdem: true,
+		},
+		{
+			name:     "an indefinite record stored twice",
+			outcomes: outs(false, KindAck, KindAck, KindIndefinite), stored: []string{"a", "b", "c", "c"},
+			want:     Counts{Records: 4, Acked: 2, Indefinite: 1, IndefiniteFound: 1, DupIndefinite: 1},
+			findings: []FindingKind{FindingDuplicate},
+			detail:   "indefinite record stored 2 times",
+			failIdem: true,
+		},
+		{
+			name:     "reordered: an indefinite record stored after a later acked one",
+			outcomes: outs(false, KindAck, KindIndefinite, KindAck),
+			// c was acked at offset 2 in this log: put it at 1 and b after.
+			stored:   []string{"a", "c", "b"},
+			want:     Counts{Records: 3, Acked: 2, Lost: 1, Indefinite: 1, IndefiniteFound: 1, Reordered: 1},
+			findings: []FindingKind{FindingLost, FindingLost, FindingLost, FindingReordered},
+			failIdem: true,
+		},
+		{
+			name:     "reordered: a batch stored ahead of the one before it counts each record of the earlier",
+			outcomes: outs(false, KindIndefinite, KindIndefinite, KindIndefinite), stored: []string{"c", "a", "b"},
+			want:     Counts{Records: 3, Indefinite: 3, IndefiniteFound: 3, Reordered: 2},
+			findings: []FindingKind{FindingReordered, FindingReordered},
+			detail:   `producer 0 of run "r": sequence 3 (indefinite) stored after its sequence 6 at offset 0`,
+			failIdem: true,
+		},
+		{
+			name:     "a repeat of an earlier record is a duplicate, not a reorder",
+			outcomes: outs(false, KindAck, KindAck, KindIndefinite), stored: []string{"a", "b", "c", "a"},
+			want:     Counts{Records: 4, Acked: 2, Indefinite: 1, IndefiniteFound: 1, DupAcked: 1},
+			findings: []FindingKind{FindingDuplicate},
+			failIdem: true,
+		},
+	}
+	for _, tt := range tests {
+		for _, idem := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/idempotent=%t", tt.name, idem), func(t *testing.T) {
+				in := Input{Partitions: []Partition{healthy(tt.stored...)}}
+				for _, o := range tt.outcomes {
+					o.Idempotent = idem
+					in.Outcomes = append(in.Outcomes, o)
+				}
+				rep, err := Check(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := tt.want
+				if idem {
+					want.DupIdempotent = want.DupAcked + want.DupIndefinite
+					want.ReorderedIdempotent = want.Reordered
+				}
+				if rep.Total != want {
+					t.Errorf("totals:\n got %+v\nwant %+v", rep.Total, want)
+				}
+				var kinds []FindingKind
+				for _, f := range rep.Findings {
+					kinds = append(kinds, f.Kind)
+				}
+				if strings.Join(kindStrings(kinds), ",") != strings.Join(kindStrings(tt.findings), ",") {
+					t.Errorf("findings %v, want %v: %+v", kinds, tt.findings, rep.Findings)
+				}
+				if tt.detail != "" && !strings.Contains(rep.Findings[len(rep.Findings)-1].Detail, tt.detail) {
+					t.Errorf("last finding %+v, want detail containing %q", rep.Findings[len(rep.Findings)-1], tt.detail)
+				}
+				lostOnly := tt.want.Lost > 0
+				if got, wantFail := len(rep.Problems()) > 0, lostOnly || idem && tt.failIdem; got != wantFail {
+					t.Errorf("Problems() = %q, want failing %v", rep.Problems(), wantFail)
+				}
+				if idem && tt.failIdem && !strings.Contains(strings.Join(rep.Problems(), ";"), "idempotent producers") {
+					t.Errorf("Problems() = %q, want one about idempotent producers", rep.Problems())
+				}
+			})
+		}
+	}
+}
+
+// TestCheckOrderPerProducer: sequences are compared within one run's
+// producer only, and a partition's order does not carry to another.
+func TestCheckOrderPerProducer(t *testing.T) {
+	in := Input{
+		Outcomes: []Outcome{
+			// Runs r and s each have a producer 0; r's p1 too. Interleaved
+			// on partition 0 with lower sequences after higher ones of
+			// other producers: in order for each.
+			seq(indefinite(0, "r0-5"), "r", 0, 5, true),
+			seq(indefinite(0, "s0-1"), "s", 0, 1, true),
+			seq(indefinite(0, "r1-2"), "r", 1, 2, true),
+			seq(indefinite(0, "r0-7"), "r", 0, 7, true),
+			// r's p0 on partition 1 starts lower than on partition 0.
+			seq(indefinite(1, "r0-1"), "r", 0, 1, true),
+			seq(indefinite(1, "r0-3"), "r", 0, 3, true),
+		},
+		Partitions: []Partition{
+			healthy("r0-5", "s0-1", "r1-2", "r0-7"),
+			{ID: 1, Leader: 1, ISR: []int32{1}, Replicas: []Replica{copyOf(1, 0, 2, "r0-1", "r0-3")}},
+		},
+	}
+	rep, err := Check(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Total.Reordered != 0 || len(rep.Problems()) > 0 {
+		t.Fatalf("reordered %d, problems %q, findings %+v", rep.Total.Reordered, rep.Problems(), rep.Findings)
 	}
 }

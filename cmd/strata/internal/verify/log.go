@@ -19,13 +19,15 @@ import (
 // The log is JSON Lines: a header line, then one line per produced record
 // once its fate is known:
 //
-//	{"kind":"run","run":"a1b2c3","topic":"t","producers":4,"started_ms":...}
+//	{"kind":"run","run":"a1b2c3","topic":"t","producers":4,"idempotent":true,"started_ms":...}
 //	{"kind":"ack","value":"a1b2c3-p0-17","producer":0,"seq":17,"partition":2,"offset":5,"produced_ms":...,"ts_ms":...}
 //	{"kind":"indefinite","value":"a1b2c3-p1-9","producer":1,"seq":9,"partition":0,"offset":-1,"error":"...","produced_ms":...,"ts_ms":...}
 //	{"kind":"failed","value":"a1b2c3-p1-10","producer":1,"seq":10,"partition":-1,"offset":-1,"error":"...","produced_ms":...,"ts_ms":...}
 //
 // A line is written only when complete, so a log cut short by a crash ends
-// in at most one partial line, which ReadLog skips.
+// in at most one partial line, which ReadLog skips. A header without
+// "idempotent" (a log from before the field) reads as not idempotent:
+// its duplicates and reorders are counted, not failed.
 
 // Kind says what a producer learned about one record.
 type Kind string
@@ -48,7 +50,11 @@ type Header struct {
 	Run       string `json:"run"`
 	Topic     string `json:"topic"`
 	Producers int    `json:"producers"`
-	StartedMs int64  `json:"started_ms"`
+	// Idempotent: the producers were idempotent (producer ids and
+	// sequences), so no value may be stored twice and each producer's
+	// values must be stored in the order produced on each partition.
+	Idempotent bool  `json:"idempotent"`
+	StartedMs  int64 `json:"started_ms"`
 }
 
 // Outcome is one produced record's fate as its producer saw it.
@@ -68,6 +74,13 @@ type Outcome struct {
 	// records up.
 	ProducedMs int64 `json:"produced_ms"`
 	TimeMs     int64 `json:"ts_ms"`
+
+	// Run and Idempotent are the log header's (ReadLog sets them; they are
+	// not in the line): a producer's values are ordered per (Run,
+	// Producer), and Idempotent says whether a duplicate or a reorder of
+	// them is a failure.
+	Run        string `json:"-"`
+	Idempotent bool   `json:"-"`
 }
 
 // Log is one decoded log file.
@@ -108,7 +121,8 @@ func encodeLine(w io.Writer, v any) error {
 	return nil
 }
 
-// ReadLog decodes a log. A final line without its newline is the trace of
+// ReadLog decodes a log; every outcome carries the header's Run and
+// Idempotent. A final line without its newline is the trace of
 // a writer that died mid-line: it is skipped and Truncated is set. Any
 // other malformed line is an error naming its line number.
 func ReadLog(r io.Reader) (*Log, error) {
@@ -150,6 +164,7 @@ func ReadLog(r io.Reader) (*Log, error) {
 		default:
 			return nil, fmt.Errorf("%w %d: %w %q", ErrBadLine, n, ErrWrongKind, o.Kind)
 		}
+		o.Run, o.Idempotent = l.Header.Run, l.Header.Idempotent
 		l.Outcomes = append(l.Outcomes, o)
 	}
 }

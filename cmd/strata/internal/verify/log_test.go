@@ -9,7 +9,7 @@ import (
 )
 
 func TestLogRoundTrip(t *testing.T) {
-	h := Header{Run: "r1", Topic: "t", Producers: 2, StartedMs: 1700000000000}
+	h := Header{Run: "r1", Topic: "t", Producers: 2, Idempotent: true, StartedMs: 1700000000000}
 	outs := []Outcome{
 		{Kind: KindAck, Value: "r1-p0-0", Producer: 0, Seq: 0, Partition: 0, Offset: 0, ProducedMs: 1, TimeMs: 1},
 		{Kind: KindIndefinite, Value: "r1-p1-0", Producer: 1, Seq: 0, Partition: 2, Offset: -1, Error: "deadline", TimeMs: 2},
@@ -29,6 +29,10 @@ func TestLogRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each outcome read carries its header's run and idempotence.
+	for i := range outs {
+		outs[i].Run, outs[i].Idempotent = h.Run, h.Idempotent
+	}
 	if l.Header != h || !reflect.DeepEqual(l.Outcomes, outs) || l.Truncated {
 		t.Fatalf("read back %+v", l)
 	}
@@ -40,6 +44,18 @@ func TestLogRoundTrip(t *testing.T) {
 	}
 	if !l.Truncated || len(l.Outcomes) != len(outs) {
 		t.Errorf("truncated log: Truncated=%v, %d outcomes", l.Truncated, len(l.Outcomes))
+	}
+}
+
+func TestReadLogWithoutIdempotent(t *testing.T) {
+	// A log from before the field: not idempotent.
+	l, err := ReadLog(strings.NewReader(`{"kind":"run","run":"r","topic":"t","producers":1,"started_ms":1}` + "\n" +
+		`{"kind":"ack","value":"r-p0-0","producer":0,"seq":0,"partition":0,"offset":0}` + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Header.Idempotent || len(l.Outcomes) != 1 || l.Outcomes[0].Idempotent || l.Outcomes[0].Run != "r" {
+		t.Fatalf("read %+v", l)
 	}
 }
 

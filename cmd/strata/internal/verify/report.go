@@ -17,9 +17,15 @@ const (
 	// [log start, log end) or holds them out of order.
 	FindingGap FindingKind = "gap"
 	// FindingDuplicate: a value is stored at more than one offset of the
-	// leaders' copies. Expected for retried produces, never for a value
-	// produced once and answered at once.
+	// leaders' copies. Expected for retried produces of a producer that is
+	// not idempotent, never for a value produced once and answered at
+	// once; a failure when its producer was idempotent.
 	FindingDuplicate FindingKind = "duplicate"
+	// FindingReordered: on a partition's leader copy, a producer's value
+	// is stored after a value that producer produced later (a higher
+	// sequence). Possible when a producer that is not idempotent retries;
+	// a failure when it was idempotent.
+	FindingReordered FindingKind = "reordered"
 	// FindingFailedPresent: a record its producer was told had failed is in
 	// the log. Not a loss, but the failure was not definite after all.
 	FindingFailedPresent FindingKind = "failed-present"
@@ -70,6 +76,16 @@ type Counts struct {
 	DupAcked      int `json:"dup_acked"`
 	DupIndefinite int `json:"dup_indefinite"`
 	DupOther      int `json:"dup_other"`
+	// DupIdempotent are the values above whose producer was idempotent:
+	// each one is a failure.
+	DupIdempotent int `json:"dup_idempotent"`
+	// Reordered records: stored after a record of the same producer
+	// (run and producer) with a higher sequence, on the same partition's
+	// leader copy; a value's first location counts, its repeats are
+	// duplicates. ReorderedIdempotent are those of idempotent producers:
+	// each one is a failure.
+	Reordered           int `json:"reordered"`
+	ReorderedIdempotent int `json:"reordered_idempotent"`
 	// Unknown stored records: their value is in no log.
 	Unknown int `json:"unknown"`
 	// Unreadable replicas and leaderless partitions.
@@ -91,6 +107,9 @@ func (c *Counts) add(o Counts) {
 	c.DupAcked += o.DupAcked
 	c.DupIndefinite += o.DupIndefinite
 	c.DupOther += o.DupOther
+	c.DupIdempotent += o.DupIdempotent
+	c.Reordered += o.Reordered
+	c.ReorderedIdempotent += o.ReorderedIdempotent
 	c.Unknown += o.Unknown
 	c.Unreadable += o.Unreadable
 }
@@ -132,7 +151,8 @@ type Report struct {
 }
 
 // Problems lists what makes the check fail, one phrase each: lost acks,
-// divergence, gaps, and an incomplete read. Empty means the history passed.
+// divergence, gaps, duplicates and reorders of idempotent producers'
+// records, and an incomplete read. Empty means the history passed.
 func (r *Report) Problems() []string {
 	var out []string
 	t := r.Total
@@ -144,6 +164,12 @@ func (r *Report) Problems() []string {
 	}
 	if t.Gaps > 0 {
 		out = append(out, fmt.Sprintf("%d offsets missing inside replicas (gaps)", t.Gaps))
+	}
+	if t.DupIdempotent > 0 {
+		out = append(out, fmt.Sprintf("%d records of idempotent producers stored more than once", t.DupIdempotent))
+	}
+	if t.ReorderedIdempotent > 0 {
+		out = append(out, fmt.Sprintf("%d records of idempotent producers stored out of their producer's order", t.ReorderedIdempotent))
 	}
 	if t.Unreadable > 0 {
 		out = append(out, fmt.Sprintf("%d replicas or partitions could not be read (check incomplete)", t.Unreadable))
