@@ -56,7 +56,7 @@ func stateHeldByLog(t *testing.T, p *Partition) {
 	p.pmu.Lock()
 	defer p.pmu.Unlock()
 	for id, e := range p.producers.m {
-		for _, r := range e.ranges {
+		for _, r := range e.ranges() {
 			for seq := r.first; seq <= r.last; seq++ {
 				pb := ProducerBatch{ID: id, Epoch: e.epoch, Sequence: seq}
 				if off := r.offset + seq - r.first; !p.holdsBatchLocked(pb, off) {

@@ -52,11 +52,28 @@ type seqRange struct {
 
 func (r seqRange) lastOffset() int64 { return r.offset + r.last - r.first }
 
-// producerEntry is one producer id's state in a partition.
+// producerEntry is one producer id's state in a partition. The window is
+// an array, not a slice: a slice grown by append to 5 ranges holds 8, and
+// with its own allocation an entry cost 263 bytes against the 200 allowed
+// per producer id (TestProducerStateMemory).
 type producerEntry struct {
+	lastTs int64 // newest record timestamp, unix ms
 	epoch  int32
-	ranges []seqRange // oldest first, at most ProducerWindow
-	lastTs int64      // newest record timestamp, unix ms
+	n      int32                    // ranges in use
+	window [ProducerWindow]seqRange // oldest first
+}
+
+// ranges are the remembered batches, oldest first.
+func (e *producerEntry) ranges() []seqRange { return e.window[:e.n] }
+
+// push remembers one more range, forgetting the oldest when full.
+func (e *producerEntry) push(r seqRange) {
+	if e.n == ProducerWindow {
+		copy(e.window[:], e.window[1:])
+		e.n--
+	}
+	e.window[e.n] = r
+	e.n++
 }
 
 // producerTable is a partition's producer state; the partition guards it.
@@ -94,7 +111,7 @@ func (t *producerTable) check(b ProducerBatch, n int) (decision, error) {
 	if e != nil && b.Epoch < e.epoch {
 		return decision{}, fault(FaultProducerFenced, -1)
 	}
-	if e == nil || len(e.ranges) == 0 || b.Epoch > e.epoch {
+	if e == nil || e.n == 0 || b.Epoch > e.epoch {
 		// A producer (or epoch) this partition has no record of starts
 		// at sequence 0; anything else follows a batch it never saw.
 		if b.Sequence != 0 {
@@ -103,12 +120,12 @@ func (t *producerTable) check(b ProducerBatch, n int) (decision, error) {
 		return decision{}, nil
 	}
 	first, last := b.Sequence, b.Sequence+int64(n)-1
-	for _, r := range e.ranges {
+	for _, r := range e.ranges() {
 		if r.first <= first && last <= r.last {
 			return decision{dup: true, offset: r.offset + first - r.first}, nil
 		}
 	}
-	tail := e.ranges[len(e.ranges)-1]
+	tail := e.window[e.n-1]
 	switch {
 	case first == tail.last+1:
 		return decision{}, nil
@@ -130,22 +147,18 @@ func (t *producerTable) apply(id int64, epoch int32, seq int64, n int, offset, t
 	case epoch < e.epoch:
 		return // the leader fences these; a log cannot hold them after newer ones
 	case epoch > e.epoch:
-		e.epoch, e.ranges = epoch, e.ranges[:0]
+		e.epoch, e.n = epoch, 0
 	}
 	e.lastTs = max(e.lastTs, ts)
 	last := seq + int64(n) - 1
-	if k := len(e.ranges); k > 0 {
-		tail := &e.ranges[k-1]
+	if e.n > 0 {
+		tail := &e.window[e.n-1]
 		if seq == tail.last+1 && offset == tail.lastOffset()+1 {
 			tail.last = last
 			return
 		}
 	}
-	if len(e.ranges) == ProducerWindow {
-		copy(e.ranges, e.ranges[1:])
-		e.ranges = e.ranges[:ProducerWindow-1]
-	}
-	e.ranges = append(e.ranges, seqRange{first: seq, last: last, offset: offset})
+	e.push(seqRange{first: seq, last: last, offset: offset})
 }
 
 // expire removes producers whose newest record is older than before

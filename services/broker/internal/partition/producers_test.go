@@ -221,7 +221,7 @@ func TestSnapshotDecodeRefusesDamage(t *testing.T) {
 	tab.apply(5, 0, 0, 1, 30, 101)
 	b := encodeSnapshot(tab, 42)
 	got, off, err := decodeSnapshot(b)
-	if err != nil || off != 42 || len(got.m) != 2 || len(got.m[1].ranges) != 2 {
+	if err != nil || off != 42 || len(got.m) != 2 || got.m[1].n != 2 {
 		t.Fatalf("round trip: %v, offset %d, %+v", err, off, got)
 	}
 	for i := range b {

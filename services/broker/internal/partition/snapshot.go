@@ -59,8 +59,8 @@ func encodeSnapshot(t *producerTable, offset int64) []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(id))
 		b = binary.BigEndian.AppendUint32(b, uint32(e.epoch))
 		b = binary.BigEndian.AppendUint64(b, uint64(e.lastTs))
-		b = append(b, byte(len(e.ranges)))
-		for _, r := range e.ranges {
+		b = append(b, byte(e.n))
+		for _, r := range e.ranges() {
 			b = binary.BigEndian.AppendUint64(b, uint64(r.first))
 			b = binary.BigEndian.AppendUint64(b, uint64(r.last))
 			b = binary.BigEndian.AppendUint64(b, uint64(r.offset))
@@ -102,7 +102,7 @@ func decodeSnapshot(b []byte) (*producerTable, int64, error) {
 			if r.last < r.first {
 				return nil, 0, fmt.Errorf("%w: producer %d: range [%d, %d]", errBadSnapshot, id, r.first, r.last)
 			}
-			e.ranges = append(e.ranges, r)
+			e.push(r)
 			rest = rest[24:]
 		}
 		t.m[id] = e
