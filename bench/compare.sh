@@ -13,8 +13,9 @@
 # 0: plaintext with --insecure-no-auth), WARMUP (1000: records each Strata run
 # produces unmeasured first, so connections are open; nats bench connects
 # before it measures). JetStream runs without TLS either way.
-# CASES ("produce latency fsync group"): which cases run; latency needs
-# produce. GROUP_CONSUMERS (3): members of the group-consume case, which
+# CASES ("produce latency fsync group idempotence"): which cases run;
+# latency needs produce; idempotence is Strata's idempotent producer
+# against plain batches at 1 KiB and 100 B. GROUP_CONSUMERS (3): members of the group-consume case, which
 # reads RECORDS 1 KiB records from a topic of that many partitions (Strata
 # `bench consume --group`, committing after every Poll) and from a stream
 # (JetStream `nats bench js consume`: one durable pull consumer shared by
@@ -28,7 +29,7 @@ PRODUCERS=${PRODUCERS:-1}
 FSYNC_RECORDS=${FSYNC_RECORDS:-20000}
 WARMUP=${WARMUP:-1000}
 TLS=${TLS:-1}
-CASES=${CASES:-produce latency fsync group}
+CASES=${CASES:-produce latency fsync group idempotence}
 GROUP_CONSUMERS=${GROUP_CONSUMERS:-3}
 has_case() { [[ " $CASES " == *" $1 "* ]]; }
 NATS_VERSION=v2.15.2
@@ -193,6 +194,22 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# The idempotent producer's cost: Strata's default (producer id and
+# sequences on every batch, the leader's dedupe check) against plain
+# batches (--no-idempotence), same broker, alternating which goes first.
+for r in $(seq 1 "$ROUNDS"); do
+  has_case idempotence || break
+  log "idempotence round $r/$ROUNDS"
+  order=(idem plain); (( r % 2 == 0 )) && order=(plain idem)
+  for kind in "${order[@]}"; do
+    extra=(); [[ $kind == plain ]] && extra=(--no-idempotence)
+    for size in 1024 100; do
+      out=$(strata_produce "id-$kind-$size-$r" "$size" "$RECORDS" never "${extra[@]}")
+      add "i_${kind}_$size" "$(json_field .records_per_sec <<<"$out")"
+    done
+  done
+done
+
 # fsync on every write: Strata fsync=always vs JetStream sync_interval: always.
 has_case fsync && start_nats "sync_interval: always"
 for r in $(seq 1 "$ROUNDS"); do
@@ -241,5 +258,19 @@ row "produce 1 KiB, fsync always / JS sync_interval always"   s_fs   n_fs   "rec
 row "consume 1 KiB from start (JS ordered consumer)"          s_c1k  n_c1k  "records/s"
 row "p99 produce latency 1 KiB acks=leader at $RATE rec/s"    s_lat  n_lat  "ms"
 row "group consume 1 KiB, $GROUP_CONSUMERS members / JS durable pull x$GROUP_CONSUMERS" s_g1k n_g1k "records/s"
+if has_case idempotence; then
+  echo
+  echo "Idempotent producer vs plain batches (--no-idempotence), Strata only, same settings as above:"
+  echo
+  echo "| record size | idempotent rec/s | plain rec/s | idempotent/plain | target |"
+  echo "|---|---|---|---|---|"
+  for size in 1024 100; do
+    i=$(median <<<"${RES[i_idem_$size]:-}")
+    p=$(median <<<"${RES[i_plain_$size]:-}")
+    awk -v z="$size" -v i="$i" -v p="$p" 'BEGIN {
+      ratio = (i+0 > 0 && p+0 > 0) ? sprintf("%.2f", i/p) : "n/a"
+      printf "| %d B | %.1f | %.1f | %s | >= 0.95 |\n", z, i, p, ratio }'
+  done
+fi
 echo
 echo "raw: $(for k in "${!RES[@]}"; do printf '%s=[%s] ' "$k" "${RES[$k]% }"; done)"
