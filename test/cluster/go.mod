@@ -8,6 +8,7 @@ replace (
 )
 
 require (
+	github.com/prometheus/client_golang v1.25.0
 	github.com/strata-log/strata/pkg/client v0.0.0
 	github.com/strata-log/strata/pkg/proto v0.0.0
 	go.opentelemetry.io/otel/sdk v1.47.0
@@ -23,7 +24,6 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.31.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
