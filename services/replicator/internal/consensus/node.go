@@ -67,6 +67,9 @@ type Node struct {
 	// startIndex is the last log index stored when the node started: it is
 	// not caught up before it has applied at least that far.
 	startIndex uint64
+	// termCache is the newest applied entry's term as appliedTerm last
+	// read it.
+	termCache atomic.Pointer[indexTerm]
 }
 
 // ServerID is the Raft server id of node id.
@@ -270,19 +273,57 @@ func (n *Node) Leader() int32 {
 
 // CaughtUp reports whether this node's metadata is as fresh as the
 // cluster's, as far as Raft can tell without a round trip: a leader is
-// known, a follower heard from it within the last two seconds, and every
-// entry it knows committed (at least everything in its log when it started)
-// has been applied to the FSM.
+// known, a follower heard from it within the last two seconds, every entry
+// it knows committed (at least everything in its log when it started) has
+// been applied to the FSM, and the newest applied entry was written in the
+// current term.
+//
+// The last condition is what tells a node back from a network partition:
+// the new leader's first heartbeat makes it look current (Raft caps its
+// commit index at its own last index, which it has applied) while its log
+// still lacks what the cluster committed without it. CI's chaos saw a
+// replicator so confirm a broker's leader lease on an epoch the controller
+// had replaced 15 s before, and the broker serve a consumer group's
+// committed offsets from then. A leader starts every term with a no-op
+// entry, so once an entry of the current term is applied here, so is every
+// entry committed before the term began.
 func (n *Node) CaughtUp() bool {
-	if _, id := n.raft.LeaderWithID(); id == "" {
-		return false
+	_, id := n.raft.LeaderWithID()
+	since := time.Duration(0)
+	if n.raft.State() != raft.Leader {
+		since = time.Since(n.raft.LastContact())
 	}
-	if n.raft.State() != raft.Leader && time.Since(n.raft.LastContact()) > 2*time.Second {
-		return false
-	}
-	commit := n.raft.CommitIndex()
-	return commit >= n.startIndex && n.raft.AppliedIndex() >= commit
+	applied := n.raft.AppliedIndex()
+	return caughtUp(id != "", since, n.raft.CommitIndex(), applied, n.startIndex, n.appliedTerm(applied), n.raft.CurrentTerm())
 }
+
+// caughtUp is CaughtUp's rule; since is how long ago a follower last heard
+// from its leader (0 on the leader).
+func caughtUp(leaderKnown bool, since time.Duration, commit, applied, startIndex, appliedTerm, currentTerm uint64) bool {
+	return leaderKnown && since <= 2*time.Second && commit >= startIndex && applied >= commit && appliedTerm == currentTerm
+}
+
+// appliedTerm is the term of the log entry at index applied (the FSM's
+// newest), 0 when unknown. The answer for the last index asked is kept:
+// CaughtUp runs on every metadata call.
+func (n *Node) appliedTerm(applied uint64) uint64 {
+	if c := n.termCache.Load(); c != nil && c.index == applied {
+		return c.term
+	}
+	var term uint64
+	var l raft.Log
+	if err := n.store.GetLog(applied, &l); err == nil {
+		term = l.Term
+	} else if st := n.raft.Stats(); st["last_snapshot_index"] == strconv.FormatUint(applied, 10) {
+		// Restored from a snapshot with no entry after it yet.
+		term, _ = strconv.ParseUint(st["last_snapshot_term"], 10, 64)
+	}
+	n.termCache.Store(&indexTerm{index: applied, term: term})
+	return term
+}
+
+// indexTerm is a log index and the term of its entry.
+type indexTerm struct{ index, term uint64 }
 
 // Stats is a snapshot of Raft's state for metrics and status.
 type Stats struct {
