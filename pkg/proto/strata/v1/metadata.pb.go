@@ -24,7 +24,10 @@ const (
 type MetadataRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Topics to describe; empty means all.
-	Topics        []string `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"`
+	Topics []string `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"`
+	// Describe no topic: only the brokers and the cluster-wide fields (a
+	// broker asking its replicator for next_producer_id).
+	NoTopics      bool `protobuf:"varint,2,opt,name=no_topics,json=noTopics,proto3" json:"no_topics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -66,15 +69,26 @@ func (x *MetadataRequest) GetTopics() []string {
 	return nil
 }
 
+func (x *MetadataRequest) GetNoTopics() bool {
+	if x != nil {
+		return x.NoTopics
+	}
+	return false
+}
+
 type MetadataResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Brokers []*BrokerInfo          `protobuf:"bytes,1,rep,name=brokers,proto3" json:"brokers,omitempty"`
 	Topics  []*TopicMetadata       `protobuf:"bytes,2,rep,name=topics,proto3" json:"topics,omitempty"`
 	// Node id of the controller (the Raft leader); -1 when unknown or single node.
-	ControllerId  int32  `protobuf:"varint,3,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
-	ClusterId     string `protobuf:"bytes,4,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ControllerId int32  `protobuf:"varint,3,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
+	ClusterId    string `protobuf:"bytes,4,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// The first idempotent producer id the cluster has not handed out yet:
+	// a producer id at or above it was never issued (InitProducer). 0 when
+	// the answering service does not know (a broker's own answer).
+	NextProducerId int64 `protobuf:"varint,5,opt,name=next_producer_id,json=nextProducerId,proto3" json:"next_producer_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *MetadataResponse) Reset() {
@@ -135,19 +149,28 @@ func (x *MetadataResponse) GetClusterId() string {
 	return ""
 }
 
+func (x *MetadataResponse) GetNextProducerId() int64 {
+	if x != nil {
+		return x.NextProducerId
+	}
+	return 0
+}
+
 var File_strata_v1_metadata_proto protoreflect.FileDescriptor
 
 const file_strata_v1_metadata_proto_rawDesc = "" +
 	"\n" +
-	"\x18strata/v1/metadata.proto\x12\tstrata.v1\x1a\x17strata/v1/cluster.proto\")\n" +
+	"\x18strata/v1/metadata.proto\x12\tstrata.v1\x1a\x17strata/v1/cluster.proto\"F\n" +
 	"\x0fMetadataRequest\x12\x16\n" +
-	"\x06topics\x18\x01 \x03(\tR\x06topics\"\xb9\x01\n" +
+	"\x06topics\x18\x01 \x03(\tR\x06topics\x12\x1b\n" +
+	"\tno_topics\x18\x02 \x01(\bR\bnoTopics\"\xe3\x01\n" +
 	"\x10MetadataResponse\x12/\n" +
 	"\abrokers\x18\x01 \x03(\v2\x15.strata.v1.BrokerInfoR\abrokers\x120\n" +
 	"\x06topics\x18\x02 \x03(\v2\x18.strata.v1.TopicMetadataR\x06topics\x12#\n" +
 	"\rcontroller_id\x18\x03 \x01(\x05R\fcontrollerId\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x04 \x01(\tR\tclusterId2O\n" +
+	"cluster_id\x18\x04 \x01(\tR\tclusterId\x12(\n" +
+	"\x10next_producer_id\x18\x05 \x01(\x03R\x0enextProducerId2O\n" +
 	"\bMetadata\x12C\n" +
 	"\bMetadata\x12\x1a.strata.v1.MetadataRequest\x1a\x1b.strata.v1.MetadataResponseB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
 

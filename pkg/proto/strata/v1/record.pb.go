@@ -32,6 +32,9 @@ const (
 	// The batch carries an older epoch than the newest the partition has
 	// seen for this producer id: a newer instance took the id over.
 	ProducerFault_REASON_PRODUCER_FENCED ProducerFault_Reason = 2
+	// The producer id was never handed out by this cluster (InitProducer):
+	// ids are unique forever, so a made-up or foreign one is refused.
+	ProducerFault_REASON_UNKNOWN_PRODUCER_ID ProducerFault_Reason = 3
 )
 
 // Enum value maps for ProducerFault_Reason.
@@ -40,11 +43,13 @@ var (
 		0: "REASON_UNSPECIFIED",
 		1: "REASON_OUT_OF_ORDER_SEQUENCE",
 		2: "REASON_PRODUCER_FENCED",
+		3: "REASON_UNKNOWN_PRODUCER_ID",
 	}
 	ProducerFault_Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":           0,
 		"REASON_OUT_OF_ORDER_SEQUENCE": 1,
 		"REASON_PRODUCER_FENCED":       2,
+		"REASON_UNKNOWN_PRODUCER_ID":   3,
 	}
 )
 
@@ -584,7 +589,7 @@ const file_strata_v1_record_proto_rawDesc = "" +
 	"\n" +
 	"not_leader\x18\x03 \x01(\v2\x14.strata.v1.NotLeaderR\tnotLeader\x129\n" +
 	"\foffset_range\x18\x04 \x01(\v2\x16.strata.v1.OffsetRangeR\voffsetRange\x12?\n" +
-	"\x0eproducer_fault\x18\x05 \x01(\v2\x18.strata.v1.ProducerFaultR\rproducerFault\"\xe7\x02\n" +
+	"\x0eproducer_fault\x18\x05 \x01(\v2\x18.strata.v1.ProducerFaultR\rproducerFault\"\x87\x03\n" +
 	"\rProducerFault\x127\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x1f.strata.v1.ProducerFault.ReasonR\x06reason\x12\x1f\n" +
 	"\vproducer_id\x18\x02 \x01(\x03R\n" +
@@ -592,11 +597,12 @@ const file_strata_v1_record_proto_rawDesc = "" +
 	"\x0eproducer_epoch\x18\x03 \x01(\x05R\rproducerEpoch\x12+\n" +
 	"\x11expected_sequence\x18\x04 \x01(\x03R\x10expectedSequence\x12#\n" +
 	"\rbase_sequence\x18\x05 \x01(\x03R\fbaseSequence\x12#\n" +
-	"\rcurrent_epoch\x18\x06 \x01(\x05R\fcurrentEpoch\"^\n" +
+	"\rcurrent_epoch\x18\x06 \x01(\x05R\fcurrentEpoch\"~\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREASON_OUT_OF_ORDER_SEQUENCE\x10\x01\x12\x1a\n" +
-	"\x16REASON_PRODUCER_FENCED\x10\x02\"\xa6\x01\n" +
+	"\x16REASON_PRODUCER_FENCED\x10\x02\x12\x1e\n" +
+	"\x1aREASON_UNKNOWN_PRODUCER_ID\x10\x03\"\xa6\x01\n" +
 	"\tNotLeader\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1b\n" +

@@ -101,3 +101,40 @@ func faultOf(details []any) *stratav1.ProducerFault {
 	}
 	return nil
 }
+
+// TestUnissuedProducerIDRefused: a producer id the broker never handed out
+// (made up, or above every block allocated) is refused with
+// UNKNOWN_PRODUCER_ID, in a batch and in InitProducer, and nothing is
+// appended; an issued one still works after it.
+func TestUnissuedProducerIDRefused(t *testing.T) {
+	_, c := startBroker(t, testConfig(t.TempDir()))
+	ctx := ctxT(t)
+	createTopic(t, c, "idem", nil)
+	init, err := c.log.InitProducer(ctx, &stratav1.InitProducerRequest{Topic: "idem"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := init.GetProducerId() + 1_000_000 // far past the block the broker allocated
+	_, err = c.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "idem", Records: values(2, "v"), Acks: stratav1.Acks_ACKS_ALL,
+		ProducerId: made, BaseSequence: 0})
+	st := wantCode(t, err, codes.FailedPrecondition)
+	if f := faultOf(st.Details()); f.GetReason() != stratav1.ProducerFault_REASON_UNKNOWN_PRODUCER_ID || f.GetProducerId() != made {
+		t.Fatalf("made-up id: detail %v, want UNKNOWN_PRODUCER_ID for %d", f, made)
+	}
+	_, err = c.log.InitProducer(ctx, &stratav1.InitProducerRequest{Topic: "idem", ProducerId: made, ProducerEpoch: 0})
+	st = wantCode(t, err, codes.FailedPrecondition)
+	if f := faultOf(st.Details()); f.GetReason() != stratav1.ProducerFault_REASON_UNKNOWN_PRODUCER_ID {
+		t.Fatalf("InitProducer with a made-up id: detail %v, want UNKNOWN_PRODUCER_ID", f)
+	}
+	if _, err := c.log.Produce(ctx, &stratav1.ProduceRequest{Topic: "idem", Records: values(1, "v"), Acks: stratav1.Acks_ACKS_ALL,
+		ProducerId: init.GetProducerId(), BaseSequence: 0}); err != nil {
+		t.Fatalf("the issued id after the refusals: %v", err)
+	}
+	resp, err := c.log.Consume(ctx, &stratav1.ConsumeRequest{Topic: "idem", Offset: 0, MaxRecords: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.GetRecords()); n != 1 {
+		t.Fatalf("log holds %d records, want 1 (nothing of the refused batch)", n)
+	}
+}

@@ -131,8 +131,11 @@ func recordField(i int) string { return "records[" + strconv.Itoa(i) + "]" }
 
 func producerFaultDetail(e *partition.ProducerFaultError) *stratav1.ProducerFault {
 	reason := stratav1.ProducerFault_REASON_OUT_OF_ORDER_SEQUENCE
-	if e.Reason == partition.FaultProducerFenced {
+	switch e.Reason {
+	case partition.FaultProducerFenced:
 		reason = stratav1.ProducerFault_REASON_PRODUCER_FENCED
+	case partition.FaultUnknownProducerID:
+		reason = stratav1.ProducerFault_REASON_UNKNOWN_PRODUCER_ID
 	}
 	return &stratav1.ProducerFault{Reason: reason, ProducerId: e.ProducerID, ProducerEpoch: e.Epoch,
 		ExpectedSequence: e.Expected, BaseSequence: e.Sequence, CurrentEpoch: e.CurrentEpoch}

@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	"go.uber.org/zap"
@@ -10,6 +11,7 @@ import (
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/broker/internal/partition"
+	"github.com/strata-log/strata/services/broker/internal/producerid"
 )
 
 // producerBatch is a produce request's idempotence fields, validated.
@@ -28,6 +30,26 @@ func producerBatch(req *stratav1.ProduceRequest) (partition.ProducerBatch, error
 	return pb, nil
 }
 
+// checkIssued refuses a batch whose producer id the cluster never handed
+// out (FailedPrecondition, ProducerFault UNKNOWN_PRODUCER_ID): ids are
+// unique forever only if nobody makes one up. An id the broker cannot
+// check now (its replicator unreachable) is Unavailable, which a client
+// retries.
+func (s *logService) checkIssued(ctx context.Context, pb partition.ProducerBatch) error {
+	if !pb.Idempotent() || s.cfg.ProducerIDs == nil {
+		return nil
+	}
+	err := s.cfg.ProducerIDs.Issued(ctx, pb.ID)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, producerid.ErrNeverIssued):
+		return toStatus(&partition.ProducerFaultError{Reason: partition.FaultUnknownProducerID, ProducerID: pb.ID, Epoch: pb.Epoch,
+			CurrentEpoch: pb.Epoch, Expected: -1, Sequence: pb.Sequence})
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}
+
 // InitProducer gives a producer a new id (epoch 0), or the next epoch of
 // the id it holds: batches of the older epoch are fenced in every
 // partition the newer one writes to.
@@ -41,6 +63,9 @@ func (s *logService) InitProducer(ctx context.Context, req *stratav1.InitProduce
 	case id > 0:
 		if epoch < 0 || epoch == 1<<31-1 {
 			return nil, badRequest("producer_epoch", "must be in [0, 2^31-2], got "+strconv.Itoa(int(epoch)))
+		}
+		if err := s.checkIssued(ctx, partition.ProducerBatch{ID: id, Epoch: epoch}); err != nil {
+			return nil, err
 		}
 		return &stratav1.InitProducerResponse{ProducerId: id, ProducerEpoch: epoch + 1}, nil
 	}

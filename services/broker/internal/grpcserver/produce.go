@@ -134,6 +134,9 @@ func (s *logService) produceBatch(ctx context.Context, req *stratav1.ProduceRequ
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkIssued(ctx, pb); err != nil {
+		return nil, err
+	}
 	var res partition.ProduceResult
 	if s.tr != nil {
 		res, err = s.tr.produce(ctx, p, req, pb, bytes)

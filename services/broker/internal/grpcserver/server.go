@@ -90,10 +90,14 @@ type Config struct {
 	ProducerIDs ProducerIDs
 }
 
-// ProducerIDs gives out producer ids never given out before;
+// ProducerIDs gives out producer ids never given out before, and tells
+// the ids it (or another broker of the cluster) gave out from the rest;
 // *producerid.Allocator satisfies it.
 type ProducerIDs interface {
 	Next(ctx context.Context) (int64, error)
+	// Issued is nil for an id the cluster handed out, an error wrapping
+	// producerid.ErrNeverIssued for one it never did.
+	Issued(ctx context.Context, id int64) error
 }
 
 // ClusterConfig is what a cluster-mode broker's server needs: Topics and

@@ -228,6 +228,9 @@ const (
 	FaultOutOfOrderSequence FaultReason = iota + 1
 	// FaultProducerFenced: a newer epoch of the producer id wrote here.
 	FaultProducerFenced
+	// FaultUnknownProducerID: the cluster never handed the id out (the
+	// broker checks before the partition sees the batch).
+	FaultUnknownProducerID
 )
 
 var (
@@ -235,6 +238,8 @@ var (
 	ErrOutOfOrderSequence = errors.New("partition: out of order sequence")
 	// ErrProducerFenced: see ProducerFaultError.
 	ErrProducerFenced = errors.New("partition: producer fenced")
+	// ErrUnknownProducerID: see ProducerFaultError.
+	ErrUnknownProducerID = errors.New("partition: unknown producer id")
 )
 
 // ProducerFaultError refuses an idempotent batch. errors.Is(err,
@@ -250,6 +255,9 @@ type ProducerFaultError struct {
 }
 
 func (e *ProducerFaultError) Error() string {
+	if e.Reason == FaultUnknownProducerID {
+		return fmt.Sprintf("partition: unknown producer id %d: this cluster never issued it (a producer gets its id from InitProducer)", e.ProducerID)
+	}
 	if e.Reason == FaultProducerFenced {
 		return fmt.Sprintf("partition: producer %d epoch %d is fenced: epoch %d of that id has written here (another producer instance took the id over)",
 			e.ProducerID, e.Epoch, e.CurrentEpoch)
@@ -269,6 +277,8 @@ func (e *ProducerFaultError) Is(target error) bool {
 		return target == ErrOutOfOrderSequence
 	case FaultProducerFenced:
 		return target == ErrProducerFenced
+	case FaultUnknownProducerID:
+		return target == ErrUnknownProducerID
 	}
 	return false
 }

@@ -714,6 +714,15 @@ func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 		}
 		return nil
 	})
+	// no_topics: the cluster fields alone, with the first producer id not
+	// handed out (1: none was).
+	md, err := meta.Metadata(ctx, &stratav1.MetadataRequest{NoTopics: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(md.Topics) != 0 || len(md.Brokers) != 1 || md.NextProducerId != 1 {
+		t.Fatalf("metadata with no_topics: %v", md)
+	}
 }
 
 // TestAuthorization: every call is checked against the ACL. A client
