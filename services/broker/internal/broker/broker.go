@@ -120,13 +120,14 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		lease = cfg.LeaderLease
 	}
 	b.reg, err = topic.Open(topic.Options{
-		Dir:          cfg.DataDir,
-		Defaults:     cfg.TopicDefaults,
-		State:        state,
-		OpenLog:      opts.OpenLog,
-		ObserveFsync: m.ObserveFsync,
-		LeaderLease:  lease,
-		Logger:       lg,
+		Dir:              cfg.DataDir,
+		Defaults:         cfg.TopicDefaults,
+		State:            state,
+		OpenLog:          opts.OpenLog,
+		ObserveFsync:     m.ObserveFsync,
+		LeaderLease:      lease,
+		Logger:           lg,
+		ProducerIDExpiry: cfg.ProducerIDExpiry,
 	})
 	if err != nil {
 		return nil, err

@@ -78,6 +78,10 @@ type Config struct {
 	// 5 s or more) less the 2 s a replicator may lag the Raft leader, so
 	// that the old leader stops before a new one is elected.
 	LeaderLease time.Duration
+	// ProducerIDExpiry is how long a partition remembers an idempotent
+	// producer id that wrote nothing to it: a retry of that producer's
+	// batch after it is appended again.
+	ProducerIDExpiry time.Duration
 
 	// TopicDefaults fills the zero fields of a CreateTopic config on a
 	// single broker. In cluster mode the controller writes every setting
@@ -190,6 +194,7 @@ func Default() Config {
 		CompactionInterval:     30 * time.Second,
 		ReplicaLagMax:          5 * time.Second,
 		LeaderLease:            3 * time.Second,
+		ProducerIDExpiry:       7 * 24 * time.Hour,
 	}
 }
 
@@ -317,6 +322,9 @@ func (c Config) Validate() error {
 	}
 	if c.LeaderLease < 500*time.Millisecond {
 		bad("leader-lease must be >= 500ms, got %s", c.LeaderLease)
+	}
+	if c.ProducerIDExpiry < time.Minute {
+		bad("producer-id-expiry must be >= 1m, got %s", c.ProducerIDExpiry)
 	}
 	if c.CompactionInterval < 100*time.Millisecond {
 		bad("compaction-interval must be >= 100ms, got %s", c.CompactionInterval)

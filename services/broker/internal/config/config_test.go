@@ -168,3 +168,26 @@ func TestParseLeaderLease(t *testing.T) {
 		t.Errorf("--leader-lease 10ms: err = %v, want a refusal naming leader-lease", err)
 	}
 }
+
+// TestParseProducerIDExpiry: idle producer ids expire after 7 days by
+// default; the flag and STRATA_PRODUCER_ID_EXPIRY change it, and a value
+// under a minute is refused.
+func TestParseProducerIDExpiry(t *testing.T) {
+	c, err := Parse([]string{"--insecure-no-auth"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ProducerIDExpiry != 7*24*time.Hour {
+		t.Errorf("default ProducerIDExpiry = %s, want 168h", c.ProducerIDExpiry)
+	}
+	env := map[string]string{"STRATA_PRODUCER_ID_EXPIRY": "24h", "STRATA_INSECURE_NO_AUTH": "true"}
+	if c, err = Parse(nil, func(k string) string { return env[k] }, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if c.ProducerIDExpiry != 24*time.Hour {
+		t.Errorf("ProducerIDExpiry = %s, want 24h from STRATA_PRODUCER_ID_EXPIRY", c.ProducerIDExpiry)
+	}
+	if _, err := Parse([]string{"--producer-id-expiry", "5s"}, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "producer-id-expiry") {
+		t.Errorf("--producer-id-expiry 5s: err = %v, want a refusal naming producer-id-expiry", err)
+	}
+}

@@ -61,7 +61,9 @@ type Options struct {
 	// LeaderLease is every partition's leader lease
 	// (partition.Options.LeaderLease); zero means none (a single node).
 	LeaderLease time.Duration
-	Logger      *zap.Logger
+	// ProducerIDExpiry is partition.Options.ProducerIDExpiry.
+	ProducerIDExpiry time.Duration
+	Logger           *zap.Logger
 }
 
 // Registry holds the broker's topics. Lookups are concurrent; create,
@@ -191,6 +193,7 @@ func (r *Registry) openTopic(name string, cfg topicconfig.Config) (*Topic, error
 			Compacted:         cfg.Compacted(),
 			State:             r.opts.State(name, id),
 			LeaderLease:       r.opts.LeaderLease,
+			ProducerIDExpiry:  r.opts.ProducerIDExpiry,
 			Logger:            r.lg,
 		}))
 	}
