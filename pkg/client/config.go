@@ -80,6 +80,10 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// maxInFlightIdempotent is the most batches per partition an idempotent
+// producer keeps in flight: the partitions' dedupe window (Kafka's 5).
+const maxInFlightIdempotent = 5
+
 // ProducerOptions configures a Producer. Zero values mean the defaults.
 type ProducerOptions struct {
 	// Acks is the acknowledgement policy; default AcksAll.
@@ -92,15 +96,24 @@ type ProducerOptions struct {
 	// needs Acks other than AcksNone; with AcksNone it is off.
 	DisableIdempotence bool
 	// Linger is how long a partition's batch waits for more records before
-	// it is sent while nothing else is in flight for that partition; 0
-	// sends at once (records still accumulate while a batch is in flight).
+	// it is sent while the partition has room in flight (MaxInFlight); 0
+	// sends at once (records still accumulate while the partition's
+	// window is full).
 	Linger time.Duration
 	// MaxBatchBytes closes a batch at about this many bytes; default 1 MiB.
 	MaxBatchBytes int
 	// MaxBatchRecords closes a batch at this many records; default 10000.
 	MaxBatchRecords int
+	// MaxInFlight bounds the batches of one partition sent and not yet
+	// answered, when the producer is idempotent; default 5, at most 5 (the
+	// partitions remember a producer's last 5 batches, which is what lets
+	// a retry after a failure of any of them be recognised). 1 sends a
+	// partition's next batch only once the previous one is answered.
+	// Without idempotence it is always 1: a retried batch could otherwise
+	// be appended after the batch sent behind it.
+	MaxInFlight int
 	// MaxInFlightPerBroker bounds the batches awaiting an answer from one
-	// broker (at most one per partition); default 16.
+	// broker, all partitions together; default 16.
 	MaxInFlightPerBroker int
 	// MaxBufferedBytes bounds the records waiting to be acknowledged;
 	// Produce blocks beyond it. Default 64 MiB.
@@ -133,6 +146,9 @@ func (o *ProducerOptions) setDefaults() {
 	}
 	if o.MaxBatchRecords <= 0 {
 		o.MaxBatchRecords = 10000
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = maxInFlightIdempotent
 	}
 	if o.MaxInFlightPerBroker <= 0 {
 		o.MaxInFlightPerBroker = 16

@@ -9,8 +9,11 @@
 //     one, else the murmur2 hash of the key (the same function and mapping as
 //     Kafka's default partitioner: murmur2(key) & 0x7fffffff % partitions),
 //     else round-robin over the topic's partitions. Batches travel on one
-//     ProduceStream per broker. At most one batch per partition is in flight,
-//     so retries never reorder the records of a partition.
+//     ProduceStream per broker. The producer is idempotent by default, with
+//     up to ProducerOptions.MaxInFlight (5) batches per partition in flight;
+//     a failed batch is resent with the ones after it, in order, so retries
+//     never reorder nor duplicate the records of a partition (see Producer).
+//     Without idempotence one batch per partition is in flight.
 //   - Consumer: reads one partition from a position with ConsumeStream and
 //     resumes after a stream break or a broker restart from the next offset
 //     it has not delivered, without skipping or repeating records.
@@ -25,8 +28,9 @@
 // FailedPrecondition "not the leader" (after a metadata refresh) is retried
 // with bounded exponential backoff until ProducerOptions.DeliveryTimeout.
 // A batch whose outcome is unknown (the connection broke or the deadline
-// passed after it was sent) may already be in the log: retrying it can
-// duplicate records. Set ProducerOptions.NoAmbiguousRetry to fail such
+// passed after it was sent) may already be in the log: an idempotent
+// producer's retry is then answered with its original offsets; without
+// idempotence retrying it can duplicate records. Set ProducerOptions.NoAmbiguousRetry to fail such
 // batches instead. With AcksNone nothing is known after sending, so such
 // batches are never retried.
 //

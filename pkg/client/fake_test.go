@@ -30,12 +30,20 @@ type fakeCluster struct {
 	// streamEnds is what Recv returned when each ProduceStream ended.
 	streamEnds []error
 	nextPID    int64
+	// streamFault and holdFirst, when set, make ProduceStream pipelined
+	// with faults (fakepipe_test.go).
+	streamFault func(b *fakeBroker, req *stratav1.ProduceRequest, n int) fakeFault
+	holdFirst   int
+	pipe        fakePipeState
 }
 
 type fakePartition struct {
 	leader int // index into brokers
 	log    []*stratav1.Record
 	notify chan struct{} // closed and replaced on append
+	// producers is the idempotent producers' dedupe state
+	// (fakepipe_test.go), shared by every broker as a replicated log's is.
+	producers map[int64]*fakeProducer
 }
 
 type fakeBroker struct {
@@ -219,7 +227,11 @@ func (b *fakeBroker) produce(req *stratav1.ProduceRequest) *stratav1.ProduceResp
 			return resp
 		}
 	}
+	if c.dedupeLocked(p, req, resp) {
+		return resp // a duplicate or refused batch
+	}
 	resp.BaseOffset, resp.LastOffset = c.appendLocked(p, req.GetRecords())
+	c.applySequenceLocked(p, req, resp.BaseOffset)
 	if req.GetAcks() == stratav1.Acks_ACKS_NONE {
 		resp.BaseOffset, resp.LastOffset = -1, -1
 	}
@@ -235,6 +247,12 @@ func (b *fakeBroker) Produce(_ context.Context, req *stratav1.ProduceRequest) (*
 }
 
 func (b *fakeBroker) ProduceStream(st grpc.BidiStreamingServer[stratav1.ProduceRequest, stratav1.ProduceResponse]) error {
+	b.c.mu.Lock()
+	pipelined := b.c.streamFault != nil || b.c.holdFirst > 0
+	b.c.mu.Unlock()
+	if pipelined {
+		return b.pipelinedStream(st)
+	}
 	for {
 		req, err := st.Recv()
 		if err != nil {

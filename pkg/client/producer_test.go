@@ -108,7 +108,9 @@ func TestLingerDoesNotSplitWhileInFlight(t *testing.T) {
 	}
 	cl := newTestClient(t, fc)
 	const linger = 5 * time.Millisecond
-	p := newTestProducer(t, cl, ProducerOptions{Linger: linger})
+	// One batch in flight fills the partition's window (with more, each
+	// linger would send a batch until the window is full).
+	p := newTestProducer(t, cl, ProducerOptions{Linger: linger, MaxInFlight: 1})
 	ctx := testCtx(t)
 	rs := []*Result{p.Produce(ctx, &Record{Topic: "t", Value: []byte("first")})}
 	<-started

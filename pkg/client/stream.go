@@ -17,8 +17,10 @@ import (
 var errProtocol = errors.New("client: produce stream out of sync")
 
 // brokerStreams carries one Producer's batches to one broker on a
-// ProduceStream. Requests are answered in order, so pending calls are a FIFO.
-// A broken stream fails every pending call; the next call opens a new one.
+// ProduceStream: every partition's pump puts its batches on the one stream
+// and gets each answer back through a callback. Requests are answered in
+// order, so pending calls are a FIFO. A broken stream fails every pending
+// call; the next call opens a new one.
 type brokerStreams struct {
 	p    *Producer
 	addr string
@@ -41,7 +43,10 @@ type produceStream struct {
 
 type call struct {
 	corr uint64
-	ch   chan callResult // buffered 1; receives exactly one result
+	// done receives the call's one result: from recvLoop with its answer,
+	// or from fail when the stream ends first.
+	done  func(callResult)
+	timer *time.Timer // fails the stream when the answer is late
 }
 
 type callResult struct {
@@ -49,6 +54,8 @@ type callResult struct {
 	err  error
 	// ambiguous is set when the batch may or may not have been appended.
 	ambiguous bool
+	// local is set when the request never left the client.
+	local bool
 }
 
 // open starts a stream and its receiving goroutine. Caller holds sendMu.
@@ -92,9 +99,10 @@ func (s *produceStream) recvLoop() {
 			s.fail(fmt.Errorf("%w: answer for %d, expected %d", errProtocol, resp.GetCorrelationId(), cl.corr))
 			return
 		}
+		s.pending[0] = nil
 		s.pending = s.pending[1:]
 		s.mu.Unlock()
-		cl.ch <- callResult{resp: resp, err: fromWireError(resp.GetError())}
+		cl.done(callResult{resp: resp, err: fromWireError(resp.GetError())})
 	}
 }
 
@@ -111,8 +119,19 @@ func (s *produceStream) fail(err error) {
 	s.mu.Unlock()
 	s.cancel()
 	for _, cl := range pend {
-		cl.ch <- callResult{err: err, ambiguous: true}
+		cl.done(callResult{err: err, ambiguous: true})
 	}
+}
+
+func (s *produceStream) isPending(cl *call) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.pending {
+		if p == cl {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *produceStream) isDead() bool {
@@ -121,8 +140,18 @@ func (s *produceStream) isDead() bool {
 	return s.dead
 }
 
-// produce sends req and waits for its answer, at most timeout.
-func (b *brokerStreams) produce(req *stratav1.ProduceRequest, timeout time.Duration) callResult {
+// send puts req on the broker's stream and returns without waiting for
+// the answer: done gets it (exactly once, from another goroutine), or the
+// stream's failure if no answer comes within timeout. An error means req
+// was not sent, and done is not called. A slot of sem is held from the
+// send to the answer; waiting for one ends with ctx.
+func (b *brokerStreams) send(ctx context.Context, req *stratav1.ProduceRequest, timeout time.Duration, done func(callResult)) error {
+	select {
+	case b.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	release := func() { <-b.sem }
 	b.sendMu.Lock()
 	s := b.cur
 	if s == nil || s.isDead() {
@@ -130,18 +159,31 @@ func (b *brokerStreams) produce(req *stratav1.ProduceRequest, timeout time.Durat
 		s, err = b.openLocked()
 		if err != nil {
 			b.sendMu.Unlock()
-			return callResult{err: err}
+			release()
+			return err
 		}
 		b.cur = s
 	}
-	cl := &call{corr: b.corr.Add(1), ch: make(chan callResult, 1)}
+	cl := &call{corr: b.corr.Add(1)}
+	cl.done = func(r callResult) {
+		cl.timer.Stop()
+		release()
+		done(r)
+	}
 	req.CorrelationId = cl.corr
 	s.mu.Lock()
 	if s.dead {
 		s.mu.Unlock()
 		b.sendMu.Unlock()
-		return callResult{err: &BrokerError{Code: codes.Unavailable, Message: "produce stream closed"}}
+		release()
+		return &BrokerError{Code: codes.Unavailable, Message: "produce stream closed"}
 	}
+	// Set before the call is pending, so that done always finds it.
+	cl.timer = time.AfterFunc(timeout, func() {
+		if s.isPending(cl) { // not answered just as the timer fired
+			s.fail(fmt.Errorf("%w: no answer within %v", context.DeadlineExceeded, timeout))
+		}
+	})
 	s.pending = append(s.pending, cl)
 	s.mu.Unlock()
 	err := s.stream.Send(req)
@@ -150,17 +192,7 @@ func (b *brokerStreams) produce(req *stratav1.ProduceRequest, timeout time.Durat
 		// The real error, if any, comes from Recv; Send only says "broken".
 		s.fail(&BrokerError{Code: codes.Unavailable, Message: "produce stream broken: " + err.Error()})
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case r := <-cl.ch:
-		return r
-	case <-t.C:
-		s.fail(fmt.Errorf("%w: no answer within %v", context.DeadlineExceeded, timeout))
-	case <-b.p.ctx.Done():
-		s.fail(ErrClosed)
-	}
-	return <-cl.ch
+	return nil
 }
 
 // closeSend ends the sending side of the broker's current stream, if it

@@ -29,6 +29,7 @@ type benchFlags struct {
 	batchBytes int
 	linger     time.Duration
 	inFlight   int
+	maxInFl    int
 	noIdem     bool
 	rate       float64
 	warmup     int64
@@ -58,6 +59,7 @@ func (b *benchFlags) register(fs *flag.FlagSet, produce bool) {
 		fs.IntVar(&b.batchBytes, "batch-bytes", 1<<20, "max batch size in `bytes`")
 		fs.DurationVar(&b.linger, "linger", 0, "batch linger `duration`")
 		fs.IntVar(&b.inFlight, "in-flight", 16, "max batches in flight per broker per producer")
+		fs.IntVar(&b.maxInFl, "max-in-flight", 5, "max batches in flight per partition (idempotent producer; 1 to 5)")
 		fs.Float64Var(&b.rate, "rate", 0, "cap the total rate at this many `records/s` (0: unlimited)")
 		fs.Int64Var(&b.warmup, "warmup-records", 0, "produce this many `records` first, unmeasured (connections open, a new topic's followers fetching)")
 	}
@@ -75,6 +77,7 @@ type benchSummary struct {
 	Acks          string  `json:"acks,omitempty"`
 	BatchBytes    int     `json:"batch_bytes,omitempty"`
 	Linger        string  `json:"linger,omitempty"`
+	MaxInFlight   int     `json:"max_in_flight,omitempty"`
 	Rate          float64 `json:"rate_limit,omitempty"`
 	Warmup        int64   `json:"warmup_records,omitempty"`
 	Fsync         string  `json:"fsync"`
@@ -223,7 +226,7 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 	producers := make([]*client.Producer, b.producers)
 	for i, cl := range clients {
 		// Closed by benchProducer, or by Close of its client on an early return.
-		producers[i], err = cl.NewProducer(client.ProducerOptions{Acks: acks, Linger: b.linger, MaxBatchBytes: b.batchBytes, MaxInFlightPerBroker: b.inFlight, DisableIdempotence: b.noIdem})
+		producers[i], err = cl.NewProducer(client.ProducerOptions{Acks: acks, Linger: b.linger, MaxBatchBytes: b.batchBytes, MaxInFlightPerBroker: b.inFlight, MaxInFlight: b.maxInFl, DisableIdempotence: b.noIdem})
 		if err != nil {
 			return err
 		}
@@ -263,7 +266,7 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 		h.Merge(&hists[i])
 	}
 	s := benchSummary{Kind: "produce", Topic: b.topic, Records: acked.Load(), Errors: failed.Load(), Size: b.size,
-		Producers: b.producers, Partitions: parts, Acks: acks.String(), BatchBytes: b.batchBytes, Linger: b.linger.String(),
+		Producers: b.producers, Partitions: parts, Acks: acks.String(), BatchBytes: b.batchBytes, Linger: b.linger.String(), MaxInFlight: b.maxInFl,
 		Rate: b.rate, Warmup: b.warmup, Fsync: fsync, TLS: e.tlsMode()}
 	s.Seconds = end.Sub(start).Seconds()
 	if s.Seconds > 0 {

@@ -87,13 +87,11 @@ func (s *logService) lookupForProduce(ctx context.Context, name string, id int32
 	return s.lookup(name, id)
 }
 
-// produce validates and appends one request; errors are gRPC statuses.
-// Each call is one batch of the latency histogram and error counts.
+// produce validates and appends one request and waits for its
+// acknowledgement; errors are gRPC statuses. Each call is one batch of the
+// latency histogram and error counts.
 func (s *logService) produce(ctx context.Context, req *stratav1.ProduceRequest) (*stratav1.ProduceResponse, error) {
-	start := time.Now()
-	resp, err := s.produceBatch(ctx, req)
-	s.timer.ProduceBatch(acksLabel(req.GetAcks()), status.Code(err), time.Since(start))
-	return resp, err
+	return s.finishBatch(ctx, s.appendBatch(ctx, req))
 }
 
 // acksLabel is the acks of a batch as the metrics name it.
@@ -109,45 +107,89 @@ func acksLabel(a stratav1.Acks) string {
 	return "invalid"
 }
 
-func (s *logService) produceBatch(ctx context.Context, req *stratav1.ProduceRequest) (*stratav1.ProduceResponse, error) {
+// appendedBatch is a request past its append (or refused before it),
+// waiting for its acknowledgement.
+type appendedBatch struct {
+	req   *stratav1.ProduceRequest
+	start time.Time
+	bytes int
+	res   partition.ProduceResult
+	// err is the request's refusal or the append's error (a status): the
+	// batch is answered with it.
+	err error
+	// wait waits for the acknowledgement acks asks for (acks=all: the
+	// high watermark past the batch); nil when there is nothing to wait for.
+	wait func(context.Context) error
+}
+
+// appendBatch is a produce's first half: it validates req, throttles it,
+// and appends it to its partition's log, in the caller's order.
+func (s *logService) appendBatch(ctx context.Context, req *stratav1.ProduceRequest) *appendedBatch {
+	b := &appendedBatch{req: req, start: time.Now()}
+	b.err = s.appendStage(ctx, b)
+	return b
+}
+
+func (s *logService) appendStage(ctx context.Context, b *appendedBatch) error {
+	req := b.req
 	switch req.GetAcks() {
 	case stratav1.Acks_ACKS_UNSPECIFIED, stratav1.Acks_ACKS_NONE, stratav1.Acks_ACKS_LEADER, stratav1.Acks_ACKS_ALL:
 	default:
-		return nil, badRequest("acks", "unknown value "+strconv.Itoa(int(req.GetAcks())))
+		return badRequest("acks", "unknown value "+strconv.Itoa(int(req.GetAcks())))
 	}
 	if len(req.GetRecords()) == 0 {
-		return nil, badRequest("records", "at least one record is required")
+		return badRequest("records", "at least one record is required")
 	}
 	p, err := s.lookupForProduce(ctx, req.GetTopic(), req.GetPartition())
 	if err != nil {
-		return nil, err
+		return err
 	}
-	bytes := 0
 	for _, r := range req.GetRecords() {
-		bytes += len(r.GetKey()) + len(r.GetValue())
+		b.bytes += len(r.GetKey()) + len(r.GetValue())
 	}
 	// Throttled before the append, so a wait cut short appends nothing.
-	if err := s.throttle(ctx, quota.Produce, bytes); err != nil {
-		return nil, err
+	if err := s.throttle(ctx, quota.Produce, b.bytes); err != nil {
+		return err
 	}
 	pb, err := producerBatch(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.checkIssued(ctx, pb); err != nil {
-		return nil, err
+		return err
 	}
-	var res partition.ProduceResult
 	if s.tr != nil {
-		res, err = s.tr.produce(ctx, p, req, pb, bytes)
+		b.res, b.wait, err = s.tr.append(ctx, p, req, pb, b.bytes)
 	} else {
-		res, err = p.ProduceBatch(ctx, req.GetRecords(), req.GetAcks(), pb)
+		b.res, err = p.Append(ctx, req.GetRecords(), req.GetAcks(), pb)
+		res, acks := b.res, req.GetAcks()
+		b.wait = func(ctx context.Context) error { return p.AwaitAcks(ctx, res, acks) }
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		b.wait = nil
+		return toStatus(err)
 	}
+	if req.GetAcks() != stratav1.Acks_ACKS_ALL {
+		b.wait = nil // AwaitAcks waits only for acks=all
+	}
+	return nil
+}
+
+// finishBatch is a produce's second half: it waits for b's
+// acknowledgement and makes its answer (an error is a status). It is where
+// the batch is counted, with its time from receipt to answer.
+func (s *logService) finishBatch(ctx context.Context, b *appendedBatch) (*stratav1.ProduceResponse, error) {
+	req, err := b.req, b.err
+	if err == nil && b.wait != nil {
+		err = toStatus(b.wait(ctx))
+	}
+	s.timer.ProduceBatch(acksLabel(req.GetAcks()), status.Code(err), time.Since(b.start))
+	if err != nil {
+		return nil, err
+	}
+	res := b.res
 	if !res.Duplicate {
-		s.rec.Produced(req.GetTopic(), len(req.GetRecords()), bytes)
+		s.rec.Produced(req.GetTopic(), len(req.GetRecords()), b.bytes)
 	}
 	resp := &stratav1.ProduceResponse{
 		Topic:         req.GetTopic(),
@@ -170,14 +212,23 @@ func (s *logService) Produce(ctx context.Context, req *stratav1.ProduceRequest) 
 	return s.produce(ctx, req)
 }
 
-// ProduceStream pipelines batches: one goroutine receives and appends in
-// request order, another sends the answers in the same order. At most
-// ProduceStreamInFlight answers wait to be sent; past that, receiving waits
-// (and HTTP/2 flow control pushes back on the client). A failed batch is
-// answered with its error and the stream goes on. When the server shuts
-// down the stream ends with Unavailable between batches, so a client that
-// keeps its stream open does not hold the graceful stop; batches not yet
-// answered are the client's to retry.
+// ProduceStream pipelines batches. One goroutine receives them and
+// appends each to its partition in the order received, so a partition's
+// batches from one stream are appended in stream order; another waits for
+// each batch's acknowledgement (acks=all: the high watermark past it) and
+// sends the answers in the same order, each with its request's
+// correlation id. Receiving does not wait for acknowledgements: while the
+// first batch waits for its followers the next ones are appended behind
+// it, as Kafka does with a producer's several requests in flight. At most
+// ProduceStreamInFlight batches are received and not yet answered; past
+// that, receiving waits (and HTTP/2 flow control pushes back on the
+// client). A failed batch is answered with its error and the stream goes
+// on; the batches after it are appended all the same (an idempotent
+// producer's next batch is then refused for the gap, OutOfOrderSequence,
+// which the client resends after the failed one). When the server shuts
+// down the stream ends with Unavailable, its unanswered batches the
+// client's to retry, so a client that keeps its stream open does not hold
+// the graceful stop.
 //
 // A client that closes its send side ends the stream OK once every answer
 // is sent; one that cancels the stream (typically after its last answer)
@@ -186,55 +237,54 @@ func (s *logService) Produce(ctx context.Context, req *stratav1.ProduceRequest) 
 func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[stratav1.ProduceRequest, stratav1.ProduceResponse]) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	answers := make(chan *stratav1.ProduceResponse, max(s.cfg.ProduceStreamInFlight, 1))
+	inFlight := max(s.cfg.ProduceStreamInFlight, 1)
+	// slots holds one token per batch received and not yet answered;
+	// appended carries them, in order, to the answering goroutine.
+	slots := make(chan struct{}, inFlight)
+	appended := make(chan *appendedBatch, inFlight)
 	sendErr := make(chan error, 1)
-	go func() {
-		var err error // the first failed Send
-		for {
-			select {
-			case resp, ok := <-answers:
-				if !ok {
-					sendErr <- err
-					return
-				}
-				if err != nil {
-					continue // drain so the receiver never blocks
-				}
-				if err = stream.Send(resp); err != nil {
-					cancel()
-				}
-			case <-ctx.Done():
-				if err == nil {
-					err = ctx.Err() // the client went away: answers may be unsent
-				}
-				sendErr <- err
-				return
-			}
-		}
-	}()
+	go func() { sendErr <- s.answerBatches(ctx, cancel, stream, appended, slots) }()
 	recvErr := make(chan error, 1)
 	go func() {
-		defer close(answers)
-		recvErr <- s.receiveBatches(ctx, stream, answers)
+		defer close(appended)
+		recvErr <- s.receiveBatches(ctx, stream, appended, slots)
 	}()
+	var err error
 	select {
-	case err := <-recvErr:
-		if serr := <-sendErr; serr != nil {
+	case err = <-recvErr:
+	case <-s.shutdown:
+		return s.stopProduceStream(cancel, sendErr)
+	}
+	// Every batch is received; the last ones may still wait for their
+	// acknowledgements.
+	select {
+	case serr := <-sendErr:
+		if serr != nil {
 			err = serr
 		}
 		return toStatus(err)
 	case <-s.shutdown:
-		cancel()
-		<-sendErr // no Send after the handler returns
-		// The receiver is in Recv, which ends when this handler returns.
-		return status.Error(codes.Unavailable, "broker shutting down")
+		return s.stopProduceStream(cancel, sendErr)
 	}
 }
 
-// receiveBatches is ProduceStream's receive loop: each batch is appended
-// and its answer queued in order.
-func (s *logService) receiveBatches(ctx context.Context, stream grpc.BidiStreamingServer[stratav1.ProduceRequest, stratav1.ProduceResponse], answers chan<- *stratav1.ProduceResponse) error {
+// stopProduceStream ends a ProduceStream when the server shuts down.
+func (s *logService) stopProduceStream(cancel context.CancelFunc, sendErr <-chan error) error {
+	cancel()
+	<-sendErr // no Send after the handler returns
+	// The receiver is in Recv, which ends when this handler returns.
+	return status.Error(codes.Unavailable, "broker shutting down")
+}
+
+// receiveBatches is ProduceStream's receive loop: it takes a slot, receives
+// a batch, appends it and passes it on, in order.
+func (s *logService) receiveBatches(ctx context.Context, stream grpc.BidiStreamingServer[stratav1.ProduceRequest, stratav1.ProduceResponse], appended chan<- *appendedBatch, slots chan struct{}) error {
 	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -242,22 +292,55 @@ func (s *logService) receiveBatches(ctx context.Context, stream grpc.BidiStreami
 		if err != nil {
 			return err
 		}
-		resp, err := s.produce(ctx, req)
-		if err != nil {
-			resp = &stratav1.ProduceResponse{
-				Topic:         req.GetTopic(),
-				Partition:     req.GetPartition(),
-				BaseOffset:    -1,
-				LastOffset:    -1,
-				CorrelationId: req.GetCorrelationId(),
-				Error:         toProtoError(err),
+		// appended never blocks: it holds as many batches as there are slots.
+		appended <- s.appendBatch(ctx, req)
+	}
+}
+
+// answerBatches is ProduceStream's answering loop: for each appended batch,
+// in order, it waits for the acknowledgement and sends the answer, then
+// frees the batch's slot. It returns the first failed Send's error, or the
+// context's when the stream ends with batches unanswered.
+func (s *logService) answerBatches(ctx context.Context, cancel context.CancelFunc, stream grpc.BidiStreamingServer[stratav1.ProduceRequest, stratav1.ProduceResponse], appended <-chan *appendedBatch, slots <-chan struct{}) error {
+	var err error // the first failed Send
+	for {
+		var b *appendedBatch
+		select {
+		case next, ok := <-appended:
+			if !ok {
+				return err
+			}
+			b = next
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err() // the client went away or the server stops: answers may be unsent
+			}
+			return err
+		}
+		if err == nil {
+			resp, perr := s.finishBatch(ctx, b)
+			switch {
+			case ctx.Err() != nil:
+				// The stream is ending: a wait cut short is not the batch's
+				// answer. The client retries what it was not answered.
+				err = ctx.Err()
+			default:
+				if perr != nil {
+					resp = &stratav1.ProduceResponse{
+						Topic:         b.req.GetTopic(),
+						Partition:     b.req.GetPartition(),
+						BaseOffset:    -1,
+						LastOffset:    -1,
+						CorrelationId: b.req.GetCorrelationId(),
+						Error:         toProtoError(perr),
+					}
+				}
+				if err = stream.Send(resp); err != nil {
+					cancel()
+				}
 			}
 		}
-		select {
-		case answers <- resp:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		<-slots
 	}
 }
 

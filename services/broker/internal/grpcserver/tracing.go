@@ -86,14 +86,17 @@ func batchParent(recs []*stratav1.Record) (parent trace.SpanContext, links []tra
 	return parent, links
 }
 
-// produce is Partition.ProduceBatch with spans when a record of the batch
-// is traced: the append, registered for the followers' fetches, and the
-// wait for the high watermark.
-func (t *tracer) produce(ctx context.Context, p *partition.Partition, req *stratav1.ProduceRequest, pb partition.ProducerBatch, bytes int) (partition.ProduceResult, error) {
+// append is Partition.Append with spans when a record of the batch is
+// traced: the append, registered for the followers' fetches; the wait it
+// returns is the acknowledgement's (acks=all: the wait for the high
+// watermark, a span of its own). The two are apart so that a
+// ProduceStream can append the next batch while this one waits.
+func (t *tracer) append(ctx context.Context, p *partition.Partition, req *stratav1.ProduceRequest, pb partition.ProducerBatch, bytes int) (partition.ProduceResult, func(context.Context) error, error) {
 	recs, acks := req.GetRecords(), req.GetAcks()
 	parent, links := batchParent(recs)
 	if !parent.IsValid() {
-		return p.ProduceBatch(ctx, recs, acks, pb)
+		res, err := p.Append(ctx, recs, acks, pb)
+		return res, func(ctx context.Context) error { return p.AwaitAcks(ctx, res, acks) }, err
 	}
 	pctx := trace.ContextWithRemoteSpanContext(ctx, parent)
 	attrs := []attribute.KeyValue{attrTopic.String(p.Topic()), attrPartition.Int(int(p.ID())),
@@ -107,24 +110,28 @@ func (t *tracer) produce(ctx context.Context, p *partition.Partition, req *strat
 	if err != nil {
 		t.batches.settle(slot, span.SpanContext(), 0, -1)
 		endWithError(span, err)
-		return res, err
+		return res, nil, err
 	}
 	t.batches.settle(slot, span.SpanContext(), res.Base, res.Last)
 	span.SetAttributes(attrBaseOffset.Int64(res.Base), attrLastOffset.Int64(res.Last), attrEpoch.Int(int(res.Epoch)),
 		attrDuplicate.Bool(res.Duplicate))
 	span.End()
-	if acks != stratav1.Acks_ACKS_ALL {
-		return res, nil
+	wait := func(ctx context.Context) error {
+		if acks != stratav1.Acks_ACKS_ALL {
+			return nil
+		}
+		_, wait := t.t.Start(trace.ContextWithRemoteSpanContext(ctx, parent), "Partition.WaitHighWatermark",
+			trace.WithAttributes(append(attrs, attrLastOffset.Int64(res.Last))...))
+		err := p.AwaitAcks(ctx, res, acks)
+		wait.SetAttributes(attrHW.Int64(p.HighWatermark()))
+		if err != nil {
+			endWithError(wait, err)
+			return err
+		}
+		wait.End()
+		return nil
 	}
-	_, wait := t.t.Start(pctx, "Partition.WaitHighWatermark", trace.WithAttributes(append(attrs, attrLastOffset.Int64(res.Last))...))
-	err = p.AwaitAcks(ctx, res, acks)
-	wait.SetAttributes(attrHW.Int64(p.HighWatermark()))
-	if err != nil {
-		endWithError(wait, err)
-		return res, err
-	}
-	wait.End()
-	return res, nil
+	return res, wait, nil
 }
 
 func endWithError(span trace.Span, err error) {

@@ -1,0 +1,174 @@
+package grpcserver
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
+	"github.com/strata-log/strata/pkg/topicconfig"
+	"github.com/strata-log/strata/services/broker/internal/partition"
+)
+
+// TestProduceStreamAppendsWhileWaitingForHW: an acks=all batch waiting for
+// its follower does not hold the stream's next batches: they are appended
+// behind it at once, and the answers come in request order as the high
+// watermark passes each batch.
+func TestProduceStreamAppendsWhileWaitingForHW(t *testing.T) {
+	c, reg := newTestServer(t)
+	if _, err := reg.Create(context.Background(), "hw", topicconfig.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := reg.Partition("hw", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Broker 2 is in the ISR and has reported nothing: the high watermark
+	// stays at 0 until FollowerFetched below says how far it is.
+	p.SetState(partition.State{Role: partition.RoleLeader, LeaderID: 1, Replicas: []int32{1, 2}, ISR: []int32{1, 2}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ps, err := c.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := make(chan *stratav1.ProduceResponse, 8)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			r, err := ps.Recv()
+			if err != nil {
+				recvErr <- err
+				close(answers)
+				return
+			}
+			answers <- r
+		}
+	}()
+	rec := func(v string) []*stratav1.Record { return []*stratav1.Record{{Value: []byte(v)}, {Value: []byte(v)}} }
+	for i, acks := range []stratav1.Acks{stratav1.Acks_ACKS_ALL, stratav1.Acks_ACKS_ALL, stratav1.Acks_ACKS_LEADER} {
+		if err := ps.Send(&stratav1.ProduceRequest{Topic: "hw", Records: rec("x"), Acks: acks, CorrelationId: uint64(10 + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// All three are appended while the first still waits for its HW. The
+	// log end is polled: an append has no other signal a test can see.
+	deadline := time.Now().Add(10 * time.Second)
+	for p.LogEndOffset() < 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("log end %d: the batches behind the waiting one were not appended", p.LogEndOffset())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	expectNoAnswer := func(when string) {
+		t.Helper()
+		select {
+		case r := <-answers:
+			t.Fatalf("%s: answer %d (offset %d) arrived early", when, r.GetCorrelationId(), r.GetBaseOffset())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	expect := func(corr uint64, base int64) {
+		t.Helper()
+		select {
+		case r, ok := <-answers:
+			if !ok {
+				t.Fatalf("stream ended: %v", <-recvErr)
+			}
+			if r.GetCorrelationId() != corr || r.GetBaseOffset() != base || r.GetError() != nil {
+				t.Fatalf("answer %d at %d (error %v), want %d at %d", r.GetCorrelationId(), r.GetBaseOffset(), r.GetError(), corr, base)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no answer %d", corr)
+		}
+	}
+	// Nothing is answered while the first batch waits: answers keep the
+	// request order, so the acks=leader one waits behind the others.
+	expectNoAnswer("HW 0")
+	if err := p.FollowerFetched(2, 0, 2); err != nil { // HW 2: the first batch
+		t.Fatal(err)
+	}
+	expect(10, 0)
+	expectNoAnswer("HW 2")
+	if err := p.FollowerFetched(2, 0, 4); err != nil { // HW 4: the second, then the third
+		t.Fatal(err)
+	}
+	expect(11, 2)
+	expect(12, 4)
+	if err := ps.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-answers; ok {
+		t.Fatal("an answer after the last")
+	}
+	if err := <-recvErr; err.Error() != "EOF" {
+		t.Fatalf("end of stream: %v, want EOF", err)
+	}
+}
+
+// TestProduceStreamBoundsInFlight: past ProduceStreamInFlight (4 in the
+// test server) batches received and not answered, the stream receives no
+// more until an answer goes out.
+func TestProduceStreamBoundsInFlight(t *testing.T) {
+	c, reg := newTestServer(t)
+	if _, err := reg.Create(context.Background(), "b", topicconfig.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := reg.Partition("b", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetState(partition.State{Role: partition.RoleLeader, LeaderID: 1, Replicas: []int32{1, 2}, ISR: []int32{1, 2}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ps, err := c.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	for i := range n {
+		if err := ps.Send(&stratav1.ProduceRequest{Topic: "b", Records: []*stratav1.Record{{Value: []byte("x")}},
+			Acks: stratav1.Acks_ACKS_ALL, CorrelationId: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.LogEndOffset() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("log end %d, want 4", p.LogEndOffset())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // time for a fifth append, which must not happen
+	if got := p.LogEndOffset(); got != 4 {
+		t.Fatalf("log end %d with the first batch unanswered, want 4 (ProduceStreamInFlight)", got)
+	}
+	if err := p.FollowerFetched(2, 0, 1); err != nil { // the first is answered: one more is received
+		t.Fatal(err)
+	}
+	if r, err := ps.Recv(); err != nil || r.GetCorrelationId() != 1 {
+		t.Fatalf("first answer %v, %v", r, err)
+	}
+	for p.LogEndOffset() < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("log end %d after an answer, want 5", p.LogEndOffset())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The follower catches up with what is appended; each answer lets one
+	// more batch in.
+	for i := 2; i <= n; i++ {
+		if err := p.FollowerFetched(2, 0, int64(i)); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := ps.Recv(); err != nil || r.GetCorrelationId() != uint64(i) || r.GetBaseOffset() != int64(i-1) {
+			t.Fatalf("answer %d: %v, %v", i, r, err)
+		}
+		for p.LogEndOffset() < int64(min(i+4, n)) {
+			if time.Now().After(deadline) {
+				t.Fatalf("log end %d after answer %d", p.LogEndOffset(), i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
