@@ -252,11 +252,15 @@ var (
 	// ErrProducerFenced: a newer epoch of the producer id wrote to the
 	// partition; see ProducerFaultError.
 	ErrProducerFenced = errors.New("client: producer fenced")
+	// ErrUnknownProducerID: the cluster never issued the producer id (a
+	// single node whose data directory was replaced hands ids out anew);
+	// see ProducerFaultError.
+	ErrUnknownProducerID = errors.New("client: unknown producer id")
 )
 
 // ProducerFaultError is a partition's refusal of an idempotent batch.
-// errors.Is(err, ErrOutOfOrderSequence) or errors.Is(err,
-// ErrProducerFenced) holds.
+// errors.Is(err, ErrOutOfOrderSequence), errors.Is(err, ErrProducerFenced)
+// or errors.Is(err, ErrUnknownProducerID) holds.
 type ProducerFaultError struct {
 	Reason stratav1.ProducerFault_Reason
 	// Expected is the sequence the partition expected (-1 if unknown),
@@ -274,6 +278,8 @@ func (e *ProducerFaultError) Is(target error) bool {
 		return target == ErrOutOfOrderSequence
 	case stratav1.ProducerFault_REASON_PRODUCER_FENCED:
 		return target == ErrProducerFenced
+	case stratav1.ProducerFault_REASON_UNKNOWN_PRODUCER_ID:
+		return target == ErrUnknownProducerID
 	}
 	return false
 }

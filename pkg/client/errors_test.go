@@ -114,3 +114,24 @@ func TestPermissionDeniedIsNotUnreachable(t *testing.T) {
 		t.Fatalf("New took %s: it waited on the silent broker", took)
 	}
 }
+
+// TestProducerFaultSentinels: each ProducerFault reason of a refused batch
+// matches its own sentinel and no other.
+func TestProducerFaultSentinels(t *testing.T) {
+	for reason, want := range map[stratav1.ProducerFault_Reason]error{
+		stratav1.ProducerFault_REASON_OUT_OF_ORDER_SEQUENCE: ErrOutOfOrderSequence,
+		stratav1.ProducerFault_REASON_PRODUCER_FENCED:       ErrProducerFenced,
+		stratav1.ProducerFault_REASON_UNKNOWN_PRODUCER_ID:   ErrUnknownProducerID,
+	} {
+		st, err := status.New(codes.FailedPrecondition, "refused").WithDetails(&stratav1.ProducerFault{Reason: reason, ProducerId: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := fromStatus(st.Err())
+		for _, s := range []error{ErrOutOfOrderSequence, ErrProducerFenced, ErrUnknownProducerID} {
+			if errors.Is(got, s) != (s == want) {
+				t.Errorf("%v: errors.Is(%v, %v) = %v", reason, got, s, errors.Is(got, s))
+			}
+		}
+	}
+}
