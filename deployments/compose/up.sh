@@ -21,13 +21,20 @@ for b in strata-broker strata-replicator strata-admin strata; do
 done
 
 # Images: FROM scratch, the context a small staging directory per image
-# (the binary and two empty mount points), never the repository.
+# (the binary and its empty mount points), never the repository. The
+# broker and the replicator also hold /run/strata, mode 0700: the mount
+# point of the node's socket volume (node-N-sock), which takes its owner
+# (65532, from the Dockerfile's COPY --chown) and mode when first mounted.
 old_images=()
 for svc in broker replicator admin; do
   old_images+=("$(docker image inspect --format '{{.Id}}' "strata/$svc:dev" 2>/dev/null || true)")
   stage=$out/build/$svc
   rm -rf "$stage"
   mkdir -p "$stage/rootfs/data" "$stage/rootfs/pki"
+  if [ "$svc" != admin ]; then
+    mkdir -p "$stage/rootfs/run/strata"
+    chmod 700 "$stage/rootfs/run/strata"
+  fi
   ln "bin/strata-$svc" "$stage/" 2>/dev/null || cp "bin/strata-$svc" "$stage/"
   say "docker build strata/$svc:dev"
   docker build --quiet --tag "strata/$svc:dev" --file "deployments/compose/Dockerfile.$svc" "$stage" >/dev/null

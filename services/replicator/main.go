@@ -100,6 +100,23 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, broker.Close()) }()
+	// The fetchers' appends and truncations: over the local socket when
+	// the broker serves one (plain gRPC, its uid checked), else over the
+	// broker's mutual TLS connection with everything else.
+	var localOpts []fetcher.LocalOption
+	if cfg.BrokerLocalSocket != "" {
+		lconn, err := brokerdial.DialLocal(cfg.BrokerLocalSocket, cfg.BrokerLocalSocketPeerUID(),
+			brokerdial.Options{MaxBackoff: cfg.BrokerReconnectBackoff})
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, lconn.Close()) }()
+		localOpts = append(localOpts, fetcher.WithLocalReplica(lconn))
+		lg.Info("appending over the local broker's socket (plain gRPC; the broker's uid checked)",
+			zap.String("path", cfg.BrokerLocalSocket), zap.Uint32("broker_uid", cfg.BrokerLocalSocketPeerUID()))
+	}
+	local := fetcher.NewLocalClient(broker.Conn(), localOpts...)
+	defer local.Close()
 	// Fetchers dial leader brokers at their cluster-network addresses; the
 	// TLS server name is each dialled host, which the broker's certificate
 	// must name.
@@ -157,7 +174,7 @@ func run(ctx context.Context, cfg config.Config) (err error) {
 		RaftListener: raftLn, RaftAdvertise: cfg.RaftAdvertise,
 		GRPCListener: grpcLn, Advertise: cfg.Advertise,
 		BrokerAdvertise: cfg.BrokerAdvertise, BrokerInternal: cfg.BrokerAddr, Broker: broker,
-		Local: fetcher.NewLocalClient(broker.Conn()), Leaders: leaders, BrokerHealth: broker,
+		Local: local, Leaders: leaders, BrokerHealth: broker,
 		Liveness:        liveness.Options{Interval: cfg.BrokerProbeInterval, Timeout: cfg.BrokerProbeTimeout, Failures: cfg.BrokerProbeFailures},
 		BootstrapExpect: cfg.BootstrapExpect, Bootstrap: cfg.Bootstrap,
 		ServerTLS: serverTLS, ClientTLS: clientTLS, MetricsListener: metricsLn, Pprof: cfg.Pprof, Authorizer: authz,

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/strata-log/strata/pkg/grpctls/localsock"
 	"github.com/strata-log/strata/services/broker/internal/authz"
 	"github.com/strata-log/strata/services/broker/internal/config"
 	"github.com/strata-log/strata/services/broker/internal/grpcserver"
@@ -53,6 +55,15 @@ type Options struct {
 	StreamInterceptors []grpc.StreamServerInterceptor
 	// Logger defaults to zap.NewNop().
 	Logger *zap.Logger
+	// LocalSocket, when set, is a Unix domain socket path on which the
+	// broker also serves LocalReplica, as a broker started with
+	// --local-socket does: plain gRPC, the peer admitted by uid
+	// (LocalSocketUID, default this process's), the interceptors above
+	// run there too. A restart makes the socket again.
+	LocalSocket string
+	// LocalSocketUID is the uid admitted on LocalSocket; nil means this
+	// process's own.
+	LocalSocketUID *uint32
 }
 
 // Broker is one running broker. Stop ends it; Restart starts it again on
@@ -61,9 +72,10 @@ type Broker struct {
 	opts Options
 	addr string
 
-	reg    *topic.Registry
-	srv    *grpcserver.Server
-	served chan error
+	reg     *topic.Registry
+	srv     *grpcserver.Server
+	served  chan error
+	servers int // how many Serve calls report on served
 }
 
 // Start serves a broker on a loopback port until Stop or the end of the
@@ -143,10 +155,32 @@ func (b *Broker) start(addr string) (err error) {
 		UnaryInterceptors:  append(unary, b.opts.UnaryInterceptors...),
 		StreamInterceptors: append(stream, b.opts.StreamInterceptors...),
 	})
-	b.served = make(chan error, 1)
+	b.served = make(chan error, 2)
 	go func() { b.served <- b.srv.Serve(ln) }()
+	b.servers = 1
+	if b.opts.LocalSocket != "" {
+		lln, err := localsock.Listen(b.opts.LocalSocket)
+		if err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			b.srv.Stop(ctx)
+			return errors.Join(fmt.Errorf("brokertest: %w", err), <-b.served)
+		}
+		uid := uint32(os.Getuid())
+		if b.opts.LocalSocketUID != nil {
+			uid = *b.opts.LocalSocketUID
+		}
+		lopts := grpcserver.LocalOptions{Creds: localsock.Credentials(uid, func(err error) {
+			lg.Info("local socket peer refused", zap.Error(err))
+		}), UnaryInterceptors: b.opts.UnaryInterceptors, StreamInterceptors: b.opts.StreamInterceptors}
+		go func() { b.served <- b.srv.ServeLocal(lln, lopts) }()
+		b.servers++
+	}
 	return nil
 }
+
+// LocalSocket is the local socket's path, empty when off.
+func (b *Broker) LocalSocket() string { return b.opts.LocalSocket }
 
 // Addr is the broker's address.
 func (b *Broker) Addr() string { return b.addr }
@@ -167,7 +201,11 @@ func (b *Broker) Stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	b.srv.Stop(ctx)
-	err := errors.Join(<-b.served, b.reg.Close())
+	var err error
+	for range b.servers {
+		err = errors.Join(err, <-b.served)
+	}
+	err = errors.Join(err, b.reg.Close())
 	b.srv, b.reg = nil, nil
 	return err
 }

@@ -9,6 +9,7 @@ package stratav1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	anypb "google.golang.org/protobuf/types/known/anypb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -206,8 +207,16 @@ type AppendRequest struct {
 	Frames       []byte `protobuf:"bytes,5,opt,name=frames,proto3" json:"frames,omitempty"`
 	// The leader's high watermark, so the follower can serve up to it.
 	LeaderHighWatermark int64 `protobuf:"varint,6,opt,name=leader_high_watermark,json=leaderHighWatermark,proto3" json:"leader_high_watermark,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// AppendStream: the caller's id for this request, echoed in its
+	// response. Ignored by Append.
+	RequestId uint64 `protobuf:"varint,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// AppendStream: the W3C traceparent of the caller's span for this
+	// append (a stream's messages carry no metadata of their own), so the
+	// broker's append span is its child; empty when not traced. Append
+	// takes it from the call's metadata instead.
+	TraceParent   string `protobuf:"bytes,8,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppendRequest) Reset() {
@@ -282,9 +291,28 @@ func (x *AppendRequest) GetLeaderHighWatermark() int64 {
 	return 0
 }
 
+func (x *AppendRequest) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *AppendRequest) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
 type AppendResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LogEndOffset  int64                  `protobuf:"varint,1,opt,name=log_end_offset,json=logEndOffset,proto3" json:"log_end_offset,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The follower's log end offset after the append; 0 with error.
+	LogEndOffset int64 `protobuf:"varint,1,opt,name=log_end_offset,json=logEndOffset,proto3" json:"log_end_offset,omitempty"`
+	// AppendStream: the request_id of the request answered.
+	RequestId uint64 `protobuf:"varint,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// AppendStream: why the append was refused; unset when it succeeded.
+	Error         *AppendError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,6 +354,85 @@ func (x *AppendResponse) GetLogEndOffset() int64 {
 	return 0
 }
 
+func (x *AppendResponse) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *AppendResponse) GetError() *AppendError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// AppendError is an append AppendStream refused: the fields of
+// google.rpc.Status (the same field numbers and types, so it decodes as
+// one), holding the code, message and details (OffsetRange, NotLeader,
+// BadRequest, ...) the unary Append fails with for the same request.
+type AppendError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A google.golang.org/grpc/codes value.
+	Code          int32        `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string       `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Details       []*anypb.Any `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendError) Reset() {
+	*x = AppendError{}
+	mi := &file_strata_v1_local_replica_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendError) ProtoMessage() {}
+
+func (x *AppendError) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_local_replica_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendError.ProtoReflect.Descriptor instead.
+func (*AppendError) Descriptor() ([]byte, []int) {
+	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AppendError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *AppendError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *AppendError) GetDetails() []*anypb.Any {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
 type TruncateRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -343,7 +450,7 @@ type TruncateRequest struct {
 
 func (x *TruncateRequest) Reset() {
 	*x = TruncateRequest{}
-	mi := &file_strata_v1_local_replica_proto_msgTypes[4]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -355,7 +462,7 @@ func (x *TruncateRequest) String() string {
 func (*TruncateRequest) ProtoMessage() {}
 
 func (x *TruncateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_local_replica_proto_msgTypes[4]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -368,7 +475,7 @@ func (x *TruncateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateRequest.ProtoReflect.Descriptor instead.
 func (*TruncateRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{4}
+	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TruncateRequest) GetTopic() string {
@@ -415,7 +522,7 @@ type TruncateResponse struct {
 
 func (x *TruncateResponse) Reset() {
 	*x = TruncateResponse{}
-	mi := &file_strata_v1_local_replica_proto_msgTypes[5]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +534,7 @@ func (x *TruncateResponse) String() string {
 func (*TruncateResponse) ProtoMessage() {}
 
 func (x *TruncateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_local_replica_proto_msgTypes[5]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +547,7 @@ func (x *TruncateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateResponse.ProtoReflect.Descriptor instead.
 func (*TruncateResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{5}
+	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TruncateResponse) GetLogEndOffset() int64 {
@@ -460,7 +567,7 @@ type ReleaseUnknownTopicsRequest struct {
 
 func (x *ReleaseUnknownTopicsRequest) Reset() {
 	*x = ReleaseUnknownTopicsRequest{}
-	mi := &file_strata_v1_local_replica_proto_msgTypes[6]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +579,7 @@ func (x *ReleaseUnknownTopicsRequest) String() string {
 func (*ReleaseUnknownTopicsRequest) ProtoMessage() {}
 
 func (x *ReleaseUnknownTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_local_replica_proto_msgTypes[6]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +592,7 @@ func (x *ReleaseUnknownTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseUnknownTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseUnknownTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{6}
+	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReleaseUnknownTopicsRequest) GetKnownTopics() []string {
@@ -505,7 +612,7 @@ type ReleaseUnknownTopicsResponse struct {
 
 func (x *ReleaseUnknownTopicsResponse) Reset() {
 	*x = ReleaseUnknownTopicsResponse{}
-	mi := &file_strata_v1_local_replica_proto_msgTypes[7]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +624,7 @@ func (x *ReleaseUnknownTopicsResponse) String() string {
 func (*ReleaseUnknownTopicsResponse) ProtoMessage() {}
 
 func (x *ReleaseUnknownTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_local_replica_proto_msgTypes[7]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +637,7 @@ func (x *ReleaseUnknownTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseUnknownTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseUnknownTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{7}
+	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReleaseUnknownTopicsResponse) GetRemoved() []string {
@@ -548,7 +655,7 @@ type StorageIdRequest struct {
 
 func (x *StorageIdRequest) Reset() {
 	*x = StorageIdRequest{}
-	mi := &file_strata_v1_local_replica_proto_msgTypes[8]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +667,7 @@ func (x *StorageIdRequest) String() string {
 func (*StorageIdRequest) ProtoMessage() {}
 
 func (x *StorageIdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_local_replica_proto_msgTypes[8]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +680,7 @@ func (x *StorageIdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageIdRequest.ProtoReflect.Descriptor instead.
 func (*StorageIdRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{8}
+	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{9}
 }
 
 type StorageIdResponse struct {
@@ -585,7 +692,7 @@ type StorageIdResponse struct {
 
 func (x *StorageIdResponse) Reset() {
 	*x = StorageIdResponse{}
-	mi := &file_strata_v1_local_replica_proto_msgTypes[9]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +704,7 @@ func (x *StorageIdResponse) String() string {
 func (*StorageIdResponse) ProtoMessage() {}
 
 func (x *StorageIdResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_local_replica_proto_msgTypes[9]
+	mi := &file_strata_v1_local_replica_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +717,7 @@ func (x *StorageIdResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageIdResponse.ProtoReflect.Descriptor instead.
 func (*StorageIdResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{9}
+	return file_strata_v1_local_replica_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StorageIdResponse) GetStorageId() string {
@@ -624,7 +731,7 @@ var File_strata_v1_local_replica_proto protoreflect.FileDescriptor
 
 const file_strata_v1_local_replica_proto_rawDesc = "" +
 	"\n" +
-	"\x1dstrata/v1/local_replica.proto\x12\tstrata.v1\x1a\x17strata/v1/cluster.proto\"\xf4\x02\n" +
+	"\x1dstrata/v1/local_replica.proto\x12\tstrata.v1\x1a\x19google/protobuf/any.proto\x1a\x17strata/v1/cluster.proto\"\xf4\x02\n" +
 	"\x1aApplyPartitionStateRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12#\n" +
@@ -640,16 +747,26 @@ const file_strata_v1_local_replica_proto_rawDesc = "" +
 	"\n" +
 	"storage_id\x18\v \x01(\tR\tstorageId\"C\n" +
 	"\x1bApplyPartitionStateResponse\x12$\n" +
-	"\x0elog_end_offset\x18\x01 \x01(\x03R\flogEndOffset\"\xd7\x01\n" +
+	"\x0elog_end_offset\x18\x01 \x01(\x03R\flogEndOffset\"\x99\x02\n" +
 	"\rAppendRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12!\n" +
 	"\fleader_epoch\x18\x03 \x01(\x05R\vleaderEpoch\x12#\n" +
 	"\rrecords_epoch\x18\x04 \x01(\x05R\frecordsEpoch\x12\x16\n" +
 	"\x06frames\x18\x05 \x01(\fR\x06frames\x122\n" +
-	"\x15leader_high_watermark\x18\x06 \x01(\x03R\x13leaderHighWatermark\"6\n" +
+	"\x15leader_high_watermark\x18\x06 \x01(\x03R\x13leaderHighWatermark\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\x04R\trequestId\x12!\n" +
+	"\ftrace_parent\x18\b \x01(\tR\vtraceParent\"\x83\x01\n" +
 	"\x0eAppendResponse\x12$\n" +
-	"\x0elog_end_offset\x18\x01 \x01(\x03R\flogEndOffset\"\x96\x01\n" +
+	"\x0elog_end_offset\x18\x01 \x01(\x03R\flogEndOffset\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\x04R\trequestId\x12,\n" +
+	"\x05error\x18\x03 \x01(\v2\x16.strata.v1.AppendErrorR\x05error\"k\n" +
+	"\vAppendError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
+	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails\"\x96\x01\n" +
 	"\x0fTruncateRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
@@ -665,10 +782,11 @@ const file_strata_v1_local_replica_proto_rawDesc = "" +
 	"\x10StorageIdRequest\"2\n" +
 	"\x11StorageIdResponse\x12\x1d\n" +
 	"\n" +
-	"storage_id\x18\x01 \x01(\tR\tstorageId2\xa9\x03\n" +
+	"storage_id\x18\x01 \x01(\tR\tstorageId2\xf2\x03\n" +
 	"\fLocalReplica\x12d\n" +
 	"\x13ApplyPartitionState\x12%.strata.v1.ApplyPartitionStateRequest\x1a&.strata.v1.ApplyPartitionStateResponse\x12=\n" +
-	"\x06Append\x12\x18.strata.v1.AppendRequest\x1a\x19.strata.v1.AppendResponse\x12C\n" +
+	"\x06Append\x12\x18.strata.v1.AppendRequest\x1a\x19.strata.v1.AppendResponse\x12G\n" +
+	"\fAppendStream\x12\x18.strata.v1.AppendRequest\x1a\x19.strata.v1.AppendResponse(\x010\x01\x12C\n" +
 	"\bTruncate\x12\x1a.strata.v1.TruncateRequest\x1a\x1b.strata.v1.TruncateResponse\x12g\n" +
 	"\x14ReleaseUnknownTopics\x12&.strata.v1.ReleaseUnknownTopicsRequest\x1a'.strata.v1.ReleaseUnknownTopicsResponse\x12F\n" +
 	"\tStorageId\x12\x1b.strata.v1.StorageIdRequest\x1a\x1c.strata.v1.StorageIdResponseB;Z9github.com/strata-log/strata/pkg/proto/strata/v1;stratav1b\x06proto3"
@@ -685,39 +803,45 @@ func file_strata_v1_local_replica_proto_rawDescGZIP() []byte {
 	return file_strata_v1_local_replica_proto_rawDescData
 }
 
-var file_strata_v1_local_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_strata_v1_local_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_strata_v1_local_replica_proto_goTypes = []any{
 	(*ApplyPartitionStateRequest)(nil),   // 0: strata.v1.ApplyPartitionStateRequest
 	(*ApplyPartitionStateResponse)(nil),  // 1: strata.v1.ApplyPartitionStateResponse
 	(*AppendRequest)(nil),                // 2: strata.v1.AppendRequest
 	(*AppendResponse)(nil),               // 3: strata.v1.AppendResponse
-	(*TruncateRequest)(nil),              // 4: strata.v1.TruncateRequest
-	(*TruncateResponse)(nil),             // 5: strata.v1.TruncateResponse
-	(*ReleaseUnknownTopicsRequest)(nil),  // 6: strata.v1.ReleaseUnknownTopicsRequest
-	(*ReleaseUnknownTopicsResponse)(nil), // 7: strata.v1.ReleaseUnknownTopicsResponse
-	(*StorageIdRequest)(nil),             // 8: strata.v1.StorageIdRequest
-	(*StorageIdResponse)(nil),            // 9: strata.v1.StorageIdResponse
-	(Role)(0),                            // 10: strata.v1.Role
-	(*TopicConfig)(nil),                  // 11: strata.v1.TopicConfig
+	(*AppendError)(nil),                  // 4: strata.v1.AppendError
+	(*TruncateRequest)(nil),              // 5: strata.v1.TruncateRequest
+	(*TruncateResponse)(nil),             // 6: strata.v1.TruncateResponse
+	(*ReleaseUnknownTopicsRequest)(nil),  // 7: strata.v1.ReleaseUnknownTopicsRequest
+	(*ReleaseUnknownTopicsResponse)(nil), // 8: strata.v1.ReleaseUnknownTopicsResponse
+	(*StorageIdRequest)(nil),             // 9: strata.v1.StorageIdRequest
+	(*StorageIdResponse)(nil),            // 10: strata.v1.StorageIdResponse
+	(Role)(0),                            // 11: strata.v1.Role
+	(*TopicConfig)(nil),                  // 12: strata.v1.TopicConfig
+	(*anypb.Any)(nil),                    // 13: google.protobuf.Any
 }
 var file_strata_v1_local_replica_proto_depIdxs = []int32{
-	10, // 0: strata.v1.ApplyPartitionStateRequest.role:type_name -> strata.v1.Role
-	11, // 1: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
-	0,  // 2: strata.v1.LocalReplica.ApplyPartitionState:input_type -> strata.v1.ApplyPartitionStateRequest
-	2,  // 3: strata.v1.LocalReplica.Append:input_type -> strata.v1.AppendRequest
-	4,  // 4: strata.v1.LocalReplica.Truncate:input_type -> strata.v1.TruncateRequest
-	6,  // 5: strata.v1.LocalReplica.ReleaseUnknownTopics:input_type -> strata.v1.ReleaseUnknownTopicsRequest
-	8,  // 6: strata.v1.LocalReplica.StorageId:input_type -> strata.v1.StorageIdRequest
-	1,  // 7: strata.v1.LocalReplica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
-	3,  // 8: strata.v1.LocalReplica.Append:output_type -> strata.v1.AppendResponse
-	5,  // 9: strata.v1.LocalReplica.Truncate:output_type -> strata.v1.TruncateResponse
-	7,  // 10: strata.v1.LocalReplica.ReleaseUnknownTopics:output_type -> strata.v1.ReleaseUnknownTopicsResponse
-	9,  // 11: strata.v1.LocalReplica.StorageId:output_type -> strata.v1.StorageIdResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	11, // 0: strata.v1.ApplyPartitionStateRequest.role:type_name -> strata.v1.Role
+	12, // 1: strata.v1.ApplyPartitionStateRequest.config:type_name -> strata.v1.TopicConfig
+	4,  // 2: strata.v1.AppendResponse.error:type_name -> strata.v1.AppendError
+	13, // 3: strata.v1.AppendError.details:type_name -> google.protobuf.Any
+	0,  // 4: strata.v1.LocalReplica.ApplyPartitionState:input_type -> strata.v1.ApplyPartitionStateRequest
+	2,  // 5: strata.v1.LocalReplica.Append:input_type -> strata.v1.AppendRequest
+	2,  // 6: strata.v1.LocalReplica.AppendStream:input_type -> strata.v1.AppendRequest
+	5,  // 7: strata.v1.LocalReplica.Truncate:input_type -> strata.v1.TruncateRequest
+	7,  // 8: strata.v1.LocalReplica.ReleaseUnknownTopics:input_type -> strata.v1.ReleaseUnknownTopicsRequest
+	9,  // 9: strata.v1.LocalReplica.StorageId:input_type -> strata.v1.StorageIdRequest
+	1,  // 10: strata.v1.LocalReplica.ApplyPartitionState:output_type -> strata.v1.ApplyPartitionStateResponse
+	3,  // 11: strata.v1.LocalReplica.Append:output_type -> strata.v1.AppendResponse
+	3,  // 12: strata.v1.LocalReplica.AppendStream:output_type -> strata.v1.AppendResponse
+	6,  // 13: strata.v1.LocalReplica.Truncate:output_type -> strata.v1.TruncateResponse
+	8,  // 14: strata.v1.LocalReplica.ReleaseUnknownTopics:output_type -> strata.v1.ReleaseUnknownTopicsResponse
+	10, // 15: strata.v1.LocalReplica.StorageId:output_type -> strata.v1.StorageIdResponse
+	10, // [10:16] is the sub-list for method output_type
+	4,  // [4:10] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_strata_v1_local_replica_proto_init() }
@@ -732,7 +856,7 @@ func file_strata_v1_local_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_local_replica_proto_rawDesc), len(file_strata_v1_local_replica_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

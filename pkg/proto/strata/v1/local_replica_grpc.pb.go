@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	LocalReplica_ApplyPartitionState_FullMethodName  = "/strata.v1.LocalReplica/ApplyPartitionState"
 	LocalReplica_Append_FullMethodName               = "/strata.v1.LocalReplica/Append"
+	LocalReplica_AppendStream_FullMethodName         = "/strata.v1.LocalReplica/AppendStream"
 	LocalReplica_Truncate_FullMethodName             = "/strata.v1.LocalReplica/Truncate"
 	LocalReplica_ReleaseUnknownTopics_FullMethodName = "/strata.v1.LocalReplica/ReleaseUnknownTopics"
 	LocalReplica_StorageId_FullMethodName            = "/strata.v1.LocalReplica/StorageId"
@@ -32,16 +33,33 @@ const (
 //
 // LocalReplica is how a broker's own replicator drives it: the role of
 // each partition (ApplyPartitionState), what its follower replicas hold
-// (Append, Truncate), and the topics and data directory behind them. Every
-// method answers only this node's replicator (replicator-<node id>);
-// anyone else gets PermissionDenied.
+// (AppendStream, Append, Truncate), and the topics and data directory
+// behind them. Every method answers only this node's replicator
+// (replicator-<node id>); anyone else gets PermissionDenied. A broker
+// started with a local socket also serves this service, and only this
+// one, on a Unix domain socket without TLS, where the peer's uid is the
+// identity (services/broker/README.md).
 type LocalReplicaClient interface {
 	// ApplyPartitionState tells the broker its role for a partition, never
 	// from an older leader epoch than the partition has.
 	ApplyPartitionState(ctx context.Context, in *ApplyPartitionStateRequest, opts ...grpc.CallOption) (*ApplyPartitionStateResponse, error)
 	// Append writes records fetched from the leader into this (follower)
-	// broker at exactly the leader's offsets.
+	// broker at exactly the leader's offsets: the frames must start at the
+	// follower's log end offset, the leader epoch must be the one this
+	// broker follows in, and the leader's high watermark is passed on.
+	// Replicators use AppendStream; Append stays for those that predate it.
 	Append(ctx context.Context, in *AppendRequest, opts ...grpc.CallOption) (*AppendResponse, error)
+	// AppendStream is Append for every partition this node follows, on one
+	// long-lived stream: the caller is checked once, when the stream opens,
+	// and each request is then one append, answered by one response with
+	// the same request_id. Appends of different partitions run
+	// concurrently and may be answered out of order; the caller sends a
+	// partition's next request only after the previous one's answer. A
+	// refused append is answered with error (the status the unary Append
+	// would fail with, details included) and the stream goes on; the stream
+	// itself ends only when the caller closes it, the connection fails, or
+	// the broker stops (Unavailable).
+	AppendStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendRequest, AppendResponse], error)
 	// Truncate removes every record at and after offset on this follower.
 	Truncate(ctx context.Context, in *TruncateRequest, opts ...grpc.CallOption) (*TruncateResponse, error)
 	// ReleaseUnknownTopics removes this broker's local topics that the
@@ -84,6 +102,19 @@ func (c *localReplicaClient) Append(ctx context.Context, in *AppendRequest, opts
 	return out, nil
 }
 
+func (c *localReplicaClient) AppendStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendRequest, AppendResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &LocalReplica_ServiceDesc.Streams[0], LocalReplica_AppendStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AppendRequest, AppendResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LocalReplica_AppendStreamClient = grpc.BidiStreamingClient[AppendRequest, AppendResponse]
+
 func (c *localReplicaClient) Truncate(ctx context.Context, in *TruncateRequest, opts ...grpc.CallOption) (*TruncateResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(TruncateResponse)
@@ -120,16 +151,33 @@ func (c *localReplicaClient) StorageId(ctx context.Context, in *StorageIdRequest
 //
 // LocalReplica is how a broker's own replicator drives it: the role of
 // each partition (ApplyPartitionState), what its follower replicas hold
-// (Append, Truncate), and the topics and data directory behind them. Every
-// method answers only this node's replicator (replicator-<node id>);
-// anyone else gets PermissionDenied.
+// (AppendStream, Append, Truncate), and the topics and data directory
+// behind them. Every method answers only this node's replicator
+// (replicator-<node id>); anyone else gets PermissionDenied. A broker
+// started with a local socket also serves this service, and only this
+// one, on a Unix domain socket without TLS, where the peer's uid is the
+// identity (services/broker/README.md).
 type LocalReplicaServer interface {
 	// ApplyPartitionState tells the broker its role for a partition, never
 	// from an older leader epoch than the partition has.
 	ApplyPartitionState(context.Context, *ApplyPartitionStateRequest) (*ApplyPartitionStateResponse, error)
 	// Append writes records fetched from the leader into this (follower)
-	// broker at exactly the leader's offsets.
+	// broker at exactly the leader's offsets: the frames must start at the
+	// follower's log end offset, the leader epoch must be the one this
+	// broker follows in, and the leader's high watermark is passed on.
+	// Replicators use AppendStream; Append stays for those that predate it.
 	Append(context.Context, *AppendRequest) (*AppendResponse, error)
+	// AppendStream is Append for every partition this node follows, on one
+	// long-lived stream: the caller is checked once, when the stream opens,
+	// and each request is then one append, answered by one response with
+	// the same request_id. Appends of different partitions run
+	// concurrently and may be answered out of order; the caller sends a
+	// partition's next request only after the previous one's answer. A
+	// refused append is answered with error (the status the unary Append
+	// would fail with, details included) and the stream goes on; the stream
+	// itself ends only when the caller closes it, the connection fails, or
+	// the broker stops (Unavailable).
+	AppendStream(grpc.BidiStreamingServer[AppendRequest, AppendResponse]) error
 	// Truncate removes every record at and after offset on this follower.
 	Truncate(context.Context, *TruncateRequest) (*TruncateResponse, error)
 	// ReleaseUnknownTopics removes this broker's local topics that the
@@ -157,6 +205,9 @@ func (UnimplementedLocalReplicaServer) ApplyPartitionState(context.Context, *App
 }
 func (UnimplementedLocalReplicaServer) Append(context.Context, *AppendRequest) (*AppendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Append not implemented")
+}
+func (UnimplementedLocalReplicaServer) AppendStream(grpc.BidiStreamingServer[AppendRequest, AppendResponse]) error {
+	return status.Error(codes.Unimplemented, "method AppendStream not implemented")
 }
 func (UnimplementedLocalReplicaServer) Truncate(context.Context, *TruncateRequest) (*TruncateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Truncate not implemented")
@@ -223,6 +274,13 @@ func _LocalReplica_Append_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _LocalReplica_AppendStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LocalReplicaServer).AppendStream(&grpc.GenericServerStream[AppendRequest, AppendResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LocalReplica_AppendStreamServer = grpc.BidiStreamingServer[AppendRequest, AppendResponse]
 
 func _LocalReplica_Truncate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(TruncateRequest)
@@ -306,6 +364,13 @@ var LocalReplica_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _LocalReplica_StorageId_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "AppendStream",
+			Handler:       _LocalReplica_AppendStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "strata/v1/local_replica.proto",
 }

@@ -79,6 +79,7 @@ func MethodTable() acl.MethodTable {
 
 		stratav1.LocalReplica_ApplyPartitionState_FullMethodName:  replicate,
 		stratav1.LocalReplica_Append_FullMethodName:               replicate,
+		stratav1.LocalReplica_AppendStream_FullMethodName:         replicate, // checked once, when the stream opens
 		stratav1.LocalReplica_Truncate_FullMethodName:             replicate,
 		stratav1.LocalReplica_ReleaseUnknownTopics_FullMethodName: replicate,
 		stratav1.LocalReplica_StorageId_FullMethodName:            replicate,

@@ -22,6 +22,7 @@ import (
 	"github.com/strata-log/strata/pkg/connlimit"
 	"github.com/strata-log/strata/pkg/connlimit/grpclimit"
 	"github.com/strata-log/strata/pkg/grpctls"
+	"github.com/strata-log/strata/pkg/grpctls/localsock"
 	"github.com/strata-log/strata/pkg/pki"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/pkg/telemetry"
@@ -61,6 +62,7 @@ type Broker struct {
 	grpc  *grpcserver.Server
 	lis   net.Listener
 	mlis  net.Listener
+	llis  net.Listener // the local socket (cfg.LocalSocket); nil when off
 	msrv  *telemetry.MetricsServer
 	trace *telemetry.Tracing // nil: tracing off
 	// replicator is the connection to this node's replicator; nil unless
@@ -89,7 +91,7 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	b := &Broker{cfg: cfg, lg: lg, errc: make(chan error, 2), stop: make(chan struct{})}
+	b := &Broker{cfg: cfg, lg: lg, errc: make(chan error, 3), stop: make(chan struct{})} // errc: one per server
 	var cleanup []func() error
 	defer func() {
 		if err != nil {
@@ -133,6 +135,15 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		return nil, err
 	}
 	cleanup = append(cleanup, b.reg.Close)
+	// The local socket is bound before anything serves or runs, so that a
+	// path in use or not a socket fails the start with nothing to undo.
+	if cfg.LocalSocket != "" {
+		b.llis, err = localsock.Listen(cfg.LocalSocket)
+		if err != nil {
+			return nil, fmt.Errorf("broker: local-socket: %w", err)
+		}
+		cleanup = append(cleanup, func() error { return ignoreClosed(b.llis.Close()) })
+	}
 
 	b.trace, err = telemetry.SetupTracing(ctx, opts.Getenv, "strata-broker", fmt.Sprint(cfg.NodeID))
 	if err != nil {
@@ -217,7 +228,8 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		// The replication data path's hot RPCs make their own spans when
 		// the caller traces (grpcserver/tracing.go), not one per call.
 		gopts.StatsHandlers = append(gopts.StatsHandlers, b.trace.ServerHandler(
-			stratav1.LocalReplica_Append_FullMethodName, stratav1.ReplicaFetch_Fetch_FullMethodName))
+			stratav1.LocalReplica_Append_FullMethodName, stratav1.LocalReplica_AppendStream_FullMethodName,
+			stratav1.ReplicaFetch_Fetch_FullMethodName))
 		gopts.Tracer = b.trace.Tracer("github.com/strata-log/strata/services/broker")
 		lg.Info("tracing on", zap.String("endpoint", opts.Getenv(telemetry.TracingEndpointEnv)))
 	}
@@ -277,6 +289,9 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		b.goServe("metrics", func() error { return b.msrv.Serve(b.mlis) })
 	}
 	b.goServe("grpc", func() error { return b.grpc.Serve(b.lis) })
+	if b.llis != nil {
+		b.serveLocal(m, opts.GRPC.StatsHandlers)
+	}
 	b.wg.Add(1)
 	go b.retentionLoop()
 	b.startDirProbe(m.Registry())
@@ -306,6 +321,33 @@ func Start(ctx context.Context, cfg config.Config, lg *zap.Logger, opts Options)
 		zap.Bool("tls", creds != nil),
 		zap.Bool("authz", b.authz != nil))
 	return b, nil
+}
+
+// serveLocal serves LocalReplica to this node's replicator on the local
+// socket (b.llis, cfg.LocalSocket): plain gRPC, the peer admitted by its
+// uid (pkg/grpctls/localsock), with the metrics interceptors and the
+// tracing handler of the main server but no ACL: the uid is the identity
+// there. The server stops with the main one (grpcserver.Server.Stop),
+// which closes the listener and so removes the socket.
+func (b *Broker) serveLocal(m *metrics.Metrics, extra []stats.Handler) {
+	uid := b.cfg.LocalSocketUID()
+	ln := b.llis
+	lg := b.lg.Named("local-socket")
+	hs := append([]stats.Handler(nil), extra...)
+	if b.trace != nil {
+		hs = append(hs, b.trace.ServerHandler(stratav1.LocalReplica_Append_FullMethodName, stratav1.LocalReplica_AppendStream_FullMethodName))
+	}
+	lopts := grpcserver.LocalOptions{
+		Creds: localsock.Credentials(uid, func(err error) {
+			lg.Warn("local socket peer refused", zap.String("path", b.cfg.LocalSocket), zap.Error(err))
+		}),
+		UnaryInterceptors:  []grpc.UnaryServerInterceptor{m.UnaryInterceptor()},
+		StreamInterceptors: []grpc.StreamServerInterceptor{m.StreamInterceptor()},
+		StatsHandlers:      hs,
+	}
+	b.goServe("local socket", func() error { return b.grpc.ServeLocal(ln, lopts) })
+	lg.Info("serving LocalReplica on the local socket (plain gRPC; peers admitted by uid)",
+		zap.String("path", b.cfg.LocalSocket), zap.Uint32("peer_uid", uid))
 }
 
 // startDirProbe probes the data directory for writes every
@@ -416,6 +458,14 @@ func (b *Broker) Authorizer() *acl.Authorizer { return b.authz }
 
 // Addr is the bound gRPC address.
 func (b *Broker) Addr() net.Addr { return b.lis.Addr() }
+
+// LocalSocketAddr is the local socket's address, nil when off.
+func (b *Broker) LocalSocketAddr() net.Addr {
+	if b.llis == nil {
+		return nil
+	}
+	return b.llis.Addr()
+}
 
 // MetricsAddr is the bound /metrics address, nil when off.
 func (b *Broker) MetricsAddr() net.Addr {

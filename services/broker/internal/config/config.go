@@ -5,11 +5,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/strata-log/strata/pkg/acl"
+	"github.com/strata-log/strata/pkg/grpctls/localsock"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/pkg/telemetry"
 	"github.com/strata-log/strata/pkg/topicconfig"
@@ -70,6 +73,17 @@ type Config struct {
 	// ReplicaLagMax is how long a follower may go without catching up to
 	// the leader's log end before the leader asks to drop it from the ISR.
 	ReplicaLagMax time.Duration
+	// LocalSocket, in cluster mode, is a Unix domain socket path on which
+	// the broker also serves LocalReplica, and only that, to its own
+	// replicator running beside it (the replicator's
+	// --broker-local-socket): plain gRPC without TLS, the peer admitted by
+	// its uid (SO_PEERCRED, LocalSocketPeerUID), the socket mode 0600 in a
+	// directory only the two share (pkg/grpctls/localsock). Empty: off;
+	// the replicator then uses mutual TLS over TCP for everything.
+	LocalSocket string
+	// LocalSocketPeerUID is the uid a local socket peer must have; -1
+	// (the default) means the broker's own.
+	LocalSocketPeerUID int64
 	// LeaderLease is how long, in cluster mode, a partition leader goes on
 	// accepting produce after its replicator last confirmed the leadership
 	// (the replicator re-confirms every quarter lease). A broker whose
@@ -195,6 +209,7 @@ func Default() Config {
 		ReplicaLagMax:          5 * time.Second,
 		LeaderLease:            3 * time.Second,
 		ProducerIDExpiry:       7 * 24 * time.Hour,
+		LocalSocketPeerUID:     -1,
 	}
 }
 
@@ -266,6 +281,17 @@ func (c Config) Validate() error {
 		if c.AutoCreateTopics {
 			bad("auto-create-topics is not supported in cluster mode (replicator-addr): create topics through the controller")
 		}
+	}
+	if c.LocalSocket != "" {
+		if !c.ClusterMode() {
+			bad("local-socket serves LocalReplica to this node's replicator: it needs cluster mode (replicator-addr)")
+		}
+		if len(c.LocalSocket) > localsock.MaxPathLen {
+			bad("local-socket %q: at most %d bytes (the kernel's limit for a socket path)", c.LocalSocket, localsock.MaxPathLen)
+		}
+	}
+	if c.LocalSocketPeerUID < -1 || c.LocalSocketPeerUID > math.MaxUint32 {
+		bad("local-socket-peer-uid must be -1 (the broker's own uid) or a uid, got %d", c.LocalSocketPeerUID)
 	}
 	if err := c.LogOptions().Validate(); err != nil {
 		bad("%w", err)
@@ -344,6 +370,14 @@ func (c Config) ClusterMode() bool { return c.ReplicatorAddr != "" }
 // ReplicatorIdentity is the certificate identity allowed to set this
 // broker's partition states.
 func (c Config) ReplicatorIdentity() string { return fmt.Sprintf("replicator-%d", c.NodeID) }
+
+// LocalSocketUID is the uid a local socket peer must have.
+func (c Config) LocalSocketUID() uint32 {
+	if c.LocalSocketPeerUID < 0 {
+		return uint32(os.Getuid())
+	}
+	return uint32(c.LocalSocketPeerUID)
+}
 
 // TLSEnabled reports whether mutual TLS is configured.
 func (c Config) TLSEnabled() bool { return c.TLSCert != "" }

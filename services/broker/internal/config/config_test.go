@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +54,16 @@ func TestValidate(t *testing.T) {
 		{"zero shutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown-timeout must be > 0"},
 		{"fast retention", func(c *Config) { c.RetentionCheckInterval = time.Millisecond }, "retention-check-interval must be >= 1s"},
 		{"short leader lease", func(c *Config) { c.LeaderLease = 100 * time.Millisecond }, "leader-lease must be >= 500ms, got 100ms"},
+		{"local socket without cluster mode", func(c *Config) { c.LocalSocket = "/run/strata/broker.sock" }, "local-socket serves LocalReplica to this node's replicator: it needs cluster mode"},
+		{"local socket path too long", func(c *Config) {
+			c.TLSCert, c.TLSKey, c.TLSCA, c.InsecureNoAuth, c.ReplicatorAddr = "c.pem", "k.pem", "ca.pem", false, "r:9093"
+			c.LocalSocket = "/" + strings.Repeat("s", 107)
+		}, "at most 107 bytes"},
+		{"local socket in cluster mode", func(c *Config) {
+			c.TLSCert, c.TLSKey, c.TLSCA, c.InsecureNoAuth, c.ReplicatorAddr = "c.pem", "k.pem", "ca.pem", false, "r:9093"
+			c.LocalSocket, c.LocalSocketPeerUID = "/run/strata/broker.sock", 65532
+		}, ""},
+		{"bad local socket uid", func(c *Config) { c.LocalSocketPeerUID = -2 }, "local-socket-peer-uid must be -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,6 +155,26 @@ func TestParseConnectionLimits(t *testing.T) {
 	}
 	if c.HandshakeTimeout != 3*time.Second || c.MaxConns != 100 || c.MaxConnsPerIP != 5 || c.MaxStreamsPerIdentity != 7 || c.MaxConcurrentStreams != 9 {
 		t.Errorf("got handshake=%s conns=%d per-ip=%d per-identity=%d per-conn=%d", c.HandshakeTimeout, c.MaxConns, c.MaxConnsPerIP, c.MaxStreamsPerIdentity, c.MaxConcurrentStreams)
+	}
+}
+
+// TestParseLocalSocket: the local socket and its peer uid are flags and
+// STRATA_* variables; the uid defaults to the broker's own.
+func TestParseLocalSocket(t *testing.T) {
+	env := map[string]string{"STRATA_LOCAL_SOCKET": "/run/strata/broker.sock", "STRATA_REPLICATOR_ADDR": "r:9093",
+		"STRATA_TLS_CERT": "c.pem", "STRATA_TLS_KEY": "k.pem", "STRATA_TLS_CA": "ca.pem"}
+	c, err := Parse(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LocalSocket != "/run/strata/broker.sock" || c.LocalSocketPeerUID != -1 || c.LocalSocketUID() != uint32(os.Getuid()) {
+		t.Errorf("got socket %q, peer uid %d (%d)", c.LocalSocket, c.LocalSocketPeerUID, c.LocalSocketUID())
+	}
+	if c, err = Parse([]string{"--local-socket-peer-uid", "65532"}, func(k string) string { return env[k] }, io.Discard); err != nil || c.LocalSocketUID() != 65532 {
+		t.Errorf("--local-socket-peer-uid 65532: %d, %v", c.LocalSocketUID(), err)
+	}
+	if c, err = Parse([]string{"--insecure-no-auth"}, func(string) string { return "" }, io.Discard); err != nil || c.LocalSocket != "" {
+		t.Errorf("default: socket %q (%v), want none", c.LocalSocket, err)
 	}
 }
 

@@ -34,6 +34,8 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&c.ReplicatorAddr, "replicator-addr", c.ReplicatorAddr, "cluster mode: this node's replicator `host:port` (partition roles and topic admin come from it)")
 	fs.DurationVar(&c.ReplicaLagMax, "replica-lag-max", c.ReplicaLagMax, "cluster mode: how long a follower may lag before it leaves the ISR")
 	fs.DurationVar(&c.ProducerIDExpiry, "producer-id-expiry", c.ProducerIDExpiry, "forget an idempotent producer id that wrote nothing to a partition for this `long` (its retries after that are new records)")
+	fs.StringVar(&c.LocalSocket, "local-socket", c.LocalSocket, "cluster mode: also serve LocalReplica to this node's replicator on a Unix domain socket at `path`, plain gRPC without TLS, its peer admitted by uid (empty: off)")
+	fs.Int64Var(&c.LocalSocketPeerUID, "local-socket-peer-uid", c.LocalSocketPeerUID, "the `uid` a local socket peer must have (-1: the broker's own)")
 	fs.DurationVar(&c.LeaderLease, "leader-lease", c.LeaderLease, "cluster mode: a partition leader refuses produce when its replicator has not confirmed the leadership for this `long` (keep below the failure detection time less 2s)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", c.InsecureNoAuth, "serve plaintext gRPC with NO authentication or authorization (local development only)")
 	fs.BoolVar(&c.AutoCreateTopics, "auto-create-topics", c.AutoCreateTopics, "create unknown topics with the defaults on first produce")

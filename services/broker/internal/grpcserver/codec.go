@@ -12,7 +12,9 @@ import (
 type encodedMessage struct{ b []byte }
 
 // codec is the proto codec that also sends encodedMessage without
-// re-marshaling. Clients see ordinary protobuf.
+// re-marshaling, and decodes a rawAppendRequest (AppendStream) without
+// copying its frames out of the received buffer. Clients see ordinary
+// protobuf.
 type codec struct{ proto encoding.CodecV2 }
 
 func newCodec() codec { return codec{proto: encoding.GetCodecV2("proto")} }
@@ -24,6 +26,11 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.proto.Marshal(v)
 }
 
-func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(*rawAppendRequest); ok {
+		return m.unmarshal(data)
+	}
+	return c.proto.Unmarshal(data, v)
+}
 
 func (codec) Name() string { return "proto" }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,11 +139,17 @@ type Options struct {
 
 // Server is the broker's gRPC server.
 type Server struct {
+	cfg      Config
 	grpc     *grpc.Server
 	groups   *group.Coordinator
 	health   *health.Server
 	lg       *zap.Logger
 	shutdown chan struct{} // closed when Stop begins: streams end cleanly
+	replica  *replicaBase  // the replica services' state; nil unless in cluster mode
+
+	mu       sync.Mutex
+	locals   []*grpc.Server // ServeLocal's servers (local.go)
+	stopping bool
 }
 
 // New builds the server and registers every service.
@@ -153,7 +160,7 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 	if rec == nil {
 		rec = nopRecorder{}
 	}
-	s := &Server{lg: lg, shutdown: make(chan struct{}), health: health.NewServer()}
+	s := &Server{cfg: cfg, lg: lg, shutdown: make(chan struct{}), health: health.NewServer()}
 	limit := newStreamLimit(cfg.MaxOpenStreams)
 	sopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newCodec()),
@@ -186,8 +193,9 @@ func New(cfg Config, cat Catalog, admin TopicAdmin, rec Recorder, lg *zap.Logger
 		meta, topics := &forwardedMetadata{f: fwd}, &forwardedTopics{f: fwd}
 		stratav1.RegisterMetadataServer(s.grpc, meta)
 		stratav1.RegisterTopicsServer(s.grpc, topics)
-		registerReplicaServices(s.grpc, &replicaBase{cluster: *c, nodeID: cfg.NodeID, cat: cat, lg: lg.Named("replica"),
-			maxSendBytes: cfg.MaxSendMsgBytes, shutdown: s.shutdown, rec: rec, timer: batchTimer(rec), tr: tr})
+		s.replica = &replicaBase{cluster: *c, nodeID: cfg.NodeID, cat: cat, lg: lg.Named("replica"),
+			maxSendBytes: cfg.MaxSendMsgBytes, shutdown: s.shutdown, rec: rec, timer: batchTimer(rec), tr: tr}
+		registerReplicaServices(s.grpc, s.replica)
 		gc.metadata, gc.peers = meta.Metadata, c.Peers
 		gc.create = func(ctx context.Context, req *stratav1.CreateTopicRequest) error {
 			_, err := topics.CreateTopic(ctx, req)
@@ -239,22 +247,34 @@ func (s *Server) Serve(lis net.Listener) error {
 	return err
 }
 
-// Stop reports NOT_SERVING, ends ConsumeStreams waiting at the log end,
-// and stops gracefully; when ctx ends first, open RPCs are cut.
+// Stop reports NOT_SERVING, ends ConsumeStreams waiting at the log end
+// (and Fetch and AppendStream streams), and stops gracefully, the local
+// socket's server (ServeLocal) with the main one; when ctx ends first,
+// open RPCs are cut.
 func (s *Server) Stop(ctx context.Context) {
 	s.health.Shutdown()
 	close(s.shutdown)
 	s.groups.Close() // group sessions are long-lived streams: end them first
+	s.mu.Lock()
+	s.stopping = true
+	servers := append([]*grpc.Server{s.grpc}, s.locals...)
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
-		s.grpc.GracefulStop()
+		var wg sync.WaitGroup
+		for _, srv := range servers {
+			wg.Go(srv.GracefulStop)
+		}
+		wg.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
 		s.lg.Warn("graceful stop timed out; closing open RPCs")
-		s.grpc.Stop()
+		for _, srv := range servers {
+			srv.Stop()
+		}
 		<-done
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/backoff"
 
 	"github.com/strata-log/strata/pkg/grpctls"
+	"github.com/strata-log/strata/pkg/grpctls/localsock"
 )
 
 // Options tune the connection. Zero values mean defaults.
@@ -42,6 +43,33 @@ const (
 	DefaultMaxBackoff     = time.Second
 	DefaultConnectTimeout = 5 * time.Second
 )
+
+// DialLocal returns a client of the local broker's Unix domain socket at
+// path (its --local-socket): plain gRPC, no TLS, the serving process's
+// uid checked against uid when each connection is made
+// (pkg/grpctls/localsock), with Dial's reconnection policy. A broker
+// restarting makes a new socket at the same path; the next attempt
+// connects to it.
+func DialLocal(path string, uid uint32, o Options, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	bo := backoff.Config{BaseDelay: min(100*time.Millisecond, o.MaxBackoff), Multiplier: 1.6, Jitter: 0.2, MaxDelay: o.MaxBackoff}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(localsock.Credentials(uid, nil)),
+		grpc.WithReadBufferSize(grpctls.BufferBytes),
+		grpc.WithWriteBufferSize(grpctls.BufferBytes),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: o.ConnectTimeout}),
+	}
+	conn, err := grpc.NewClient(localsock.Target(path), append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("brokerdial: %s: %w", path, err)
+	}
+	return conn, nil
+}
 
 // Dial returns a client of the broker at addr (host:port) with mutual TLS
 // (tlsConf, its ServerName empty so that the dialled host is verified) and

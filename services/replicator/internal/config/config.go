@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/strata-log/strata/pkg/acl"
 	"github.com/strata-log/strata/pkg/envflag"
+	"github.com/strata-log/strata/pkg/grpctls/localsock"
 	"github.com/strata-log/strata/pkg/telemetry"
 	"github.com/strata-log/strata/services/replicator/internal/liveness"
 	"github.com/strata-log/strata/services/replicator/internal/membership"
@@ -37,6 +39,16 @@ type Config struct {
 	// also gossiped (tag broker_internal) as the address the other nodes'
 	// fetchers dial, so it must be reachable from them.
 	BrokerAddr string
+	// BrokerLocalSocket, when set, is the Unix domain socket on which the
+	// local broker serves LocalReplica (its --local-socket): the fetchers'
+	// appends and truncations go there, in plain gRPC without TLS, the
+	// broker's uid checked (SO_PEERCRED, BrokerLocalSocketUID); everything
+	// else still goes to BrokerAddr over mutual TLS. Empty: all over TCP.
+	BrokerLocalSocket string
+	// BrokerLocalSocketUID is the uid the process serving
+	// BrokerLocalSocket must run as; -1 (the default) means this
+	// replicator's own.
+	BrokerLocalSocketUID int64
 	// ACLAdminURL, when set, is the admin service ("https://host:port")
 	// whose ACL policy this replicator follows (a long-poll watch); the last
 	// policy applied is kept under DataDir/acl and enforced while admin is
@@ -132,6 +144,7 @@ func Default() Config {
 		BrokerProbeTimeout:     liveness.DefaultTimeout,
 		BrokerProbeFailures:    liveness.DefaultFailures,
 		BrokerReconnectBackoff: 500 * time.Millisecond,
+		BrokerLocalSocketUID:   -1,
 	}
 }
 
@@ -151,6 +164,8 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "replicator gRPC listen address")
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "replicator gRPC advertised address (default: listen)")
 	fs.StringVar(&c.BrokerAddr, "broker-addr", c.BrokerAddr, "the local broker's gRPC address; the other nodes' fetchers dial it too")
+	fs.StringVar(&c.BrokerLocalSocket, "broker-local-socket", c.BrokerLocalSocket, "the local broker's Unix domain socket (its --local-socket): appends go there in plain gRPC, the broker's uid checked; empty: mutual TLS over broker-addr")
+	fs.Int64Var(&c.BrokerLocalSocketUID, "broker-local-socket-uid", c.BrokerLocalSocketUID, "the uid the broker behind broker-local-socket must run as (-1: this replicator's own)")
 	fs.StringVar(&c.BrokerAdvertise, "broker-advertise", c.BrokerAdvertise, "the broker's advertised address for clients (default: broker-addr)")
 	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "base64 32-byte gossip encryption key")
 	fs.StringVar(&c.ACLAdminURL, "acl-admin-url", c.ACLAdminURL, "admin service https://host:port whose ACL policy to follow")
@@ -306,6 +321,12 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s must be >= 10ms, got %s", d.name, d.v))
 		}
 	}
+	if len(c.BrokerLocalSocket) > localsock.MaxPathLen {
+		errs = append(errs, fmt.Errorf("broker-local-socket %q: at most %d bytes (the kernel's limit for a socket path)", c.BrokerLocalSocket, localsock.MaxPathLen))
+	}
+	if c.BrokerLocalSocketUID < -1 || c.BrokerLocalSocketUID > math.MaxUint32 {
+		errs = append(errs, fmt.Errorf("broker-local-socket-uid must be -1 (this replicator's own uid) or a uid, got %d", c.BrokerLocalSocketUID))
+	}
 	if c.BrokerProbeFailures < 1 {
 		errs = append(errs, fmt.Errorf("broker-probe-failures must be >= 1, got %d", c.BrokerProbeFailures))
 	}
@@ -327,6 +348,15 @@ func checkHostPort(s string) error {
 		return fmt.Errorf("bad port %q", p)
 	}
 	return nil
+}
+
+// BrokerLocalSocketPeerUID is the uid the broker behind
+// BrokerLocalSocket must have.
+func (c Config) BrokerLocalSocketPeerUID() uint32 {
+	if c.BrokerLocalSocketUID < 0 {
+		return uint32(os.Getuid())
+	}
+	return uint32(c.BrokerLocalSocketUID)
 }
 
 // LogOptions are the logger's options (pkg/telemetry) from the log flags.

@@ -58,6 +58,20 @@ func TestParseFlagsAndEnv(t *testing.T) {
 	}
 }
 
+// TestBrokerLocalSocket: off by default; the path and the broker's uid
+// are flags and STRATA_* variables, the uid this replicator's own unless
+// set.
+func TestBrokerLocalSocket(t *testing.T) {
+	c, err := Parse(valid(), env(nil))
+	if err != nil || c.BrokerLocalSocket != "" || c.BrokerLocalSocketPeerUID() != uint32(os.Getuid()) {
+		t.Fatalf("default: %q uid %d, %v", c.BrokerLocalSocket, c.BrokerLocalSocketPeerUID(), err)
+	}
+	c, err = Parse(append(valid(), "--broker-local-socket-uid=65532"), env(map[string]string{"STRATA_BROKER_LOCAL_SOCKET": "/run/strata/broker.sock"}))
+	if err != nil || c.BrokerLocalSocket != "/run/strata/broker.sock" || c.BrokerLocalSocketPeerUID() != 65532 {
+		t.Fatalf("set: %q uid %d, %v", c.BrokerLocalSocket, c.BrokerLocalSocketPeerUID(), err)
+	}
+}
+
 func TestValidateNamesTheProblem(t *testing.T) {
 	tests := []struct {
 		name string
@@ -81,6 +95,8 @@ func TestValidateNamesTheProblem(t *testing.T) {
 		{"zero reconnect backoff", []string{"--broker-reconnect-backoff=0s"}, nil, "broker-reconnect-backoff must be >= 10ms, got 0s"},
 		{"per-ip cap above total", nil, map[string]string{"STRATA_MAX_CONNS": "10", "STRATA_MAX_CONNS_PER_IP": "11"},
 			"max-conns-per-ip must be >= 1 and <= max-conns (10), got 11"},
+		{"long local socket", []string{"--broker-local-socket=/" + strings.Repeat("s", 107)}, nil, "broker-local-socket"},
+		{"bad local socket uid", []string{"--broker-local-socket-uid=-5"}, nil, "broker-local-socket-uid must be -1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

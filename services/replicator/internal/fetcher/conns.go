@@ -1,12 +1,17 @@
 package fetcher
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/replicator/internal/brokerdial"
@@ -78,19 +83,100 @@ func (c *Conns) Close() error {
 	return err
 }
 
-// LocalClient is Local over one connection to this node's broker, from
-// the services by audience: Append and Truncate (LocalReplica, which
-// answers only this replicator), OffsetForLeaderEpoch about its own log
-// (ReplicaFetch) and PartitionStatus (ReplicaTools).
+// LocalClient is Local over the connection to this node's broker: the
+// appends of every fetcher over one LocalReplica.AppendStream (appender),
+// Truncate (LocalReplica; both answer only this replicator),
+// OffsetForLeaderEpoch about its own log (ReplicaFetch) and
+// PartitionStatus (ReplicaTools). With WithLocalReplica, LocalReplica's
+// calls (the appends above all) go over another connection: the local
+// socket.
 type LocalClient struct {
-	stratav1.LocalReplicaClient
+	replica stratav1.LocalReplicaClient
 	stratav1.ReplicaFetchClient
 	stratav1.ReplicaToolsClient
+	app   *appender
+	unary bool
 }
 
-var _ Local = LocalClient{}
+var _ Local = (*LocalClient)(nil)
+
+// LocalOption configures a LocalClient.
+type LocalOption func(*LocalClient)
+
+// WithLocalReplica sends LocalReplica's calls (AppendStream, Append,
+// Truncate) over cc, the local socket's connection, instead of the
+// client's TCP one.
+func WithLocalReplica(cc grpc.ClientConnInterface) LocalOption {
+	return func(c *LocalClient) { c.replica = stratav1.NewLocalReplicaClient(cc) }
+}
+
+// WithUnaryAppend makes every append a unary LocalReplica.Append call, as
+// before AppendStream (for measurements).
+func WithUnaryAppend() LocalOption { return func(c *LocalClient) { c.unary = true } }
 
 // NewLocalClient returns the clients on cc.
-func NewLocalClient(cc grpc.ClientConnInterface) LocalClient {
-	return LocalClient{stratav1.NewLocalReplicaClient(cc), stratav1.NewReplicaFetchClient(cc), stratav1.NewReplicaToolsClient(cc)}
+func NewLocalClient(cc grpc.ClientConnInterface, opts ...LocalOption) *LocalClient {
+	c := &LocalClient{replica: stratav1.NewLocalReplicaClient(cc), ReplicaFetchClient: stratav1.NewReplicaFetchClient(cc),
+		ReplicaToolsClient: stratav1.NewReplicaToolsClient(cc)}
+	for _, o := range opts {
+		o(c)
+	}
+	c.app = newAppender(c.replica)
+	return c
 }
+
+// LocalAppend is one fetched response to write into the local broker.
+type LocalAppend struct {
+	Topic                     string
+	Partition                 int32
+	LeaderEpoch, RecordsEpoch int32
+	LeaderHighWatermark       int64
+	// TraceParent is the W3C traceparent of the caller's span for the
+	// append, or empty.
+	TraceParent string
+	// Frames are the fetched frames, as received (views of gRPC's
+	// buffers); Append takes references of its own where it keeps them.
+	Frames mem.BufferSlice
+}
+
+// Append writes a into the local broker and returns its log end offset;
+// a refused append fails with the status the broker's Append returns
+// (OutOfRange with its OffsetRange, FailedPrecondition, ...). It uses the
+// shared AppendStream, or the unary Append on a broker that predates it.
+func (c *LocalClient) Append(ctx context.Context, a *LocalAppend) (int64, error) {
+	if !c.unary && !c.app.unary.Load() {
+		leo, err := c.app.append(ctx, &rawAppendRequest{topic: a.Topic, partition: a.Partition, leaderEpoch: a.LeaderEpoch,
+			recordsEpoch: a.RecordsEpoch, leaderHW: a.LeaderHighWatermark, traceParent: a.TraceParent, frames: a.Frames})
+		if status.Code(err) != codes.Unimplemented || !c.app.unary.Load() {
+			return leo, err
+		}
+		// The broker predates AppendStream: nothing was appended; from
+		// now on, the unary call.
+	}
+	if a.TraceParent != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", a.TraceParent)
+	}
+	ar, err := c.replica.Append(ctx, &stratav1.AppendRequest{Topic: a.Topic, Partition: a.Partition,
+		LeaderEpoch: a.LeaderEpoch, RecordsEpoch: a.RecordsEpoch, Frames: materialize(a.Frames),
+		LeaderHighWatermark: a.LeaderHighWatermark})
+	if err != nil {
+		return 0, err
+	}
+	return ar.GetLogEndOffset(), nil
+}
+
+func materialize(b mem.BufferSlice) []byte {
+	if b.Len() == 0 {
+		return nil
+	}
+	return b.Materialize()
+}
+
+// Truncate calls LocalReplica.Truncate.
+func (c *LocalClient) Truncate(ctx context.Context, in *stratav1.TruncateRequest, opts ...grpc.CallOption) (*stratav1.TruncateResponse, error) {
+	return c.replica.Truncate(ctx, in, opts...)
+}
+
+// Close ends the append stream; later appends fail. The connections are
+// the caller's.
+func (c *LocalClient) Close() { c.app.close() }

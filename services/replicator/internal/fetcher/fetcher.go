@@ -158,7 +158,9 @@ func (f *fetcher) localStatus(ctx context.Context, wait bool) (*stratav1.Partiti
 
 // stream fetches from leo until something fails. The leader streams ahead
 // of the acknowledgements, so between two Recvs this waits only for the
-// local Append: the next responses are already in flight meanwhile.
+// local Append: the next responses are already in flight meanwhile. Each
+// response is decoded with rawCodec: its frames stay in the buffers they
+// arrived in and go on to the local broker from there.
 func (f *fetcher) stream(ctx context.Context, leader Leader, leo int64) (progressed bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -167,7 +169,7 @@ func (f *fetcher) stream(ctx context.Context, leader Leader, leo int64) (progres
 	idle := time.AfterFunc(f.opts.IdleTimeout, cancel)
 	defer idle.Stop()
 
-	stream, err := leader.Fetch(sctx)
+	stream, err := leader.Fetch(sctx, rawCallOption)
 	if err != nil {
 		return false, stepErr("fetch", err)
 	}
@@ -175,10 +177,12 @@ func (f *fetcher) stream(ctx context.Context, leader Leader, leo int64) (progres
 		return f.fetchFailed(ctx, sctx, leo, err)
 	}
 	hw := int64(-1) // the high watermark last given to the local broker
+	resp := new(rawFetchResponse)
+	defer resp.release()
 	for {
 		idle.Reset(f.opts.IdleTimeout)
 		waited := time.Now()
-		resp, err := stream.Recv()
+		err := stream.RecvMsg(resp)
 		idle.Stop()
 		if err != nil {
 			fixed, err := f.fetchFailed(ctx, sctx, leo, err)
@@ -190,18 +194,18 @@ func (f *fetcher) stream(ctx context.Context, leader Leader, leo int64) (progres
 		if resp.GetBaseOffset() != leo {
 			return progressed, stepErr("fetch", fmt.Errorf("%w: response at %d, local log end %d", ErrOffsetMismatch, resp.GetBaseOffset(), leo))
 		}
-		frames := resp.GetFrames()
+		frames := resp.framesLen()
 		appended := false
 		actx, span := f.traceFetch(ctx, resp, waited)
 		// A heartbeat needs a local call only to pass on a new high
 		// watermark; otherwise the position is acknowledged as it stands.
-		if len(frames) > 0 || resp.GetHighWatermark() != hw {
+		if frames > 0 || resp.GetHighWatermark() != hw {
 			end, err := f.append(actx, resp)
 			if err != nil {
 				endSpan(span, err)
 				return progressed, stepErr("append", err)
 			}
-			if end < leo || (len(frames) > 0 && end == leo) {
+			if end < leo || (frames > 0 && end == leo) {
 				err := fmt.Errorf("%w: log end %d after appending at %d", ErrBadAnswer, end, leo)
 				endSpan(span, err)
 				return progressed, stepErr("append", err)
@@ -212,8 +216,9 @@ func (f *fetcher) stream(ctx context.Context, leader Leader, leo int64) (progres
 			leo, hw, appended = end, resp.GetHighWatermark(), true
 			progressed = true
 		}
+		resp.release() // the buffers go back to gRPC's pool: nothing holds them now
 		endSpan(span, nil)
-		f.opts.Observer.Fetched(f.a.Topic, f.a.Partition, len(frames), appended, max(0, resp.GetLogEndOffset()-leo))
+		f.opts.Observer.Fetched(f.a.Topic, f.a.Partition, frames, appended, max(0, resp.GetLogEndOffset()-leo))
 		req := f.fetchRequest(leo)
 		if span != nil {
 			// The leader's span for the HW advance this report causes.
@@ -306,16 +311,12 @@ func offsetRange(err error) *stratav1.OffsetRange {
 // append writes one response into the local broker and returns its log
 // end offset. Frames go as fetched: the broker checks that they start at
 // its log end, so a retried or duplicated append cannot double records.
-func (f *fetcher) append(ctx context.Context, resp *stratav1.FetchResponse) (int64, error) {
+func (f *fetcher) append(ctx context.Context, resp *rawFetchResponse) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, f.opts.CallTimeout)
 	defer cancel()
-	ar, err := f.local.Append(traceAppend(cctx), &stratav1.AppendRequest{Topic: f.a.Topic, Partition: f.a.Partition,
-		LeaderEpoch: f.a.LeaderEpoch, RecordsEpoch: resp.GetRecordsEpoch(), Frames: resp.GetFrames(),
-		LeaderHighWatermark: resp.GetHighWatermark()})
-	if err != nil {
-		return 0, err
-	}
-	return ar.GetLogEndOffset(), nil
+	return f.local.Append(cctx, &LocalAppend{Topic: f.a.Topic, Partition: f.a.Partition,
+		LeaderEpoch: f.a.LeaderEpoch, RecordsEpoch: resp.GetRecordsEpoch(), Frames: resp.frames,
+		LeaderHighWatermark: resp.GetHighWatermark(), TraceParent: appendTraceParent(ctx)})
 }
 
 // truncate removes local records at and after offset (reset: empties the

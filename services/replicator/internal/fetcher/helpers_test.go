@@ -3,6 +3,8 @@ package fetcher
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -49,7 +51,16 @@ type env struct {
 	ready chan struct{}
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, envOptions{}) }
+
+// envOptions vary the environment.
+type envOptions struct {
+	// localSocket makes the local broker serve LocalReplica on a Unix
+	// domain socket too, and the fetchers append over it.
+	localSocket bool
+}
+
+func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, ca: testutil.NewCA(t), fsm: metadata.NewFSM(zaptest.NewLogger(t)),
 		brokers: map[int32]*testbroker.Broker{}, obs: newRecorder(), fetches: &fetchLog{}, ready: make(chan struct{}, 1)}
@@ -60,7 +71,11 @@ func newEnv(t *testing.T) *env {
 		if id == localID {
 			isr = []int32{localID, 1}
 		}
-		b := testbroker.Start(t, e.ca, id, testbroker.Options{ISR: isr})
+		bo := testbroker.Options{ISR: isr}
+		if id == localID && o.localSocket {
+			bo.LocalSocket = socketPath(t)
+		}
+		b := testbroker.Start(t, e.ca, id, bo)
 		if id == localID {
 			e.local = b
 		} else {
@@ -143,8 +158,18 @@ func (e *env) start(opts Options, gated bool) {
 		opts.MinBackoff, opts.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
 	}
 	opts.Observer = e.obs
+	var lopts []LocalOption
+	if path := e.local.LocalSocket(); path != "" {
+		lconn, err := brokerdial.DialLocal(path, uint32(os.Getuid()), brokerdial.Options{})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.t.Cleanup(func() { lconn.Close() }) //nolint:errcheck // a test client
+		lopts = append(lopts, WithLocalReplica(lconn))
+	}
+	local := NewLocalClient(conn, lopts...)
 	ap := applier.New(localID, e.fsm, applierBroker{stratav1.NewLocalReplicaClient(conn), e.ready}, aopts, lg)
-	m := New(localID, e.fsm, NewLocalClient(conn), loggingDialer{conns, e.fetches}, applied, opts, lg)
+	m := New(localID, e.fsm, local, loggingDialer{conns, e.fetches}, applied, opts, lg)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -159,6 +184,7 @@ func (e *env) start(opts Options, gated bool) {
 	e.t.Cleanup(func() {
 		cancel()
 		wg.Wait()
+		local.Close()
 		if err := conns.Close(); err != nil {
 			e.t.Error(err)
 		}
@@ -166,6 +192,18 @@ func (e *env) start(opts Options, gated bool) {
 			e.t.Error(err)
 		}
 	})
+}
+
+// socketPath is a path for a local socket in a new private directory
+// (short: a socket path has at most 107 bytes).
+func socketPath(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "strata-sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) }) //nolint:errcheck // a temp dir
+	return filepath.Join(dir, "broker.sock")
 }
 
 // waitSame waits until the local log mirrors leader's from the local log
@@ -265,23 +303,28 @@ type loggingStream struct {
 	log *fetchLog
 }
 
-func (s loggingStream) Recv() (*stratav1.FetchResponse, error) {
-	resp, err := s.BidiStreamingClient.Recv()
-	if err != nil {
-		return nil, err
+// RecvMsg logs each response the fetcher decodes (rawFetchResponse, by
+// rawCodec).
+func (s loggingStream) RecvMsg(m any) error {
+	if err := s.BidiStreamingClient.RecvMsg(m); err != nil {
+		return err
 	}
-	f := fetched{base: resp.GetBaseOffset(), bytes: len(resp.GetFrames())}
-	for b := resp.GetFrames(); len(b) > 0; f.records++ {
+	resp, ok := m.(*rawFetchResponse)
+	if !ok {
+		return nil
+	}
+	f := fetched{base: resp.GetBaseOffset(), bytes: resp.framesLen()}
+	for b := materialize(resp.frames); len(b) > 0; f.records++ {
 		_, n, err := logstore.DecodeFrame(b, len(b))
 		if err != nil {
-			return nil, fmt.Errorf("response at %d, frame %d: %w", f.base, f.records, err)
+			return fmt.Errorf("response at %d, frame %d: %w", f.base, f.records, err)
 		}
 		b = b[n:]
 	}
 	s.log.mu.Lock()
 	s.log.resps = append(s.log.resps, f)
 	s.log.mu.Unlock()
-	return resp, nil
+	return nil
 }
 
 // recorder is an Observer that keeps totals.

@@ -1,9 +1,12 @@
 // Package fetcher replicates follower partitions into the local broker:
 // one fetcher per partition whose local replica follows a live leader
-// streams ReplicaFetch.Fetch from that leader's broker and Appends what it
+// streams ReplicaFetch.Fetch from that leader's broker and appends what it
 // receives into the local broker, after truncating the local log to where
 // it agrees with the leader (KIP-101/279). The Manager starts and stops
-// fetchers as the metadata changes (FSM watch, no polling).
+// fetchers as the metadata changes (FSM watch, no polling). Every fetcher
+// of the node appends over one LocalReplica.AppendStream (appender.go),
+// the frames passed on in the buffers they were received in
+// (rawcodec.go), over the broker's local socket when there is one.
 package fetcher
 
 import (
@@ -16,11 +19,14 @@ import (
 	"github.com/strata-log/strata/services/replicator/internal/metadata"
 )
 
-// Local is what a fetcher needs of its own broker; LocalClient satisfies it.
+// Local is what a fetcher needs of its own broker; *LocalClient
+// satisfies it.
 type Local interface {
 	PartitionStatus(ctx context.Context, in *stratav1.PartitionStatusRequest, opts ...grpc.CallOption) (*stratav1.PartitionStatusResponse, error)
 	OffsetForLeaderEpoch(ctx context.Context, in *stratav1.OffsetForLeaderEpochRequest, opts ...grpc.CallOption) (*stratav1.OffsetForLeaderEpochResponse, error)
-	Append(ctx context.Context, in *stratav1.AppendRequest, opts ...grpc.CallOption) (*stratav1.AppendResponse, error)
+	// Append writes a fetched response and returns the log end offset
+	// after it; a refusal is the broker's status (see LocalClient.Append).
+	Append(ctx context.Context, a *LocalAppend) (int64, error)
 	Truncate(ctx context.Context, in *stratav1.TruncateRequest, opts ...grpc.CallOption) (*stratav1.TruncateResponse, error)
 }
 

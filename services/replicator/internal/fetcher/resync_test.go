@@ -107,16 +107,21 @@ func TestResyncThenReplicate(t *testing.T) {
 			e.start(Options{}, true)
 			e.waitSame(leader, false)
 
-			var got []trunc
-			for _, tr := range e.local.Stats().Truncates {
-				got = append(got, trunc{tr.GetOffset(), tr.GetReset_()})
-				if tr.GetLeaderEpoch() != tc.epoch {
-					t.Errorf("truncate %v fenced with epoch %d, want %d", tr, tr.GetLeaderEpoch(), tc.epoch)
+			// The test broker records a truncation once its handler
+			// returned, a moment after the log shows it: poll briefly.
+			testutil.Eventually(t, 2*time.Second, func() error {
+				var got []trunc
+				for _, tr := range e.local.Stats().Truncates {
+					got = append(got, trunc{tr.GetOffset(), tr.GetReset_()})
+					if tr.GetLeaderEpoch() != tc.epoch {
+						t.Errorf("truncate %v fenced with epoch %d, want %d", tr, tr.GetLeaderEpoch(), tc.epoch)
+					}
 				}
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("truncations %v, want %v", got, tc.want)
-			}
+				if !slices.Equal(got, tc.want) {
+					return fmt.Errorf("truncations %v, want %v", got, tc.want)
+				}
+				return nil
+			})
 			leader.Produce(topic, 0, "more-1", "more-2", "more-3")
 			e.waitSame(leader, true)
 			if s := e.local.Stats(); s.Refused != 0 {

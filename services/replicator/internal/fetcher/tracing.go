@@ -7,9 +7,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc/metadata"
 
-	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/pkg/telemetry"
 )
 
@@ -31,7 +29,7 @@ const (
 // traced batch (trace_parent), from when the fetcher began waiting for it;
 // the span covers the local append. Otherwise, or with tracing off, it
 // returns ctx and a nil span.
-func (f *fetcher) traceFetch(ctx context.Context, resp *stratav1.FetchResponse, waited time.Time) (context.Context, trace.Span) {
+func (f *fetcher) traceFetch(ctx context.Context, resp *rawFetchResponse, waited time.Time) (context.Context, trace.Span) {
 	if f.opts.Tracer == nil || resp.GetTraceParent() == "" {
 		return ctx, nil
 	}
@@ -43,7 +41,7 @@ func (f *fetcher) traceFetch(ctx context.Context, resp *stratav1.FetchResponse, 
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(waited),
 		trace.WithAttributes(attrTopic.String(f.a.Topic), attrPartition.Int(int(f.a.Partition)),
 			attrLeader.Int(int(f.a.LeaderID)), attrFollower.Int(int(f.localID)), attrEpoch.Int(int(f.a.LeaderEpoch)),
-			attrBaseOffset.Int64(resp.GetBaseOffset()), attrBytes.Int(len(resp.GetFrames())), attrHW.Int64(resp.GetHighWatermark())))
+			attrBaseOffset.Int64(resp.GetBaseOffset()), attrBytes.Int(resp.framesLen()), attrHW.Int64(resp.GetHighWatermark())))
 	if !span.IsRecording() {
 		span.End()
 		return ctx, nil
@@ -51,15 +49,16 @@ func (f *fetcher) traceFetch(ctx context.Context, resp *stratav1.FetchResponse, 
 	return ctx, span
 }
 
-// traceAppend puts a traced fetch's span in the local Append's metadata
-// (W3C traceparent), so that the local broker's append span is its child:
-// the fetch span covers the call, which needs no span of its own.
-func traceAppend(ctx context.Context) context.Context {
+// appendTraceParent is the traceparent for the local append of a traced
+// fetch (its span), so that the local broker's append span is its child:
+// the fetch span covers the call, which needs no span of its own. Empty
+// when ctx's span is not sampled.
+func appendTraceParent(ctx context.Context) string {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsSampled() {
-		return ctx
+		return ""
 	}
-	return metadata.AppendToOutgoingContext(ctx, "traceparent", telemetry.TraceParent(sc))
+	return telemetry.TraceParent(sc)
 }
 
 // endSpan ends span (nil: none), recording err.

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/strata-log/strata/pkg/grpctls"
+	"github.com/strata-log/strata/pkg/grpctls/localsock"
 	stratav1 "github.com/strata-log/strata/pkg/proto/strata/v1"
 	"github.com/strata-log/strata/services/broker/brokertest"
 	"github.com/strata-log/strata/services/replicator/internal/brokerdial"
@@ -50,6 +51,9 @@ type Options struct {
 	// default 1. It must be the metadata's: a broker replaces a local
 	// topic whose count differs from the controller's.
 	Partitions int32
+	// LocalSocket, when set, makes the broker serve LocalReplica on a
+	// Unix domain socket there too (brokertest.Options.LocalSocket).
+	LocalSocket string
 }
 
 // Broker is one real broker and what was asked of it.
@@ -86,6 +90,7 @@ func Start(tb testing.TB, ca *testutil.CA, id int32, opts Options) *Broker {
 		UnaryInterceptors:  []grpc.UnaryServerInterceptor{p.unary},
 		StreamInterceptors: []grpc.StreamServerInterceptor{p.stream},
 		Logger:             testutil.Logger(tb, zapcore.InfoLevel),
+		LocalSocket:        opts.LocalSocket,
 	})
 	b.own = b.dial(ca, "replicator-"+strconv.Itoa(int(id)))
 	b.op = b.dial(ca, "operator")
@@ -108,6 +113,9 @@ func (b *Broker) dial(ca *testutil.CA, cn string) *grpc.ClientConn {
 
 // Addr is the broker's address.
 func (b *Broker) Addr() string { return b.b.Addr() }
+
+// LocalSocket is the path of the broker's local socket, empty when off.
+func (b *Broker) LocalSocket() string { return b.b.LocalSocket() }
 
 // Stop stops the broker (a dead broker); its Fetch streams end.
 func (b *Broker) Stop() {
@@ -272,12 +280,19 @@ func (b *Broker) Stats() Stats { return b.probe.stats() }
 // Stats are the calls of the replicator (not the test's own) that reached
 // the broker.
 type Stats struct {
-	// Appends counts LocalReplica.Append calls that wrote frames,
-	// HWUpdates those without frames (a high watermark passed on).
+	// Appends counts the appends (LocalReplica.Append calls and
+	// AppendStream requests) that wrote frames, HWUpdates those without
+	// frames (a high watermark passed on).
 	Appends, HWUpdates int
-	// Refused counts Append and Truncate calls the broker refused (not a
+	// Refused counts appends and Truncate calls the broker refused (not a
 	// follower in the request's epoch, frames not at its log end, ...).
 	Refused int
+	// AppendStreams counts the AppendStream streams opened, and
+	// LocalSocketStreams those of them that came over the local socket.
+	AppendStreams, LocalSocketStreams int
+	// UnaryAppends counts the unary LocalReplica.Append calls (also
+	// counted in Appends, HWUpdates or Refused).
+	UnaryAppends int
 	// ApplyFailures counts ApplyPartitionState calls failed by SetApplyError.
 	ApplyFailures int
 	// Truncates are the truncations the broker made.
@@ -362,6 +377,7 @@ func (p *probe) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	defer p.mu.Unlock()
 	switch r := req.(type) {
 	case *stratav1.AppendRequest:
+		p.s.UnaryAppends++
 		switch {
 		case err != nil:
 			p.s.Refused++
@@ -381,6 +397,15 @@ func (p *probe) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 }
 
 func (p *probe) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod == stratav1.LocalReplica_AppendStream_FullMethodName && !testsOwn(ss.Context()) {
+		p.mu.Lock()
+		p.s.AppendStreams++
+		if _, ok := localsock.PeerFromContext(ss.Context()); ok {
+			p.s.LocalSocketStreams++
+		}
+		p.mu.Unlock()
+		return handler(srv, &appendStream{ServerStream: ss, p: p, frames: map[uint64]bool{}})
+	}
 	if info.FullMethod != stratav1.ReplicaFetch_Fetch_FullMethodName {
 		return handler(srv, ss)
 	}
@@ -437,4 +462,56 @@ func (s *fetchStream) RecvMsg(m any) error {
 	st.Acks = append(st.Acks, req.GetFetchOffset())
 	s.outstanding--
 	return nil
+}
+
+// appendStream counts an AppendStream's appends as the unary interceptor
+// counts Append calls: a request's frames when it arrives, its outcome
+// when it is answered.
+type appendStream struct {
+	grpc.ServerStream
+	p      *probe
+	mu     sync.Mutex
+	frames map[uint64]bool // request id -> it carries frames
+}
+
+// appendRequest is what the broker's decoded AppendStream request (its
+// own type) and the generated AppendRequest both answer.
+type appendRequest interface {
+	GetFrames() []byte
+	GetRequestId() uint64
+}
+
+func (s *appendStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if r, ok := m.(appendRequest); ok {
+		s.mu.Lock()
+		s.frames[r.GetRequestId()] = len(r.GetFrames()) > 0
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+func (s *appendStream) SendMsg(m any) error {
+	err := s.ServerStream.SendMsg(m)
+	r, ok := m.(*stratav1.AppendResponse)
+	if !ok {
+		return err
+	}
+	s.mu.Lock()
+	frames := s.frames[r.GetRequestId()]
+	delete(s.frames, r.GetRequestId())
+	s.mu.Unlock()
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	switch {
+	case r.GetError() != nil:
+		s.p.s.Refused++
+	case frames:
+		s.p.s.Appends++
+	default:
+		s.p.s.HWUpdates++
+	}
+	return err
 }
