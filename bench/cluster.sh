@@ -31,7 +31,9 @@
 # compose), NATS_GOMAXPROCS (unset: each nats-server's default, all
 # cores), DOWN (0: leave the cluster running; 1: make down-volumes at the
 # end; compose only), KEEP=1 keeps the temp dir (with the native
-# processes' logs), WARMUP (2000: records each Strata run produces
+# processes' logs), LOCAL_SOCKET (1: each native node's replicator
+# appends to its broker over a Unix socket, as in compose; 0: mutual TLS
+# over loopback TCP), WARMUP (2000: records each Strata run produces
 # unmeasured first: connections open, and the new topic's followers
 # fetching; `topic create` returns before every replicator has applied it).
 set -euo pipefail
@@ -203,8 +205,21 @@ start_native() {
     --cluster-addrs "$brokers" --metrics-targets "${targets%,}" >"$TMP/admin.log" 2>&1 &
   STRATA_PIDS+=($!)
   wait_port "$ap"
+  # Each node's broker and replicator share a directory for the broker's
+  # local socket, as compose's node-N-sock volume (LOCAL_SOCKET=0: mutual
+  # TLS over loopback TCP instead).
+  local -a SOCK
+  for i in 1 2 3; do
+    if [[ ${LOCAL_SOCKET:-1} == 1 ]]; then
+      mkdir -m 0700 -p "$TMP/sock-$i"
+      SOCK+=("$TMP/sock-$i/broker.sock")
+    else
+      SOCK+=("")
+    fi
+  done
   for i in 1 2 3; do
     GOMAXPROCS=$STRATA_GOMAXPROCS "$bin/strata-replicator" --node-id "$i" --data-dir "$TMP/replicator-$i" \
+      --broker-local-socket "${SOCK[$((i - 1))]}" \
       --serf-bind "127.0.0.1:${SP[$((i - 1))]}" --join "$join" --raft-bind "127.0.0.1:${TP[$((i - 1))]}" \
       --listen "127.0.0.1:${RP[$((i - 1))]}" --broker-addr "127.0.0.1:${BP[$((i - 1))]}" --bootstrap-expect 3 \
       --cluster-key-file "$pki/gossip.key" --acl-admin-url "$admin_url" \
@@ -214,6 +229,7 @@ start_native() {
   done
   for i in 1 2 3; do
     GOMAXPROCS=$STRATA_GOMAXPROCS "$bin/strata-broker" --node-id "$i" --data-dir "$TMP/broker-$i" \
+      --local-socket "${SOCK[$((i - 1))]}" \
       --listen "127.0.0.1:${BP[$((i - 1))]}" --metrics-listen "127.0.0.1:${BM[$((i - 1))]}" \
       --replicator-addr "127.0.0.1:${RP[$((i - 1))]}" --acl-admin-url "$admin_url" \
       --tls-cert "$pki/broker-$i.pem" --tls-key "$pki/broker-$i-key.pem" --tls-ca "$pki/ca.pem" \
