@@ -240,7 +240,8 @@ row() { # label strata-key nats-key unit
 cat <<HDR
 Strata vs NATS JetStream, one node each on loopback ($(nproc) cores, $(uname -sr)); medians of $ROUNDS alternating rounds.
 Strata: bin/strata-broker, $(cd "$ROOT" && git rev-parse --short HEAD), $STRATA_TLS, acks=leader, 1 partition,
-        client batching: max batch 1 MiB, linger 0 (records accumulate while one batch per partition is in flight), ProduceStream.
+        client batching: max batch 1 MiB, linger 0 (records accumulate while batches are in flight: up to 5 per partition
+        idempotent, the default, 1 with --no-idempotence), ProduceStream.
 JetStream: nats-server $NATS_VERSION, file storage, R1, nats bench (natscli $NATSCLI_VERSION) js pub async (batch 500), no TLS.
 Records: $RECORDS per run ($FSYNC_RECORDS for fsync always) after $WARMUP unmeasured, producers: $PRODUCERS. fsync: Strata topic fsync=never vs JetStream defaults
 (sync_interval 2m) unless the row says otherwise. Latency: Strata per record (Produce call -> ack); JetStream per async batch
