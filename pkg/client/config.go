@@ -113,7 +113,9 @@ type ProducerOptions struct {
 	// be appended after the batch sent behind it.
 	MaxInFlight int
 	// MaxInFlightPerBroker bounds the batches awaiting an answer from one
-	// broker, all partitions together; default 16.
+	// broker, all partitions together; default 64, the most a broker's
+	// produce stream takes unanswered by default (ProduceStreamInFlight),
+	// so that 12 partitions on one broker each get their 5.
 	MaxInFlightPerBroker int
 	// MaxBufferedBytes bounds the records waiting to be acknowledged;
 	// Produce blocks beyond it. Default 64 MiB.
@@ -151,7 +153,7 @@ func (o *ProducerOptions) setDefaults() {
 		o.MaxInFlight = maxInFlightIdempotent
 	}
 	if o.MaxInFlightPerBroker <= 0 {
-		o.MaxInFlightPerBroker = 16
+		o.MaxInFlightPerBroker = 64
 	}
 	if o.MaxBufferedBytes <= 0 {
 		o.MaxBufferedBytes = 64 << 20

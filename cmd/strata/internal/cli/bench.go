@@ -58,7 +58,7 @@ func (b *benchFlags) register(fs *flag.FlagSet, produce bool) {
 		fs.StringVar(&b.acks, "acks", "all", "`acks`: none, leader, all (all is the default, as in Kafka 3)")
 		fs.IntVar(&b.batchBytes, "batch-bytes", 1<<20, "max batch size in `bytes`")
 		fs.DurationVar(&b.linger, "linger", 0, "batch linger `duration`")
-		fs.IntVar(&b.inFlight, "in-flight", 16, "max batches in flight per broker per producer")
+		fs.IntVar(&b.inFlight, "in-flight", 64, "max batches in flight per broker per producer")
 		fs.IntVar(&b.maxInFl, "max-in-flight", 5, "max batches in flight per partition (idempotent producer; 1 to 5)")
 		fs.Float64Var(&b.rate, "rate", 0, "cap the total rate at this many `records/s` (0: unlimited)")
 		fs.Int64Var(&b.warmup, "warmup-records", 0, "produce this many `records` first, unmeasured (connections open, a new topic's followers fetching)")
