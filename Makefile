@@ -44,10 +44,11 @@ lint: proto-check tidy-check
 	@out=$$(gofmt -l $(MODULE_DIRS)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench: storage engine benchmarks next to this machine's dd bandwidth, and the recovery point's cost side by side
+## bench: storage engine benchmarks next to this machine's dd bandwidth, the recovery point's cost side by side, and the replicator's local append leg (unary/stream/raw frames/Unix socket)
 bench:
 	bash bench/logstore.sh
 	bash bench/recovery_point.sh
+	bash bench/append_leg.sh
 
 ## bench-cluster: replicated produce on the compose cluster (acks=ALL vs LEADER vs JetStream R3)
 bench-cluster:
