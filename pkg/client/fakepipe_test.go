@@ -121,18 +121,20 @@ const (
 	faultStall                    // the batch is appended, and no answer goes out any more: the client times out
 	faultAppendThenMove           // the batch is appended, leadership moves, the stream breaks
 	faultForget                   // the partition forgets the batch's producer id first (as when its state expired)
+	faultUnknownID                // the cluster no longer knows the batch's producer id (a single node's data directory replaced): refused UNKNOWN_PRODUCER_ID from here on
 )
 
 func (f fakeFault) String() string {
-	return [...]string{"none", "unavailable", "fatal", "leader-move", "break-before", "break-after", "stall", "append-then-move", "forget"}[f]
+	return [...]string{"none", "unavailable", "fatal", "leader-move", "break-before", "break-after", "stall", "append-then-move", "forget", "unknown-id"}[f]
 }
 
 // fakePipeState counts the pipelined streams' requests.
 type fakePipeState struct {
-	received  int           // requests received
-	processed int           // requests handled (the n streamFault gets)
-	gate      chan struct{} // closed once holdFirst requests are received
-	held      []int64       // the base sequences of those requests
+	received  int            // requests received
+	processed int            // requests handled (the n streamFault gets)
+	gate      chan struct{}  // closed once holdFirst requests are received
+	held      []int64        // the base sequences of those requests
+	unknown   map[int64]bool // producer ids refused UNKNOWN_PRODUCER_ID (faultUnknownID)
 }
 
 func (c *fakeCluster) gateLocked() chan struct{} {
@@ -247,20 +249,32 @@ func (b *fakeBroker) pipelinedStream(st grpc.BidiStreamingServer[stratav1.Produc
 			c.moveLeaderLocked(r.req)
 		case faultForget:
 			delete(c.topics[r.req.GetTopic()][r.req.GetPartition()].producers, r.req.GetProducerId())
+		case faultUnknownID:
+			delete(c.topics[r.req.GetTopic()][r.req.GetPartition()].producers, r.req.GetProducerId())
+			if c.pipe.unknown == nil {
+				c.pipe.unknown = map[int64]bool{}
+			}
+			c.pipe.unknown[r.req.GetProducerId()] = true
 		}
+		unknownID := c.pipe.unknown[r.req.GetProducerId()]
 		c.mu.Unlock()
 		var resp *stratav1.ProduceResponse
 		refused := func(code codes.Code) *stratav1.ProduceResponse {
 			return &stratav1.ProduceResponse{Topic: r.req.GetTopic(), Partition: r.req.GetPartition(), CorrelationId: r.req.GetCorrelationId(),
 				BaseOffset: -1, LastOffset: -1, Error: &stratav1.Error{Code: int32(code), Message: "injected " + fault.String()}}
 		}
-		switch fault {
-		case faultBreakBefore:
+		switch {
+		case fault == faultBreakBefore:
 			return broken()
-		case faultUnavailable:
+		case fault == faultUnavailable:
 			resp = refused(codes.Unavailable)
-		case faultFatal:
+		case fault == faultFatal:
 			resp = refused(codes.InvalidArgument)
+		case unknownID:
+			// The broker refuses an id it never issued before the append.
+			resp = refused(codes.FailedPrecondition)
+			resp.Error.ProducerFault = &stratav1.ProducerFault{Reason: stratav1.ProducerFault_REASON_UNKNOWN_PRODUCER_ID,
+				ProducerId: r.req.GetProducerId(), ProducerEpoch: r.req.GetProducerEpoch(), ExpectedSequence: -1, BaseSequence: r.req.GetBaseSequence()}
 		default:
 			resp = b.produce(r.req)
 		}

@@ -641,14 +641,16 @@ func (pl *pipeline) settle() {
 		expired && (p.retriable(r) || errors.Is(r.err, context.DeadlineExceeded) || errors.Is(r.err, ErrOutOfOrderSequence)):
 		pl.failFront(fmt.Errorf("%w: %w", ErrDeliveryTimeout, b.lastErr))
 		return
-	case errors.Is(r.err, ErrOutOfOrderSequence) && !b.unanswered && b.seqSet && !pl.laterAcked():
+	case (errors.Is(r.err, ErrOutOfOrderSequence) || errors.Is(r.err, ErrUnknownProducerID)) && !b.unanswered && b.seqSet && !pl.laterAcked():
 		// The partition does not know this producer's sequence (its
-		// state expired, or an earlier batch failed for good) and its
-		// answer says the batch is not in its log: no attempt of it is
-		// left unanswered, and none behind it was acknowledged. Neither
-		// is then any batch after it under this id (a producer's batches
-		// are appended in sequence order): start over under a new
-		// producer id.
+		// state expired, or an earlier batch failed for good), or the
+		// cluster does not know its id (a single node whose data
+		// directory was replaced: refused before the append, as KIP-360's
+		// UNKNOWN_PRODUCER_ID), and its answer says the batch is not in
+		// its log: no attempt of it is left unanswered, and none behind it
+		// was acknowledged. Neither is then any batch after it under this
+		// id (a producer's batches are appended in sequence order): start
+		// over under a new producer id.
 		p.resetSequence(q)
 		for _, w := range pl.win {
 			if w.state != batchOK {

@@ -212,6 +212,39 @@ func TestPipelineUnknownProducerStartsOver(t *testing.T) {
 	}
 }
 
+// TestPipelineUnknownIDStartsOver: the cluster stops knowing the
+// producer's id at each position of a full window (a single node whose
+// data directory was replaced hands ids out anew): that batch and every
+// later one under the id are refused UNKNOWN_PRODUCER_ID before the
+// append. None of them is in the log, so the partition starts over under
+// a new producer id and sends them again, in order: every record is
+// acknowledged once, none fails.
+func TestPipelineUnknownIDStartsOver(t *testing.T) {
+	for pos := range 5 {
+		t.Run(strconv.Itoa(pos), func(t *testing.T) {
+			fc := newFakeCluster(t, 1)
+			fc.addTopic("t", 1)
+			fc.holdFirst = 5
+			fc.streamFault = func(_ *fakeBroker, _ *stratav1.ProduceRequest, n int) fakeFault {
+				if n == pos {
+					return faultUnknownID
+				}
+				return faultNone
+			}
+			cl := newTestClient(t, fc)
+			p := newTestProducer(t, cl, pipelineOptions())
+			rs := produceValues(t, testCtx(t), p, "t", 0, 0, 40)
+			expectAll(t, fc, rs)
+			fc.mu.Lock()
+			pids := fc.nextPID
+			fc.mu.Unlock()
+			if pids != 2 {
+				t.Fatalf("%d producer ids asked for, want 2", pids)
+			}
+		})
+	}
+}
+
 // TestPipelinePrecedingBatchFailed: the stream breaks at each position of
 // a full window (nothing from there on is appended, but the client cannot
 // know), then the resent batch at that position is refused for good. The
