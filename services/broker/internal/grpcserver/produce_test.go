@@ -51,15 +51,8 @@ func TestProduceStreamAppendsWhileWaitingForHW(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// All three are appended while the first still waits for its HW. The
-	// log end is polled: an append has no other signal a test can see.
-	deadline := time.Now().Add(10 * time.Second)
-	for p.LogEndOffset() < 6 {
-		if time.Now().After(deadline) {
-			t.Fatalf("log end %d: the batches behind the waiting one were not appended", p.LogEndOffset())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	// All three are appended while the first still waits for its HW.
+	waitLogEnd(t, p, 6, "the batches behind the waiting one")
 	expectNoAnswer := func(when string) {
 		t.Helper()
 		select {
@@ -132,16 +125,13 @@ func TestProduceStreamBoundsInFlight(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for p.LogEndOffset() < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("log end %d, want 4", p.LogEndOffset())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // time for a fifth append, which must not happen
-	if got := p.LogEndOffset(); got != 4 {
-		t.Fatalf("log end %d with the first batch unanswered, want 4 (ProduceStreamInFlight)", got)
+	waitLogEnd(t, p, 4, "the first 4 batches")
+	// A fifth append must not happen: the log end must not move for a
+	// while (an absence has no event to wait for).
+	select {
+	case <-p.LogChanged():
+		t.Fatalf("log end %d with the first batch unanswered, want 4 (ProduceStreamInFlight)", p.LogEndOffset())
+	case <-time.After(50 * time.Millisecond):
 	}
 	if err := p.FollowerFetched(2, 0, 1); err != nil { // the first is answered: one more is received
 		t.Fatal(err)
@@ -149,12 +139,7 @@ func TestProduceStreamBoundsInFlight(t *testing.T) {
 	if r, err := ps.Recv(); err != nil || r.GetCorrelationId() != 1 {
 		t.Fatalf("first answer %v, %v", r, err)
 	}
-	for p.LogEndOffset() < 5 {
-		if time.Now().After(deadline) {
-			t.Fatalf("log end %d after an answer, want 5", p.LogEndOffset())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitLogEnd(t, p, 5, "a fifth batch after the first answer")
 	// The follower catches up with what is appended; each answer lets one
 	// more batch in.
 	for i := 2; i <= n; i++ {
@@ -164,11 +149,24 @@ func TestProduceStreamBoundsInFlight(t *testing.T) {
 		if r, err := ps.Recv(); err != nil || r.GetCorrelationId() != uint64(i) || r.GetBaseOffset() != int64(i-1) {
 			t.Fatalf("answer %d: %v, %v", i, r, err)
 		}
-		for p.LogEndOffset() < int64(min(i+4, n)) {
-			if time.Now().After(deadline) {
-				t.Fatalf("log end %d after answer %d", p.LogEndOffset(), i)
-			}
-			time.Sleep(time.Millisecond)
+		waitLogEnd(t, p, int64(min(i+4, n)), "one more batch per answer")
+	}
+}
+
+// waitLogEnd waits, on the log's change notification, until p's log end
+// reaches want (10 s at most).
+func waitLogEnd(t *testing.T, p *partition.Partition, want int64, what string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		changed := p.LogChanged()
+		if p.LogEndOffset() >= want {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("log end %d, want %d: %s not appended", p.LogEndOffset(), want, what)
 		}
 	}
 }
