@@ -179,69 +179,46 @@ func TestPipelineFatalAtEveryPosition(t *testing.T) {
 	}
 }
 
-// TestPipelineUnknownProducerStartsOver: the partition forgets the
-// producer (its state expired) just before a batch of a full window
-// arrives: that batch and the ones behind it are refused (out of order
-// sequence: a producer it does not know starts at 0). None of them is in
-// the log, so the partition starts over under a new producer id and
+// TestPipelineUnknownProducerStartsOver: a partition stops knowing the
+// producer just before a batch of a full window arrives, either its state
+// forgotten (expired: that batch and the ones behind it are refused out of
+// order sequence, as a producer it does not know starts at 0) or its id
+// unknown to the cluster (a single node whose data directory was replaced:
+// refused UNKNOWN_PRODUCER_ID before the append, KIP-360). None of them is
+// in the log, so the partition starts over under a new producer id and
 // sends them again, in order: every record is acknowledged once.
 func TestPipelineUnknownProducerStartsOver(t *testing.T) {
-	for pos := 1; pos < 5; pos++ {
-		t.Run(strconv.Itoa(pos), func(t *testing.T) {
-			fc := newFakeCluster(t, 1)
-			fc.addTopic("t", 1)
-			fc.holdFirst = 5
-			fc.streamFault = func(_ *fakeBroker, _ *stratav1.ProduceRequest, n int) fakeFault {
-				if n == pos {
-					return faultForget
+	for _, tc := range []struct {
+		fault    fakeFault
+		from, to int // the positions in the window it is injected at
+	}{
+		{faultForget, 1, 4}, // at 0 the partition never knew the id: nothing to forget
+		{faultUnknownID, 0, 4},
+	} {
+		for pos := tc.from; pos <= tc.to; pos++ {
+			t.Run(fmt.Sprintf("%v/%d", tc.fault, pos), func(t *testing.T) {
+				fc := newFakeCluster(t, 1)
+				fc.addTopic("t", 1)
+				fc.holdFirst = 5
+				fc.streamFault = func(_ *fakeBroker, _ *stratav1.ProduceRequest, n int) fakeFault {
+					if n == pos {
+						return tc.fault
+					}
+					return faultNone
 				}
-				return faultNone
-			}
-			cl := newTestClient(t, fc)
-			p := newTestProducer(t, cl, pipelineOptions())
-			rs := produceValues(t, testCtx(t), p, "t", 0, 0, 40)
-			expectAll(t, fc, rs)
-			firstWindow(t, fc)
-			fc.mu.Lock()
-			pids := fc.nextPID
-			fc.mu.Unlock()
-			if pids != 2 {
-				t.Fatalf("%d producer ids asked for, want 2", pids)
-			}
-		})
-	}
-}
-
-// TestPipelineUnknownIDStartsOver: the cluster stops knowing the
-// producer's id at each position of a full window (a single node whose
-// data directory was replaced hands ids out anew): that batch and every
-// later one under the id are refused UNKNOWN_PRODUCER_ID before the
-// append. None of them is in the log, so the partition starts over under
-// a new producer id and sends them again, in order: every record is
-// acknowledged once, none fails.
-func TestPipelineUnknownIDStartsOver(t *testing.T) {
-	for pos := range 5 {
-		t.Run(strconv.Itoa(pos), func(t *testing.T) {
-			fc := newFakeCluster(t, 1)
-			fc.addTopic("t", 1)
-			fc.holdFirst = 5
-			fc.streamFault = func(_ *fakeBroker, _ *stratav1.ProduceRequest, n int) fakeFault {
-				if n == pos {
-					return faultUnknownID
+				cl := newTestClient(t, fc)
+				p := newTestProducer(t, cl, pipelineOptions())
+				rs := produceValues(t, testCtx(t), p, "t", 0, 0, 40)
+				expectAll(t, fc, rs)
+				firstWindow(t, fc)
+				fc.mu.Lock()
+				pids := fc.nextPID
+				fc.mu.Unlock()
+				if pids != 2 {
+					t.Fatalf("%d producer ids asked for, want 2", pids)
 				}
-				return faultNone
-			}
-			cl := newTestClient(t, fc)
-			p := newTestProducer(t, cl, pipelineOptions())
-			rs := produceValues(t, testCtx(t), p, "t", 0, 0, 40)
-			expectAll(t, fc, rs)
-			fc.mu.Lock()
-			pids := fc.nextPID
-			fc.mu.Unlock()
-			if pids != 2 {
-				t.Fatalf("%d producer ids asked for, want 2", pids)
-			}
-		})
+			})
+		}
 	}
 }
 
