@@ -15,23 +15,7 @@ import (
 // behind it at once, and the answers come in request order as the high
 // watermark passes each batch.
 func TestProduceStreamAppendsWhileWaitingForHW(t *testing.T) {
-	c, reg := newTestServer(t)
-	if _, err := reg.Create(context.Background(), "hw", topicconfig.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := reg.Partition("hw", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Broker 2 is in the ISR and has reported nothing: the high watermark
-	// stays at 0 until FollowerFetched below says how far it is.
-	p.SetState(partition.State{Role: partition.RoleLeader, LeaderID: 1, Replicas: []int32{1, 2}, ISR: []int32{1, 2}})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ps, err := c.ProduceStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, ps := leaderStream(t, "hw")
 	answers := make(chan *stratav1.ProduceResponse, 8)
 	recvErr := make(chan error, 1)
 	go func() {
@@ -103,21 +87,7 @@ func TestProduceStreamAppendsWhileWaitingForHW(t *testing.T) {
 // test server) batches received and not answered, the stream receives no
 // more until an answer goes out.
 func TestProduceStreamBoundsInFlight(t *testing.T) {
-	c, reg := newTestServer(t)
-	if _, err := reg.Create(context.Background(), "b", topicconfig.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := reg.Partition("b", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.SetState(partition.State{Role: partition.RoleLeader, LeaderID: 1, Replicas: []int32{1, 2}, ISR: []int32{1, 2}})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ps, err := c.ProduceStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, ps := leaderStream(t, "b")
 	const n = 6
 	for i := range n {
 		if err := ps.Send(&stratav1.ProduceRequest{Topic: "b", Records: []*stratav1.Record{{Value: []byte("x")}},
@@ -169,4 +139,28 @@ func waitLogEnd(t *testing.T, p *partition.Partition, want int64, what string) {
 			t.Fatalf("log end %d, want %d: %s not appended", p.LogEndOffset(), want, what)
 		}
 	}
+}
+
+// leaderStream creates topic on a test server whose broker 1 leads its
+// partition 0 with broker 2 in the ISR, reporting nothing (the high
+// watermark stays at 0 until the test calls FollowerFetched), and opens a
+// ProduceStream to it, ended with the test.
+func leaderStream(t *testing.T, topic string) (*partition.Partition, stratav1.Log_ProduceStreamClient) {
+	t.Helper()
+	c, reg := newTestServer(t)
+	if _, err := reg.Create(context.Background(), topic, topicconfig.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := reg.Partition(topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetState(partition.State{Role: partition.RoleLeader, LeaderID: 1, Replicas: []int32{1, 2}, ISR: []int32{1, 2}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	ps, err := c.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, ps
 }
